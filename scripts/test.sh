@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Python deps, the MCPB CLI and MCP Inspector from npm) and run them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if command -v npm >/dev/null 2>&1; then
+  # Pinned, project-local: the MCPB manifest validator and the MCP Inspector CLI (a real MCP client).
+  npm install --silent --no-audit --no-fund --prefix .tools \
+    @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 >/dev/null
+else
+  echo "npm not found: install Node.js >= 20 (apt-get install nodejs npm)" >&2
+  exit 1
+fi
+export OMNIPOST_NODE_TOOLS="$PWD/.tools/node_modules/.bin"
+export OMNIPOST_REQUIRE_NODE_TOOLS=1
+.venv/bin/python -m pytest "$@"

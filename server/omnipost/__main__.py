@@ -1,0 +1,108 @@
+"""The omnipost command line: `omnipost serve` (stdio by default), `validate`, `rules`, `manifest --check`."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+
+def _settings():  # noqa: ANN202 - built lazily so `--help` stays instant
+    from omnipost.config import Settings
+
+    load_dotenv()
+    return Settings()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the MCP server on stdio, SSE or streamable HTTP."""
+    from omnipost import logging as oplog
+    from omnipost.app import build_server
+
+    settings = _settings()
+    oplog.configure(settings.log_level)
+    server = build_server(settings)
+    if args.transport == "stdio":
+        server.run()
+        return 0
+    from omnipost.http import serve_http
+
+    serve_http(server, settings, args.transport, args.host, args.port)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a request file (or stdin) through the real server and print the result as JSON."""
+    import anyio
+    from mcp import Client
+
+    from omnipost import logging as oplog
+    from omnipost.app import build_server
+
+    settings = _settings()
+    oplog.configure("WARNING")
+    raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    request = json.loads(raw)
+
+    async def run() -> int:
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool("validate_post", request)
+        payload = result.structured_content
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        if result.is_error:
+            return 2
+        return 0 if payload and payload.get("valid") else 1
+
+    return anyio.run(run)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Print the rule catalogue (or one platform's rules)."""
+    from omnipost.tools.drafting import rules_for, summarize
+
+    for rule in rules_for(args.platform):
+        s = summarize(rule)
+        print(f"{s.id:45} {s.stage:8} {s.summary}")
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """Compare manifest.json with what the server registers; print the difference."""
+    from omnipost.manifest import manifest_drift
+
+    drift = manifest_drift(Path(args.path))
+    for line in drift:
+        print(line)
+    if not drift:
+        print("manifest.json matches the server's tools and prompts")
+    return 1 if drift else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `omnipost` console script."""
+    parser = argparse.ArgumentParser(prog="omnipost", description="Publish one post to many social accounts, from any MCP client.")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address for HTTP transports (default loopback)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(func=cmd_serve)
+    validate = sub.add_parser("validate", help="validate a post request (JSON file or - for stdin)")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_validate)
+    rules = sub.add_parser("rules", help="list the preflight rules")
+    rules.add_argument("--platform")
+    rules.set_defaults(func=cmd_rules)
+    manifest = sub.add_parser("manifest", help="check manifest.json against the server")
+    manifest.add_argument("--check", action="store_true", required=True)
+    manifest.add_argument("--path", default="manifest.json")
+    manifest.set_defaults(func=cmd_manifest)
+    args = parser.parse_args(argv)
+    if args.command is None:  # `omnipost` alone, as MCP clients launch it: serve on stdio
+        args = parser.parse_args(["serve", *(argv or [])])
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

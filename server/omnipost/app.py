@@ -1,0 +1,155 @@
+"""The one composition root: build_server() constructs everything the server uses."""
+
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from pydantic import BaseModel, ValidationError
+
+from omnipost import __version__
+from omnipost.clock import Clock, SystemClock
+from omnipost.config import Settings
+from omnipost.errors import AppError, ErrorObject
+from omnipost.preflight.engine import AccountLookup, MediaLookup, NoAccounts, NoMedia
+
+logger = logging.getLogger("omnipost")
+
+INSTRUCTIONS = (
+    "omnipost validates, publishes and schedules one post to up to 25 social accounts "
+    "(Bluesky, X, Threads, LinkedIn, Instagram, Facebook Pages, Pinterest). Call validate_post "
+    "first: it reports every rule a target breaks, with the numbers and a remediation to apply. "
+    "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule."
+)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the tools need, built once per server."""
+
+    settings: Settings
+    clock: Clock
+    accounts: AccountLookup
+    media: MediaLookup
+
+
+def new_request_id() -> str:
+    """A short id the user can quote; it is also in the server's log line for the failure."""
+    return "req_" + secrets.token_hex(8)
+
+
+def json_path(loc: Sequence[int | str]) -> str:
+    """('targets', 3, 'media', 0, 'url') -> 'targets[3].media[0].url'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "$"
+
+
+def error_result(error: ErrorObject) -> CallToolResult:
+    """A tool error that carries the whole §3 object as structured content."""
+    data = error.model_dump(exclude_none=True)
+    head = f"[{error.code}] {error.message}" + (f" — {error.remediation}" if error.remediation else "")
+    return CallToolResult(
+        content=[TextContent(type="text", text=head + "\n" + json.dumps(data, ensure_ascii=False))],
+        structured_content={"error": data},
+        is_error=True,
+    )
+
+
+def validation_error(exc: ValidationError, strip: str | None, request_id: str) -> ErrorObject:
+    """Every schema problem, each with the JSON path of its field; the first one heads the error."""
+    details: list[ErrorObject] = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        if strip is not None and loc and loc[0] == strip:
+            loc = loc[1:]
+        # Pydantic names a union branch or a function-validator in the location; the model wants the field.
+        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        path = json_path(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        details.append(
+            ErrorObject(code="validation_failed", message=f"{path}: {msg}", rule=path, path=path,
+                        remediation=f"Fix {path}: {msg}.", requestId=request_id)
+        )
+    first = details[0]
+    return ErrorObject(
+        code="validation_failed",
+        message=first.message if len(details) == 1 else f"{len(details)} fields are invalid; first: {first.message}",
+        rule=first.rule,
+        path=first.path,
+        remediation=first.remediation,
+        requestId=request_id,
+        details=details,
+    )
+
+
+class OmnipostServer(MCPServer):
+    """MCPServer whose tool failures are always the structured §3 error object."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # tool name -> the single pydantic parameter whose fields are advertised at top level
+        self._flattened: dict[str, str] = {}
+
+    def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], **kwargs: Any) -> None:
+        """Register a tool whose one model parameter is advertised flattened (its fields are the arguments)."""
+        self.add_tool(fn, **kwargs)
+        tool = self._tool_manager.get_tool(kwargs["name"])
+        assert tool is not None
+        tool.parameters = model.model_json_schema(by_alias=True)
+        self._flattened[tool.name] = param
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
+        request_id = new_request_id()
+        strip = self._flattened.get(name)
+        if strip is not None:
+            arguments = {strip: arguments}
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            return error_result(self._classify(exc, name, strip, request_id))
+
+    def _classify(self, exc: ToolError, name: str, strip: str | None, request_id: str) -> ErrorObject:
+        cause = exc.__cause__
+        if isinstance(exc, UnexpectedToolError):
+            while cause is not None and not isinstance(cause, AppError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, AppError):
+                return cause.to_error_object(request_id)
+            logger.error("internal error %s in tool %s", request_id, name, exc_info=exc.__cause__)
+            return ErrorObject(code="internal_error", message=f"Internal error (ref {request_id}).",
+                               remediation="This is a bug in omnipost; retrying will not help. Report the ref.", requestId=request_id)
+        if isinstance(cause, ValidationError):
+            return validation_error(cause, strip, request_id)
+        if self._tool_manager.get_tool(name) is None:
+            return ErrorObject(code="not_found", message=f"There is no tool named '{name}'.", rule="name",
+                               remediation="Call tools/list for the tools this server has.", requestId=request_id)
+        return ErrorObject(code="validation_failed", message=str(exc), requestId=request_id)
+
+
+def build_server(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    accounts: AccountLookup | None = None,
+    media: MediaLookup | None = None,
+) -> OmnipostServer:
+    """Build the omnipost MCP server: tools, resources and prompts, wired to their dependencies."""
+    from omnipost import prompts, resources, tools
+
+    deps = Deps(settings=settings, clock=clock or SystemClock(), accounts=accounts or NoAccounts(), media=media or NoMedia())
+    server = OmnipostServer("omnipost", title="omnipost", version=__version__, instructions=INSTRUCTIONS,
+                            website_url="https://github.com/omnipost/omnipost", log_level=settings.log_level.upper())
+    tools.register_tools(server, deps)
+    resources.register_resources(server)
+    prompts.register_prompts(server)
+    return server

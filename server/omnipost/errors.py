@@ -1,0 +1,142 @@
+"""The error taxonomy. Every error the server returns has the PRODUCT.md §3 shape.
+
+    AppError                      .code (public, stable), .rule, .remediation, .retryable
+    ├── InputError                the request can't be served as given; a smarter model could fix it
+    │   ├── ValidationFailedError validation_failed: shape or field value; rule = JSON path
+    │   ├── PreflightError        preflight_failed: .violations (every one of every target)
+    │   ├── NotFoundError         not_found: unknown id, or outside the caller's scope
+    │   └── MediaError            validation_failed: bytes unreadable or unsupported
+    ├── ConfigError               platform not configured / credentials missing: the user must act
+    └── InternalError             internal_error: our bug; carries only a request id
+
+Classes carry attributes, not positional args, and each maps to exactly one public code.
+`to_error_object()` is the only way an error leaves the process, so no traceback, local
+path or secret can ride along.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorObject(BaseModel):
+    """The public error shape (PRODUCT.md §3), identical wherever an error is returned."""
+
+    code: str = Field(description="Stable error code, e.g. preflight_failed or validation_failed.")
+    message: str = Field(description="What went wrong, in one sentence.")
+    rule: str | None = Field(
+        default=None,
+        description="Rule id (preflight) or JSON path of the offending field (validation).",
+    )
+    platformResponse: Any | None = Field(default=None, description="Raw upstream response, when one exists.")
+    remediation: str | None = Field(default=None, description="What to change so the request succeeds.")
+    docUrl: str | None = Field(default=None, description="Platform documentation for the rule.")
+    ruleUrl: str | None = Field(default=None, description="MCP resource URI explaining the rule.")
+    retryable: bool = Field(default=False, description="Whether the same request may succeed later.")
+    requestId: str | None = Field(default=None, description="Server request id, quoted in bug reports.")
+    path: str | None = Field(default=None, description="JSON path of the offending value in the request, when one exists.")
+    actual: Any | None = Field(default=None, description="The measured value that broke the rule (e.g. 317).")
+    limit: Any | None = Field(default=None, description="The limit it broke (e.g. 300).")
+    details: list["ErrorObject"] | None = Field(
+        default=None, description="Every individual violation, when the error aggregates several."
+    )
+
+
+class AppError(Exception):
+    """Base of every error omnipost raises on purpose."""
+
+    code = "internal_error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str | None = None,
+        remediation: str | None = None,
+        doc_url: str | None = None,
+        rule_url: str | None = None,
+        platform_response: Any | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+        self.remediation = remediation
+        self.doc_url = doc_url
+        self.rule_url = rule_url
+        self.platform_response = platform_response
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        """Render this error as the public §3 object."""
+        return ErrorObject(
+            code=self.code,
+            message=self.message,
+            rule=self.rule,
+            platformResponse=self.platform_response,
+            remediation=self.remediation,
+            docUrl=self.doc_url,
+            ruleUrl=self.rule_url,
+            retryable=self.retryable,
+            requestId=request_id,
+        )
+
+
+class InputError(AppError):
+    """The request cannot be served as given; the caller can fix it."""
+
+    code = "validation_failed"
+
+
+class ValidationFailedError(InputError):
+    """A field has the wrong shape or value; `rule` is its JSON path (e.g. `targets[2].text`)."""
+
+    code = "validation_failed"
+
+    def __init__(self, message: str, *, path: str, remediation: str | None = None) -> None:
+        super().__init__(message, rule=path, remediation=remediation)
+        self.path = path
+
+
+class PreflightError(InputError):
+    """One or more documented platform rules failed before any upstream call."""
+
+    code = "preflight_failed"
+
+    def __init__(self, violations: list[ErrorObject]) -> None:
+        count = len(violations)
+        first = violations[0] if violations else None
+        super().__init__(
+            f"{count} preflight rule{'s' if count != 1 else ''} failed; nothing was published.",
+            rule=first.rule if first else None,
+            remediation=first.remediation if first else None,
+        )
+        self.violations = violations
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        obj = super().to_error_object(request_id)
+        obj.details = self.violations
+        return obj
+
+
+class NotFoundError(InputError):
+    """The resource does not exist or is outside the caller's scope (never says which)."""
+
+    code = "not_found"
+
+
+class MediaError(InputError):
+    """Media bytes could not be read or are of an unsupported kind."""
+
+    code = "validation_failed"
+
+
+class ConfigError(AppError):
+    """The server is not configured for this action; the user must act."""
+
+    code = "validation_failed"
+
+
+class InternalError(AppError):
+    """An unexpected failure; only a request id is reported."""
+
+    code = "internal_error"

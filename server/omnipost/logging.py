@@ -1,0 +1,29 @@
+"""stderr-only logging: stdout belongs to the MCP stdio transport."""
+
+import logging
+import re
+import sys
+
+# Bearer tokens, app passwords and API keys must never reach a log line.
+_SECRETS = re.compile(r"(?i)(bearer\s+|authorization[=:]\s*|password[=:]\s*|api[_-]?key[=:]\s*|op_(?:live|test)_)[^\s,;\"']+")
+
+
+class RedactSecrets(logging.Filter):
+    """Replace anything that looks like a credential with [redacted]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETS.sub(lambda m: m.group(1) + "[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def configure(level: str) -> None:
+    """Send omnipost's (and the SDK's) logs to stderr, redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,47 @@
+"""Bluesky limits, from the atproto lexicons and platforms.md §1 (checked 2026-11-24)."""
+
+from omnipost.domain import Platform
+from omnipost.preflight import checks as c
+from omnipost.preflight.model import PlatformRules
+from omnipost.preflight.text import GRAPHEMES
+
+SRC = c.Source(
+    name="Bluesky",
+    doc_url="https://docs.bsky.app/docs/advanced-guides/posts",
+    source="atproto lexicons app.bsky.feed.post (text maxGraphemes 300, maxLength 3000), app.bsky.embed.images "
+    "(maxLength 4, blob maxSize 2000000), app.bsky.embed.video (blob maxSize 300000000); Bluesky app alt-text cap 2000",
+    checked="2026-11-24",
+)
+
+TEXT_LIMIT = 300
+TEXT_BYTES = 3000
+IMAGE_MAX = 2_000_000  # raised from 1 MB in 2026-04
+VIDEO_MAX = 300_000_000  # raised from 100 MB in 2026-08
+ALT_MAX = 2000
+
+BLUESKY = PlatformRules(
+    platform=Platform.BLUESKY,
+    source=SRC.source,
+    checked=SRC.checked,
+    text_unit=GRAPHEMES,
+    text_limit=TEXT_LIMIT,
+    supports_thread=True,
+    supports_first_comment=True,
+    rules=(
+        # The lexicon lets a post with an embed have empty text.
+        c.text_required(SRC, "bluesky.text.non_empty", media_may_replace=True),
+        c.text_max(SRC, "bluesky.text.max_graphemes", limit=TEXT_LIMIT, unit=GRAPHEMES, byte_limit=TEXT_BYTES, thread_ok=True,
+                   note=" (extended grapheme clusters, as a browser's Intl.Segmenter counts them: an emoji sequence or flag is one)"),
+        c.first_comment_non_empty(SRC, "bluesky.first_comment.non_empty"),
+        c.first_comment_max(SRC, "bluesky.first_comment.max_graphemes", limit=TEXT_LIMIT, unit=GRAPHEMES),
+        c.thread_segments(SRC, "bluesky.thread.max_graphemes", limit=TEXT_LIMIT, unit=GRAPHEMES),
+        c.media_count(SRC, "bluesky.media.count_max", max_images=4, max_videos=1, max_total=4,
+                      summary="A Bluesky post carries at most 4 images, or exactly 1 video."),
+        c.media_exclusive(SRC, "bluesky.media.image_video_exclusive"),
+        c.mime_allowed(SRC, "bluesky.media.mime_allowed", mimes=("image/jpeg", "image/png", "image/webp", "image/gif", "video/mp4")),
+        c.size_max(SRC, "bluesky.media.image_size_max", kinds=("image", "gif"), max_bytes=IMAGE_MAX, what="image"),
+        c.size_max(SRC, "bluesky.media.video_size_max", kinds=("video",), max_bytes=VIDEO_MAX, what="video"),
+        c.alt_text_max(SRC, "bluesky.media.alt_text_max_graphemes", limit=ALT_MAX, unit=GRAPHEMES),
+        c.visibility_enum(SRC, "bluesky.visibility.enum", mapping={"public": "public"}),
+    ),
+)

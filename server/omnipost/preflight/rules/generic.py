@@ -1,0 +1,117 @@
+"""Rules that apply to every platform: media resolution, and options that a platform ignores."""
+
+from collections.abc import Iterable
+
+from omnipost.preflight import checks as c
+from omnipost.preflight.model import ResolvedTarget, Rule, Violation
+
+SRC = c.Source(
+    name="omnipost",
+    doc_url="https://github.com/omnipost/omnipost/blob/main/README.md#media",
+    source="omnipost media store and request model (PRODUCT.md §2, §8)",
+    checked="2026-11-24",
+)
+
+
+def _check_unknown(t: ResolvedTarget) -> Iterable[Violation]:
+    for m in t.media:
+        if m.unknown:
+            yield Violation("media.unknown", f"{t.path}.media[{m.index}].mediaId", f"mediaId '{m.media_id}' does not exist in this profile.",
+                            "Upload the file with upload_media and use the mediaId it returns, or pass a url.", m.media_id, None)
+
+
+def _check_not_probed(t: ResolvedTarget) -> Iterable[Violation]:
+    for m in t.media:
+        if m.source == "url":
+            yield Violation("media.not_probed", f"{t.path}.media[{m.index}].url",
+                            f"media[{m.index}] is a URL: its type, size and dimensions are checked when it is fetched at publish time.",
+                            "Upload the file first (upload_media) to have every media rule checked now.", severity="warning")
+
+
+def _ignored(rule_id: str, what: str) -> c.Check:
+    def check(t: ResolvedTarget) -> Iterable[Violation]:
+        from omnipost.preflight.rules import RULES  # the registry imports this module
+
+        rules = RULES[t.platform]
+        name = rules.platform.value
+        if what == "thread" and t.thread and not rules.supports_thread:
+            yield Violation(rule_id, f"{t.path}.thread", f"{name} has no native reply chain; thread is ignored for this target.",
+                            "Remove thread for this platform, or put the whole text in one post.", severity="warning")
+        if what == "firstComment" and t.first_comment is not None and not rules.supports_first_comment:
+            yield Violation(rule_id, f"{t.path}.firstComment", f"{name} has no first comment; firstComment is ignored for this target.",
+                            "Remove firstComment for this platform.", severity="warning")
+        if what == "title" and t.title is not None and not rules.supports_title:
+            yield Violation(rule_id, f"{t.path}.title", f"{name} posts have no title; title is ignored for this target.",
+                            "Remove title for this platform, or fold it into the text.", severity="warning")
+        if what == "options":
+            for key in t.foreign_options:
+                yield Violation(rule_id, f"{t.path}.{key}", f"Options '{key}' do not apply to a {name} target and are ignored.",
+                                f"Remove {key} from this target.", severity="warning")
+    return check
+
+
+MEDIA_UNKNOWN = c.custom(
+    SRC, "media.unknown", check=_check_unknown,
+    summary="A mediaId must name media uploaded to the same profile.",
+    why="omnipost reads size, type and dimensions from its media record; an id outside the profile is treated as missing.",
+    remediation="Upload with upload_media and pass the returned mediaId.",
+    example_fail={"text": "Photo", "media": [{"mediaId": "med_doesnotexist"}]},
+    example_pass={"text": "Photo", "media": [{"url": "https://example.com/photo.jpg"}]},
+)
+MEDIA_UNREADABLE = c.info_rule(
+    SRC, "media.unreadable", stage="shallow",
+    summary="Inline media bytes must be a recognised image or video (JPEG, PNG, WebP, GIF, BMP, TIFF, MP4, MOV).",
+    why="The type is sniffed from the bytes; anything else cannot be published anywhere.",
+    remediation="Send the file itself (not a page or an archive), base64-encoded.",
+    example_fail={"media": [{"bytesBase64": "aGVsbG8gd29ybGQ="}]},
+    example_pass={"media": [{"bytesBase64": "<a PNG image>"}]},
+)
+BYTES_INLINE = c.inline_bytes_unsupported(SRC)
+NOT_PROBED = c.custom(
+    SRC, "media.not_probed", check=_check_not_probed, severity="warning",
+    summary="URL media is checked for type, size and dimensions when it is fetched, not at validation.",
+    why="Validation does not download files; an uploaded mediaId or inline bytes are checked at once.",
+    remediation="Upload the file first to have every rule checked now.",
+    example_fail={"media": [{"url": "https://example.com/photo.jpg"}]},
+    example_pass={"media": [{"mediaId": "med_uploaded"}]},
+)
+THREAD_IGNORED = c.custom(
+    SRC, "thread.unsupported", check=_ignored("thread.unsupported", "thread"), severity="warning",
+    summary="thread is published as a reply chain only on Bluesky, X and Threads; elsewhere it is ignored.",
+    why="Other platforms have no native reply chain.", remediation="Remove thread for that target.",
+    example_fail={"platform": "linkedin", "text": "Part 1", "thread": ["Part 2"]},
+    example_pass={"platform": "bluesky", "text": "Part 1", "thread": ["Part 2"]},
+)
+FIRST_COMMENT_IGNORED = c.custom(
+    SRC, "first_comment.unsupported", check=_ignored("first_comment.unsupported", "firstComment"), severity="warning",
+    summary="firstComment is ignored where the platform has no comments (Pinterest).",
+    why="Pins have no author comment API.", remediation="Remove firstComment for that target.",
+    example_fail={"platform": "pinterest", "firstComment": "More"},
+    example_pass={"platform": "bluesky", "text": "Hi", "firstComment": "More"},
+)
+TITLE_IGNORED = c.custom(
+    SRC, "title.unsupported", check=_ignored("title.unsupported", "title"), severity="warning",
+    summary="title is used by LinkedIn and Pinterest (and YouTube); elsewhere it is ignored.",
+    why="Other platforms' posts have no title field.", remediation="Remove title, or fold it into the text.",
+    example_fail={"platform": "x", "text": "Hi", "title": "Launch"},
+    example_pass={"platform": "pinterest", "title": "Launch"},
+)
+OPTIONS_IGNORED = c.custom(
+    SRC, "options.ignored", check=_ignored("options.ignored", "options"), severity="warning",
+    summary="An option object for another platform is ignored.",
+    why="Each target takes only its own platform's options.", remediation="Remove the other platform's options from the target.",
+    example_fail={"platform": "x", "text": "Hi", "instagram": {"contentType": "reel"}},
+    example_pass={"platform": "x", "text": "Hi", "twitter": {"replySettings": "following"}},
+)
+PROFILE_SCOPE = c.info_rule(
+    SRC, "profile.scope_mismatch", stage="auth",
+    summary="An API key bound to one profile cannot act on another profile's accounts, posts or media (unauthorized).",
+    why="Profiles separate brands or clients; a key is scoped to one of them unless it is org-wide.",
+    remediation="Use a key for that profile, an org-wide key, or leave profileId out.",
+)
+
+# Applied to every target.
+ALL: tuple[Rule, ...] = (MEDIA_UNKNOWN, MEDIA_UNREADABLE, NOT_PROBED, THREAD_IGNORED, FIRST_COMMENT_IGNORED, TITLE_IGNORED, OPTIONS_IGNORED)
+# Applied only to platforms that ingest media from a public URL (Instagram, Threads).
+URL_ONLY: tuple[Rule, ...] = (BYTES_INLINE,)
+CATALOGUE: tuple[Rule, ...] = ALL + URL_ONLY + (PROFILE_SCOPE,)

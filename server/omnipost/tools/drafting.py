@@ -1,0 +1,155 @@
+"""Tools that check a post without publishing: validate_post and the rule catalogue."""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
+from omnipost.drafting import ValidateResult, rule_uri, validate_request
+from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.preflight.model import Rule
+from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
+from omnipost.request import PostRequest
+
+if TYPE_CHECKING:
+    from omnipost.app import Deps, OmnipostServer
+
+
+class RuleSummary(BaseModel):
+    """One catalogue entry."""
+
+    id: str
+    platform: str
+    summary: str
+    limit: Any | None = None
+    unit: str | None = None
+    stage: str = Field(description="shallow (checked by validate_post), deep (at publish: fetches URLs), connect, auth or upstream.")
+    severity: str
+    uri: str
+
+
+class RuleList(BaseModel):
+    """Rules in the catalogue, sorted by id."""
+
+    count: int
+    rules: list[RuleSummary]
+
+
+class RuleExplanation(BaseModel):
+    """Everything omnipost knows about one rule."""
+
+    id: str
+    platform: str
+    summary: str
+    limit: Any | None = None
+    unit: str | None = None
+    why: str
+    remediation: str
+    stage: str
+    severity: str
+    docUrl: str
+    source: str
+    checked: str = Field(description="Date the limit was last checked against its source.")
+    exampleFail: dict[str, Any] | None = Field(default=None, description="A target fragment that breaks the rule.")
+    examplePass: dict[str, Any] | None = Field(default=None, description="A target fragment that satisfies it.")
+    uri: str
+
+
+def summarize(rule: Rule) -> RuleSummary:
+    """The catalogue line for a rule."""
+    return RuleSummary(id=rule.id, platform=rule.platform, summary=rule.summary, limit=rule.limit, unit=rule.unit,
+                       stage=rule.stage, severity=rule.severity, uri=rule_uri(rule.id))
+
+
+def explain(rule: Rule) -> RuleExplanation:
+    """The full explanation of a rule."""
+    return RuleExplanation(id=rule.id, platform=rule.platform, summary=rule.summary, limit=rule.limit, unit=rule.unit, why=rule.why,
+                           remediation=rule.remediation, stage=rule.stage, severity=rule.severity, docUrl=rule.doc_url, source=rule.source,
+                           checked=rule.checked, exampleFail=rule.example_fail, examplePass=rule.example_pass, uri=rule_uri(rule.id))
+
+
+def rules_for(platform: str | None) -> list[Rule]:
+    """The rules that apply to one platform (its own plus the generic ones), or all of them.
+
+    Raises:
+        ValidationFailedError: an unknown platform name.
+    """
+    if platform is None:
+        return sorted(CATALOGUE.values(), key=lambda r: r.id)
+    p = PLATFORM_ALIASES.get(platform.strip().lower())
+    if p is None:
+        raise ValidationFailedError(f"Unknown platform '{platform}'.", path="platform",
+                                    remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
+    own = [r for r in CATALOGUE.values() if r.platform == RULE_PREFIX[p] or (p.value in ("instagram", "threads") and r.platform == "meta")]
+    shared = list(generic.ALL) + (list(generic.URL_ONLY) if p in URL_ONLY_MEDIA else [])
+    return sorted(own + shared, key=lambda r: r.id)
+
+
+def register(server: "OmnipostServer", deps: "Deps") -> None:
+    """Register validate_post, list_preflight_rules and explain_preflight_rule."""
+
+    async def validate_post(request: PostRequest) -> ValidateResult:
+        return await validate_request(request, clock=deps.clock, accounts=deps.accounts, media=deps.media)
+
+    server.add_request_tool(
+        validate_post,
+        param="request",
+        model=PostRequest,
+        name="validate_post",
+        title="Validate a post for every target",
+        description=(
+            "Check a post against every documented rule of each target platform without publishing anything. "
+            "Use it before publish_post or schedule_post, and after every edit. Give the same arguments as a publish: "
+            "`targets` (1–25, each an accountId or just a platform such as bluesky, x, threads, linkedin, instagram, "
+            "facebook, pinterest), top-level `text`/`media`/`firstComment`/`thread` as defaults, per-target overrides, "
+            "and `platforms` overrides keyed by platform. The answer lists, per target in request order: `valid`, "
+            "`measure` (the text's length and limit as that platform counts it: graphemes for Bluesky, twitter-text "
+            "weighted characters for X), every error (rule id, the numbers, and a `remediation` to apply), warnings, "
+            "and `preview`, the exact body that would be sent. Rule violations are a normal answer (`valid: false`); "
+            "only a malformed request is a tool error (validation_failed, with `rule` = the JSON path of the field)."
+        ),
+        annotations=ToolAnnotations(title="Validate a post", read_only_hint=True, destructive_hint=False,
+                                    idempotent_hint=True, open_world_hint=False),
+    )
+
+    async def list_preflight_rules(
+        platform: Annotated[str | None, Field(description="Only this platform's rules (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")] = None,
+    ) -> RuleList:
+        rules = [summarize(r) for r in rules_for(platform)]
+        return RuleList(count=len(rules), rules=rules)
+
+    server.add_tool(
+        list_preflight_rules,
+        name="list_preflight_rules",
+        title="List preflight rules",
+        description=(
+            "List the platform rules omnipost checks before publishing: id, one-line summary, limit and unit, and when "
+            "it is checked (stage). Give `platform` to see one platform's rules plus the generic media rules. Use "
+            "explain_preflight_rule for the reasoning, remediation and examples of one rule."
+        ),
+        annotations=ToolAnnotations(title="List preflight rules", read_only_hint=True, destructive_hint=False,
+                                    idempotent_hint=True, open_world_hint=False),
+    )
+
+    async def explain_preflight_rule(
+        rule_id: Annotated[str, Field(min_length=1, max_length=100, description="A rule id such as bluesky.text.max_graphemes.")],
+    ) -> RuleExplanation:
+        rule = CATALOGUE.get(rule_id.strip())
+        if rule is None:
+            raise NotFoundError(f"There is no preflight rule '{rule_id}'.", rule="rule_id",
+                                remediation="Call list_preflight_rules for the rule ids.")
+        return explain(rule)
+
+    server.add_tool(
+        explain_preflight_rule,
+        name="explain_preflight_rule",
+        title="Explain a preflight rule",
+        description=(
+            "Explain one preflight rule by id (as found in an error's `rule` field): what it requires, the limit, why the "
+            "platform has it, how to fix a violation, a target fragment that fails and one that passes, and the source "
+            "and date the limit was checked."
+        ),
+        annotations=ToolAnnotations(title="Explain a preflight rule", read_only_hint=True, destructive_hint=False,
+                                    idempotent_hint=True, open_world_hint=False),
+    )
