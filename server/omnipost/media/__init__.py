@@ -1,0 +1,1 @@
+"""Media handling: facts sniffed from bytes."""
