@@ -92,6 +92,24 @@ def validation_error(exc: ValidationError, strip: str | None, request_id: str) -
     )
 
 
+def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's output schema widened to `success | {"error": ErrorObject}`.
+
+    A tool error carries the §3 object as structured content; clients that validate structured
+    content against the output schema even for is_error results (the TypeScript SDK does) must
+    find the error shape described there too.
+    """
+    success = dict(schema)
+    defs: dict[str, Any] = success.pop("$defs", {})
+    error_schema = ErrorObject.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(error_schema.pop("$defs", {}))
+    if "$ref" not in error_schema:  # a self-referencing model is already under $defs
+        defs["ErrorObject"] = error_schema
+    envelope = {"type": "object", "properties": {"error": {"$ref": "#/$defs/ErrorObject"}}, "required": ["error"],
+                "additionalProperties": False}
+    return {"type": "object", "anyOf": [success, envelope], "$defs": defs}
+
+
 class OmnipostServer(MCPServer):
     """MCPServer whose tool failures are always the structured §3 error object."""
 
@@ -99,6 +117,14 @@ class OmnipostServer(MCPServer):
         super().__init__(*args, **kwargs)
         # tool name -> the single pydantic parameter whose fields are advertised at top level
         self._flattened: dict[str, str] = {}
+
+    def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
+        """Register a tool whose advertised output schema also admits the error envelope."""
+        super().add_tool(fn, **kwargs)
+        tool = self._tool_manager.get_tool(kwargs.get("name") or fn.__name__)
+        assert tool is not None
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = with_error_branch(tool.fn_metadata.output_schema)
 
     def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], **kwargs: Any) -> None:
         """Register a tool whose one model parameter is advertised flattened (its fields are the arguments)."""
