@@ -7,9 +7,9 @@ from omnipost.platforms.common import is_video, pending
 from omnipost.preflight.model import ResolvedTarget
 
 # LinkedIn silently truncates commentary at the first unescaped reserved character.
-_RESERVED = re.compile(r"([\\|{}@\[\]()<>*_~#])")
+# A '#' that starts a hashtag is kept (it is meant as one); every other reserved char is escaped.
+_RESERVED = re.compile(r"(?P<tag>(?<![\w#])#(?=\w))|(?P<ch>[\\|{}@\[\]()<>*_~#])")
 _URL = re.compile(r"https?://\S+")
-_HASHTAG = re.compile(r"(?<![\w#])#(?=\w)")
 
 
 def escape_little_text(text: str) -> str:
@@ -25,9 +25,7 @@ def escape_little_text(text: str) -> str:
 
 
 def _escape_plain(chunk: str) -> str:
-    # Keep '#' that starts a hashtag (intended as one); escape every other reserved char.
-    keep = {m.start() for m in _HASHTAG.finditer(chunk)}
-    return "".join("\\" + ch if _RESERVED.match(ch) and i not in keep else ch for i, ch in enumerate(chunk))
+    return _RESERVED.sub(lambda m: m.group("tag") or "\\" + m.group("ch"), chunk)
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
