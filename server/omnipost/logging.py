@@ -5,7 +5,10 @@ import re
 import sys
 
 # Bearer tokens, app passwords and API keys must never reach a log line.
-_SECRETS = re.compile(r"(?i)(bearer\s+|authorization[=:]\s*|password[=:]\s*|api[_-]?key[=:]\s*|op_(?:live|test)_)[^\s,;\"']+")
+_SECRETS = re.compile(
+    r"(?i)(authorization[=:]\s*(?:bearer\s+|basic\s+)?|bearer\s+|password[=:]\s*|api[_-]?key[=:]\s*|"
+    r"(?:access|refresh)_?(?:jwt|token)[\"']?[=:]\s*[\"']?|op_(?:live|test)_)[^\s,;\"']+"
+)
 
 
 class RedactSecrets(logging.Filter):
