@@ -19,6 +19,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+Scalar = int | float | str | bool
+Measured = Scalar | list[Scalar]
+
+
 class ErrorObject(BaseModel):
     """The public error shape (PRODUCT.md §3), identical wherever an error is returned."""
 
@@ -28,15 +32,15 @@ class ErrorObject(BaseModel):
         default=None,
         description="Rule id (preflight) or JSON path of the offending field (validation).",
     )
-    platformResponse: Any | None = Field(default=None, description="Raw upstream response, when one exists.")
+    platformResponse: dict[str, Any] | str | None = Field(default=None, description="Raw upstream response, when one exists.")
     remediation: str | None = Field(default=None, description="What to change so the request succeeds.")
     docUrl: str | None = Field(default=None, description="Platform documentation for the rule.")
     ruleUrl: str | None = Field(default=None, description="MCP resource URI explaining the rule.")
     retryable: bool = Field(default=False, description="Whether the same request may succeed later.")
     requestId: str | None = Field(default=None, description="Server request id, quoted in bug reports.")
     path: str | None = Field(default=None, description="JSON path of the offending value in the request, when one exists.")
-    actual: Any | None = Field(default=None, description="The measured value that broke the rule (e.g. 317).")
-    limit: Any | None = Field(default=None, description="The limit it broke (e.g. 300).")
+    actual: Measured | None = Field(default=None, description="The measured value that broke the rule (e.g. 317).")
+    limit: Measured | None = Field(default=None, description="The limit it broke (e.g. 300).")
     details: list["ErrorObject"] | None = Field(
         default=None, description="Every individual violation, when the error aggregates several."
     )

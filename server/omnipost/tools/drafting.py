@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
 from omnipost.drafting import ValidateResult, rule_uri, validate_request
-from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.errors import Measured, NotFoundError, ValidationFailedError
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
 from omnipost.request import PostRequest
@@ -22,7 +22,7 @@ class RuleSummary(BaseModel):
     id: str
     platform: str
     summary: str
-    limit: Any | None = None
+    limit: Measured | None = None
     unit: str | None = None
     stage: str = Field(description="shallow (checked by validate_post), deep (at publish: fetches URLs), connect, auth or upstream.")
     severity: str
@@ -42,7 +42,7 @@ class RuleExplanation(BaseModel):
     id: str
     platform: str
     summary: str
-    limit: Any | None = None
+    limit: Measured | None = None
     unit: str | None = None
     why: str
     remediation: str
