@@ -161,8 +161,20 @@ def first_comment_non_empty(src: Source, rule_id: str) -> Rule:
     )
 
 
-def first_comment_max(src: Source, rule_id: str, *, limit: int, unit: Unit) -> Rule:
-    """The first comment fits the platform's reply limit."""
+def _over_bytes(rule_id: str, path: str, what: str, name: str, text: str, byte_limit: int | None, tail: str) -> Violation | None:
+    """The violation for `text` over a platform's UTF-8 byte cap (Bluesky records: 3000 bytes), if it is."""
+    if byte_limit is None:
+        return None
+    b = len(text.encode("utf-8", "surrogatepass"))
+    if b <= byte_limit:
+        return None
+    return Violation(rule_id, path, f"{what} is {b} UTF-8 bytes; {name} allows {byte_limit}.",
+                     f"{what} is {b} UTF-8 bytes; {name} allows {byte_limit}: cut {b - byte_limit} bytes{tail}.",
+                     actual=b, limit=byte_limit)
+
+
+def first_comment_max(src: Source, rule_id: str, *, limit: int, unit: Unit, byte_limit: int | None = None) -> Rule:
+    """The first comment fits the platform's reply limit (and its byte cap, where a reply record has one)."""
 
     def check(t: ResolvedTarget) -> Iterable[Violation]:
         if t.first_comment is None:
@@ -171,11 +183,14 @@ def first_comment_max(src: Source, rule_id: str, *, limit: int, unit: Unit) -> R
         if n > limit:
             msg, rem = _too_long(src.name, "firstComment", n, limit, unit, "")
             yield Violation(rule_id, f"{t.path}.firstComment", msg, rem, actual=n, limit=limit)
+        elif (v := _over_bytes(rule_id, f"{t.path}.firstComment", "firstComment", src.name, t.first_comment, byte_limit, "")) is not None:
+            yield v
 
+    also = f" and at most {byte_limit} UTF-8 bytes" if byte_limit else ""
     return _rule(
         src,
         rule_id,
-        summary=f"The first comment is at most {limit} {unit.label}.",
+        summary=f"The first comment is at most {limit} {unit.label}{also}.",
         why=f"The first comment is an ordinary {src.name} reply, held to the same length limit.",
         remediation=f"Shorten firstComment to {limit} {unit.label}.",
         limit=limit,
@@ -186,8 +201,8 @@ def first_comment_max(src: Source, rule_id: str, *, limit: int, unit: Unit) -> R
     )
 
 
-def thread_segments(src: Source, rule_id: str, *, limit: int, unit: Unit) -> Rule:
-    """Every thread continuation segment is non-empty and fits the post limit."""
+def thread_segments(src: Source, rule_id: str, *, limit: int, unit: Unit, byte_limit: int | None = None) -> Rule:
+    """Every thread continuation segment is non-empty and fits the post limit (and its byte cap, if any)."""
 
     def check(t: ResolvedTarget) -> Iterable[Violation]:
         for i, seg in enumerate(t.thread):
@@ -204,11 +219,15 @@ def thread_segments(src: Source, rule_id: str, *, limit: int, unit: Unit) -> Rul
             elif n > limit:
                 msg, rem = _too_long(src.name, f"Thread segment {i}", n, limit, unit, " or split it into two segments")
                 yield Violation(rule_id, f"{t.path}.thread[{i}]", msg, rem, actual=n, limit=limit)
+            elif (v := _over_bytes(rule_id, f"{t.path}.thread[{i}]", f"Thread segment {i}", src.name, seg, byte_limit,
+                                   " or split it into two segments")) is not None:
+                yield v
 
+    also = f" and at most {byte_limit} UTF-8 bytes" if byte_limit else ""
     return _rule(
         src,
         rule_id,
-        summary=f"Each thread segment is non-empty and at most {limit} {unit.label}.",
+        summary=f"Each thread segment is non-empty and at most {limit} {unit.label}{also}.",
         why=f"Each segment becomes its own {src.name} post in the reply chain.",
         remediation=f"Keep each thread segment between 1 and {limit} {unit.label}.",
         limit=limit,
@@ -258,7 +277,6 @@ def media_count(
     max_videos: int = 1,
     solo_kinds: tuple[MediaKind, ...] = (),
     max_total: int | None = None,
-    min_when_multiple: int | None = None,
     summary: str,
 ) -> Rule:
     """How many attachments (of each kind) one post may carry."""
@@ -282,9 +300,6 @@ def media_count(
             solo = "an animated GIF" if "gif" in kinds and "gif" in solo_kinds else "a video"
             yield Violation(rule_id, path, f"On {src.name}, {solo} must be the only attachment; {n} are attached.",
                             f"Post {solo} alone on {src.name}: remove the other {n - 1} item(s).", n, 1)
-        elif min_when_multiple is not None and 1 < n < min_when_multiple:
-            yield Violation(rule_id, path, f"A {src.name} carousel needs {min_when_multiple} items; {n} attached.",
-                            f"Attach {min_when_multiple - n} more item(s) or keep just one.", n, min_when_multiple)
 
     return _rule(
         src,

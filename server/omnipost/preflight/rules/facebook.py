@@ -9,7 +9,8 @@ SRC = c.Source(
     name="Facebook",
     doc_url="https://developers.facebook.com/docs/pages-api/posts",
     source="Graph API /{page-id}/feed, /photos, /videos: message about 63,206 characters, photos JPEG/PNG ≤ 4 MB "
-    "(error subcode 1366046), up to 10 attached photos, videos ≤ 4 GB",
+    "(error subcode 1366046), up to 10 attached photos, videos ≤ 4 GB; comments 8000 characters (Graph API comment "
+    "message limit, long-standing figure, unconfirmed)",
     checked="2026-11-24",
 )
 

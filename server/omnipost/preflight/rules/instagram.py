@@ -46,7 +46,7 @@ INSTAGRAM = PlatformRules(
         c.first_comment_non_empty(SRC, "instagram.first_comment.non_empty"),
         c.first_comment_max(SRC, "instagram.first_comment.max_graphemes", limit=TEXT_LIMIT, unit=UTF16),
         c.media_required(SRC, "instagram.media.required"),
-        c.media_count(SRC, "instagram.media.count_max", max_images=10, max_videos=10, max_total=10, min_when_multiple=2,
+        c.media_count(SRC, "instagram.media.count_max", max_images=10, max_videos=10, max_total=10,
                       summary="An Instagram carousel has 2 to 10 items."),
         c.mime_allowed(SRC, "instagram.media.mime_allowed", mimes=("image/jpeg", "video/mp4", "video/quicktime"),
                        label="Instagram photos are JPEG only; videos and reels are MP4 or MOV."),

@@ -31,7 +31,7 @@ THREADS = PlatformRules(
         c.first_comment_non_empty(SRC, "threads.first_comment.non_empty"),
         c.first_comment_max(SRC, "threads.first_comment.max_graphemes", limit=TEXT_LIMIT, unit=THREADS_CHARS),
         c.thread_segments(SRC, "threads.thread.max_graphemes", limit=TEXT_LIMIT, unit=THREADS_CHARS),
-        c.media_count(SRC, "threads.media.count_max", max_images=20, max_videos=20, max_total=20, min_when_multiple=2,
+        c.media_count(SRC, "threads.media.count_max", max_images=20, max_videos=20, max_total=20,
                       summary="A Threads carousel has 2 to 20 items (a single image or video is a plain post)."),
         c.mime_allowed(SRC, "threads.media.mime_allowed",
                        mimes=("image/jpeg", "image/png", "image/webp", "video/mp4", "video/quicktime")),

@@ -3,13 +3,13 @@
 from omnipost.domain import Platform
 from omnipost.preflight import checks as c
 from omnipost.preflight.model import PlatformRules
-from omnipost.preflight.text import TWITTER_WEIGHTED
+from omnipost.preflight.text import CODEPOINTS, TWITTER_WEIGHTED
 
 SRC = c.Source(
     name="X",
     doc_url="https://docs.x.com/x-api/posts/manage-tweets/introduction",
     source="X API v2 POST /2/tweets and media best practices; twitter-text config/v3.json (maxWeightedTweetLength 280, "
-    "transformedURLLength 23)",
+    "transformedURLLength 23); POST /2/media/metadata alt_text ≤ 1000",
     checked="2026-11-24",
 )
 
@@ -36,6 +36,8 @@ X = PlatformRules(
         c.size_max(SRC, "twitter.media.image_size_max", kinds=("image",), max_bytes=5 * c.MB, what="static image"),
         c.size_max(SRC, "twitter.media.gif_size_max", kinds=("gif",), max_bytes=15 * c.MB, what="animated GIF"),
         c.size_max(SRC, "twitter.media.video_size_max", kinds=("video",), max_bytes=512 * c.MB, what="video"),
+        # POST /2/media/metadata: alt_text.text up to 1000 characters.
+        c.alt_text_max(SRC, "twitter.media.alt_text_max_graphemes", limit=1000, unit=CODEPOINTS),
         c.visibility_enum(SRC, "twitter.visibility.enum", mapping={"public": "everyone"}),
     ),
 )
