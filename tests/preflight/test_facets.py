@@ -139,37 +139,121 @@ def test_byte_offsets_count_utf8_bytes_before_the_facet() -> None:
     assert facets[1]["features"][0]["uri"] == "https://example.com"
 
 
-def test_hashtags_longer_than_64_graphemes_are_not_tags() -> None:
-    assert [f["features"][0]["tag"] for f in detect_facets("#" + "🦋" * 64)] == ["🦋" * 64]
-    assert detect_facets("#" + "🦋" * 65) == []
+def _spans(text: str) -> list[tuple[int, int, str, str]]:
+    """(byteStart, byteEnd, kind, value) of every facet and mention candidate, by byteStart."""
+    out = []
+    for f in detect_facets(text):
+        (feature,) = f["features"]
+        kind, value = ("link", feature["uri"]) if feature["$type"] == LINK else ("tag", feature["tag"])
+        out.append((f["index"]["byteStart"], f["index"]["byteEnd"], kind, value))
+    out += [(m["byteStart"], m["byteEnd"], "mention", m["handle"]) for m in detect_mentions(text)]
+    return sorted(out, key=lambda span: span[0])
 
 
-def test_links_strip_repeated_trailing_punctuation_and_unbalanced_parentheses() -> None:
-    uris = [f["features"][0]["uri"] for f in detect_facets("(see https://a.com/x). or b.org!! (c.net/d_(e)))")]
-    assert uris == ["https://a.com/x", "https://b.org", "https://c.net/d_(e)"]
+# The expected values below are what @atproto/api 0.21.0 (RichText.detectFacetsWithoutResolution) returns for
+# these texts, written out by hand so that the suite does not depend on it.
+
+# A grapheme of 11 code points (e + 10 combining marks) and 21 UTF-8 bytes, and the flag of England (7 code points,
+# 28 bytes): 64 of them are a tag of 64 graphemes but over 640 bytes.
+_HEAVY_E = "e" + "".join(chr(c) for c in range(0x301, 0x30B))
+_ENGLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
 
 
-def test_bare_domains_need_a_known_tld_in_any_case() -> None:
-    uris = [f["features"][0]["uri"] for f in detect_facets("my-site.com Example.COM file.jpg e.g. 3.5 v2.0 foo.test")]
-    assert uris == ["https://my-site.com", "https://Example.COM"]
+def test_hashtags_are_limited_to_64_graphemes_not_code_points() -> None:
+    assert _spans("#" + "🦋" * 64) == [(0, 257, "tag", "🦋" * 64)]
+    assert _spans("#" + "🦋" * 65) == []
+    assert _spans("#" + "a" * 64 + " #" + "a" * 65) == [(0, 65, "tag", "a" * 64)]
+    assert _spans("#" + "e\u0301" * 64) == [(0, 193, "tag", "e\u0301" * 64)]
 
 
-def test_a_scheme_alone_is_not_a_link() -> None:
-    assert detect_facets("https://,,, http://") == []
+def test_hashtags_have_no_byte_limit() -> None:
+    assert _spans("#" + _HEAVY_E * 64) == [(0, 1345, "tag", _HEAVY_E * 64)]
+    assert _spans("#" + _HEAVY_E * 65) == []
+    assert _spans("#" + _ENGLAND * 64) == [(0, 1793, "tag", _ENGLAND * 64)]
+    assert _spans("#" + _ENGLAND * 65) == []
 
 
-def test_cashtags_inside_links_are_dropped_as_overlaps() -> None:
-    facets = detect_facets("https://example.com/($AAPL)")
-    assert [f["features"][0]["$type"] for f in facets] == [LINK]
+def test_a_hash_before_a_bare_keycap_mark_is_a_tag_but_not_before_vs16() -> None:
+    assert _spans("#\u20e3 #\u20e3abc #\ufe0f\u20e3 #\ufe0f") == [(0, 4, "tag", "\u20e3"), (5, 12, "tag", "\u20e3abc")]
 
 
-def test_mention_candidates_need_a_valid_handle_ending_in_a_known_tld_or_test() -> None:
-    text = "@alice.bsky.social @Bob.Example.COM @carol.test @dave.notatld @.com @-x.com (@erin.dev) mail@frank.com"
-    assert [m["handle"] for m in detect_mentions(text)] == ["alice.bsky.social", "Bob.Example.COM", "carol.test", "erin.dev"]
+def test_a_zero_width_joiner_ends_a_hashtag() -> None:
+    assert _spans("#" + "👨\u200d👩\u200d👧" * 30) == [(0, 5, "tag", "👨")]
 
 
-def test_mentions_inside_links_are_not_candidates() -> None:
-    assert detect_mentions("https://example.com/(@alice.bsky.social)") == []
+def test_links_lose_one_trailing_punctuation_mark_then_one_unbalanced_parenthesis() -> None:
+    text = "(see https://a.com/x). or b.org!! (c.net/d_(e))) https://a.com).. https://a.com.)"
+    assert _spans(text) == [
+        (5, 20, "link", "https://a.com/x"),
+        (26, 32, "link", "https://b.org!"),
+        (35, 48, "link", "https://c.net/d_(e)))"),
+        (49, 64, "link", "https://a.com)."),
+        (66, 80, "link", "https://a.com."),
+    ]
+
+
+def test_bare_domains_start_with_a_letter_have_no_hyphens_and_need_a_lower_case_known_tld() -> None:
+    text = "my-site.com 9gag.com Example.COM Example.com foo.test e.g. 3.5 v2.0 file.jpg"
+    assert _spans(text) == [(33, 44, "link", "https://Example.com")]
+
+
+def test_punycode_tlds_are_not_known_tlds() -> None:
+    assert _spans("example.xn--p1ai @alice.xn--p1ai") == []
+
+
+def test_a_scheme_is_matched_in_any_case_but_kept_only_when_the_uri_starts_with_lower_case_http() -> None:
+    # The upper-case ones are skipped together with the rest of their run, "(b.com" included.
+    text = "HTTPS://example.com Http://a.com/(b.com httpS://a.com hTTp://b.com"
+    assert _spans(text) == [(40, 53, "link", "httpS://a.com")]
+
+
+def test_bare_domains_starting_with_http_are_kept_as_written_without_the_tld_check() -> None:
+    assert _spans("httpbin.org/get http.notatld https.com") == [
+        (0, 15, "link", "httpbin.org/get"),
+        (16, 28, "link", "http.notatld"),
+        (29, 38, "link", "https.com"),
+    ]
+
+
+def test_a_scheme_followed_only_by_punctuation_is_still_a_link() -> None:
+    assert _spans("https://,,, https://. http:// http://x") == [
+        (0, 10, "link", "https://,,"),
+        (12, 20, "link", "https://"),
+        (30, 38, "link", "http://x"),
+    ]
+
+
+def test_cashtags_and_mentions_inside_links_are_kept_as_overlapping_facets() -> None:
+    assert _spans("https://example.com/($AAPL) https://example.com/(@alice.bsky.social)") == [
+        (0, 27, "link", "https://example.com/($AAPL)"),
+        (21, 26, "tag", "$AAPL"),
+        (28, 68, "link", "https://example.com/(@alice.bsky.social)"),
+        (49, 67, "mention", "alice.bsky.social"),
+    ]
+    assert _spans("#a($AAPL) (#tag)") == [(0, 8, "tag", "a($AAPL"), (3, 8, "tag", "$AAPL")]
+    assert _spans("日本 🦋 https://example.com/($TSLA) ＃タグ") == [
+        (12, 39, "link", "https://example.com/($TSLA)"),
+        (33, 38, "tag", "$TSLA"),
+        (40, 49, "tag", "タグ"),
+    ]
+
+
+def test_mention_candidates_need_a_lower_case_known_tld_or_test_but_no_handle_syntax() -> None:
+    text = (
+        "@alice.bsky.social @Bob.Example.COM @bob.example.com @carol.TEST @carol.test @dave.notatld (@erin.dev) "
+        "mail@frank.com"
+    )
+    handles = ["alice.bsky.social", "bob.example.com", "carol.test", "erin.dev"]
+    assert [m["handle"] for m in detect_mentions(text)] == handles
+    long_label = "x" * 70 + ".com"
+    text = f"@.com @-x.com @a..com @x-.com @_a.com @a_b.com @{long_label}"
+    assert _spans(text) == [
+        (0, 5, "mention", ".com"),
+        (6, 13, "mention", "-x.com"),
+        (14, 21, "mention", "a..com"),
+        (22, 29, "mention", "x-.com"),
+        (47, 122, "mention", long_label),
+    ]
 
 
 def test_mention_offsets_cover_the_at_sign_in_utf8_bytes() -> None:
@@ -183,7 +267,7 @@ def test_utf16_index_conversion_handles_astral_characters() -> None:
     assert [utf16_index_to_utf8(text, i) for i in (0, 1, 3, 4)] == [0, 1, 5, 6]
 
 
-def test_random_texts_give_non_overlapping_facets_on_character_boundaries() -> None:
+def test_random_texts_give_sorted_facets_on_character_boundaries() -> None:
     import random
 
     pieces = ["a", " ", "\n", "#", "＃", "$", "@", "(", ")", ".", ",", "!", "tag", "AAPL", "bsky.app", "a.com",
@@ -195,6 +279,7 @@ def test_random_texts_give_non_overlapping_facets_on_character_boundaries() -> N
         facets = detect_facets(text)
         spans = [(f["index"]["byteStart"], f["index"]["byteEnd"]) for f in facets]
         assert spans == sorted(spans)
-        assert all(s < e <= ps for (s, e), (ps, _pe) in zip(spans, spans[1:]))
+        assert all(s < e for s, e in spans)
+        assert all(s < ps for (s, _e), (ps, _pe) in zip(spans, spans[1:]))  # no two facets start together
         for s, e in spans + [(m["byteStart"], m["byteEnd"]) for m in detect_mentions(text)]:
             data[s:e].decode("utf-8")  # raises if an offset splits a character
