@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# Set up, then run the main job on the embedded default: validate one announcement for seven
-# platforms with no account and no network, and print every target's result.
+# Set up, then run the main job on the embedded default (no account, no network): start the
+# server over stdio, connect three sandbox accounts through a real MCP client, validate and
+# publish one post to all of them, and print the batch and each target's outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMNIPOST_DATA_DIR=${OMNIPOST_DATA_DIR:-$PWD/.omnipost-demo}
-set +e
-.venv/bin/omnipost validate examples/launch.json
-status=$?
-set -e
-# exit 1 means "validated, some target invalid" — the example is built to show violations
-[ "$status" -le 1 ] || exit "$status"
+.venv/bin/omnipost demo

@@ -24,7 +24,10 @@ def _inspector() -> str:
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
     env["OMNIPOST_DATA_DIR"] = str(tmp_path)
-    cmd = [_inspector(), "--cli", sys.executable, "-m", "omnipost", "serve", *args]
+    # The Inspector starts the server with its own environment: pass the data directory explicitly,
+    # or the server would open the user's real one.
+    cmd = [_inspector(), "--cli", "-e", f"OMNIPOST_DATA_DIR={tmp_path}",
+           sys.executable, "-m", "omnipost", "serve", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
 
 

@@ -26,9 +26,13 @@ async def test_tools_are_listed_with_annotations_and_output_schemas(client: Clie
     tools = {t.name: t for t in (await client.list_tools()).tools}
     assert {"validate_post", "list_preflight_rules", "explain_preflight_rule"} <= set(tools)
     for tool in tools.values():
-        assert tool.annotations is not None and tool.annotations.read_only_hint is True
+        assert tool.annotations is not None and tool.annotations.read_only_hint is not None
         assert tool.output_schema is not None
         assert len(tool.description or "") > 80
+    for name in ("validate_post", "list_preflight_rules", "explain_preflight_rule", "list_accounts", "get_post", "list_posts"):
+        assert tools[name].annotations.read_only_hint is True  # type: ignore[union-attr]
+    for name in ("publish_post", "publish_draft", "delete_post"):
+        assert tools[name].annotations.open_world_hint is True and tools[name].annotations.read_only_hint is False  # type: ignore[union-attr]
     # validate_post advertises the request's own fields at top level
     schema = tools["validate_post"].input_schema
     assert "targets" in schema["properties"] and "targets" in schema["required"]

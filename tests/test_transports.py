@@ -1,5 +1,6 @@
 """The real server process over stdio, streamable HTTP and SSE (loopback only)."""
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -33,13 +34,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _keys_wired() -> bool:
+    """Whether `python -m omnipost keys ...` exists yet (else the tests call omnipost.keys' CLI functions)."""
+    spec = importlib.util.find_spec("omnipost.__main__")
+    return spec is not None and spec.origin is not None and "cli_create" in Path(spec.origin).read_text(encoding="utf-8")
+
+
+# The same commands through omnipost.keys' CLI functions, for a tree where __main__ does not route `keys` yet.
+_KEYS_SHIM = """
+import argparse, sys, anyio
+from dotenv import load_dotenv
+from omnipost.config import Settings
+from omnipost import keys
+p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="cmd", required=True)
+c = sub.add_parser("create"); g = c.add_mutually_exclusive_group(); g.add_argument("--profile"); g.add_argument("--org", action="store_true")
+c.add_argument("--mode", default="live"); c.add_argument("--name")
+l = sub.add_parser("list"); l.add_argument("--json", action="store_true")
+r = sub.add_parser("revoke"); r.add_argument("key_id")
+a = p.parse_args(sys.argv[1:]); load_dotenv(); s = Settings()
+if a.cmd == "create": sys.exit(anyio.run(keys.cli_create, s, None if a.org else a.profile, a.mode, a.name))
+if a.cmd == "list": sys.exit(anyio.run(keys.cli_list, s, a.json))
+sys.exit(anyio.run(keys.cli_revoke, s, a.key_id))
+"""
+
+
+def keys_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `omnipost keys ARGS` against the test data directory (bounded)."""
+    cmd = [sys.executable, "-m", "omnipost", "keys"] if _keys_wired() else [sys.executable, "-c", _KEYS_SHIM]
+    return subprocess.run([*cmd, *args], env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+
+
+def create_key(tmp_path: Path, *args: str) -> dict[str, str]:
+    """`omnipost keys create ARGS`; its `field: value` stdout lines as a dict (id, profile, mode, key)."""
+    proc = keys_cli(tmp_path, "create", *args)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+
+
 @contextmanager
-def running(tmp_path: Path, transport: str) -> Iterator[int]:
-    """Start `omnipost serve` on a loopback port; wait (bounded) until uvicorn says it is listening."""
+def running(tmp_path: Path, transport: str, *, api_key: str | None = API_KEY, **env: str) -> Iterator[int]:
+    """Start `omnipost serve` on a loopback port; wait (bounded) until uvicorn says it is listening.
+
+    `api_key` is OMNIPOST_API_KEY (None: only the database's keys are accepted); `env` adds variables.
+    """
     port = _free_port()
+    if api_key is not None:
+        env["OMNIPOST_API_KEY"] = api_key
     proc = subprocess.Popen(
         [sys.executable, "-m", "omnipost", "serve", "--transport", transport, "--port", str(port)],
-        env=_env(tmp_path, OMNIPOST_API_KEY=API_KEY),
+        env=_env(tmp_path, **env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -118,14 +161,16 @@ async def test_streamable_http_needs_the_key_and_refuses_a_foreign_origin(tmp_pa
 
 
 async def test_sse_serves_the_same_tools_and_refuses_a_foreign_origin(tmp_path: Path) -> None:
-    with running(tmp_path, "sse") as port:
+    key = create_key(tmp_path, "--org", "--mode", "test", "--name", "sse")["key"]  # a database key, no OMNIPOST_API_KEY
+    with running(tmp_path, "sse", api_key=None) as port:
         url = f"http://127.0.0.1:{port}/sse"
-        headers = {"Authorization": f"Bearer {API_KEY}"}
+        headers = {"Authorization": f"Bearer {key}"}
         with anyio.fail_after(60):
             async with Client(sse_client(url, headers=headers)) as client:
                 await _exercise(client)
             async with httpx2.AsyncClient() as raw:
-                assert (await raw.get(url)).status_code == 401
+                no_key = await raw.get(url)
+                assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "unauthenticated"
                 async with raw.stream("GET", url, headers={**headers, "Origin": "https://evil.example"}) as foreign:
                     assert foreign.status_code == 403
 
@@ -136,5 +181,5 @@ def test_http_transport_refuses_to_start_without_an_api_key(tmp_path: Path) -> N
         env=_env(tmp_path), capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0
-    assert "OMNIPOST_API_KEY" in proc.stderr
+    assert "OMNIPOST_API_KEY" in proc.stderr and "omnipost keys create" in proc.stderr
     assert proc.stdout == ""

@@ -79,6 +79,43 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return 1 if drift else 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Publish one post to sandbox accounts through a real MCP client over stdio."""
+    import anyio
+
+    from omnipost import demo
+
+    load_dotenv()
+    return anyio.run(demo.run, args.json)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Run the sandbox upstream on loopback, or list what it received."""
+    from omnipost.sandbox import cli
+
+    settings = _settings()
+    store = Path(args.store) if args.store else settings.data_dir / "sandbox.db"
+    if args.action == "serve":
+        cli.serve(store, host=args.host, port=args.port)
+        return 0
+    cli.print_posts(store, as_json=args.json)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys for the HTTP transports."""
+    import anyio
+
+    from omnipost import keys
+
+    settings = _settings()
+    if args.action == "create":
+        return anyio.run(keys.cli_create, settings, None if args.org else args.profile, args.mode, args.name)
+    if args.action == "list":
+        return anyio.run(keys.cli_list, settings, args.json)
+    return anyio.run(keys.cli_revoke, settings, args.key_id)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `omnipost` console script."""
     parser = argparse.ArgumentParser(prog="omnipost", description="Publish one post to many social accounts, from any MCP client.")
@@ -98,6 +135,25 @@ def main(argv: list[str] | None = None) -> None:
     manifest.add_argument("--check", action="store_true", required=True)
     manifest.add_argument("--path", default="manifest.json")
     manifest.set_defaults(func=cmd_manifest)
+    demo = sub.add_parser("demo", help="connect sandbox accounts and publish one post through the MCP client")
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+    sandbox = sub.add_parser("sandbox", help="the local simulated platform: serve it, or list what it received")
+    sandbox.add_argument("action", choices=["serve", "posts"])
+    sandbox.add_argument("--json", action="store_true")
+    sandbox.add_argument("--store", help="sandbox store file (default <data dir>/sandbox.db)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8790)
+    sandbox.set_defaults(func=cmd_sandbox)
+    keys = sub.add_parser("keys", help="API keys for the HTTP transports")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("key_id", nargs="?")
+    keys.add_argument("--profile", help="bind the key to this profile (id or name; default profile if omitted)")
+    keys.add_argument("--org", action="store_true", help="an org-wide key (all profiles)")
+    keys.add_argument("--mode", choices=["live", "test"], default="live")
+    keys.add_argument("--name")
+    keys.add_argument("--json", action="store_true")
+    keys.set_defaults(func=cmd_keys)
     args = parser.parse_args(argv)
     if args.command is None:  # `omnipost` alone, as MCP clients launch it: serve on stdio
         args = parser.parse_args(["serve", *(argv or [])])

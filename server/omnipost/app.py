@@ -4,10 +4,12 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from mcp.server import MCPServer
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import BaseModel, ValidationError
@@ -15,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from omnipost import __version__
 from omnipost.clock import Clock, SystemClock
 from omnipost.config import Settings
-from omnipost.errors import AppError, ErrorObject
-from omnipost.preflight.engine import AccountLookup, MediaLookup, NoAccounts, NoMedia
+from omnipost.auth import current_caller
+from omnipost.errors import AppError, ErrorObject, RateLimitedError
+from omnipost.preflight.engine import AccountLookup, MediaLookup
 
 logger = logging.getLogger("omnipost")
 
@@ -26,16 +29,6 @@ INSTRUCTIONS = (
     "first: it reports every rule a target breaks, with the numbers and a remediation to apply. "
     "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule."
 )
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What the tools need, built once per server."""
-
-    settings: Settings
-    clock: Clock
-    accounts: AccountLookup
-    media: MediaLookup
 
 
 def new_request_id() -> str:
@@ -117,6 +110,8 @@ class OmnipostServer(MCPServer):
         super().__init__(*args, **kwargs)
         # tool name -> the single pydantic parameter whose fields are advertised at top level
         self._flattened: dict[str, str] = {}
+        self.runtime: Any = None
+        self.rate_limiter: Any = None  # keys.RateLimiter, per process; applies to API-key callers only
 
     def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
         """Register a tool whose advertised output schema also admits the error envelope."""
@@ -136,6 +131,12 @@ class OmnipostServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
         request_id = new_request_id()
+        caller = current_caller()
+        if caller.key_id is not None and self.rate_limiter is not None:
+            try:
+                self.rate_limiter.check(caller.key_id)
+            except RateLimitedError as exc:
+                return error_result(exc.to_error_object(request_id))
         strip = self._flattened.get(name)
         if strip is not None:
             arguments = {strip: arguments}
@@ -166,16 +167,31 @@ def build_server(
     settings: Settings,
     *,
     clock: Clock | None = None,
+    http: httpx2.AsyncClient | None = None,
     accounts: AccountLookup | None = None,
     media: MediaLookup | None = None,
+    resolver: Any = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
 ) -> OmnipostServer:
-    """Build the omnipost MCP server: tools, resources and prompts, wired to their dependencies."""
-    from omnipost import prompts, resources, tools
+    """Build the omnipost MCP server: tools, resources and prompts, wired to one Runtime.
 
-    deps = Deps(settings=settings, clock=clock or SystemClock(), accounts=accounts or NoAccounts(), media=media or NoMedia())
+    `http` replaces the HTTP client (tests mount fake upstreams on it); `accounts`/`media` replace
+    validate_post's lookups; `resolver` replaces DNS for the SSRF guard (tests). `token_verifier` and
+    `auth` turn on the SDK's bearer authentication for the HTTP transports (see http.py).
+    """
+    from omnipost import prompts, resources, tools
+    from omnipost.keys import RateLimiter
+    from omnipost.runtime import Runtime
+
+    rt = Runtime(settings=settings, clock=clock or SystemClock(), http=http,
+                 extra={k: v for k, v in {"accounts": accounts, "media": media, "resolver": resolver}.items() if v is not None})
     server = OmnipostServer("omnipost", title="omnipost", version=__version__, instructions=INSTRUCTIONS,
-                            website_url="https://github.com/omnipost/omnipost", log_level=settings.log_level.upper())
-    tools.register_tools(server, deps)
+                            website_url="https://github.com/omnipost/omnipost", log_level=settings.log_level.upper(),
+                            lifespan=rt.lifespan, token_verifier=token_verifier, auth=auth)
+    server.runtime = rt
+    server.rate_limiter = RateLimiter(settings.rate_limit_per_minute, rt.clock)
+    tools.register_tools(server, rt)
     resources.register_resources(server)
     prompts.register_prompts(server)
     return server

@@ -3,6 +3,7 @@
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,3 +28,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="Bearer key required by the HTTP transports.")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra Host header values accepted over HTTP (host:port).")
     allowed_origins: list[str] = Field(default_factory=list, description="Extra Origin values accepted over HTTP.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy async URL; default SQLite in data_dir.")
+    secret_key: SecretStr | None = Field(default=None, description="Encrypts credentials at rest; else a key file in data_dir.")
+    sandbox_url: str | None = Field(default=None, description="An external sandbox upstream (omnipost sandbox serve); default embedded.")
+    upstream_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for one upstream call.")
+    publish_concurrency: int = Field(default=25, ge=1, le=100, description="Targets published at once (25 = a whole batch).")
+    media_roots: list[Path] = Field(default_factory=lambda: [Path.home()], description="Local paths upload_media may read.")
+    confirm: Literal["always", "multi", "never"] = Field(default="multi", description="Ask the user before publishing (elicitation).")
+    rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")

@@ -6,7 +6,16 @@
     │   ├── PreflightError        preflight_failed: .violations (every one of every target)
     │   ├── NotFoundError         not_found: unknown id, or outside the caller's scope
     │   └── MediaError            validation_failed: bytes unreadable or unsupported
+    ├── ConflictError             idempotency_conflict: key reused with another body, or still running
+    ├── UnauthorizedError         unauthorized: authentic key, action not allowed (profile.scope_mismatch)
+    ├── RateLimitedError          rate_limited: the caller's own per-key limit; .retry_after
     ├── ConfigError               platform not configured / credentials missing: the user must act
+    ├── PlatformError             raised only by adapters; .status, .platform_response (truncated, redacted)
+    │   ├── PlatformAuthError     platform_auth_failed: token missing/expired/revoked; reconnect
+    │   ├── PlatformRejectedError platform_rejected: the platform refused the content; permanent
+    │   ├── PlatformRateLimitError platform_unavailable (retryable) with .retry_after
+    │   ├── PlatformUnavailableError platform_unavailable: 5xx, connect failure; retryable
+    │   └── UnknownOutcomeError   platform_outcome_unknown: sent, no definite answer; never retried blind
     └── InternalError             internal_error: our bug; carries only a request id
 
 Classes carry attributes, not positional args, and each maps to exactly one public code.
@@ -38,6 +47,7 @@ class ErrorObject(BaseModel):
     ruleUrl: str | None = Field(default=None, description="MCP resource URI explaining the rule.")
     retryable: bool = Field(default=False, description="Whether the same request may succeed later.")
     requestId: str | None = Field(default=None, description="Server request id, quoted in bug reports.")
+    retryAfter: float | None = Field(default=None, description="Seconds to wait before retrying (rate limits).")
     path: str | None = Field(default=None, description="JSON path of the offending value in the request, when one exists.")
     actual: Measured | None = Field(default=None, description="The measured value that broke the rule (e.g. 317).")
     limit: Measured | None = Field(default=None, description="The limit it broke (e.g. 300).")
@@ -138,6 +148,79 @@ class ConfigError(AppError):
     """The server is not configured for this action; the user must act."""
 
     code = "validation_failed"
+
+
+class ConflictError(AppError):
+    """The idempotency key was used with another body, or its first request is still running."""
+
+    code = "idempotency_conflict"
+
+
+class UnauthorizedError(AppError):
+    """An authentic caller asked for something its key does not allow."""
+
+    code = "unauthorized"
+
+
+class RateLimitedError(AppError):
+    """The caller's own per-key rate limit."""
+
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        obj = super().to_error_object(request_id)
+        obj.retryAfter = self.retry_after
+        return obj
+
+
+class PlatformError(AppError):
+    """Raised only by adapters (through platforms/http.py); carries the upstream answer."""
+
+    code = "platform_unavailable"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status
+        self.retry_after = retry_after
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        obj = super().to_error_object(request_id)
+        obj.retryAfter = self.retry_after
+        return obj
+
+
+class PlatformAuthError(PlatformError):
+    """The account's token is missing, expired or revoked: the user must reconnect."""
+
+    code = "platform_auth_failed"
+
+
+class PlatformRejectedError(PlatformError):
+    """The platform refused the content; retrying the same content will not help."""
+
+    code = "platform_rejected"
+
+
+class PlatformUnavailableError(PlatformError):
+    """Upstream down, throttled or 5xx; the request never took effect; retry later."""
+
+    code = "platform_unavailable"
+    retryable = True
+
+
+class PlatformRateLimitError(PlatformUnavailableError):
+    """The platform throttled us (429); retry after `retry_after` seconds."""
+
+
+class UnknownOutcomeError(PlatformError):
+    """The request reached the platform but no definite answer came back; reconcile, never re-post blind."""
+
+    code = "platform_outcome_unknown"
 
 
 class InternalError(AppError):

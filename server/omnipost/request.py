@@ -217,3 +217,6 @@ class PostRequest(_Content):
     dryRun: bool | None = Field(default=None, description="Run every check, publish nothing.")
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=128, description="Same key + same body = same answer.")
     profileId: str | None = Field(default=None, min_length=1, max_length=64, description="Workspace (default profile if omitted).")
+    skipDuplicateCheck: bool | None = Field(
+        default=None, description="Publish even if the same text went to the same account in the last 24 h."
+    )

@@ -169,7 +169,7 @@ async def _media_ref(
         v = Violation("media.unreadable", path, f"media[{index}]: {probed.message}",
                       "Send the file's own bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP, TIFF, MP4 or MOV.")
         return MediaRef(index, "bytesBase64", item.altText, None), v
-    return MediaRef(index, "bytesBase64", item.altText, probed), None
+    return MediaRef(index, "bytesBase64", item.altText, probed, inline=payload), None
 
 
 def applicable_rules(platform: Platform) -> Iterable[Callable[[ResolvedTarget], Iterable[Violation]]]:

@@ -10,8 +10,9 @@ from omnipost.preflight.text import Unit
 
 Severity = Literal["error", "warning"]
 # When a rule can be decided: "shallow" rules are pure and run on every validate/publish;
-# the others need the network (deep), a connect flow, an API key, or an upstream answer.
-Stage = Literal["shallow", "deep", "connect", "auth", "upstream"]
+# the others need the network (deep), this server's post history, a connect flow, an API key,
+# or an upstream answer.
+Stage = Literal["shallow", "deep", "history", "connect", "auth", "upstream"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class MediaRef:
     media_id: str | None = None
     url: str | None = None
     unknown: bool = False  # a mediaId that resolves to nothing in scope
+    inline: str | None = field(default=None, repr=False, compare=False)  # the base64 payload, kept for storing it
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class AccountInfo:
     handle: str | None = None
     health: str = "active"
     defaults: dict[str, Any] = field(default_factory=lambda: {})
+    adapter: str | None = None  # "sandbox" for a sandbox account; None = the platform's own adapter
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from omnipost.preflight.model import Rule
 _STAGE = {
     "shallow": "checked by validate_post and before every publish, with no network",
     "deep": "checked at publish time, when omnipost fetches the URL",
+    "history": "checked before publishing, against the posts this server already sent",
     "connect": "checked when the account is connected",
     "auth": "checked against the API key of a network transport",
     "upstream": "reported by the platform while publishing",

@@ -2,12 +2,16 @@
 
 from typing import TYPE_CHECKING
 
-from omnipost.tools import drafting
+from omnipost.tools import accounts, drafting, media, publishing
 
 if TYPE_CHECKING:
-    from omnipost.app import Deps, OmnipostServer
+    from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
 
 
-def register_tools(server: "OmnipostServer", deps: "Deps") -> None:
+def register_tools(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register every tool, with its annotations."""
-    drafting.register(server, deps)
+    drafting.register(server, rt)
+    accounts.register(server, rt)
+    publishing.register(server, rt)
+    media.register(server, rt)

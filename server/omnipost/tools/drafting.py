@@ -13,7 +13,8 @@ from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
 from omnipost.request import PostRequest
 
 if TYPE_CHECKING:
-    from omnipost.app import Deps, OmnipostServer
+    from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
 
 
 class RuleSummary(BaseModel):
@@ -86,11 +87,18 @@ def rules_for(platform: str | None) -> list[Rule]:
     return sorted(own + shared, key=lambda r: r.id)
 
 
-def register(server: "OmnipostServer", deps: "Deps") -> None:
+def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register validate_post, list_preflight_rules and explain_preflight_rule."""
 
     async def validate_post(request: PostRequest) -> ValidateResult:
-        return await validate_request(request, clock=deps.clock, accounts=deps.accounts, media=deps.media)
+        from omnipost.accounts import ProfileDirectory
+        from omnipost.tools.common import profile_of
+
+        profile, caller = await profile_of(rt, request.profileId)
+        assert rt.db is not None
+        directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
+        return await validate_request(request, clock=rt.clock, accounts=rt.extra.get("accounts", directory),
+                                      media=rt.extra.get("media", directory))
 
     server.add_request_tool(
         validate_post,

@@ -110,8 +110,30 @@ PROFILE_SCOPE = c.info_rule(
     remediation="Use a key for that profile, an org-wide key, or leave profileId out.",
 )
 
+DUPLICATE = c.info_rule(
+    SRC, "post.duplicate", stage="history",
+    summary="The same text (whitespace normalised) to the same account within 24 hours is refused, naming the earlier post.",
+    why="Platforms reject duplicates anyway, opaquely and after the fact; a retry without an idempotencyKey would post twice.",
+    remediation="Change the text, reuse the original idempotencyKey to get the earlier result, or set skipDuplicateCheck: true.",
+    limit=24, unit="hours",
+    example_fail={"accountId": "acc_…", "text": "Same words as an hour ago"},
+    example_pass={"accountId": "acc_…", "text": "Same words as an hour ago", "skipDuplicateCheck": True},
+)
+URL_FETCH = c.info_rule(
+    SRC, "media.url_unreachable", stage="deep",
+    summary="Media given as a URL is fetched (SSRF-guarded) before publishing; it must answer 2xx within the size cap.",
+    why="The file is needed to check its type, size and dimensions and to send it; a broken URL fails that target only.",
+    remediation="Use a public https URL that answers 200, or upload the file (upload_media) and pass its mediaId.",
+)
+URL_FORBIDDEN = c.info_rule(
+    SRC, "media.url_forbidden", stage="deep",
+    summary="Media URLs must be public http(s): private, loopback, link-local and metadata addresses are refused.",
+    why="Fetching internal addresses on a caller's behalf is server-side request forgery.",
+    remediation="Give a public https URL, or upload the file from a local path with upload_media.",
+)
+
 # Applied to every target.
 ALL: tuple[Rule, ...] = (MEDIA_UNKNOWN, MEDIA_UNREADABLE, NOT_PROBED, THREAD_IGNORED, FIRST_COMMENT_IGNORED, TITLE_IGNORED, OPTIONS_IGNORED)
 # Applied only to platforms that ingest media from a public URL (Instagram, Threads).
 URL_ONLY: tuple[Rule, ...] = (BYTES_INLINE,)
-CATALOGUE: tuple[Rule, ...] = ALL + URL_ONLY + (PROFILE_SCOPE,)
+CATALOGUE: tuple[Rule, ...] = ALL + URL_ONLY + (PROFILE_SCOPE, DUPLICATE, URL_FETCH, URL_FORBIDDEN)

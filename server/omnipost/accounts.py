@@ -1,0 +1,207 @@
+"""Profiles and connected accounts, always scoped to a profile (out of scope = not found)."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from omnipost.clock import Clock
+from omnipost.domain import PLATFORM_ALIASES, Platform
+from omnipost.errors import NotFoundError, UnauthorizedError, ValidationFailedError
+from omnipost.media.probe import MediaFacts
+from omnipost.preflight.model import AccountInfo
+from omnipost.store.crypto import Vault
+from omnipost.store.db import DEFAULT_PROFILE, Database, new_id
+from omnipost.store.models import Account, Media, Profile
+
+
+class ProfileOut(BaseModel):
+    """A workspace."""
+
+    id: str
+    name: str
+    createdAt: datetime
+
+
+class AccountOut(BaseModel):
+    """A connected account as the client sees it (never its credentials)."""
+
+    id: str
+    profileId: str
+    platform: str = Field(description="The adapter: a real platform id, or sandbox.")
+    emulates: str | None = Field(default=None, description="For sandbox accounts: the platform whose rules apply.")
+    handle: str
+    displayName: str | None = None
+    health: str = Field(description="active, needs_reconnect or disconnected.")
+    tokenExpiresAt: datetime | None = None
+    defaults: dict[str, Any] = Field(default_factory=lambda: {})
+    createdAt: datetime
+
+
+def profile_out(p: Profile) -> ProfileOut:
+    """The public view of a profile."""
+    return ProfileOut(id=p.id, name=p.name, createdAt=p.created_at)
+
+
+def account_out(a: Account) -> AccountOut:
+    """The public view of an account."""
+    return AccountOut(id=a.id, profileId=a.profile_id, platform=a.platform, emulates=a.emulates, handle=a.handle,
+                      displayName=a.display_name, health=a.health, tokenExpiresAt=a.token_expires_at,
+                      defaults=dict(a.defaults or {}), createdAt=a.created_at)
+
+
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+
+
+@dataclass
+class Accounts:
+    """Profile and account records; every lookup takes the caller's profile."""
+
+    db: Database
+    vault: Vault
+    clock: Clock
+
+    async def resolve_profile(self, profile: str | None, *, bound: str | None = None) -> Profile:
+        """The profile a request acts on: by id or name; the default when omitted.
+
+        Raises:
+            NotFoundError: unknown profile.
+            UnauthorizedError: a profile outside the key's binding (`bound`).
+        """
+        async with self.db.session() as s:
+            if profile is None:
+                if bound is not None:
+                    found = await s.get(Profile, bound)
+                else:
+                    found = (await s.exec(select(Profile).where(Profile.name == DEFAULT_PROFILE))).first()
+            else:
+                found = await s.get(Profile, profile) or (await s.exec(select(Profile).where(Profile.name == profile))).first()
+        if found is None:
+            raise NotFoundError(f"Profile '{profile}' was not found.", rule="profileId",
+                                remediation="Call list_profiles, or leave profileId out for the default profile.")
+        if bound is not None and found.id != bound:
+            raise UnauthorizedError("This API key is bound to another profile.", rule="profile.scope_mismatch",
+                                    remediation="Use a key for that profile or an org-wide key, or leave profileId out.")
+        return found
+
+    async def list_profiles(self, *, bound: str | None = None) -> list[Profile]:
+        """Every profile (or only the key's own)."""
+        async with self.db.session() as s:
+            q = select(Profile).order_by(col(Profile.created_at))
+            if bound is not None:
+                q = q.where(Profile.id == bound)
+            return list((await s.exec(q)).all())
+
+    async def create_profile(self, name: str) -> Profile:
+        """A new workspace.
+
+        Raises:
+            ValidationFailedError: a bad or taken name.
+        """
+        if not _PROFILE_NAME.match(name):
+            raise ValidationFailedError("A profile name is 1–64 letters, digits, spaces, '_', '.' or '-'.", path="name")
+        async with self.db.session() as s:
+            if (await s.exec(select(Profile).where(Profile.name == name))).first() is not None:
+                raise ValidationFailedError(f"A profile named '{name}' already exists.", path="name",
+                                            remediation="Pick another name, or use the existing profile.")
+            profile = Profile(id=new_id("prf"), name=name, created_at=self.clock.now())
+            s.add(profile)
+            await s.commit()
+            return profile
+
+    async def add(self, profile_id: str, *, platform: str, handle: str, credentials: dict[str, Any],
+                  emulates: str | None = None, display_name: str | None = None, defaults: dict[str, Any] | None = None) -> Account:
+        """Store a newly connected account with its credentials encrypted."""
+        account = Account(id=new_id("acc"), profile_id=profile_id, platform=platform, emulates=emulates, handle=handle,
+                          display_name=display_name, credentials=self.vault.seal(credentials), defaults=defaults or {},
+                          health="active", created_at=self.clock.now())
+        async with self.db.session() as s:
+            s.add(account)
+            await s.commit()
+        return account
+
+    async def get(self, profile_id: str, account_id: str, *, include_disconnected: bool = False) -> Account:
+        """One account of the profile.
+
+        Raises:
+            NotFoundError: missing, disconnected, or in another profile.
+        """
+        async with self.db.session() as s:
+            account = await s.get(Account, account_id)
+        if account is None or account.profile_id != profile_id or (account.health == "disconnected" and not include_disconnected):
+            raise NotFoundError(f"Account '{account_id}' was not found.", rule="accountId",
+                                remediation="Call list_accounts for the connected accounts.")
+        return account
+
+    async def list(self, profile_id: str, platform: str | None = None) -> list[Account]:
+        """The profile's connected accounts."""
+        async with self.db.session() as s:
+            q = select(Account).where(Account.profile_id == profile_id, Account.health != "disconnected")
+            if platform:
+                q = q.where((Account.platform == platform) | (Account.emulates == platform))
+            return list((await s.exec(q.order_by(col(Account.created_at)))).all())
+
+    async def disconnect(self, profile_id: str, account_id: str) -> Account:
+        """Forget the account's credentials; its posts stay for history.
+
+        Raises:
+            NotFoundError: see get().
+        """
+        account = await self.get(profile_id, account_id)
+        async with self.db.session() as s:
+            row = await s.get(Account, account.id)
+            assert row is not None
+            row.health, row.credentials, row.disconnected_at = "disconnected", None, self.clock.now()
+            s.add(row)
+            await s.commit()
+            return row
+
+    def credentials(self, account: Account) -> dict[str, Any]:
+        """Decrypted credentials (never log them)."""
+        return self.vault.open(account.credentials) if account.credentials else {}
+
+
+def info(account: Account) -> AccountInfo:
+    """What preflight needs: a sandbox account is judged by the platform it emulates."""
+    name = account.emulates if account.platform == "sandbox" else account.platform
+    return AccountInfo(id=account.id, platform=Platform(PLATFORM_ALIASES[name or "x"]), handle=account.handle,
+                       health=account.health, defaults=dict(account.defaults or {}),
+                       adapter="sandbox" if account.platform == "sandbox" else None)
+
+
+class ProfileDirectory:
+    """AccountLookup and MediaLookup for preflight, bound to one profile."""
+
+    def __init__(self, accounts: Accounts, db: Database, profile_id: str, *, test_mode: bool = False) -> None:
+        self._accounts, self._db, self._profile = accounts, db, profile_id
+        self._test_mode = test_mode
+        self._primed: dict[str, Account] = {}
+
+    async def prime(self, account_ids: set[str]) -> None:
+        """Load many accounts in one query (a 25-target request would otherwise make 25)."""
+        async with self._db.session() as s:
+            rows = (await s.exec(select(Account).where(col(Account.id).in_(account_ids), Account.profile_id == self._profile,
+                                                       Account.health != "disconnected"))).all()
+        self._primed.update({a.id: a for a in rows})
+
+    async def get_account(self, account_id: str, profile_id: str | None) -> AccountInfo | None:
+        account: Account | None = self._primed.get(account_id)
+        if account is None:
+            try:
+                account = await self._accounts.get(self._profile, account_id)
+            except NotFoundError:
+                return None
+        if self._test_mode and account.platform != "sandbox":
+            return None  # an op_test_ key reaches only sandbox accounts
+        return info(account)
+
+    async def get_media(self, media_id: str, profile_id: str | None) -> MediaFacts | None:
+        async with self._db.session() as s:
+            m = await s.get(Media, media_id)
+        if m is None or m.profile_id != self._profile or m.deleted_at is not None:
+            return None
+        return MediaFacts(kind=m.kind, mime=m.mime, size=m.size, width=m.width, height=m.height,  # type: ignore[arg-type]
+                          duration=m.duration, frames=m.frames, sha256=m.sha256)

@@ -1,0 +1,113 @@
+"""Idempotency (PRODUCT §4): claim the key under a unique constraint before the write runs.
+
+Same key + same body within 24 h -> the original answer, marked as a replay. Same key + other
+body -> idempotency_conflict. A key whose first request is still running -> idempotency_conflict
+with rule idempotency.in_flight (the caller retries and then gets the replay).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from omnipost.clock import Clock
+from omnipost.errors import ConflictError
+from omnipost.store.db import Database, new_id
+from omnipost.store.models import IdempotencyRecord
+
+TTL = timedelta(hours=24)
+
+
+def request_hash(tool: str, body: dict[str, Any]) -> str:
+    """A stable hash of what was asked (the key itself excluded)."""
+    canonical = json.dumps({"tool": tool, "body": {k: v for k, v in body.items() if k != "idempotencyKey"}},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Either a fresh claim (replay is None) or the stored answer to replay."""
+
+    record_id: str | None
+    replay: dict[str, Any] | None = None
+    replay_is_error: bool = False
+
+
+@dataclass
+class Idempotency:
+    """Claims, completes and releases idempotency keys."""
+
+    db: Database
+    clock: Clock
+
+    async def claim(self, profile_id: str, key: str, tool: str, body_hash: str) -> Claim:
+        """Claim `key` for this request, or find the answer to replay.
+
+        Raises:
+            ConflictError: the key was used with another body, or its request is still running.
+        """
+        now = self.clock.now()
+        record = IdempotencyRecord(id=new_id("idem"), profile_id=profile_id, key=key, tool=tool, request_hash=body_hash,
+                                   created_at=now, expires_at=now + TTL)
+        for _ in range(2):
+            async with self.db.session() as s:
+                s.add(record)
+                try:
+                    await s.commit()
+                    return Claim(record_id=record.id)
+                except IntegrityError:
+                    await s.rollback()
+                existing = (await s.exec(select(IdempotencyRecord).where(
+                    IdempotencyRecord.profile_id == profile_id, IdempotencyRecord.key == key))).first()
+                if existing is None:
+                    continue  # released between our insert and our read: try once more
+                if existing.expires_at <= now:
+                    await s.delete(existing)  # a day old: the key is free again
+                    await s.commit()
+                    record = IdempotencyRecord(id=new_id("idem"), profile_id=profile_id, key=key, tool=tool,
+                                               request_hash=body_hash, created_at=now, expires_at=now + TTL)
+                    continue
+                if existing.request_hash != body_hash:
+                    raise ConflictError("This idempotencyKey was already used with a different request.", rule="idempotency.mismatch",
+                                        remediation="Use a new idempotencyKey for a different request, or resend the original body.")
+                if existing.state != "done":
+                    raise ConflictError("A request with this idempotencyKey is still running.", rule="idempotency.in_flight",
+                                        remediation="Wait a moment and send the same request again to get its result.")
+                return Claim(record_id=None, replay=existing.response, replay_is_error=existing.is_error)
+        raise ConflictError("This idempotencyKey is contended; retry.", rule="idempotency.in_flight")
+
+    async def attach(self, record_id: str, partial: dict[str, Any]) -> None:
+        """Record progress (e.g. the batch id) so recovery can finish a claim after a crash."""
+        async with self.db.session() as s:
+            row = await s.get(IdempotencyRecord, record_id)
+            if row is not None:
+                row.response = partial
+                s.add(row)
+                await s.commit()
+
+    async def complete(self, record_id: str, response: dict[str, Any], *, is_error: bool = False) -> None:
+        """Store the answer; later requests with the key replay it."""
+        async with self.db.session() as s:
+            row = await s.get(IdempotencyRecord, record_id)
+            if row is not None:
+                row.state, row.response, row.is_error = "done", response, is_error
+                s.add(row)
+                await s.commit()
+
+    async def release(self, record_id: str) -> None:
+        """Forget a claim whose request changed nothing (it failed validation), so a corrected retry may reuse the key."""
+        async with self.db.session() as s:
+            row = await s.get(IdempotencyRecord, record_id)
+            if row is not None:
+                await s.delete(row)
+                await s.commit()
+
+    async def unfinished(self) -> list[IdempotencyRecord]:
+        """Claims left in flight by a crash."""
+        async with self.db.session() as s:
+            return list((await s.exec(select(IdempotencyRecord).where(IdempotencyRecord.state != "done"))).all())

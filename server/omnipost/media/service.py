@@ -1,0 +1,224 @@
+"""Media records: upload (path, URL or base64), list, get, delete, and facts for preflight.
+
+A record (`media` table) belongs to one profile and points, by SHA-256, at a file in the
+content-addressed `MediaStore`. Uploading the same content twice to a profile returns the first
+record. Deleting is soft (the record keeps `deleted_at`); the file goes once no live record in
+any profile refers to its digest.
+"""
+
+import builtins
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx2
+from sqlmodel import col, select
+
+from omnipost.clock import Clock
+from omnipost.errors import MediaError, NotFoundError, ValidationFailedError
+from omnipost.media import probe
+from omnipost.media.fetch import Resolver
+from omnipost.media.probe import MediaFacts
+from omnipost.media.storage import DEFAULT_URL_TIMEOUT, MediaStore, Progress, StoredFile, probe_file
+from omnipost.store.db import Database, new_id
+from omnipost.store.models import Media
+
+MAX_LIMIT = 200
+MAX_FILENAME = 255
+MAX_ALT_TEXT = 5000
+
+
+class MediaService:
+    """Upload, list, fetch and delete a profile's media."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: MediaStore,
+        resolver: Resolver,
+        http: httpx2.AsyncClient | None,
+        clock: Clock,
+        *,
+        url_timeout: float = DEFAULT_URL_TIMEOUT,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.resolver = resolver
+        self.http = http
+        self.clock = clock
+        self.url_timeout = url_timeout
+        # Serialises "find or insert" against "soft-delete and maybe unlink" in this process.
+        self._lock = anyio.Lock()
+
+    async def upload(
+        self,
+        profile_id: str,
+        *,
+        path: str | None = None,
+        url: str | None = None,
+        bytes_base64: str | None = None,
+        alt_text: str | None = None,
+        filename: str | None = None,
+        progress: Progress | None = None,
+    ) -> Media:
+        """Store one file from exactly one source and record it; same content, same record."""
+        sources = [name for name, value in (("path", path), ("url", url), ("bytesBase64", bytes_base64)) if value is not None]
+        if len(sources) != 1:
+            raise ValidationFailedError(
+                "give exactly one of path, url or bytesBase64" + (f" (got {', '.join(sources)})" if sources else ""),
+                path=sources[1] if len(sources) > 1 else "path",
+                remediation="Send the file once: a local path, a public URL, or its bytes as base64.",
+            )
+        source = sources[0]
+        if alt_text is not None and len(alt_text) > MAX_ALT_TEXT:
+            raise ValidationFailedError(f"altText is longer than {MAX_ALT_TEXT} characters", path="altText")
+        if filename is not None and (len(filename) > MAX_FILENAME or "/" in filename or "\x00" in filename):
+            raise ValidationFailedError("filename must be a bare file name of at most 255 characters", path="filename")
+
+        stored = await self._ingest(path=path, url=url, bytes_base64=bytes_base64, progress=progress)
+        try:
+            try:
+                facts = await anyio.to_thread.run_sync(lambda: probe_file(stored.path, sha256=stored.sha256))
+            except MediaError as exc:
+                if exc.rule == probe.RULE:
+                    exc.rule = source  # the field the unreadable bytes came from
+                raise
+            name = filename or _default_filename(path=path, url=url)
+            async with self._lock:
+                record = await self._record(profile_id, facts, alt_text=alt_text, filename=name)
+        except BaseException:
+            self.store.release(stored.sha256)
+            with anyio.CancelScope(shield=True):  # clean up even when the upload was cancelled
+                async with self._lock:
+                    await self._remove_if_unreferenced(stored.sha256)
+            raise
+        self.store.release(stored.sha256)
+        return record
+
+    async def _ingest(
+        self, *, path: str | None, url: str | None, bytes_base64: str | None, progress: Progress | None
+    ) -> StoredFile:
+        if path is not None:
+            return await self.store.ingest_path(path, progress=progress)
+        if url is not None:
+            return await self.store.ingest_url(
+                url, resolver=self.resolver, http=self.http, timeout=self.url_timeout, progress=progress
+            )
+        assert bytes_base64 is not None
+        return await self.store.ingest_base64(bytes_base64, progress=progress)
+
+    async def _record(self, profile_id: str, facts: MediaFacts, *, alt_text: str | None, filename: str | None) -> Media:
+        async with self.db.session() as s:
+            existing = (
+                await s.exec(
+                    select(Media)
+                    .where(Media.profile_id == profile_id, Media.sha256 == facts.sha256, col(Media.deleted_at).is_(None))
+                    .order_by(col(Media.id))
+                )
+            ).first()
+            if existing is not None:
+                if alt_text is not None and alt_text != existing.alt_text:
+                    existing.alt_text = alt_text
+                    s.add(existing)
+                    await s.commit()
+                return existing
+            media = Media(
+                id=new_id("med"),
+                profile_id=profile_id,
+                sha256=facts.sha256,
+                kind=facts.kind,
+                mime=facts.mime,
+                size=facts.size,
+                width=facts.width,
+                height=facts.height,
+                duration=facts.duration,
+                frames=facts.frames,
+                alt_text=alt_text,
+                filename=filename,
+                created_at=self.clock.now(),
+            )
+            s.add(media)
+            await s.commit()
+            return media
+
+    async def list(self, profile_id: str, cursor: str | None = None, limit: int = 50) -> tuple[builtins.list[Media], str | None]:
+        """Live media of a profile, newest first; `cursor` is the `next_cursor` of the previous page."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationFailedError(f"limit must be between 1 and {MAX_LIMIT}", path="limit")
+        if cursor is not None and not cursor.startswith("med_"):
+            raise ValidationFailedError("cursor is not one this server returned", path="cursor")
+        query = select(Media).where(Media.profile_id == profile_id, col(Media.deleted_at).is_(None))
+        if cursor is not None:
+            query = query.where(col(Media.id) < cursor)
+        query = query.order_by(col(Media.id).desc()).limit(limit + 1)
+        async with self.db.session() as s:
+            rows = builtins.list((await s.exec(query)).all())
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1].id
+        return rows, None
+
+    async def get(self, profile_id: str, media_id: str) -> Media | None:
+        """The live record, or None when it is unknown, deleted, or another profile's."""
+        async with self.db.session() as s:
+            return (
+                await s.exec(
+                    select(Media).where(
+                        Media.id == media_id, Media.profile_id == profile_id, col(Media.deleted_at).is_(None)
+                    )
+                )
+            ).first()
+
+    async def delete(self, profile_id: str, media_id: str) -> None:
+        """Soft-delete the record; remove the file when no live record refers to its content."""
+        async with self._lock:
+            async with self.db.session() as s:
+                media = (
+                    await s.exec(
+                        select(Media).where(
+                            Media.id == media_id, Media.profile_id == profile_id, col(Media.deleted_at).is_(None)
+                        )
+                    )
+                ).first()
+                if media is None:
+                    raise NotFoundError(f"no media {media_id!r}", rule="mediaId", remediation="Call list_media for the ids.")
+                media.deleted_at = self.clock.now()
+                s.add(media)
+                await s.commit()
+                sha = media.sha256
+            await self._remove_if_unreferenced(sha)
+
+    async def _remove_if_unreferenced(self, sha256: str) -> None:
+        """Unlink the file if no live record (any profile) refers to it. Hold self._lock."""
+        async with self.db.session() as s:
+            live = (
+                await s.exec(select(Media.id).where(Media.sha256 == sha256, col(Media.deleted_at).is_(None)).limit(1))
+            ).first()
+        if live is None:
+            await anyio.to_thread.run_sync(self.store.remove, sha256)
+
+    def facts(self, media: Media) -> MediaFacts:
+        """The record as preflight sees it."""
+        kind: probe.MediaKind = media.kind  # type: ignore[assignment]  # written from MediaFacts.kind
+        return MediaFacts(
+            kind=kind,
+            mime=media.mime,
+            size=media.size,
+            width=media.width,
+            height=media.height,
+            duration=media.duration,
+            frames=media.frames,
+            sha256=media.sha256,
+        )
+
+
+def _default_filename(*, path: str | None, url: str | None) -> str | None:
+    """The last path segment of the source, when there is a sensible one."""
+    if path is not None:
+        name = PurePosixPath(path).name
+    elif url is not None:
+        name = unquote(PurePosixPath(urlsplit(url).path).name)
+    else:
+        return None
+    name = name.replace("\x00", "")
+    return name[:MAX_FILENAME] or None

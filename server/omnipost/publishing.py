@@ -1,0 +1,758 @@
+"""PublishService: schema -> shallow preflight (atomic) -> store -> deep checks -> fan-out publish.
+
+Exactly once (PRODUCT §5): every upstream call is preceded by a committed attempt row and the
+post's `publishing` status; adapters that accept a caller-chosen id get one derived from the post
+id, so a repeat is recognised upstream. After a crash, `recover()` reconciles every post left in
+`publishing` through the adapter before anything is sent again.
+
+What happens to each adapter error:
+
+| error | post status | retried automatically |
+|---|---|---|
+| PlatformUnavailableError / PlatformRateLimitError | failed (retryable) | by the scheduler (later issue) |
+| UnknownOutcomeError | reconciled at once: published, failed (certainly absent), else unknown | never blind |
+| PlatformAuthError | rejected; account marked needs_reconnect | no |
+| PlatformRejectedError, input errors | rejected | no |
+| anything else | failed, logged as a bug | no |
+"""
+
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, Field
+from sqlalchemy import func as sa_func
+from sqlalchemy import update as sa_update
+from sqlmodel import col, select
+
+from omnipost.accounts import Accounts, ProfileDirectory
+from omnipost.clock import Clock
+from omnipost.domain import Platform
+from omnipost.drafting import TargetResult, ValidateResult, Warning_, check_request, judge_target, violation_error
+from omnipost.errors import (
+    AppError,
+    ErrorObject,
+    NotFoundError,
+    PlatformAuthError,
+    PlatformError,
+    PlatformUnavailableError,
+    PreflightError,
+    UnknownOutcomeError,
+    ValidationFailedError,
+)
+from omnipost.idempotency import Idempotency, request_hash
+from omnipost.media.probe import MediaFacts
+from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob
+from omnipost.platforms.http import MAX_BODY
+from omnipost.preflight.engine import resolve
+from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
+from omnipost.request import PostRequest
+from omnipost.store.db import Database, new_id
+from omnipost.store.models import Account, Attempt, Batch, Post
+
+logger = logging.getLogger("omnipost.publishing")
+
+DUPLICATE_WINDOW = timedelta(hours=24)
+LIVE_STATUSES = ("validated", "publishing", "published", "queued", "unknown")
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+class TargetOutcome(BaseModel):
+    """One target's outcome, in request order."""
+
+    postId: str
+    accountId: str
+    platform: str
+    status: str = Field(description="draft, validated, publishing, published, failed, rejected, cancelled or unknown.")
+    upstreamId: str | None = None
+    uri: str | None = None
+    url: str | None = None
+    cid: str | None = None
+    firstComment: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the first comment.")
+    thread: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the thread segments.")
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+    error: ErrorObject | None = None
+
+
+class BatchResult(BaseModel):
+    """The batch envelope (PRODUCT §2.4)."""
+
+    id: str
+    status: str = Field(description="published, partial_failed, failed, queued, draft or publishing.")
+    mode: str
+    createdAt: datetime
+    scheduledAt: datetime | None = None
+    replay: bool = Field(default=False, description="True when this answer was replayed for a repeated idempotencyKey.")
+    results: list[TargetOutcome]
+    validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
+
+
+class AttemptOut(BaseModel):
+    """One try at the upstream."""
+
+    number: int
+    startedAt: datetime
+    finishedAt: datetime | None
+    httpStatus: int | None
+    outcome: str
+    errorCode: str | None
+    willRetry: bool
+    response: str | None = Field(description="The upstream body, secrets redacted, at most 2000 characters.")
+
+
+class PostDetail(TargetOutcome):
+    """A post with its text and every attempt."""
+
+    batchId: str
+    text: str
+    createdAt: datetime
+    updatedAt: datetime
+    publishedAt: datetime | None
+    attempts: list[AttemptOut]
+
+
+class PostPage(BaseModel):
+    """A page of posts, newest first."""
+
+    posts: list[TargetOutcome]
+    nextCursor: str | None = Field(description="Pass as cursor to get the next page; null at the end.")
+
+
+def normalise(text: str) -> str:
+    """Whitespace-insensitive form of a text, for duplicate detection."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def text_hash(text: str) -> str:
+    """Hash of the normalised text."""
+    return hashlib.sha256(normalise(text).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ serialising resolved targets
+
+
+def dump_target(t: ResolvedTarget, media_ids: dict[int, str]) -> dict[str, Any]:
+    """A resolved target as JSON for the post row (media as uploaded ids), so recovery can rebuild it."""
+    return {
+        "platform": t.platform.value, "text": t.text, "firstComment": t.first_comment, "thread": list(t.thread),
+        "title": t.title, "visibility": t.visibility, "options": t.options,
+        "media": [{"index": m.index, "mediaId": media_ids.get(m.index, m.media_id), "url": m.url, "altText": m.alt_text}
+                  for m in t.media],
+    }
+
+
+def load_target(position: int, content: dict[str, Any], account: AccountInfo | None, facts: dict[str, MediaFacts]) -> ResolvedTarget:
+    """Rebuild the ResolvedTarget stored on a post row."""
+    media = tuple(
+        MediaRef(index=m["index"], source="mediaId" if m.get("mediaId") else "url", alt_text=m.get("altText"),
+                 facts=facts.get(m.get("mediaId") or ""), media_id=m.get("mediaId"), url=m.get("url"))
+        for m in content.get("media", [])
+    )
+    return ResolvedTarget(index=position, platform=Platform(content["platform"]), account=account, text=content["text"],
+                          media=media, first_comment=content.get("firstComment"), thread=tuple(content.get("thread") or ()),
+                          title=content.get("title"), visibility=content.get("visibility"), options=dict(content.get("options") or {}))
+
+
+def outcome(post: Post) -> TargetOutcome:
+    """The public view of a post row."""
+    return TargetOutcome(
+        postId=post.id, accountId=post.account_id, platform=post.platform, status=post.status, upstreamId=post.upstream_id,
+        uri=post.uri, url=post.url, cid=post.cid, firstComment=list(post.first_comment_ids or []),
+        thread=list(post.thread_ids or []),
+        warnings=[Warning_(**w) for w in post.warnings or []],
+        error=ErrorObject(**post.error) if post.error else None,
+    )
+
+
+def batch_status(statuses: Sequence[str], mode: str) -> str:
+    """published (all), failed (none), partial_failed (some); drafts and in-flight batches say so."""
+    if mode == "draft" and all(s == "draft" for s in statuses):
+        return "draft"
+    if any(s in ("validated", "publishing") for s in statuses):
+        return "publishing"
+    published = sum(s == "published" for s in statuses)
+    if published == len(statuses):
+        return "published"
+    return "failed" if published == 0 else "partial_failed"
+
+
+@dataclass
+class MediaPort:
+    """What publishing needs from the media service (materialise URLs/bytes, facts of an id)."""
+
+    upload: Callable[..., Awaitable[Any]]
+    facts_of: Callable[[str, str], Awaitable[MediaFacts | None]]
+    file_of: Callable[[str, str], Awaitable[MediaFile | None]]
+
+
+@dataclass
+class PublishService:
+    """Publishing, drafts, post history and crash recovery."""
+
+    db: Database
+    accounts: Accounts
+    idempotency: Idempotency
+    adapters: dict[str, PlatformAdapter]
+    clock: Clock
+    media: MediaPort | None = None
+    concurrency: int = 10
+    _limiter: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = anyio.CapacityLimiter(self.concurrency)
+
+    # ------------------------------------------------------------------ publish
+
+    async def publish(self, req: PostRequest, body: dict[str, Any], *, tool: str, profile_id: str, test_mode: bool = False,
+                      progress: Progress | None = None) -> BatchResult:
+        """Run the whole pipeline for one request; see the module docstring.
+
+        Raises:
+            ValidationFailedError, NotFoundError, PreflightError, ConflictError: the request as a whole is refused.
+        """
+        mode = check_request(req, self.clock)
+        if mode == "scheduled":
+            raise ValidationFailedError("Scheduling is not available on this server yet; publish now or save a draft.",
+                                        path="scheduledAt", remediation="Remove scheduledAt, or set draft: true and publish_draft later.")
+        claim = None
+        if req.idempotencyKey:
+            claim = await self.idempotency.claim(profile_id, req.idempotencyKey, tool, request_hash(tool, body))
+            if claim.replay is not None:
+                if claim.replay_is_error:
+                    raise _ReplayedError(claim.replay)
+                return BatchResult.model_validate(claim.replay | {"replay": True})
+        try:
+            result = await self._publish_claimed(req, mode, profile_id, test_mode, progress, claim.record_id if claim else None)
+        except AppError:
+            if claim is not None and claim.record_id is not None:
+                await self.idempotency.release(claim.record_id)  # nothing was stored: a corrected retry may reuse the key
+            raise
+        if claim is not None and claim.record_id is not None:
+            await self.idempotency.complete(claim.record_id, result.model_dump(mode="json"))
+        return result
+
+    async def _publish_claimed(self, req: PostRequest, mode: str, profile_id: str, test_mode: bool,
+                               progress: Progress | None, claim_id: str | None) -> BatchResult:
+        directory = ProfileDirectory(self.accounts, self.db, profile_id, test_mode=test_mode)
+        await directory.prime({t.accountId for t in req.targets if t.accountId})
+        resolution = await resolve(req, directory, directory)
+        judged: list[TargetResult] = []
+        violations: list[ErrorObject] = []
+        for t in resolution.targets:
+            if t.account is None:
+                raise ValidationFailedError("Publishing needs an accountId on every target (a platform alone is for validate_post).",
+                                            path=f"targets[{t.index}].accountId", remediation="Call list_accounts and name an account.")
+            r = judge_target(t, resolution.early.get(t.index, []))
+            judged.append(r)
+            violations += r.errors
+        if not req.skipDuplicateCheck:
+            violations += await self._duplicates(resolution.targets, profile_id)
+        if violations:
+            raise PreflightError(violations)
+        now = self.clock.now()
+        batch = Batch(id=new_id("bat"), profile_id=profile_id, idempotency_key=req.idempotencyKey,
+                      request_hash=request_hash("publish", req.model_dump(mode="json")), mode=mode,
+                      status="draft" if mode == "draft" else "publishing", created_at=now)
+        media_ids, media_errors = await self._materialise_media(profile_id, resolution.targets)
+        posts: list[Post] = []
+        for t, r in zip(resolution.targets, judged):
+            assert t.account is not None
+            error = media_errors.get(t.index)
+            posts.append(Post(
+                id=new_id("post"), batch_id=batch.id, profile_id=profile_id, account_id=t.account.id, position=t.index,
+                platform=t.platform.value, status="draft" if mode == "draft" else ("rejected" if error else "validated"),
+                text=t.text, text_hash=text_hash(t.text), content=dump_target(t, media_ids.get(t.index, {})),
+                warnings=[w.model_dump(exclude_none=True) for w in r.warnings],
+                error=error.model_dump(exclude_none=True) if error else None, created_at=now, updated_at=now,
+            ))
+        async with self.db.session() as s:
+            s.add(batch)
+            await s.flush()  # the batch row must exist before its posts (foreign key)
+            s.add_all(posts)
+            await s.commit()
+        if claim_id is not None:
+            await self.idempotency.attach(claim_id, {"batchId": batch.id})
+        if mode != "draft":
+            await self._fan_out([p.id for p in posts if p.status == "validated"], progress)
+        return await self.batch_result(batch.id)
+
+    async def _duplicates(self, targets: Sequence[ResolvedTarget], profile_id: str) -> list[ErrorObject]:
+        since = self.clock.now() - DUPLICATE_WINDOW
+        found: list[ErrorObject] = []
+        wanted = {(t.account.id, text_hash(t.text)) for t in targets if t.account is not None}
+        async with self.db.session() as s:  # one query for the whole batch, matched in memory
+            rows = (await s.exec(select(Post).where(
+                col(Post.account_id).in_({a for a, _ in wanted}), col(Post.text_hash).in_({h for _, h in wanted}),
+                col(Post.status).in_(LIVE_STATUSES), Post.created_at >= since).order_by(col(Post.created_at).desc()))).all()
+        latest: dict[tuple[str, str], Post] = {}
+        for row in rows:
+            latest.setdefault((row.account_id, row.text_hash), row)
+        if latest:
+            for t in targets:
+                assert t.account is not None
+                earlier = latest.get((t.account.id, text_hash(t.text)))
+                if earlier is not None:
+                    found.append(violation_error(Violation(
+                        "post.duplicate", f"targets[{t.index}].text",
+                        f"The same text went to account {t.account.id} at {earlier.created_at.isoformat()} (post {earlier.id}).",
+                        f"Change the text, or set skipDuplicateCheck: true to post it again (earlier post: {earlier.id}).",
+                        actual=earlier.id, limit=24)))
+        return found
+
+    async def _materialise_media(self, profile_id: str, targets: Sequence[ResolvedTarget]) -> tuple[dict[int, dict[int, str]], dict[int, ErrorObject]]:
+        """Store inline bytes and fetch URL media once per distinct source (deep check); a failure fails that target only."""
+        ids: dict[int, dict[int, str]] = {}
+        errors: dict[int, ErrorObject] = {}
+        if self.media is None:
+            return ids, errors
+        cache: dict[str, str | AppError] = {}
+        for t in targets:
+            for m in t.media:
+                if m.source == "mediaId":
+                    continue
+                key = m.url or f"b64:{m.index}:{t.index}"
+                if m.source == "bytesBase64":
+                    key = "b64:" + (m.facts.sha256 if m.facts else key)
+                if key not in cache:
+                    cache[key] = await self._upload(profile_id, t, m)
+                got = cache[key]
+                if isinstance(got, AppError):
+                    errors.setdefault(t.index, _deep_error(t, m, got))
+                else:
+                    ids.setdefault(t.index, {})[m.index] = got
+        return ids, errors
+
+    async def _upload(self, profile_id: str, t: ResolvedTarget, m: MediaRef) -> str | AppError:
+        assert self.media is not None
+        try:
+            if m.source == "url":
+                record = await self.media.upload(profile_id, url=m.url, alt_text=m.alt_text)
+            else:
+                record = await self.media.upload(profile_id, bytes_base64=m.inline, alt_text=m.alt_text)
+            return record.id
+        except AppError as exc:
+            return exc
+
+    async def _fan_out(self, post_ids: list[str], progress: Progress | None) -> None:
+        """Publish posts concurrently, one account's posts in order.
+
+        All attempt rows (and the `publishing` status) are committed in one transaction before
+        any upstream call; results are written as they arrive, coalesced into few transactions
+        (a crash between an upstream success and its write is settled by recovery's reconcile).
+        """
+        if not post_ids:
+            return
+        async with self.db.session() as s:
+            posts = list((await s.exec(select(Post).where(col(Post.id).in_(post_ids)))).all())
+            accounts = {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_({p.account_id for p in posts})))).all()}
+            counts = dict((await s.exec(select(Attempt.post_id, sa_func.count()).where(col(Attempt.post_id).in_(post_ids))
+                                        .group_by(Attempt.post_id))).all())
+            now = self.clock.now()
+            attempt_of: dict[str, str] = {}
+            for p in posts:
+                attempt = Attempt(id=new_id("att"), post_id=p.id, number=counts.get(p.id, 0) + 1, started_at=now)
+                attempt_of[p.id] = attempt.id
+                p.status, p.updated_at = "publishing", now
+                s.add(p)
+                s.add(attempt)
+            await s.commit()
+        order = {pid: i for i, pid in enumerate(post_ids)}
+        by_account: dict[str, list[Post]] = {}
+        for p in sorted(posts, key=lambda p: order[p.id]):
+            by_account.setdefault(p.account_id, []).append(p)
+        writer = _ResultWriter(self)
+        done = 0
+        total = len(posts)
+
+        async def run(chain: list[Post]) -> None:
+            nonlocal done
+            for post in chain:
+                async with self._limiter:
+                    result = await self._attempt(post, accounts[post.account_id], attempt_of[post.id])
+                await writer.put(result)
+                done += 1
+                if progress is not None:
+                    await progress(done, total, f"{post.id}: {result.status}")
+
+        async with anyio.create_task_group() as tg:
+            for chain in by_account.values():
+                tg.start_soon(run, chain)
+        await writer.drain()
+
+    async def _attempt(self, post: Post, account: Account, attempt_id: str) -> "_Result":
+        """One upstream try for a post whose attempt row is already committed; no database writes."""
+        adapter = self.adapters.get(account.platform)
+        if adapter is None or account.health != "active":
+            return _Result(post.id, attempt_id, None, AppError(
+                f"Account {account.id} cannot publish ({'no adapter for ' + account.platform if adapter is None else account.health}).",
+                remediation="Reconnect the account."), "rejected", "rejected")
+        job = await self._job(post, account)
+        try:
+            published = await adapter.publish(job)
+        except UnknownOutcomeError as exc:
+            return await self._settle_unknown(post.id, attempt_id, adapter, job, exc)
+        except PlatformAuthError as exc:
+            await self._mark_account(account.id, "needs_reconnect")
+            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+        except PlatformUnavailableError as exc:
+            return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
+        except PlatformError as exc:
+            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+        except Exception as exc:  # noqa: BLE001 - the fan-out boundary: one target's bug must not sink the batch
+            logger.exception("unexpected error publishing %s", post.id)
+            return _Result(post.id, attempt_id, None, AppError(f"Internal error while publishing ({type(exc).__name__})."), "failed", "failed")
+        return _Result(post.id, attempt_id, published, None, "published", "published")
+
+    async def _settle_unknown(self, post_id: str, attempt_id: str, adapter: PlatformAdapter, job: PublishJob,
+                              exc: UnknownOutcomeError) -> "_Result":
+        """Reconcile at once after an unknown outcome: never retried blind."""
+        try:
+            found = await adapter.find(job)
+        except PlatformError:
+            found = None
+        else:
+            if found is not None:
+                return _Result(post_id, attempt_id, found, None, "reconciled", "published")
+            if adapter.caller_chosen_ids:
+                # Certainly absent upstream, and a retry reuses the same id: safe to retry later.
+                return _Result(post_id, attempt_id, None, PlatformUnavailableError(
+                    f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
+                    "failed", "failed", will_retry=True)
+        return _Result(post_id, attempt_id, None, exc, "unknown", "unknown")
+
+    async def publish_post_row(self, post_id: str, *, reconcile_first: bool = False) -> str:
+        """Publish (or, after a crash, reconcile) one stored post exactly once; returns its final status."""
+        async with self.db.session() as s:
+            post = await s.get(Post, post_id)
+            assert post is not None
+            account = await s.get(Account, post.account_id)
+            assert account is not None
+        adapter = self.adapters.get(account.platform)
+        if reconcile_first and adapter is not None:
+            pending = await self._pending_attempt(post_id)  # the attempt the crash interrupted
+            job = await self._job(post, account)
+            try:
+                found = await adapter.find(job)
+            except PlatformError as exc:
+                return await self._write(_Result(post_id, pending, None, exc, "unknown", "unknown"))
+            if found is not None:
+                return await self._write(_Result(post_id, pending, found, None, "reconciled", "published"))
+            if not adapter.caller_chosen_ids:
+                return await self._write(_Result(post_id, pending, None, UnknownOutcomeError(
+                    "The server stopped while this post was being sent and the platform cannot tell whether it arrived.",
+                    remediation="Check the account on the platform; if the post is missing, publish it again."), "unknown", "unknown"))
+            if pending is not None:  # certainly absent upstream: close the interrupted attempt, then send again
+                await self._write(_Result(post_id, pending, None, None, "failed", "publishing", will_retry=True))
+        attempt_id = await self._begin_attempt(post_id)
+        return await self._write(await self._attempt(post, account, attempt_id))
+
+    async def _job(self, post: Post, account: Account) -> PublishJob:
+        from omnipost.accounts import info
+
+        facts: dict[str, MediaFacts] = {}
+        files: list[MediaFile] = []
+        for m in (post.content or {}).get("media", []):
+            mid = m.get("mediaId")
+            if mid and self.media is not None:
+                f = await self.media.facts_of(post.profile_id, mid)
+                if f is not None:
+                    facts[mid] = f
+                mf = await self.media.file_of(post.profile_id, mid)
+                if mf is not None:
+                    files.append(MediaFile(index=m["index"], mime=mf.mime, kind=mf.kind, size=mf.size, path=mf.path, url=m.get("url"),
+                                           width=mf.width, height=mf.height, alt_text=m.get("altText")))
+                    continue
+            files.append(MediaFile(index=m["index"], mime=None, kind=None, size=None, url=m.get("url"), alt_text=m.get("altText")))
+        target = load_target(post.position, post.content, info(account), facts)
+        ctx = AccountContext(id=account.id, platform=account.platform, handle=account.handle,
+                             credentials=self.accounts.credentials(account), defaults=dict(account.defaults or {}), emulates=account.emulates)
+        return PublishJob(post_id=post.id, upstream_key=post.id, account=ctx, target=target, media=tuple(files))
+
+    async def _pending_attempt(self, post_id: str) -> str | None:
+        async with self.db.session() as s:
+            row = (await s.exec(select(Attempt).where(Attempt.post_id == post_id, Attempt.outcome == "pending")
+                                .order_by(col(Attempt.number).desc()))).first()
+            return row.id if row is not None else None
+
+    async def _begin_attempt(self, post_id: str) -> str:
+        """Commit the attempt row and the `publishing` status before the upstream call."""
+        now = self.clock.now()
+        async with self.db.session() as s:
+            post = await s.get(Post, post_id)
+            assert post is not None
+            count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post_id))).all())
+            attempt = Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now)
+            post.status, post.updated_at = "publishing", now
+            s.add(attempt)
+            s.add(post)
+            await s.commit()
+            return attempt.id
+
+    async def _write(self, r: "_Result") -> str:
+        """Record one result (see _write_many)."""
+        await self._write_many([r])
+        return r.status
+
+    async def _write_many(self, results: Sequence["_Result"]) -> None:
+        """Record results in one transaction: each post's outcome and its attempt (UPDATEs, no reads)."""
+        now = self.clock.now()
+        async with self.db.session() as s:
+            for r in results:
+                post_values: dict[str, Any] = {"status": r.status, "updated_at": now}
+                attempt_values: dict[str, Any] = {"finished_at": now, "outcome": r.outcome, "will_retry": r.will_retry}
+                if r.published is not None:
+                    p = r.published
+                    attempt_values.update(http_status=p.http_status, response_body=_clip(p.response))
+                    post_values.update(upstream_id=p.upstream_id, url=p.url, uri=p.uri, cid=p.cid, published_at=now, error=None,
+                                       first_comment_ids=list(p.first_comment_ids), thread_ids=list(p.thread_ids))
+                if r.error is not None:
+                    obj = r.error.to_error_object()
+                    attempt_values["error_code"] = obj.code
+                    if isinstance(r.error, PlatformError):
+                        attempt_values.update(http_status=r.error.status, response_body=_clip(r.error.platform_response))
+                    post_values["error"] = obj.model_dump(exclude_none=True)
+                if r.attempt_id is None:
+                    count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == r.post_id))).all())
+                    s.add(Attempt(id=new_id("att"), post_id=r.post_id, number=count + 1, started_at=now, **attempt_values))
+                else:
+                    await s.exec(sa_update(Attempt).where(col(Attempt.id) == r.attempt_id).values(**attempt_values))
+                await s.exec(sa_update(Post).where(col(Post.id) == r.post_id).values(**post_values))
+            await s.commit()
+
+    async def _mark_account(self, account_id: str, health: str) -> None:
+        async with self.db.session() as s:
+            account = await s.get(Account, account_id)
+            if account is not None:
+                account.health = health
+                s.add(account)
+                await s.commit()
+
+    # ------------------------------------------------------------------ reading and managing posts
+
+    async def batch_result(self, batch_id: str) -> BatchResult:
+        """The envelope of a stored batch, its status recomputed from its posts."""
+        async with self.db.session() as s:
+            batch = await s.get(Batch, batch_id)
+            assert batch is not None
+            posts = list((await s.exec(select(Post).where(Post.batch_id == batch_id).order_by(col(Post.position)))).all())
+            status = batch_status([p.status for p in posts], batch.mode)
+            if status != batch.status:
+                batch.status = status
+                s.add(batch)
+                await s.commit()
+        return BatchResult(id=batch.id, status=status, mode=batch.mode, createdAt=batch.created_at,
+                           scheduledAt=batch.scheduled_at, results=[outcome(p) for p in posts])
+
+    async def get_post(self, profile_id: str, post_id: str) -> PostDetail:
+        """A post of the profile with every attempt.
+
+        Raises:
+            NotFoundError: unknown, or another profile's.
+        """
+        post = await self._own_post(profile_id, post_id)
+        async with self.db.session() as s:
+            attempts = list((await s.exec(select(Attempt).where(Attempt.post_id == post_id).order_by(col(Attempt.number)))).all())
+        return PostDetail(
+            **outcome(post).model_dump(), batchId=post.batch_id, text=post.text, createdAt=post.created_at,
+            updatedAt=post.updated_at, publishedAt=post.published_at,
+            attempts=[AttemptOut(number=a.number, startedAt=a.started_at, finishedAt=a.finished_at, httpStatus=a.http_status,
+                                 outcome=a.outcome, errorCode=a.error_code, willRetry=a.will_retry, response=a.response_body)
+                      for a in attempts],
+        )
+
+    async def list_posts(self, profile_id: str, *, platform: str | None = None, status: str | None = None,
+                         error_code: str | None = None, after: datetime | None = None, before: datetime | None = None,
+                         cursor: str | None = None, limit: int = 50) -> PostPage:
+        """Posts of the profile, newest first, filtered, cursor-paginated (the cursor is the last post id seen)."""
+        q = select(Post).where(Post.profile_id == profile_id)
+        if platform:
+            q = q.where(Post.platform == platform)
+        if status:
+            q = q.where(Post.status == status)
+        if after:
+            q = q.where(Post.created_at >= after)
+        if before:
+            q = q.where(Post.created_at < before)
+        if cursor:
+            q = q.where(Post.id < cursor)  # ids are time-sortable ULIDs
+        async with self.db.session() as s:
+            rows = list((await s.exec(q.order_by(col(Post.id).desc()).limit(limit + 1 if not error_code else 10_000))).all())
+        if error_code:
+            rows = [p for p in rows if (p.error or {}).get("code") == error_code][: limit + 1]
+        page = rows[:limit]
+        return PostPage(posts=[outcome(p) for p in page], nextCursor=page[-1].id if len(rows) > limit else None)
+
+    async def publish_draft(self, profile_id: str, post_or_batch_id: str, progress: Progress | None = None) -> BatchResult:
+        """Publish a stored draft (one post, or every draft post of a batch).
+
+        Raises:
+            NotFoundError: no such draft in the profile.
+        """
+        async with self.db.session() as s:
+            if post_or_batch_id.startswith("bat_"):
+                batch = await s.get(Batch, post_or_batch_id)
+                if batch is None or batch.profile_id != profile_id:
+                    raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="id")
+                posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id, Post.status == "draft"))).all())
+            else:
+                post = await s.get(Post, post_or_batch_id)
+                posts = [post] if post is not None and post.profile_id == profile_id and post.status == "draft" else []
+            if not posts:
+                raise NotFoundError(f"No draft '{post_or_batch_id}' to publish.", rule="id",
+                                    remediation="list_posts with status draft shows the drafts.")
+            for p in posts:
+                p.status = "validated"
+                s.add(p)
+            batch_id = posts[0].batch_id
+            batch = await s.get(Batch, batch_id)
+            assert batch is not None
+            batch.mode = "immediate"
+            s.add(batch)
+            await s.commit()
+        await self._fan_out([p.id for p in posts], progress)
+        return await self.batch_result(batch_id)
+
+    async def cancel(self, profile_id: str, post_id: str) -> TargetOutcome:
+        """Cancel a draft (queued posts arrive with scheduling).
+
+        Raises:
+            NotFoundError: unknown post; ValidationFailedError: not cancellable in its state.
+        """
+        post = await self._own_post(profile_id, post_id)
+        if post.status not in ("draft", "queued"):
+            raise ValidationFailedError(f"A {post.status} post cannot be cancelled.", path="postId",
+                                        remediation="Only drafts and queued posts can be cancelled; delete_post removes a published one.")
+        async with self.db.session() as s:
+            row = await s.get(Post, post_id)
+            assert row is not None
+            row.status, row.updated_at = "cancelled", self.clock.now()
+            s.add(row)
+            await s.commit()
+            return outcome(row)
+
+    async def delete(self, profile_id: str, post_id: str) -> TargetOutcome:
+        """Delete a published post upstream (where the platform allows) and mark it deleted.
+
+        Raises:
+            NotFoundError, ValidationFailedError, PlatformError.
+        """
+        post = await self._own_post(profile_id, post_id)
+        if post.status != "published" or post.upstream_id is None:
+            raise ValidationFailedError(f"A {post.status} post has nothing to delete upstream.", path="postId",
+                                        remediation="cancel_post cancels drafts; only published posts can be deleted.")
+        async with self.db.session() as s:
+            account = await s.get(Account, post.account_id)
+        assert account is not None
+        adapter = self.adapters.get(account.platform)
+        if adapter is None:
+            raise ValidationFailedError(f"Deleting is not available for {account.platform}.", path="postId")
+        job = await self._job(post, account)
+        await adapter.delete(job.account, post.upstream_id)
+        async with self.db.session() as s:
+            row = await s.get(Post, post_id)
+            assert row is not None
+            row.status, row.updated_at = "deleted", self.clock.now()
+            s.add(row)
+            await s.commit()
+            return outcome(row)
+
+    async def _own_post(self, profile_id: str, post_id: str) -> Post:
+        async with self.db.session() as s:
+            post = await s.get(Post, post_id)
+        if post is None or post.profile_id != profile_id:
+            raise NotFoundError(f"Post '{post_id}' was not found.", rule="postId", remediation="list_posts shows the profile's posts.")
+        return post
+
+    # ------------------------------------------------------------------ recovery
+
+    async def recover(self) -> dict[str, int]:
+        """After a restart: reconcile posts left `publishing`, send those never attempted, finish idempotency claims."""
+        async with self.db.session() as s:
+            stuck = list((await s.exec(select(Post).join(Batch).where(
+                col(Post.status).in_(("publishing", "validated")), Batch.mode == "immediate"))).all())
+        counts = {"reconciled": 0, "resumed": 0}
+        for post in stuck:
+            await self.publish_post_row(post.id, reconcile_first=post.status == "publishing")
+            counts["reconciled" if post.status == "publishing" else "resumed"] += 1
+        for record in await self.idempotency.unfinished():
+            batch_id = (record.response or {}).get("batchId")
+            if batch_id is None:
+                await self.idempotency.release(record.id)  # crashed before anything was stored
+            else:
+                result = await self.batch_result(batch_id)
+                await self.idempotency.complete(record.id, result.model_dump(mode="json"))
+        async with self.db.session() as s:
+            batch_ids = {p.batch_id for p in stuck}
+        for bid in batch_ids:
+            await self.batch_result(bid)
+        return counts
+
+
+@dataclass
+class _Result:
+    """The outcome of one upstream try, before it is written."""
+
+    post_id: str
+    attempt_id: str | None
+    published: Published | None
+    error: AppError | None
+    outcome: str  # the attempt's outcome
+    status: str  # the post's new status
+    will_retry: bool = False
+
+
+class _ResultWriter:
+    """Collects results and writes them in one transaction when the batch ends.
+
+    Deferring is safe: the attempt rows were committed before any upstream call, so a crash
+    before the write leaves posts in `publishing`, which recovery reconciles upstream.
+    """
+
+    def __init__(self, service: PublishService) -> None:
+        self._service = service
+        self._queue: list[_Result] = []
+        self._lock = anyio.Lock()
+
+    async def put(self, r: _Result) -> None:
+        self._queue.append(r)
+
+    async def drain(self) -> None:
+        async with self._lock:
+            batch, self._queue = self._queue, []
+            if batch:
+                await self._service._write_many(batch)
+
+
+class _ReplayedError(AppError):
+    """A stored error answer replayed for a repeated idempotency key."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__(stored.get("message", "replayed error"))
+        self.stored = stored
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        return ErrorObject.model_validate(self.stored)
+
+
+def _clip(body: Any) -> str | None:
+    if body is None:
+        return None
+    import json
+
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    return text[:MAX_BODY]
+
+
+def _deep_error(t: ResolvedTarget, m: MediaRef, exc: AppError) -> ErrorObject:
+    """A deep-check failure for one target, under the platform's own rule id where it has one."""
+    rule = exc.rule or "media.url_unreachable"
+    if rule == "media.url_unreachable":
+        rule = {Platform.INSTAGRAM: "instagram.media.reachable", Platform.PINTEREST: "pinterest.image_url.reachable"}.get(t.platform, rule)
+    obj = exc.to_error_object()
+    return obj.model_copy(update={"code": "preflight_failed" if rule.endswith("reachable") or rule.startswith("media.") else obj.code,
+                                  "rule": rule, "path": f"{t.path}.media[{m.index}]"})

@@ -1,0 +1,144 @@
+"""Runtime: the services a running server uses, opened in the server's lifespan and closed after.
+
+build_server() creates one Runtime; tools hold it and read its services once it is open.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+
+from omnipost.accounts import Accounts
+from omnipost.clock import Clock
+from omnipost.config import Settings
+from omnipost.errors import InternalError
+from omnipost.idempotency import Idempotency
+from omnipost.platforms.base import PlatformAdapter
+from omnipost.publishing import PublishService
+from omnipost.store.crypto import Vault, load_key
+from omnipost.store.db import Database
+
+logger = logging.getLogger("omnipost.runtime")
+
+SANDBOX_HOST = "https://sandbox.omnipost.local"
+
+
+@dataclass
+class Runtime:
+    """Everything opened at start-up: database, HTTP client, adapters, services."""
+
+    settings: Settings
+    clock: Clock
+    http: httpx2.AsyncClient | None = None  # injected by tests (fakes mounted by host)
+    extra: dict[str, Any] = field(default_factory=lambda: {})
+    db: Database | None = None
+    accounts_: Accounts | None = None
+    publisher_: PublishService | None = None
+    media_: Any = None
+    adapters: dict[str, PlatformAdapter] = field(default_factory=lambda: {})
+    _owns_http: bool = False
+    _users: int = 0  # the SSE transport enters the lifespan once per connection: open once, close after the last
+    _gate: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def accounts(self) -> Accounts:
+        """The account service (raises if the server is not started)."""
+        if self.accounts_ is None:
+            raise InternalError("server not started")
+        return self.accounts_
+
+    @property
+    def publisher(self) -> PublishService:
+        """The publishing service."""
+        if self.publisher_ is None:
+            raise InternalError("server not started")
+        return self.publisher_
+
+    @property
+    def sandbox_url(self) -> str:
+        """Where the sandbox upstream answers: an external one (OMNIPOST_SANDBOX_URL) or the embedded one."""
+        return self.settings.sandbox_url or SANDBOX_HOST
+
+    async def open(self) -> None:
+        """Open the database, the HTTP client and the services; reconcile what a crash left behind."""
+        from omnipost.platforms.sandbox import SandboxAdapter
+
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = await Database.open(s.database_url, s.data_dir, self.clock.now())
+        vault = Vault(load_key(s.secret_key.get_secret_value() if s.secret_key else None, s.data_dir))
+        if self.http is None:
+            mounts: dict[str, httpx2.AsyncBaseTransport] = {}
+            if s.sandbox_url is None:
+                from omnipost.sandbox.upstream import create_sandbox_app
+
+                # The embedded sandbox: a simulated platform in this process, with its own store.
+                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db"))
+            self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0))
+            self._owns_http = True
+        self.adapters = {"sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout)}
+        self.accounts_ = Accounts(self.db, vault, self.clock)
+        self.media_ = self._media_service()
+        self.publisher_ = PublishService(self.db, self.accounts_, Idempotency(self.db, self.clock), self.adapters, self.clock,
+                                         media=self.media_port(), concurrency=s.publish_concurrency)
+        counts = await self.publisher_.recover()
+        if any(counts.values()):
+            logger.info("recovered after restart: %s", counts)
+
+    def _media_service(self) -> Any:
+        from omnipost.media.fetch import SystemResolver
+        from omnipost.media.service import MediaService
+        from omnipost.media.storage import MediaStore
+
+        assert self.db is not None and self.http is not None
+        resolver = self.extra.get("resolver") or SystemResolver()
+        store = MediaStore(self.settings.data_dir, self.settings.media_roots)
+        return MediaService(self.db, store, resolver, self.http, self.clock)
+
+    def media_port(self) -> Any:
+        """The three media operations publishing needs."""
+        from omnipost.platforms.base import MediaFile
+        from omnipost.publishing import MediaPort
+
+        service = self.media_
+
+        async def facts_of(profile_id: str, media_id: str) -> Any:
+            record = await service.get(profile_id, media_id)
+            return service.facts(record) if record is not None else None
+
+        async def file_of(profile_id: str, media_id: str) -> MediaFile | None:
+            record = await service.get(profile_id, media_id)
+            if record is None:
+                return None
+            return MediaFile(index=0, mime=record.mime, kind=record.kind, size=record.size, path=service.store.path_for(record.sha256),
+                             width=record.width, height=record.height, alt_text=record.alt_text)
+
+        return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of)
+
+    async def close(self) -> None:
+        """Close what open() opened."""
+        if self._owns_http and self.http is not None:
+            await self.http.aclose()
+            self.http = None
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    @asynccontextmanager
+    async def lifespan(self, _server: Any) -> AsyncIterator["Runtime"]:
+        """The MCP server lifespan: open at the first entry, close after the last exit."""
+        async with self._gate:
+            if self._users == 0:
+                await self.open()
+            self._users += 1
+        try:
+            yield self
+        finally:
+            async with self._gate:
+                self._users -= 1
+                if self._users == 0:
+                    await self.close()

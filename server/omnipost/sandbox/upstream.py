@@ -1,0 +1,607 @@
+"""A local simulated social platform ("the sandbox upstream"): a small stateful Starlette app.
+
+It plays a real platform closely enough that omnipost's exactly-once machinery can be exercised
+end to end, and keeps everything it receives in ITS OWN SQLite file (never omnipost's database),
+so duplicates can be counted from outside with `list_posts(store_path)` and no server running.
+
+Wire format (JSON bodies, JSON answers; errors are `{"error": <code>, "message": <text>}`)
+-----------------------------------------------------------------------------------------
+Auth: `Authorization: Bearer <token>` on every `/v1/posts` call; a missing or unknown token is
+401 `{"error": "unauthorized"}` (with `WWW-Authenticate: Bearer`).
+
+`POST /v1/accounts` `{"handle": "alice", "emulates": "x"}` → 201
+    `{"account": "<sandbox account id>", "token": "<random>", "handle", "emulates"}`.
+    `handle` is `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`; `emulates` is an omnipost platform id (or
+    alias, stored canonical). Registering a handle again is a re-login: 200, same account, a
+    fresh token (earlier tokens stay valid), `emulates` updated. Only a hash of each token is stored.
+
+`PUT /v1/posts/{id}` — the caller chooses the id (like Bluesky's rkey), `[A-Za-z0-9_-]{1,80}`:
+    `{"text": str, "media": [{"mime", "size", "sha256", "altText"?, "url"?}],
+      "replyTo": str | null, "kind": "post" | "reply" | "comment"}`
+    → 201 the stored post (a superset of `{"id", "url", "createdAt"}`).
+    `kind` defaults to "reply" when `replyTo` is set, else "post"; "post" must not reply and
+    "reply"/"comment" must. A media item needs `sha256` (64 lowercase hex) or `url`; `mime` and
+    `size` may be null. `replyTo` names a post id of the same account.
+    The id already exists for the account → 409 `{"error": "already_exists", "message",
+    "post": {...the stored post...}}` and nothing is stored. `replyTo` names no stored post
+    → 400 `{"error": "invalid_request"}`. Any other malformed input → 400 `invalid_request`.
+`GET /v1/posts/{id}` → 200 the post | 404 `{"error": "not_found"}`.
+`GET /v1/posts?text=<exact text>&limit=<1..100, default 20>` → 200 `{"count", "posts"}`: the
+    account's most recent posts, newest first, optionally only those whose text is exactly `text`
+    (what a reconciliation after a crash looks for).
+`DELETE /v1/posts/{id}` → 204 | 404 `not_found`.
+
+A post is `{"id", "account", "handle", "url": "https://sandbox.omnipost.local/<handle>/<id>",
+"text", "media", "replyTo", "kind", "createdAt"}` (createdAt ISO-8601 UTC, from the app's clock).
+
+Control (no auth: the sandbox is local and simulated; the CLI binds it to loopback only):
+`POST /v1/_control/faults` `{"latencyMs": int, "failRate": 0..1, "kinds": [...], "seed": int|null,
+    "maxFaults": int|null}` replaces the fault plan → 200 the plan (with `injected`, the number of
+    faults injected so far). `failRate` defaults to 1.0 when `kinds` is non-empty; `maxFaults`
+    (an extension) stops injecting after that many faults, e.g. "fail once, then recover".
+`GET /v1/_control/faults` → 200 the plan. `DELETE /v1/_control/faults` → 204, no faults.
+`GET /v1/_control/posts` → 200 `{"count", "posts"}`: every stored post of every account, oldest first.
+
+Faults apply only to write calls (PUT and DELETE of `/v1/posts/{id}`), after authentication.
+`latencyMs` delays every write. Then, with probability `failRate`, one of `kinds` is chosen; both
+draws come from `random.Random(seed)`, so a seeded plan injects the same faults in the same order:
+- "5xx": 503 `{"error": "unavailable"}`, nothing stored.
+- "429": 429 `{"error": "rate_limited"}` with `Retry-After: 2`, nothing stored.
+- "timeout_after_accept": the write is performed and committed, then the answer is withheld until
+  the client goes away (at most HANG_SECONDS), so the client times out on a write that took effect.
+- "reset": nothing is stored and the connection is dropped without an answer. ASGI has no way to
+  close a socket, so the app starts a response (status line and headers promising a body) and then
+  raises `SimulatedConnectionReset`: uvicorn logs "Exception in ASGI application" and closes the
+  connection, and an HTTP client sees the connection end before the answer completed
+  (httpx2.RemoteProtocolError). An in-process `httpx2.ASGITransport` client has no connection: the
+  exception propagates out of `client.request` unchanged. `SimulatedConnectionReset` subclasses
+  httpx2.RemoteProtocolError so both cases look the same to a caller (platforms/http.py turns a
+  write that ends this way into UnknownOutcomeError).
+
+Storage: one SQLite connection per operation, run in a worker thread, WAL mode, a busy timeout,
+`BEGIN IMMEDIATE` around every write and `synchronous=NORMAL` (in WAL mode a commit survives a killed process; only a power cut could lose the last ones), so several processes may share the
+file and every post is committed before it is answered (a killed server loses no answered post).
+The fault plan lives in the process (each server process has its own).
+"""
+
+import hashlib
+import json
+import random
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import httpx2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from omnipost.domain import PLATFORM_ALIASES
+
+PUBLIC_BASE = "https://sandbox.omnipost.local"
+POST_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+HANDLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+POST_KINDS = ("post", "reply", "comment")
+FAULT_KINDS = ("5xx", "429", "timeout_after_accept", "reset")
+RETRY_AFTER_SECONDS = 2
+HANG_SECONDS = 300.0  # bounded so a server with a hung request can still shut down
+LIST_LIMIT_DEFAULT = 20
+LIST_LIMIT_MAX = 100
+MAX_LATENCY_MS = 60_000
+
+T = TypeVar("T")
+
+
+class SimulatedConnectionReset(httpx2.RemoteProtocolError):
+    """Raised by the app to drop the connection without an answer (the "reset" fault)."""
+
+
+class _ApiError(Exception):
+    """An error answer: status, code, message, optional extra fields and headers."""
+
+    def __init__(self, status: int, error: str, message: str, *, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+        self.extra, self.headers = extra or {}, headers
+
+
+def _invalid(message: str) -> _ApiError:
+    return _ApiError(400, "invalid_request", message)
+
+
+def _iso(at: datetime) -> str:
+    """ISO-8601 UTC with a Z, the way platforms print timestamps."""
+    if at.tzinfo is not None:
+        at = at.astimezone(timezone.utc)
+    return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        id TEXT PRIMARY KEY, handle TEXT NOT NULL UNIQUE, emulates TEXT NOT NULL, created_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        token_sha256 TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(id), created_at TEXT NOT NULL)""",
+    # seq orders posts by arrival; (account, id) is the caller-chosen id's uniqueness, the heart of exactly-once
+    """CREATE TABLE IF NOT EXISTS posts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(id), id TEXT NOT NULL,
+        kind TEXT NOT NULL, text TEXT NOT NULL, media TEXT NOT NULL, reply_to TEXT, created_at TEXT NOT NULL,
+        UNIQUE (account, id))""",
+)
+
+_POST_SELECT = ("SELECT p.id, p.account, a.handle, p.kind, p.text, p.media, p.reply_to, p.created_at "
+                "FROM posts p JOIN accounts a ON a.id = p.account")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A fresh connection in autocommit mode (transactions are explicit), waiting out other writers."""
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    # FULL: a committed post survives even a power cut, not only a killed process
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the write lock up front, so check-then-insert cannot race."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _post_out(row: sqlite3.Row) -> dict[str, Any]:
+    """The public JSON of a stored post."""
+    return {
+        "id": row["id"],
+        "account": row["account"],
+        "handle": row["handle"],
+        "url": f"{PUBLIC_BASE}/{row['handle']}/{row['id']}",
+        "text": row["text"],
+        "media": json.loads(row["media"]),
+        "replyTo": row["reply_to"],
+        "kind": row["kind"],
+        "createdAt": row["created_at"],
+    }
+
+
+class SandboxStore:
+    """The sandbox's own SQLite file; every method opens, uses and closes one connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _conn(self) -> "closing[sqlite3.Connection]":
+        return closing(_connect(self.path))
+
+    def init(self) -> None:
+        """Create the file and tables (idempotent, safe against a concurrent initialiser)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block the writer
+            with _write(conn):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+
+    def register(self, handle: str, emulates: str, now: str) -> tuple[dict[str, Any], bool]:
+        """Create the account (or log in again to an existing handle) and issue a new token."""
+        token = "sbx_" + secrets.token_urlsafe(32)
+        with self._conn() as conn, _write(conn):
+            row = conn.execute("SELECT id FROM accounts WHERE handle = ?", (handle,)).fetchone()
+            created = row is None
+            if created:
+                account = "sbxacc_" + secrets.token_hex(8)
+                conn.execute("INSERT INTO accounts (id, handle, emulates, created_at) VALUES (?, ?, ?, ?)",
+                             (account, handle, emulates, now))
+            else:
+                account = row["id"]
+                conn.execute("UPDATE accounts SET emulates = ? WHERE id = ?", (emulates, account))
+            conn.execute("INSERT INTO tokens (token_sha256, account, created_at) VALUES (?, ?, ?)",
+                         (_token_hash(token), account, now))
+        return {"account": account, "token": token, "handle": handle, "emulates": emulates}, created
+
+    def account_for(self, token: str) -> str | None:
+        """The account a bearer token belongs to."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT account FROM tokens WHERE token_sha256 = ?", (_token_hash(token),)).fetchone()
+        return None if row is None else str(row["account"])
+
+    def put(self, account: str, post_id: str, post: dict[str, Any], now: str) -> tuple[str, dict[str, Any] | None]:
+        """Store a post under its caller-chosen id: ("created" | "exists" | "bad_reply", post)."""
+        with self._conn() as conn, _write(conn):
+            existing = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
+            if existing is not None:
+                return "exists", _post_out(existing)
+            reply_to = post["replyTo"]
+            if reply_to is not None and conn.execute(
+                    "SELECT 1 FROM posts WHERE account = ? AND id = ?", (account, reply_to)).fetchone() is None:
+                return "bad_reply", None
+            conn.execute(
+                "INSERT INTO posts (account, id, kind, text, media, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (account, post_id, post["kind"], post["text"], json.dumps(post["media"]), reply_to, now))
+            stored = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
+        return "created", _post_out(stored)
+
+    def get(self, account: str, post_id: str) -> dict[str, Any] | None:
+        """One post of the account."""
+        with self._conn() as conn:
+            row = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
+        return None if row is None else _post_out(row)
+
+    def recent(self, account: str, text: str | None, limit: int) -> list[dict[str, Any]]:
+        """The account's newest posts, optionally only those with exactly this text."""
+        query, args = f"{_POST_SELECT} WHERE p.account = ?", [account]
+        if text is not None:
+            query += " AND p.text = ?"
+            args.append(text)
+        with self._conn() as conn:
+            rows = conn.execute(query + " ORDER BY p.seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_post_out(r) for r in rows]
+
+    def delete(self, account: str, post_id: str) -> bool:
+        """Delete one post; False when there was none."""
+        with self._conn() as conn, _write(conn):
+            cursor = conn.execute("DELETE FROM posts WHERE account = ? AND id = ?", (account, post_id))
+        return cursor.rowcount > 0
+
+    def all_posts(self) -> list[dict[str, Any]]:
+        """Every stored post of every account, oldest first."""
+        with self._conn() as conn:
+            rows = conn.execute(f"{_POST_SELECT} ORDER BY p.seq").fetchall()
+        return [_post_out(r) for r in rows]
+
+
+def list_posts(store_path: Path) -> list[dict[str, Any]]:
+    """Every post the sandbox has stored, read straight from its file (no server needed)."""
+    path = Path(store_path)
+    if not path.exists():
+        return []  # never create a store just by looking at it
+    with closing(_connect(path)) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'posts'").fetchone() is None:
+            return []
+    return SandboxStore(path).all_posts()
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class FaultPlan:
+    """Which faults write calls suffer, drawn from a seeded generator."""
+
+    latency_ms: int = 0
+    fail_rate: float = 0.0
+    kinds: tuple[str, ...] = ()
+    seed: int | None = None
+    max_faults: int | None = None
+    injected: int = 0
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def draw(self) -> str | None:
+        """The fault for this write call, or None."""
+        if not self.kinds or self.fail_rate <= 0:
+            return None
+        if self.max_faults is not None and self.injected >= self.max_faults:
+            return None
+        if self.rng.random() >= self.fail_rate:
+            return None
+        self.injected += 1
+        return self.rng.choice(self.kinds)
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan as the control API shows it."""
+        return {"latencyMs": self.latency_ms, "failRate": self.fail_rate, "kinds": list(self.kinds),
+                "seed": self.seed, "maxFaults": self.max_faults, "injected": self.injected}
+
+
+def _int_field(body: dict[str, Any], name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int | None:
+    value = body.get(name, default)
+    if value is None:
+        return None
+    # bool is an int in Python; true/false is not a number here
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise _invalid(f"{name} must be an integer {bound}.")
+    return value
+
+
+def _parse_plan(body: dict[str, Any]) -> FaultPlan:
+    """A fault plan from the control API body."""
+    kinds = body.get("kinds", [])
+    if not isinstance(kinds, list) or any(k not in FAULT_KINDS for k in kinds):
+        raise _invalid(f"kinds must be a list of {', '.join(FAULT_KINDS)}.")
+    rate = body.get("failRate", 1.0 if kinds else 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        raise _invalid("failRate must be a number from 0 to 1.")
+    latency = _int_field(body, "latencyMs", 0, minimum=0, maximum=MAX_LATENCY_MS) or 0
+    seed = _int_field(body, "seed", None, minimum=-(2**63))
+    max_faults = _int_field(body, "maxFaults", None, minimum=0)
+    return FaultPlan(latency_ms=latency, fail_rate=float(rate), kinds=tuple(kinds), seed=seed, max_faults=max_faults,
+                     rng=random.Random(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Request parsing
+# ---------------------------------------------------------------------------------------------
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _invalid("The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise _invalid("The body must be a JSON object.")
+    return body
+
+
+def _post_id(request: Request) -> str:
+    post_id = str(request.path_params["post_id"])
+    if not POST_ID.match(post_id):
+        raise _invalid("A post id is 1-80 characters of A-Z, a-z, 0-9, '_' and '-'.")
+    return post_id
+
+
+def _opt_str(item: dict[str, Any], key: str, where: str) -> str | None:
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _invalid(f"{where}.{key} must be a string or null.")
+    return value
+
+
+def _parse_media(media: Any) -> list[dict[str, Any]]:
+    if media is None:
+        return []
+    if not isinstance(media, list):
+        raise _invalid("media must be a list.")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(media):
+        where = f"media[{i}]"
+        if not isinstance(item, dict):
+            raise _invalid(f"{where} must be an object.")
+        size = item.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise _invalid(f"{where}.size must be a non-negative integer or null.")
+        sha = _opt_str(item, "sha256", where)
+        if sha is not None and not SHA256.match(sha):
+            raise _invalid(f"{where}.sha256 must be 64 lowercase hex digits.")
+        url = _opt_str(item, "url", where)
+        if sha is None and url is None:
+            raise _invalid(f"{where} needs sha256 or url: the sandbox records what was attached.")
+        entry: dict[str, Any] = {"mime": _opt_str(item, "mime", where), "size": size, "sha256": sha}
+        if (alt := _opt_str(item, "altText", where)) is not None:
+            entry["altText"] = alt
+        if url is not None:
+            entry["url"] = url
+        out.append(entry)
+    return out
+
+
+def _parse_post(body: dict[str, Any]) -> dict[str, Any]:
+    """The PUT body, checked and normalised."""
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise _invalid("text must be a string.")
+    reply_to = _opt_str(body, "replyTo", "body")
+    if reply_to is not None and not POST_ID.match(reply_to):
+        raise _invalid("replyTo must be a post id.")
+    kind = body.get("kind") or ("reply" if reply_to is not None else "post")
+    if kind not in POST_KINDS:
+        raise _invalid(f"kind must be one of {', '.join(POST_KINDS)}.")
+    if kind == "post" and reply_to is not None:
+        raise _invalid("A post of kind 'post' does not reply; use kind 'reply' or 'comment'.")
+    if kind != "post" and reply_to is None:
+        raise _invalid(f"A {kind} needs replyTo.")
+    return {"text": text, "media": _parse_media(body.get("media")), "replyTo": reply_to, "kind": kind}
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------
+
+class _DropConnection(Response):
+    """Start an answer, then raise, so the server drops the connection mid-response (the "reset" fault)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Headers promise a body that never comes: a client cannot read this as an answer.
+        await send({"type": "http.response.start", "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")]})
+        raise SimulatedConnectionReset("sandbox fault 'reset': connection dropped without an answer")
+
+
+def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Withhold the answer until the client goes away (bounded, so the server can still stop)."""
+    with anyio.move_on_after(HANG_SECONDS):
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+
+class _Sandbox:
+    """The app's state and endpoints."""
+
+    def __init__(self, store: SandboxStore, clock: Callable[[], datetime]) -> None:
+        self.store, self.clock = store, clock
+        self.faults = FaultPlan()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        # sqlite3 blocks; the worker thread is not abandoned on cancel, so a started commit finishes
+        return await anyio.to_thread.run_sync(partial(fn, *args))
+
+    def _now(self) -> str:
+        return _iso(self.clock())
+
+    async def _account(self, request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        account = await self._run(self.store.account_for, token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if account is None:
+            raise _ApiError(401, "unauthorized", "A valid bearer token is required (POST /v1/accounts issues one).",
+                            headers={"WWW-Authenticate": "Bearer"})
+        return account
+
+    async def _write_fault(self) -> str | None:
+        if self.faults.latency_ms:
+            await anyio.sleep(self.faults.latency_ms / 1000)
+        return self.faults.draw()
+
+    @staticmethod
+    def _refusal(fault: str | None) -> Response | None:
+        """The answer for a fault that stops the write before anything is stored."""
+        if fault == "5xx":
+            return _error(503, "unavailable", "The sandbox is simulating an outage (fault '5xx').")
+        if fault == "429":
+            return _error(429, "rate_limited", "The sandbox is simulating throttling (fault '429').",
+                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if fault == "reset":
+            return _DropConnection()
+        return None
+
+    async def register(self, request: Request) -> Response:
+        """POST /v1/accounts."""
+        body = await _json_object(request)
+        handle, emulates = body.get("handle"), body.get("emulates")
+        if not isinstance(handle, str) or not HANDLE.match(handle):
+            raise _invalid("handle must be 1-64 characters of letters, digits, '_', '.' or '-', starting alphanumeric.")
+        if not isinstance(emulates, str) or emulates.lower() not in PLATFORM_ALIASES:
+            raise _invalid(f"emulates must be one of {', '.join(sorted(PLATFORM_ALIASES))}.")
+        canonical = PLATFORM_ALIASES[emulates.lower()].value
+        out, created = await self._run(self.store.register, handle, canonical, self._now())
+        return JSONResponse(out, status_code=201 if created else 200)
+
+    async def put_post(self, request: Request) -> Response:
+        """PUT /v1/posts/{post_id}."""
+        account = await self._account(request)
+        post_id = _post_id(request)
+        fault = await self._write_fault()
+        if (refusal := self._refusal(fault)) is not None:
+            return refusal
+        post = _parse_post(await _json_object(request))
+        outcome, stored = await self._run(self.store.put, account, post_id, post, self._now())
+        if outcome == "exists":
+            response: Response = JSONResponse({"error": "already_exists", "message": f"Post '{post_id}' already exists.",
+                                               "post": stored}, status_code=409)
+        elif outcome == "bad_reply":
+            response = _error(400, "invalid_request", f"replyTo '{post['replyTo']}' names no post of this account.")
+        else:
+            response = JSONResponse(stored, status_code=201)
+        if fault == "timeout_after_accept":
+            await _wait_for_disconnect(request)  # the write is committed; the answer never arrives in time
+        return response
+
+    async def get_post(self, request: Request) -> Response:
+        """GET /v1/posts/{post_id}."""
+        account = await self._account(request)
+        post = await self._run(self.store.get, account, _post_id(request))
+        if post is None:
+            return _error(404, "not_found", "No such post.")
+        return JSONResponse(post)
+
+    async def list_account_posts(self, request: Request) -> Response:
+        """GET /v1/posts?text=&limit=."""
+        account = await self._account(request)
+        raw_limit = request.query_params.get("limit", str(LIST_LIMIT_DEFAULT))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_LIMIT_MAX:
+            raise _invalid(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}.")
+        posts = await self._run(self.store.recent, account, request.query_params.get("text"), int(raw_limit))
+        return JSONResponse({"count": len(posts), "posts": posts})
+
+    async def delete_post(self, request: Request) -> Response:
+        """DELETE /v1/posts/{post_id}."""
+        account = await self._account(request)
+        post_id = _post_id(request)
+        fault = await self._write_fault()
+        if (refusal := self._refusal(fault)) is not None:
+            return refusal
+        deleted = await self._run(self.store.delete, account, post_id)
+        response = Response(status_code=204) if deleted else _error(404, "not_found", "No such post.")
+        if fault == "timeout_after_accept":
+            await _wait_for_disconnect(request)
+        return response
+
+    async def set_faults(self, request: Request) -> Response:
+        """POST /v1/_control/faults."""
+        self.faults = _parse_plan(await _json_object(request))
+        return JSONResponse(self.faults.as_json())
+
+    async def get_faults(self, request: Request) -> Response:
+        """GET /v1/_control/faults."""
+        return JSONResponse(self.faults.as_json())
+
+    async def clear_faults(self, request: Request) -> Response:
+        """DELETE /v1/_control/faults."""
+        self.faults = FaultPlan()
+        return Response(status_code=204)
+
+    async def all_posts(self, request: Request) -> Response:
+        """GET /v1/_control/posts."""
+        posts = await self._run(self.store.all_posts)
+        return JSONResponse({"count": len(posts), "posts": posts})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _ApiError)
+    return JSONResponse({"error": exc.error, "message": exc.message, **exc.extra}, status_code=exc.status,
+                        headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's own 404/405 come as plain text; the sandbox answers JSON everywhere
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_sandbox_app(store_path: Path, *, clock: Callable[[], datetime] | None = None) -> Starlette:
+    """The sandbox upstream as an ASGI app, storing into `store_path` (created if missing)."""
+    store = SandboxStore(Path(store_path))
+    store.init()
+    sb = _Sandbox(store, clock or _utcnow)
+    routes = [
+        Route("/v1/accounts", sb.register, methods=["POST"]),
+        Route("/v1/posts", sb.list_account_posts, methods=["GET"]),
+        Route("/v1/posts/{post_id}", sb.put_post, methods=["PUT"]),
+        Route("/v1/posts/{post_id}", sb.get_post, methods=["GET"]),
+        Route("/v1/posts/{post_id}", sb.delete_post, methods=["DELETE"]),
+        Route("/v1/_control/faults", sb.set_faults, methods=["POST"]),
+        Route("/v1/_control/faults", sb.get_faults, methods=["GET"]),
+        Route("/v1/_control/faults", sb.clear_faults, methods=["DELETE"]),
+        Route("/v1/_control/posts", sb.all_posts, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={_ApiError: _api_error, HTTPException: _http_error})
+    app.state.sandbox = sb  # reachable for tests and the CLI
+    return app

@@ -1,0 +1,150 @@
+"""Versioned schema. Each migration is frozen SQLAlchemy Core (portable to PostgreSQL) and runs
+once, in order, inside one transaction; `schema_version` records how far a database has come.
+
+Never edit a released migration: add the next one. tests/test_store.py opens a database written
+at every earlier version and upgrades it.
+"""
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from omnipost.store.types import UTCDateTime
+
+
+def _v1(conn: Connection) -> None:
+    """Profiles, accounts, batches, posts, attempts, media, idempotency records."""
+    md = sa.MetaData()
+    ts = UTCDateTime
+    sa.Table("profiles", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("name", sa.String, nullable=False, unique=True),
+             sa.Column("created_at", ts(), nullable=False))
+    sa.Table("accounts", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("platform", sa.String, nullable=False),
+             sa.Column("emulates", sa.String),
+             sa.Column("handle", sa.String, nullable=False),
+             sa.Column("credentials", sa.LargeBinary),
+             sa.Column("token_expires_at", ts()),
+             sa.Column("defaults", sa.JSON, nullable=False),
+             sa.Column("health", sa.String, nullable=False),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("disconnected_at", ts()))
+    sa.Table("batches", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("idempotency_key", sa.String),
+             sa.Column("request_hash", sa.String, nullable=False),
+             sa.Column("mode", sa.String, nullable=False),
+             sa.Column("status", sa.String, nullable=False),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("scheduled_at", ts()))
+    sa.Table("posts", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("batch_id", sa.String, sa.ForeignKey("batches.id"), nullable=False, index=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("account_id", sa.String, sa.ForeignKey("accounts.id"), nullable=False, index=True),
+             sa.Column("position", sa.Integer, nullable=False),
+             sa.Column("platform", sa.String, nullable=False),
+             sa.Column("status", sa.String, nullable=False),
+             sa.Column("text", sa.String, nullable=False),
+             sa.Column("text_hash", sa.String, nullable=False),
+             sa.Column("content", sa.JSON, nullable=False),
+             sa.Column("upstream_id", sa.String),
+             sa.Column("uri", sa.String),
+             sa.Column("url", sa.String),
+             sa.Column("cid", sa.String),
+             sa.Column("first_comment_ids", sa.JSON, nullable=False),
+             sa.Column("thread_ids", sa.JSON, nullable=False),
+             sa.Column("warnings", sa.JSON, nullable=False),
+             sa.Column("error", sa.JSON),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("updated_at", ts(), nullable=False),
+             sa.Column("published_at", ts()),
+             sa.Index("ix_posts_dup", "account_id", "text_hash", "created_at"),
+             sa.Index("ix_posts_status", "status"))
+    sa.Table("attempts", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("post_id", sa.String, sa.ForeignKey("posts.id"), nullable=False, index=True),
+             sa.Column("number", sa.Integer, nullable=False),
+             sa.Column("started_at", ts(), nullable=False),
+             sa.Column("finished_at", ts()),
+             sa.Column("http_status", sa.Integer),
+             sa.Column("response_body", sa.String),
+             sa.Column("error_code", sa.String),
+             sa.Column("outcome", sa.String, nullable=False),
+             sa.Column("will_retry", sa.Boolean, nullable=False))
+    sa.Table("media", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("sha256", sa.String, nullable=False, index=True),
+             sa.Column("kind", sa.String, nullable=False),
+             sa.Column("mime", sa.String, nullable=False),
+             sa.Column("size", sa.BigInteger, nullable=False),
+             sa.Column("width", sa.Integer),
+             sa.Column("height", sa.Integer),
+             sa.Column("duration", sa.Float),
+             sa.Column("frames", sa.Integer),
+             sa.Column("alt_text", sa.String),
+             sa.Column("filename", sa.String),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("deleted_at", ts()))
+    sa.Table("idempotency", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False),
+             sa.Column("key", sa.String, nullable=False),
+             sa.Column("tool", sa.String, nullable=False),
+             sa.Column("request_hash", sa.String, nullable=False),
+             sa.Column("state", sa.String, nullable=False),
+             sa.Column("response", sa.JSON),
+             sa.Column("is_error", sa.Boolean, nullable=False),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("expires_at", ts(), nullable=False),
+             sa.UniqueConstraint("profile_id", "key", name="uq_idempotency_profile_key"))
+    md.create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """API keys for the network transports; accounts gain a display name."""
+    md = sa.MetaData()
+    sa.Table("profiles", md, sa.Column("id", sa.String, primary_key=True))  # FK target only
+    sa.Table("api_keys", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("name", sa.String),
+             sa.Column("prefix", sa.String, nullable=False),
+             sa.Column("key_hash", sa.String, nullable=False, unique=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id")),
+             sa.Column("mode", sa.String, nullable=False),
+             sa.Column("created_at", UTCDateTime(), nullable=False),
+             sa.Column("revoked_at", UTCDateTime()),
+             sa.Column("last_used_at", UTCDateTime()))
+    md.tables["api_keys"].create(conn)
+    conn.execute(sa.text("ALTER TABLE accounts ADD COLUMN display_name VARCHAR"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+LATEST = len(MIGRATIONS)
+
+
+def current_version(conn: Connection) -> int:
+    """The version a database is at (0 for an empty one)."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return int(conn.execute(sa.text("SELECT version FROM schema_version")).scalar_one())
+
+
+def upgrade(conn: Connection, target: int = LATEST) -> int:
+    """Apply every pending migration up to `target`; returns the version reached."""
+    version = current_version(conn)
+    if version == 0:
+        conn.execute(sa.text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO schema_version (version) VALUES (0)"))
+    if version > LATEST:
+        raise RuntimeError(f"database schema v{version} is newer than this omnipost (v{LATEST}); upgrade omnipost")
+    for number in range(version + 1, target + 1):
+        MIGRATIONS[number - 1](conn)
+        conn.execute(sa.text("UPDATE schema_version SET version = :v"), {"v": number})
+    return max(version, target)

@@ -1,0 +1,151 @@
+"""Tables. Ids are prefixed and sortable (ULID): prf_, acc_, bat_, post_, att_, med_, key_."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from omnipost.store.types import UTCDateTime
+
+
+def _ts(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class Profile(SQLModel, table=True):
+    """A workspace: accounts, posts, media and keys belong to one."""
+
+    __tablename__ = "profiles"
+    id: str = Field(primary_key=True)
+    name: str = Field(unique=True)
+    created_at: datetime = _ts()
+
+
+class Account(SQLModel, table=True):
+    """One connected platform identity; credentials are encrypted (store/crypto.py)."""
+
+    __tablename__ = "accounts"
+    id: str = Field(primary_key=True)
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    platform: str
+    emulates: str | None = None  # sandbox accounts: the real platform whose rules apply
+    handle: str
+    display_name: str | None = None
+    credentials: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    token_expires_at: datetime | None = _ts(nullable=True)
+    defaults: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    health: str = "active"  # active | needs_reconnect | disconnected
+    created_at: datetime = _ts()
+    disconnected_at: datetime | None = _ts(nullable=True)
+
+
+class Batch(SQLModel, table=True):
+    """One publish request."""
+
+    __tablename__ = "batches"
+    id: str = Field(primary_key=True)
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    idempotency_key: str | None = None
+    request_hash: str
+    mode: str  # immediate | scheduled | draft
+    status: str
+    created_at: datetime = _ts()
+    scheduled_at: datetime | None = _ts(nullable=True)
+
+
+class Post(SQLModel, table=True):
+    """One target of a batch: what is (or was) published to one account."""
+
+    __tablename__ = "posts"
+    __table_args__ = (Index("ix_posts_dup", "account_id", "text_hash", "created_at"),
+                      Index("ix_posts_status", "status"))
+    id: str = Field(primary_key=True)
+    batch_id: str = Field(foreign_key="batches.id", index=True)
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    account_id: str = Field(foreign_key="accounts.id", index=True)
+    position: int  # index of the target in the request
+    platform: str  # the platform whose rules and adapter apply (a sandbox account's is "sandbox")
+    status: str
+    text: str
+    text_hash: str
+    content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # resolved target
+    upstream_id: str | None = None
+    uri: str | None = None
+    url: str | None = None
+    cid: str | None = None
+    first_comment_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    thread_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    warnings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    published_at: datetime | None = _ts(nullable=True)
+
+
+class Attempt(SQLModel, table=True):
+    """One try at the upstream for a post, committed before the call is made."""
+
+    __tablename__ = "attempts"
+    id: str = Field(primary_key=True)
+    post_id: str = Field(foreign_key="posts.id", index=True)
+    number: int
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)
+    http_status: int | None = None
+    response_body: str | None = None  # secrets redacted, truncated to 2000 characters
+    error_code: str | None = None
+    outcome: str = "pending"  # pending | published | failed | rejected | unknown | reconciled
+    will_retry: bool = False
+
+
+class Media(SQLModel, table=True):
+    """An uploaded file, stored content-addressed under the data directory."""
+
+    __tablename__ = "media"
+    id: str = Field(primary_key=True)
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    sha256: str = Field(index=True)
+    kind: str
+    mime: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    frames: int | None = None
+    alt_text: str | None = None
+    filename: str | None = None
+    created_at: datetime = _ts()
+    deleted_at: datetime | None = _ts(nullable=True)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A write's key and body hash, claimed before the write runs; its answer once it has one."""
+
+    __tablename__ = "idempotency"
+    __table_args__ = (UniqueConstraint("profile_id", "key", name="uq_idempotency_profile_key"),)
+    id: str = Field(primary_key=True)
+    profile_id: str = Field(foreign_key="profiles.id")
+    key: str
+    tool: str
+    request_hash: str
+    state: str = "in_flight"  # in_flight | done
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    is_error: bool = False
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    """A key for the network transports: shown once, stored as a SHA-256 hash."""
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True)
+    name: str | None = None
+    prefix: str  # op_live_ or op_test_ plus the first characters, for display
+    key_hash: str = Field(unique=True)
+    profile_id: str | None = Field(default=None, foreign_key="profiles.id")  # None = org-wide
+    mode: str  # live | test
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(nullable=True)
+    last_used_at: datetime | None = _ts(nullable=True)

@@ -1,0 +1,112 @@
+"""Profiles and accounts: connect (sandbox now), list, get, disconnect."""
+
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from omnipost.accounts import AccountOut, ProfileOut, account_out, profile_out
+from omnipost.auth import current_caller
+from omnipost.domain import PLATFORM_ALIASES
+from omnipost.errors import ValidationFailedError
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of
+
+if TYPE_CHECKING:
+    from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
+
+ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
+
+
+class AccountList(BaseModel):
+    """Connected accounts of a profile."""
+
+    accounts: list[AccountOut]
+
+
+class ProfileList(BaseModel):
+    """Profiles the caller can reach."""
+
+    profiles: list[ProfileOut]
+
+
+def register(server: "OmnipostServer", rt: "Runtime") -> None:
+    """Register the account and profile tools."""
+
+    async def connect_account(
+        platform: Annotated[Literal["sandbox"], Field(description="sandbox: a local simulated platform (real platforms arrive in later versions).")],
+        emulates: Annotated[str, Field(description="For sandbox: the platform whose rules apply (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")],
+        handle: Annotated[str, Field(min_length=1, max_length=100, description="A display handle for the account.")],
+        profileId: ProfileArg = None,
+        defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest, {"authorUrn": "urn:li:person:abc"} for LinkedIn.')] = None,
+    ) -> AccountOut:
+        from omnipost.platforms.sandbox import register_account
+
+        profile, _ = await profile_of(rt, profileId)
+        if emulates.strip().lower() not in PLATFORM_ALIASES:
+            raise ValidationFailedError(f"Unknown platform '{emulates}'.", path="emulates",
+                                        remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
+        real = PLATFORM_ALIASES[emulates.strip().lower()].value
+        assert rt.http is not None
+        issued = await register_account(rt.http, rt.sandbox_url, handle, real)
+        merged = dict(defaults or {})
+        if real == "linkedin":
+            # A real LinkedIn connect reads the member id from /v2/userinfo; the sandbox's account id plays it.
+            merged.setdefault("authorUrn", "urn:li:person:" + re.sub(r"[^A-Za-z0-9_-]", "", str(issued["account"])))
+        account = await rt.accounts.add(profile.id, platform="sandbox", emulates=real, handle=handle,
+                                        credentials={"token": issued["token"], "account": issued["account"]}, defaults=merged)
+        return account_out(account)
+
+    server.add_tool(
+        connect_account, name="connect_account", title="Connect an account",
+        description=("Connect an account to a profile. Now: platform 'sandbox', a local simulated platform that applies the "
+                     "rules of the platform it `emulates` and stores what it receives, so publishing can be tried end to end "
+                     "with no real account. Returns the account (acc_…) to use as a target's accountId."),
+        annotations=LOCAL_WRITE,
+    )
+
+    async def list_accounts(profileId: ProfileArg = None,
+                            platform: Annotated[str | None, Field(description="Only accounts of (or emulating) this platform.")] = None) -> AccountList:
+        profile, _ = await profile_of(rt, profileId)
+        return AccountList(accounts=[account_out(a) for a in await rt.accounts.list(profile.id, platform)])
+
+    server.add_tool(list_accounts, name="list_accounts", title="List connected accounts",
+                    description="List the profile's connected accounts: id, platform (or the platform a sandbox account emulates), handle and health (active or needs_reconnect).",
+                    annotations=READ)
+
+    async def get_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
+        profile, _ = await profile_of(rt, profileId)
+        return account_out(await rt.accounts.get(profile.id, accountId))
+
+    server.add_tool(get_account, name="get_account", title="Get an account",
+                    description="One connected account of the profile: platform, handle, health, token expiry and defaults. Unknown ids are not_found.",
+                    annotations=READ)
+
+    async def disconnect_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
+        profile, _ = await profile_of(rt, profileId)
+        return account_out(await rt.accounts.disconnect(profile.id, accountId))
+
+    server.add_tool(disconnect_account, name="disconnect_account", title="Disconnect an account",
+                    description="Disconnect an account: its credentials are deleted and it can no longer publish; its past posts stay in the history.",
+                    annotations=LOCAL_DESTRUCTIVE)
+
+    async def list_profiles() -> ProfileList:
+        caller = current_caller()
+        return ProfileList(profiles=[profile_out(p) for p in await rt.accounts.list_profiles(bound=caller.profile_id)])
+
+    server.add_tool(list_profiles, name="list_profiles", title="List profiles",
+                    description="List the profiles (workspaces: a brand, a client) the caller can reach. Accounts, posts and media belong to one profile.",
+                    annotations=READ)
+
+    async def create_profile(name: Annotated[str, Field(min_length=1, max_length=64, description="Profile name.")]) -> ProfileOut:
+        caller = current_caller()
+        if caller.profile_id is not None:
+            from omnipost.errors import UnauthorizedError
+
+            raise UnauthorizedError("A profile-bound API key cannot create profiles.", rule="profile.scope_mismatch",
+                                    remediation="Use an org-wide key.")
+        return profile_out(await rt.accounts.create_profile(name))
+
+    server.add_tool(create_profile, name="create_profile", title="Create a profile",
+                    description="Create a profile (a workspace for one brand or client) with its own accounts, posts and media.",
+                    annotations=LOCAL_WRITE)

@@ -1,0 +1,103 @@
+"""Media tools: upload_media, list_media, delete_media."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.store.models import Media
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of
+from omnipost.tools.publishing import with_idempotency
+
+if TYPE_CHECKING:
+    from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
+
+ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
+
+
+class MediaOut(BaseModel):
+    """An uploaded file."""
+
+    id: str
+    kind: str = Field(description="image, gif (animated) or video.")
+    mime: str = Field(description="Sniffed from the bytes, never from the name.")
+    size: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = Field(default=None, description="Seconds (video).")
+    altText: str | None = None
+    filename: str | None = None
+    createdAt: datetime
+
+
+class MediaPage(BaseModel):
+    """A page of media, newest first."""
+
+    media: list[MediaOut]
+    nextCursor: str | None
+
+
+def media_out(m: Media) -> MediaOut:
+    """The public view of a media record."""
+    return MediaOut(id=m.id, kind=m.kind, mime=m.mime, size=m.size, sha256=m.sha256, width=m.width, height=m.height,
+                    duration=m.duration, altText=m.alt_text, filename=m.filename, createdAt=m.created_at)
+
+
+def register(server: "OmnipostServer", rt: "Runtime") -> None:
+    """Register the media tools."""
+
+    async def upload_media(
+        ctx: Context,
+        path: Annotated[str | None, Field(description="A local file under the allowed roots (OMNIPOST_MEDIA_ROOTS).")] = None,
+        url: Annotated[str | None, Field(description="A public http(s) URL to fetch (private and loopback addresses are refused).")] = None,
+        bytesBase64: Annotated[str | None, Field(description="The file's bytes, base64-encoded (small files).")] = None,
+        altText: Annotated[str | None, Field(max_length=5000, description="Alternative text, used where the platform supports it.")] = None,
+        profileId: ProfileArg = None,
+        idempotencyKey: Annotated[str | None, Field(min_length=1, max_length=128)] = None,
+    ) -> MediaOut:
+        if sum(x is not None for x in (path, url, bytesBase64)) != 1:
+            raise ValidationFailedError("Give exactly one of path, url or bytesBase64.", path="path")
+        profile, _ = await profile_of(rt, profileId)
+
+        async def progress(done: int, total: int | None) -> None:
+            await ctx.report_progress(done, total, "bytes stored")
+
+        async def run() -> MediaOut:
+            record = await rt.media_.upload(profile.id, path=path, url=url, bytes_base64=bytesBase64, alt_text=altText, progress=progress)
+            return media_out(record)
+
+        body = {"path": path, "url": url, "sha": bytesBase64[:64] if bytesBase64 else None, "len": len(bytesBase64 or ""), "altText": altText}
+        return await with_idempotency(rt, profile.id, "upload_media", idempotencyKey, body, run, MediaOut)
+
+    server.add_tool(upload_media, name="upload_media", title="Upload media",
+                    description=("Upload an image or video once and reuse it by mediaId in any post. Give a local path (under the "
+                                 "allowed roots), a public URL, or base64 bytes. The type is sniffed from the content; size, "
+                                 "dimensions and (for video) duration are measured, so validate_post can check every media rule "
+                                 "at once. The same file uploaded twice returns the same mediaId."),
+                    annotations=LOCAL_WRITE)
+
+    async def list_media(profileId: ProfileArg = None, cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
+                         limit: Annotated[int, Field(ge=1, le=200)] = 50) -> MediaPage:
+        profile, _ = await profile_of(rt, profileId)
+        items, next_cursor = await rt.media_.list(profile.id, cursor=cursor, limit=limit)
+        return MediaPage(media=[media_out(m) for m in items], nextCursor=next_cursor)
+
+    server.add_tool(list_media, name="list_media", title="List media",
+                    description="List the profile's uploaded media, newest first: id, kind, MIME type, size, dimensions, duration.",
+                    annotations=READ)
+
+    async def delete_media(mediaId: Annotated[str, Field(description="med_… id.")], profileId: ProfileArg = None) -> MediaOut:
+        profile, _ = await profile_of(rt, profileId)
+        record = await rt.media_.get(profile.id, mediaId)
+        if record is None:
+            raise NotFoundError(f"Media '{mediaId}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
+        await rt.media_.delete(profile.id, mediaId)
+        return media_out(record)
+
+    server.add_tool(delete_media, name="delete_media", title="Delete media",
+                    description="Delete an uploaded file. Posts already published keep their copy on the platform.",
+                    annotations=LOCAL_DESTRUCTIVE)

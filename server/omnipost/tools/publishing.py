@@ -1,0 +1,161 @@
+"""Publishing tools: publish_post, publish_draft, and the post history (get, list, cancel, delete)."""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, Resolve
+from pydantic import BaseModel, Field
+
+from omnipost.drafting import validate_request
+from omnipost.errors import InputError
+from omnipost.idempotency import Idempotency, request_hash
+from omnipost.publishing import BatchResult, PostDetail, PostPage, TargetOutcome
+from omnipost.request import PostRequest
+from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, profile_of
+
+if TYPE_CHECKING:
+    from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
+
+ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
+KeyArg = Annotated[str | None, Field(min_length=1, max_length=128, description="Same key + same arguments within 24 h = the original answer, nothing done twice.")]
+
+
+class Confirm(BaseModel):
+    """The user's answer to 'publish now?'."""
+
+    publish: bool = Field(description="Publish this post to every listed account now?")
+
+
+class DeclinedError(InputError):
+    """The user declined the confirmation; nothing was published."""
+
+
+async def with_idempotency(rt: "Runtime", profile_id: str, tool: str, key: str | None, body: dict[str, Any],
+                           run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel]) -> Any:
+    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body."""
+    if key is None:
+        return await run()
+    assert rt.db is not None
+    idem = Idempotency(rt.db, rt.clock)
+    claim = await idem.claim(profile_id, key, tool, request_hash(tool, body))
+    if claim.replay is not None:
+        return model.model_validate(claim.replay)
+    assert claim.record_id is not None
+    try:
+        result = await run()
+    except InputError:
+        await idem.release(claim.record_id)
+        raise
+    await idem.complete(claim.record_id, result.model_dump(mode="json"))
+    return result
+
+
+def register(server: "OmnipostServer", rt: "Runtime") -> None:
+    """Register publish_post, publish_draft, get_post, list_posts, cancel_post and delete_post."""
+
+    async def confirm_publish(request: PostRequest, ctx: Context) -> Confirm | Elicit[Confirm]:
+        accounts = {t.accountId for t in request.targets if t.accountId}
+        setting = rt.settings.confirm
+        if request.dryRun or request.draft or setting == "never" or (setting == "multi" and len(accounts) <= 1):
+            return Confirm(publish=True)
+        caps = ctx.client_capabilities
+        if caps is None or caps.elicitation is None:
+            return Confirm(publish=True)  # the client cannot ask; the tool call itself is the consent
+        return Elicit(f"Publish this post to {len(accounts)} accounts now? It cannot be unsent automatically.", Confirm)
+
+    async def publish_post(request: PostRequest, ctx: Context,
+                           confirm: Annotated[ElicitationResult[Confirm], Resolve(confirm_publish)]) -> BatchResult:
+        profile, caller = await profile_of(rt, request.profileId)
+        if request.dryRun:
+            from omnipost.accounts import ProfileDirectory
+
+            assert rt.db is not None
+            directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
+            validation = await validate_request(request, clock=rt.clock, accounts=directory, media=directory)
+            return BatchResult(id="", status="dry_run", mode="dry_run", createdAt=rt.clock.now(), results=[], validation=validation)
+        if not (isinstance(confirm, AcceptedElicitation) and confirm.data.publish):
+            raise DeclinedError("The user declined to publish; nothing was published.", rule="confirmation.declined",
+                                remediation="Ask the user what to change, or publish to fewer accounts.")
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await rt.publisher.publish(request, request.model_dump(mode="json", exclude_none=True), tool="publish_post",
+                                          profile_id=profile.id, test_mode=caller.test_mode, progress=progress)
+
+    server.add_request_tool(
+        publish_post, param="request", model=PostRequest, name="publish_post", title="Publish a post now",
+        description=(
+            "Publish one post to up to 25 connected accounts at once (same arguments as validate_post; every target needs an "
+            "accountId). Every platform rule is checked first: if any target breaks one, nothing is published and the error "
+            "lists every violation with its remediation. Targets are then published concurrently; the answer is the batch "
+            "(published, partial_failed or failed) with each target's outcome: post id, URL, or its error. Set "
+            "idempotencyKey so a retried call returns the original answer instead of posting twice; draft: true stores "
+            "without publishing; dryRun: true only validates. The same text to the same account within 24 h is refused "
+            "(post.duplicate) unless skipDuplicateCheck is set. The user may be asked to confirm a multi-account publish."
+        ),
+        annotations=PUBLISH,
+    )
+
+    async def publish_draft(id: Annotated[str, Field(description="A draft post id (post_…) or a batch id (bat_…) whose drafts to publish.")],
+                            ctx: Context, profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
+        profile, _ = await profile_of(rt, profileId)
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await with_idempotency(rt, profile.id, "publish_draft", idempotencyKey, {"id": id},
+                                      lambda: rt.publisher.publish_draft(profile.id, id, progress), BatchResult)
+
+    server.add_tool(publish_draft, name="publish_draft", title="Publish a draft",
+                    description="Publish a post stored with draft: true (or every draft of a batch) now. Returns the batch with each target's outcome.",
+                    annotations=PUBLISH)
+
+    async def get_post(postId: Annotated[str, Field(description="post_… id.")], profileId: ProfileArg = None) -> PostDetail:
+        profile, _ = await profile_of(rt, profileId)
+        return await rt.publisher.get_post(profile.id, postId)
+
+    server.add_tool(get_post, name="get_post", title="Get a post",
+                    description="One post (one target of a batch): status, upstream id and URL, error, and every attempt with its time, HTTP status, upstream answer (secrets redacted) and error code.",
+                    annotations=READ)
+
+    async def list_posts(
+        profileId: ProfileArg = None,
+        platform: Annotated[str | None, Field(description="Only this platform (sandbox accounts: sandbox's emulated platform id).")] = None,
+        status: Annotated[str | None, Field(description="draft, validated, publishing, published, failed, rejected, cancelled, deleted or unknown.")] = None,
+        errorCode: Annotated[str | None, Field(description="Only posts whose error has this code.")] = None,
+        after: Annotated[datetime | None, Field(description="Created at or after (ISO-8601).")] = None,
+        before: Annotated[datetime | None, Field(description="Created before (ISO-8601).")] = None,
+        cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+    ) -> PostPage:
+        profile, _ = await profile_of(rt, profileId)
+        return await rt.publisher.list_posts(profile.id, platform=platform, status=status, error_code=errorCode, after=after,
+                                             before=before, cursor=cursor, limit=limit)
+
+    server.add_tool(list_posts, name="list_posts", title="List posts",
+                    description="List the profile's posts, newest first, filtered by platform, status, error code and creation time; pass nextCursor to page.",
+                    annotations=READ)
+
+    async def cancel_post(postId: Annotated[str, Field(description="post_… id of a draft.")], profileId: ProfileArg = None,
+                          idempotencyKey: KeyArg = None) -> TargetOutcome:
+        profile, _ = await profile_of(rt, profileId)
+        return await with_idempotency(rt, profile.id, "cancel_post", idempotencyKey, {"postId": postId},
+                                      lambda: rt.publisher.cancel(profile.id, postId), TargetOutcome)
+
+    server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft",
+                    description="Cancel a draft (or queued) post so it is never published. Published posts are removed with delete_post instead.",
+                    annotations=LOCAL_DESTRUCTIVE)
+
+    async def delete_post(postId: Annotated[str, Field(description="post_… id of a published post.")], profileId: ProfileArg = None,
+                          idempotencyKey: KeyArg = None) -> TargetOutcome:
+        profile, _ = await profile_of(rt, profileId)
+        return await with_idempotency(rt, profile.id, "delete_post", idempotencyKey, {"postId": postId},
+                                      lambda: rt.publisher.delete(profile.id, postId), TargetOutcome)
+
+    server.add_tool(delete_post, name="delete_post", title="Delete a published post",
+                    description="Delete a published post on its platform (where the platform allows it) and mark it deleted here.",
+                    annotations=UPSTREAM_DESTRUCTIVE)
