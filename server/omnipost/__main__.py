@@ -110,7 +110,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "create":
-        return anyio.run(keys.cli_create, settings, None if args.org else args.profile, args.mode, args.name)
+        return anyio.run(keys.cli_create, settings, None if args.org else (args.profile or "default"), args.mode, args.name)
     if args.action == "list":
         return anyio.run(keys.cli_list, settings, args.json)
     return anyio.run(keys.cli_revoke, settings, args.key_id)
