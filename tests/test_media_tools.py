@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from toolresult import err, ok
 from mcp import Client
 
 from mediagen import b64, make_image
@@ -14,14 +15,6 @@ from omnipost.sandbox.upstream import list_posts
 pytestmark = pytest.mark.anyio
 
 
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-def err(result: Any) -> dict[str, Any]:
-    assert result.is_error, result
-    return result.structured_content["error"]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from typing import Any
 
 import anyio
 import pytest
+from toolresult import err, ok
 from mcp import Client
 from mcp.types import ElicitResult
 
@@ -16,14 +17,6 @@ from omnipost.sandbox.upstream import list_posts
 pytestmark = pytest.mark.anyio
 
 
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-def err(result: Any) -> dict[str, Any]:
-    assert result.is_error, result
-    return result.structured_content["error"]
 
 
 async def connect(client: Client, emulates: str, handle: str, **extra: Any) -> str:

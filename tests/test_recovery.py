@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+from toolresult import ok
 from mcp import Client
 from sqlmodel import select
 
@@ -13,10 +14,6 @@ from omnipost.store.models import Attempt, IdempotencyRecord, Post
 
 pytestmark = pytest.mark.anyio
 
-
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
 
 
 async def set_state(settings: Settings, clock: Any, post_id: str, status: str, *, with_attempt: bool) -> None:

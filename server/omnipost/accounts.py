@@ -159,6 +159,15 @@ class Accounts:
             await s.commit()
             return row
 
+    async def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
+        """Persist rotated credentials (e.g. a refreshed Bluesky session), encrypted."""
+        async with self.db.session() as s:
+            row = await s.get(Account, account_id)
+            if row is not None:
+                row.credentials = self.vault.seal(credentials)
+                s.add(row)
+                await s.commit()
+
     def credentials(self, account: Account) -> dict[str, Any]:
         """Decrypted credentials (never log them)."""
         return self.vault.open(account.credentials) if account.credentials else {}
