@@ -19,7 +19,8 @@ from conftest import NOW
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.errors import NotFoundError, RateLimitedError, ValidationFailedError
-from omnipost.keys import KeyService, OmnipostTokenVerifier, RateLimiter, cli_create, cli_list, cli_revoke
+from omnipost.keys import KeyService, OmnipostTokenVerifier, cli_create, cli_list, cli_revoke
+from omnipost.ratelimit import RateLimiter
 from omnipost.store.db import Database, new_id
 from omnipost.store.models import Account, Profile
 from test_transports import create_key, keys_cli, running

@@ -1,11 +1,9 @@
 """Profiles and connected accounts, always scoped to a profile (out of scope = not found)."""
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from omnipost.clock import Clock
@@ -18,41 +16,6 @@ from omnipost.store.db import DEFAULT_PROFILE, Database, new_id
 from omnipost.store.models import Account, Media, Profile
 
 
-class ProfileOut(BaseModel):
-    """A workspace."""
-
-    id: str
-    name: str
-    createdAt: datetime
-
-
-class AccountOut(BaseModel):
-    """A connected account as the client sees it (never its credentials)."""
-
-    id: str
-    profileId: str
-    platform: str = Field(description="The adapter: a real platform id, or sandbox.")
-    emulates: str | None = Field(default=None, description="For sandbox accounts: the platform whose rules apply.")
-    handle: str
-    displayName: str | None = None
-    health: str = Field(description="active, needs_reconnect or disconnected.")
-    tokenExpiresAt: datetime | None = None
-    defaults: dict[str, Any] = Field(default_factory=lambda: {})
-    createdAt: datetime
-
-
-def profile_out(p: Profile) -> ProfileOut:
-    """The public view of a profile."""
-    return ProfileOut(id=p.id, name=p.name, createdAt=p.created_at)
-
-
-def account_out(a: Account) -> AccountOut:
-    """The public view of an account."""
-    return AccountOut(id=a.id, profileId=a.profile_id, platform=a.platform, emulates=a.emulates, handle=a.handle,
-                      displayName=a.display_name, health=a.health, tokenExpiresAt=a.token_expires_at,
-                      defaults=dict(a.defaults or {}), createdAt=a.created_at)
-
-
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 
 
@@ -63,6 +26,8 @@ class Accounts:
     db: Database
     vault: Vault
     clock: Clock
+    # Profiles are never renamed or deleted, so a lookup by id or name can be remembered.
+    _profiles: dict[str, Profile] = field(default_factory=lambda: {}, init=False)
 
     async def resolve_profile(self, profile: str | None, *, bound: str | None = None) -> Profile:
         """The profile a request acts on: by id or name; the default when omitted.
@@ -71,14 +36,19 @@ class Accounts:
             NotFoundError: unknown profile.
             UnauthorizedError: a profile outside the key's binding (`bound`).
         """
-        async with self.db.session() as s:
-            if profile is None:
-                if bound is not None:
-                    found = await s.get(Profile, bound)
+        key = profile if profile is not None else (bound or f"name:{DEFAULT_PROFILE}")
+        found = self._profiles.get(key)
+        if found is None:
+            async with self.db.session() as s:
+                if profile is None:
+                    if bound is not None:
+                        found = await s.get(Profile, bound)
+                    else:
+                        found = (await s.exec(select(Profile).where(Profile.name == DEFAULT_PROFILE))).first()
                 else:
-                    found = (await s.exec(select(Profile).where(Profile.name == DEFAULT_PROFILE))).first()
-            else:
-                found = await s.get(Profile, profile) or (await s.exec(select(Profile).where(Profile.name == profile))).first()
+                    found = await s.get(Profile, profile) or (await s.exec(select(Profile).where(Profile.name == profile))).first()
+            if found is not None:
+                self._profiles[key] = found
         if found is None:
             raise NotFoundError(f"Profile '{profile}' was not found.", rule="profileId",
                                 remediation="Call list_profiles, or leave profileId out for the default profile.")

@@ -181,7 +181,7 @@ def build_server(
     `auth` turn on the SDK's bearer authentication for the HTTP transports (see http.py).
     """
     from omnipost import prompts, resources, tools
-    from omnipost.keys import RateLimiter
+    from omnipost.ratelimit import RateLimiter
     from omnipost.runtime import Runtime
 
     rt = Runtime(settings=settings, clock=clock or SystemClock(), http=http,

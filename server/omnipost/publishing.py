@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
 from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
@@ -33,7 +32,8 @@ from sqlmodel import col, select
 from omnipost.accounts import Accounts, ProfileDirectory
 from omnipost.clock import Clock
 from omnipost.domain import Platform
-from omnipost.drafting import TargetResult, ValidateResult, Warning_, check_request, judge_target, violation_error
+from omnipost.drafting import TargetResult, Warning_, check_request, judge_target, violation_error
+from omnipost.outputs import AttemptOut, BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.errors import (
     AppError,
     ErrorObject,
@@ -60,67 +60,6 @@ logger = logging.getLogger("omnipost.publishing")
 DUPLICATE_WINDOW = timedelta(hours=24)
 LIVE_STATUSES = ("validated", "publishing", "published", "queued", "unknown")
 Progress = Callable[[int, int, str], Awaitable[None]]
-
-
-class TargetOutcome(BaseModel):
-    """One target's outcome, in request order."""
-
-    postId: str
-    accountId: str
-    platform: str
-    status: str = Field(description="draft, validated, publishing, published, failed, rejected, cancelled or unknown.")
-    upstreamId: str | None = None
-    uri: str | None = None
-    url: str | None = None
-    cid: str | None = None
-    firstComment: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the first comment.")
-    thread: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the thread segments.")
-    warnings: list[Warning_] = Field(default_factory=lambda: [])
-    error: ErrorObject | None = None
-
-
-class BatchResult(BaseModel):
-    """The batch envelope (PRODUCT §2.4)."""
-
-    id: str
-    status: str = Field(description="published, partial_failed, failed, queued, draft or publishing.")
-    mode: str
-    createdAt: datetime
-    scheduledAt: datetime | None = None
-    replay: bool = Field(default=False, description="True when this answer was replayed for a repeated idempotencyKey.")
-    results: list[TargetOutcome]
-    validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
-
-
-class AttemptOut(BaseModel):
-    """One try at the upstream."""
-
-    number: int
-    startedAt: datetime
-    finishedAt: datetime | None
-    httpStatus: int | None
-    outcome: str
-    errorCode: str | None
-    willRetry: bool
-    response: str | None = Field(description="The upstream body, secrets redacted, at most 2000 characters.")
-
-
-class PostDetail(TargetOutcome):
-    """A post with its text and every attempt."""
-
-    batchId: str
-    text: str
-    createdAt: datetime
-    updatedAt: datetime
-    publishedAt: datetime | None
-    attempts: list[AttemptOut]
-
-
-class PostPage(BaseModel):
-    """A page of posts, newest first."""
-
-    posts: list[TargetOutcome]
-    nextCursor: str | None = Field(description="Pass as cursor to get the next page; null at the end.")
 
 
 def normalise(text: str) -> str:

@@ -1,26 +1,28 @@
 """Runtime: the services a running server uses, opened in the server's lifespan and closed after.
 
-build_server() creates one Runtime; tools hold it and read its services once it is open.
+build_server() creates one Runtime; tools hold it and wait for it to be ready. Opening (loading
+the database layer, migrating, reconciling what a crash left behind) runs in the background, so
+the server answers initialize and tools/list at once; every tool call awaits `wait_ready()`.
 """
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
 
-from omnipost.accounts import Accounts
 from omnipost.clock import Clock
 from omnipost.config import Settings
 from omnipost.errors import InternalError
-from omnipost.idempotency import Idempotency
 from omnipost.platforms.base import PlatformAdapter
-from omnipost.publishing import PublishService
-from omnipost.store.crypto import Vault, load_key
-from omnipost.store.db import Database
+
+if TYPE_CHECKING:
+    from omnipost.accounts import Accounts
+    from omnipost.publishing import PublishService
+    from omnipost.store.db import Database
 
 logger = logging.getLogger("omnipost.runtime")
 
@@ -35,24 +37,26 @@ class Runtime:
     clock: Clock
     http: httpx2.AsyncClient | None = None  # injected by tests (fakes mounted by host)
     extra: dict[str, Any] = field(default_factory=lambda: {})
-    db: Database | None = None
-    accounts_: Accounts | None = None
-    publisher_: PublishService | None = None
+    db: "Database | None" = None
+    accounts_: "Accounts | None" = None
+    publisher_: "PublishService | None" = None
     media_: Any = None
     adapters: dict[str, PlatformAdapter] = field(default_factory=lambda: {})
     _owns_http: bool = False
     _users: int = 0  # the SSE transport enters the lifespan once per connection: open once, close after the last
     _gate: anyio.Lock = field(default_factory=anyio.Lock)
+    _ready: anyio.Event | None = None
+    _failed: bool = False
 
     @property
-    def accounts(self) -> Accounts:
+    def accounts(self) -> "Accounts":
         """The account service (raises if the server is not started)."""
         if self.accounts_ is None:
             raise InternalError("server not started")
         return self.accounts_
 
     @property
-    def publisher(self) -> PublishService:
+    def publisher(self) -> "PublishService":
         """The publishing service."""
         if self.publisher_ is None:
             raise InternalError("server not started")
@@ -65,7 +69,14 @@ class Runtime:
 
     async def open(self) -> None:
         """Open the database, the HTTP client and the services; reconcile what a crash left behind."""
+        # The database layer (SQLAlchemy, SQLModel) is the bulk of start-up; import it off the loop.
+        await anyio.to_thread.run_sync(_import_store)
+        from omnipost.accounts import Accounts
+        from omnipost.idempotency import Idempotency
         from omnipost.platforms.sandbox import SandboxAdapter
+        from omnipost.publishing import PublishService
+        from omnipost.store.crypto import Vault, load_key
+        from omnipost.store.db import Database
 
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,17 +139,50 @@ class Runtime:
             await self.db.close()
             self.db = None
 
+    async def wait_ready(self) -> None:
+        """Wait until open() has finished (tools call this first).
+
+        Raises:
+            InternalError: opening failed (the log has the cause).
+        """
+        if self._ready is None:
+            raise InternalError("server not started")
+        await self._ready.wait()
+        if self._failed:
+            raise InternalError("the server could not open its database; see its log")
+
+    async def _open_in_background(self) -> None:
+        assert self._ready is not None
+        try:
+            await self.open()
+        except Exception:  # noqa: BLE001 - start-up boundary: logged once, reported to every tool call
+            logger.exception("opening the server failed")
+            self._failed = True
+        finally:
+            self._ready.set()
+
     @asynccontextmanager
     async def lifespan(self, _server: Any) -> AsyncIterator["Runtime"]:
-        """The MCP server lifespan: open at the first entry, close after the last exit."""
-        async with self._gate:
-            if self._users == 0:
-                await self.open()
-            self._users += 1
-        try:
-            yield self
-        finally:
+        """The MCP server lifespan: start opening at the first entry, close after the last exit."""
+        async with anyio.create_task_group() as tg:
             async with self._gate:
-                self._users -= 1
-                if self._users == 0:
-                    await self.close()
+                first = self._users == 0
+                if first:
+                    self._ready, self._failed = anyio.Event(), False
+                    tg.start_soon(self._open_in_background)
+                self._users += 1
+            try:
+                yield self
+            finally:
+                async with self._gate:
+                    self._users -= 1
+                    if self._users == 0:
+                        assert self._ready is not None
+                        await self._ready.wait()
+                        await self.close()
+
+
+def _import_store() -> None:
+    """Import the database layer (run in a worker thread at start-up)."""
+    import omnipost.publishing  # noqa: F401 - pulls in sqlmodel, sqlalchemy, aiosqlite, cryptography
+    import omnipost.store.db  # noqa: F401

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from omnipost.accounts import AccountOut, ProfileOut, account_out, profile_out
+from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
 from omnipost.domain import PLATFORM_ALIASES
 from omnipost.errors import ValidationFailedError
@@ -34,20 +34,37 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register the account and profile tools."""
 
     async def connect_account(
-        platform: Annotated[Literal["sandbox"], Field(description="sandbox: a local simulated platform (real platforms arrive in later versions).")],
-        emulates: Annotated[str, Field(description="For sandbox: the platform whose rules apply (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")],
-        handle: Annotated[str, Field(min_length=1, max_length=100, description="A display handle for the account.")],
+        platform: Annotated[Literal["sandbox", "bluesky"], Field(description="bluesky (handle + app password), or sandbox: a local simulated platform.")],
+        handle: Annotated[str, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any display handle).")],
+        emulates: Annotated[str | None, Field(description="For sandbox: the platform whose rules apply (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")] = None,
+        appPassword: Annotated[str | None, Field(description="For bluesky: an app password (Settings → App passwords), never the account password.")] = None,
+        pdsUrl: Annotated[str | None, Field(description="For bluesky: the PDS to log in to (default https://bsky.social).")] = None,
         profileId: ProfileArg = None,
-        defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest, {"authorUrn": "urn:li:person:abc"} for LinkedIn.')] = None,
+        defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
     ) -> AccountOut:
+        profile, caller = await profile_of(rt, profileId)
+        assert rt.http is not None
+        if platform == "bluesky":
+            if caller.test_mode:
+                from omnipost.errors import UnauthorizedError
+
+                raise UnauthorizedError("An op_test_ key can only connect sandbox accounts.", rule="platform",
+                                        remediation="Use an op_live_ key, or connect a sandbox account.")
+            if not appPassword:
+                raise ValidationFailedError("Connecting Bluesky needs an app password.", path="appPassword",
+                                            remediation="Create one in Bluesky: Settings → Privacy and security → App passwords.")
+            from omnipost.platforms.bluesky import connect_bluesky
+
+            session = await connect_bluesky(rt.http, handle.strip(), appPassword, pdsUrl or "https://bsky.social")
+            account = await rt.accounts.add(profile.id, platform="bluesky", handle=session["handle"], credentials=session["credentials"],
+                                            defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **(defaults or {})})
+            return account_out(account)
         from omnipost.platforms.sandbox import register_account
 
-        profile, _ = await profile_of(rt, profileId)
-        if emulates.strip().lower() not in PLATFORM_ALIASES:
+        if emulates is None or emulates.strip().lower() not in PLATFORM_ALIASES:
             raise ValidationFailedError(f"Unknown platform '{emulates}'.", path="emulates",
                                         remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
         real = PLATFORM_ALIASES[emulates.strip().lower()].value
-        assert rt.http is not None
         issued = await register_account(rt.http, rt.sandbox_url, handle, real)
         merged = dict(defaults or {})
         if real == "linkedin":
@@ -59,9 +76,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(
         connect_account, name="connect_account", title="Connect an account",
-        description=("Connect an account to a profile. Now: platform 'sandbox', a local simulated platform that applies the "
-                     "rules of the platform it `emulates` and stores what it receives, so publishing can be tried end to end "
-                     "with no real account. Returns the account (acc_…) to use as a target's accountId."),
+        description=("Connect an account to a profile. Bluesky: the handle (or DID) and an app password, optionally the PDS "
+                     "URL of a self-hosted server; the session is kept and refreshed, the password is not stored. Sandbox: a "
+                     "local simulated platform that applies the rules of the platform it `emulates` and stores what it "
+                     "receives, so publishing can be tried end to end with no real account. Returns the account (acc_…) to "
+                     "use as a target's accountId."),
         annotations=LOCAL_WRITE,
     )
 
@@ -91,6 +110,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def list_profiles() -> ProfileList:
+        await rt.wait_ready()
         caller = current_caller()
         return ProfileList(profiles=[profile_out(p) for p in await rt.accounts.list_profiles(bound=caller.profile_id)])
 
@@ -99,6 +119,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     annotations=READ)
 
     async def create_profile(name: Annotated[str, Field(min_length=1, max_length=64, description="Profile name.")]) -> ProfileOut:
+        await rt.wait_ready()
         caller = current_caller()
         if caller.profile_id is not None:
             from omnipost.errors import UnauthorizedError

@@ -1,13 +1,12 @@
 """Media tools: upload_media, list_media, delete_media."""
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from omnipost.errors import NotFoundError, ValidationFailedError
-from omnipost.store.models import Media
+from omnipost.outputs import MediaOut, MediaPage, media_out
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of
 from omnipost.tools.publishing import with_idempotency
 
@@ -16,35 +15,6 @@ if TYPE_CHECKING:
     from omnipost.runtime import Runtime
 
 ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
-
-
-class MediaOut(BaseModel):
-    """An uploaded file."""
-
-    id: str
-    kind: str = Field(description="image, gif (animated) or video.")
-    mime: str = Field(description="Sniffed from the bytes, never from the name.")
-    size: int
-    sha256: str
-    width: int | None = None
-    height: int | None = None
-    duration: float | None = Field(default=None, description="Seconds (video).")
-    altText: str | None = None
-    filename: str | None = None
-    createdAt: datetime
-
-
-class MediaPage(BaseModel):
-    """A page of media, newest first."""
-
-    media: list[MediaOut]
-    nextCursor: str | None
-
-
-def media_out(m: Media) -> MediaOut:
-    """The public view of a media record."""
-    return MediaOut(id=m.id, kind=m.kind, mime=m.mime, size=m.size, sha256=m.sha256, width=m.width, height=m.height,
-                    duration=m.duration, altText=m.alt_text, filename=m.filename, createdAt=m.created_at)
 
 
 def register(server: "OmnipostServer", rt: "Runtime") -> None:

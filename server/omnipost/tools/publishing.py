@@ -10,8 +10,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.drafting import validate_request
 from omnipost.errors import InputError
-from omnipost.idempotency import Idempotency, request_hash
-from omnipost.publishing import BatchResult, PostDetail, PostPage, TargetOutcome
+from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.request import PostRequest
 from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, profile_of
 
@@ -36,6 +35,8 @@ class DeclinedError(InputError):
 async def with_idempotency(rt: "Runtime", profile_id: str, tool: str, key: str | None, body: dict[str, Any],
                            run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel]) -> Any:
     """Run a write once per (profile, key): replay the stored answer for a repeat with the same body."""
+    from omnipost.idempotency import Idempotency, request_hash
+
     if key is None:
         return await run()
     assert rt.db is not None

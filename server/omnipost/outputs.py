@@ -1,0 +1,140 @@
+"""The public output shapes of the tools: plain pydantic, importable without the database layer
+(so the server can register its tools, and answer tools/list, before the store is loaded)."""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from omnipost.drafting import ValidateResult, Warning_
+from omnipost.errors import ErrorObject
+
+if TYPE_CHECKING:
+    from omnipost.store.models import Account, Media, Profile
+
+
+class ProfileOut(BaseModel):
+    """A workspace."""
+
+    id: str
+    name: str
+    createdAt: datetime
+
+
+class AccountOut(BaseModel):
+    """A connected account as the client sees it (never its credentials)."""
+
+    id: str
+    profileId: str
+    platform: str = Field(description="The adapter: a real platform id, or sandbox.")
+    emulates: str | None = Field(default=None, description="For sandbox accounts: the platform whose rules apply.")
+    handle: str
+    displayName: str | None = None
+    health: str = Field(description="active, needs_reconnect or disconnected.")
+    tokenExpiresAt: datetime | None = None
+    defaults: dict[str, Any] = Field(default_factory=lambda: {})
+    createdAt: datetime
+
+
+def profile_out(p: "Profile") -> ProfileOut:
+    """The public view of a profile."""
+    return ProfileOut(id=p.id, name=p.name, createdAt=p.created_at)
+
+
+def account_out(a: "Account") -> AccountOut:
+    """The public view of an account."""
+    return AccountOut(id=a.id, profileId=a.profile_id, platform=a.platform, emulates=a.emulates, handle=a.handle,
+                      displayName=a.display_name, health=a.health, tokenExpiresAt=a.token_expires_at,
+                      defaults=dict(a.defaults or {}), createdAt=a.created_at)
+
+
+class TargetOutcome(BaseModel):
+    """One target's outcome, in request order."""
+
+    postId: str
+    accountId: str
+    platform: str
+    status: str = Field(description="draft, validated, publishing, published, failed, rejected, cancelled or unknown.")
+    upstreamId: str | None = None
+    uri: str | None = None
+    url: str | None = None
+    cid: str | None = None
+    firstComment: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the first comment.")
+    thread: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the thread segments.")
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+    error: ErrorObject | None = None
+
+
+class BatchResult(BaseModel):
+    """The batch envelope (PRODUCT §2.4)."""
+
+    id: str
+    status: str = Field(description="published, partial_failed, failed, queued, draft or publishing.")
+    mode: str
+    createdAt: datetime
+    scheduledAt: datetime | None = None
+    replay: bool = Field(default=False, description="True when this answer was replayed for a repeated idempotencyKey.")
+    results: list[TargetOutcome]
+    validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
+
+
+class AttemptOut(BaseModel):
+    """One try at the upstream."""
+
+    number: int
+    startedAt: datetime
+    finishedAt: datetime | None
+    httpStatus: int | None
+    outcome: str
+    errorCode: str | None
+    willRetry: bool
+    response: str | None = Field(description="The upstream body, secrets redacted, at most 2000 characters.")
+
+
+class PostDetail(TargetOutcome):
+    """A post with its text and every attempt."""
+
+    batchId: str
+    text: str
+    createdAt: datetime
+    updatedAt: datetime
+    publishedAt: datetime | None
+    attempts: list[AttemptOut]
+
+
+class PostPage(BaseModel):
+    """A page of posts, newest first."""
+
+    posts: list[TargetOutcome]
+    nextCursor: str | None = Field(description="Pass as cursor to get the next page; null at the end.")
+
+
+class MediaOut(BaseModel):
+    """An uploaded file."""
+
+    id: str
+    kind: str = Field(description="image, gif (animated) or video.")
+    mime: str = Field(description="Sniffed from the bytes, never from the name.")
+    size: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = Field(default=None, description="Seconds (video).")
+    altText: str | None = None
+    filename: str | None = None
+    createdAt: datetime
+
+
+class MediaPage(BaseModel):
+    """A page of media, newest first."""
+
+    media: list[MediaOut]
+    nextCursor: str | None
+
+
+def media_out(m: "Media") -> MediaOut:
+    """The public view of a media record."""
+    return MediaOut(id=m.id, kind=m.kind, mime=m.mime, size=m.size, sha256=m.sha256, width=m.width, height=m.height,
+                    duration=m.duration, altText=m.alt_text, filename=m.filename, createdAt=m.created_at)
+
+

@@ -1,0 +1,441 @@
+"""BlueskyAdapter against the fake PDS (tests/fakes/bluesky.py): wire shapes, sessions, exactly-once, errors."""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from fakes.bluesky import NOW, PDS_URL, VIDEO_URL, FakeBluesky
+from mediagen import make_image, make_video
+from omnipost.domain import Platform
+from omnipost.errors import (
+    PlatformAuthError,
+    PlatformRateLimitError,
+    PlatformRejectedError,
+    PlatformUnavailableError,
+    UnknownOutcomeError,
+)
+from omnipost.media.probe import MediaFacts
+from omnipost.platforms.base import AccountContext, MediaFile, PublishJob
+from omnipost.platforms.bluesky import (
+    TID_ALPHABET,
+    TID_PATTERN,
+    BlueskyAdapter,
+    build_post,
+    connect_bluesky,
+    tid_for,
+)
+from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget
+
+pytestmark = pytest.mark.anyio
+
+WAIT = 10  # seconds a test may take before it counts as hung
+KEY = "post_01m85ztxb2gjkfykw09f91z1zy"  # an omnipost post id (ULID)
+KEY2 = "post_01m85zv0000000000000000000"
+PASSWORD = "abcd-efgh-ijkl-mnop"
+BOB = "did:plc:bobbobbobbobbobbobbobbob"
+PAGE_IP = "93.184.216.34"  # a public address: the fetcher allows it, and the test client routes it to PAGES
+CREATE = "com.atproto.repo.createRecord"
+GET = "com.atproto.repo.getRecord"
+REFRESH = "com.atproto.server.refreshSession"
+PNG_THUMB = make_image("png", 64, 32)
+
+
+async def _article(request: Request) -> Response:
+    assert request.headers["host"] == "news.example"  # the fetcher pins the address but keeps the name
+    return HTMLResponse('<html><head><title>ignored</title><meta property="og:title" content="Big &amp; news">'
+                        '<meta property="og:description" content="  All   of it ">'
+                        '<meta property="og:image" content="/thumb.png"></head><body>x</body></html>')
+
+
+async def _thumb(request: Request) -> Response:
+    return Response(PNG_THUMB, media_type="image/png")
+
+
+PAGES = Starlette(routes=[Route("/article", _article), Route("/thumb.png", _thumb)])
+
+
+class FakeResolver:
+    """DNS from a table; unknown names fail like NXDOMAIN."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        if host not in self.table:
+            raise OSError(-2, "Name or service not known")
+        return list(self.table[host])
+
+
+@dataclass
+class Env:
+    fake: FakeBluesky
+    http: httpx2.AsyncClient
+    account: AccountContext
+    tmp: Path
+    persisted: list[tuple[str, dict[str, Any]]] = field(default_factory=lambda: [])
+
+    def adapter(self, *, clock: float = NOW, **kw: Any) -> BlueskyAdapter:
+        async def on_credentials(account_id: str, credentials: dict[str, Any]) -> None:
+            self.persisted.append((account_id, credentials))
+
+        return BlueskyAdapter(self.http, on_credentials=on_credentials, clock=lambda: clock, poll_interval=0,
+                              video_service=VIDEO_URL, **kw)
+
+    @property
+    def did(self) -> str:
+        return str(self.account.credentials["did"])
+
+    def stored(self, key: str) -> dict[str, Any]:
+        record = self.fake.record(self.did, tid_for(key))
+        assert record is not None, f"no record under {key}"
+        return record
+
+    def image(self, index: int, fmt: str, width: int, height: int, alt: str | None) -> MediaFile:
+        path = self.tmp / f"img{index}.{fmt}"
+        path.write_bytes(make_image(fmt, width, height))
+        return MediaFile(index=index, mime=f"image/{fmt}", kind="image", size=path.stat().st_size, path=path,
+                         width=width, height=height, alt_text=alt)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    fake = FakeBluesky()
+    fake.add_account("alice.test", PASSWORD)
+    fake.add_handle("bob.test", BOB)
+    async with fake.client(mounts={f"https://{PAGE_IP}": PAGES}) as http:
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        account = AccountContext(id="acc_1", platform="bluesky", handle=session["handle"], credentials=session["credentials"],
+                                 defaults={"did": session["did"], "pdsUrl": session["pdsUrl"]})
+        yield Env(fake, http, account, tmp_path)
+
+
+def make_job(account: AccountContext, text: str = "hello bluesky", *, key: str = KEY, thread: tuple[str, ...] = (),
+             first_comment: str | None = None, files: tuple[MediaFile, ...] = (), langs: list[str] | None = None) -> PublishJob:
+    refs = tuple(MediaRef(index=f.index, source="mediaId", alt_text=f.alt_text, media_id=f"med_{f.index}",
+                          facts=MediaFacts(kind=f.kind, mime=f.mime or "", size=f.size or 0, width=f.width, height=f.height,  # type: ignore[arg-type]
+                                           duration=None, frames=1, sha256="0" * 64))
+                 for f in files)
+    info = AccountInfo(id=account.id, platform=Platform.BLUESKY, handle=account.handle, defaults=dict(account.defaults))
+    target = ResolvedTarget(index=0, platform=Platform.BLUESKY, account=info, text=text, media=refs, first_comment=first_comment,
+                            thread=thread, title=None, visibility=None, options={"langs": langs} if langs else {})
+    return PublishJob(post_id=key, upstream_key=key, account=account, target=target, media=files)
+
+
+def spans(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each facet as (the text its byte range covers, its feature)."""
+    raw = record["text"].encode("utf-8")
+    return [(raw[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode("utf-8"), f["features"][0]) for f in record["facets"]]
+
+
+def ref(record: dict[str, Any]) -> dict[str, str]:
+    return {"uri": record["uri"], "cid": record["cid"]}
+
+
+# --- connecting ------------------------------------------------------------------------------------
+
+
+async def test_connect_returns_the_session_and_the_pds_from_the_did_document(env: Env) -> None:
+    with anyio.fail_after(WAIT):
+        session = await connect_bluesky(env.http, "alice.test", PASSWORD, PDS_URL + "/")
+    assert session["handle"] == "alice.test" and session["did"].startswith("did:plc:")
+    assert session["pdsUrl"] == PDS_URL
+    assert set(session["credentials"]) == {"accessJwt", "refreshJwt", "did", "pdsUrl"}
+    assert PASSWORD not in json.dumps(session)
+
+
+async def test_connect_with_a_wrong_password_is_an_auth_error(env: Env) -> None:
+    with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError) as caught:
+        await connect_bluesky(env.http, "alice.test", "wrong", PDS_URL)
+    assert caught.value.status == 401
+    assert caught.value.platform_response == {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
+
+
+# --- publishing ------------------------------------------------------------------------------------
+
+
+async def test_text_with_link_mention_and_tag_facets_in_byte_offsets(env: Env) -> None:
+    text = "Héllo @bob.test, see https://example.com/a?b=1 and #omnipost ✨ cc @nobody.test"
+    with anyio.fail_after(WAIT):
+        published = await env.adapter().publish(make_job(env.account, text, langs=["en", "fr"]))
+    stored = env.stored(KEY)
+    record = stored["value"]
+    assert record["text"] == text and record["langs"] == ["en", "fr"] and record["createdAt"] == "2026-11-24T12:00:00.000Z"
+    assert spans(record) == [
+        ("@bob.test", {"$type": "app.bsky.richtext.facet#mention", "did": BOB}),
+        ("https://example.com/a?b=1", {"$type": "app.bsky.richtext.facet#link", "uri": "https://example.com/a?b=1"}),
+        ("#omnipost", {"$type": "app.bsky.richtext.facet#tag", "tag": "omnipost"}),
+    ]  # @nobody.test does not resolve: its facet is dropped, not sent with an empty DID
+    assert [c.params["handle"] for c in env.fake.calls("com.atproto.identity.resolveHandle")] == ["bob.test", "nobody.test"]
+    rkey = tid_for(KEY)
+    assert published.upstream_id == published.uri == stored["uri"] == f"at://{env.did}/app.bsky.feed.post/{rkey}"
+    assert published.cid == stored["cid"] and published.already_existed is False and published.http_status == 200
+    assert published.url == f"https://bsky.app/profile/{env.did}/post/{rkey}"
+    assert "embed" not in record  # no resolver was given, so no link card ...
+    assert published.response is not None and "no resolver" in published.response["warnings"][0]  # ... and it says so
+
+
+async def test_images_carry_alt_aspect_ratio_and_the_uploaded_blobs(env: Env) -> None:
+    files = (env.image(0, "png", 1200, 800, "Sales chart"), env.image(1, "jpeg", 1080, 1080, None))
+    with anyio.fail_after(WAIT):
+        await env.adapter().publish(make_job(env.account, "Two charts", files=files))
+    embed = env.stored(KEY)["value"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    assert [(i["alt"], i["aspectRatio"]) for i in embed["images"]] == [
+        ("Sales chart", {"width": 1200, "height": 800}), ("", {"width": 1080, "height": 1080})]
+    uploads = env.fake.calls("com.atproto.repo.uploadBlob")
+    assert [(c.content_type, c.size) for c in uploads] == [("image/png", files[0].size), ("image/jpeg", files[1].size)]
+    for image, f in zip(embed["images"], files):
+        blob = image["image"]
+        assert blob["$type"] == "blob" and blob["mimeType"] == f.mime and blob["size"] == f.size
+        assert env.fake.blobs[blob["ref"]["$link"]]["data"] == f.path.read_bytes()  # type: ignore[union-attr]
+
+
+async def test_video_goes_through_the_video_service(env: Env) -> None:
+    path = env.tmp / "clip.mp4"
+    path.write_bytes(make_video(width=1280, height=720, duration=5.0))
+    video = MediaFile(index=0, mime="video/mp4", kind="video", size=path.stat().st_size, path=path, width=1280, height=720, alt_text="A clip")
+    with anyio.fail_after(WAIT):
+        await env.adapter().publish(make_job(env.account, "Clip", files=(video,)))
+    embed = env.stored(KEY)["value"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.video" and embed["alt"] == "A clip"
+    assert embed["aspectRatio"] == {"width": 1280, "height": 720}
+    assert embed["video"]["mimeType"] == "video/mp4" and embed["video"]["size"] == video.size
+    service_auth = env.fake.calls("com.atproto.server.getServiceAuth")[0]
+    assert service_auth.params["aud"] == "did:web:pds.test" and service_auth.params["lxm"] == "com.atproto.repo.uploadBlob"
+    upload = env.fake.calls("app.bsky.video.uploadVideo")[0]
+    assert upload.auth == "service" and upload.params["did"] == env.did and upload.size == video.size
+    assert len(env.fake.calls("app.bsky.video.getJobStatus")) == 2  # polled until the job had a blob
+
+
+async def test_without_a_video_service_the_video_is_rejected_clearly(tmp_path: Path) -> None:
+    fake = FakeBluesky(video_enabled=False)
+    fake.add_account("alice.test", PASSWORD)
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(make_video())
+    video = MediaFile(index=0, mime="video/mp4", kind="video", size=path.stat().st_size, path=path, width=1280, height=720)
+    async with fake.client() as http:
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials=session["credentials"])
+        adapter = BlueskyAdapter(http, clock=lambda: NOW, poll_interval=0, video_service=VIDEO_URL)
+        with anyio.fail_after(WAIT), pytest.raises(PlatformRejectedError, match="Video upload is not available"):
+            await adapter.publish(make_job(account, "Clip", files=(video,)))
+    assert fake.posts() == []
+
+
+async def test_thread_and_first_comment_are_reply_chains_under_their_own_keys(env: Env) -> None:
+    job = make_job(env.account, "1/3 main", thread=("2/3 middle", "3/3 end"), first_comment="Links go here")
+    with anyio.fail_after(WAIT):
+        published = await env.adapter().publish(job)
+    main, t1, t2, comment = (env.stored(k) for k in (KEY, f"{KEY}-t1", f"{KEY}-t2", f"{KEY}-c"))
+    assert "reply" not in main["value"]
+    assert t1["value"]["reply"] == {"root": ref(main), "parent": ref(main)}
+    assert t2["value"]["reply"] == {"root": ref(main), "parent": ref(t1)}
+    assert comment["value"]["reply"] == {"root": ref(main), "parent": ref(main)}
+    assert [r["value"]["text"] for r in (main, t1, t2, comment)] == ["1/3 main", "2/3 middle", "3/3 end", "Links go here"]
+    assert published.thread_ids == (t1["uri"], t2["uri"]) and published.first_comment_ids == (comment["uri"],)
+    assert len({tid_for(k) for k in (KEY, f"{KEY}-t1", f"{KEY}-t2", f"{KEY}-c")}) == 4
+
+
+async def test_link_card_with_og_metadata_and_thumbnail(env: Env) -> None:
+    resolver = FakeResolver({"news.example": [PAGE_IP]})
+    with anyio.fail_after(WAIT):
+        published = await env.adapter(resolver=resolver).publish(make_job(env.account, "Read https://news.example/article now"))
+    embed = env.stored(KEY)["value"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.external"
+    external = embed["external"]
+    assert (external["uri"], external["title"], external["description"]) == ("https://news.example/article", "Big & news", "All of it")
+    assert external["thumb"]["mimeType"] == "image/png" and env.fake.blobs[external["thumb"]["ref"]["$link"]]["data"] == PNG_THUMB
+    assert published.response is not None and "warnings" not in published.response
+
+
+async def test_link_card_is_skipped_with_a_note_when_the_page_cannot_be_fetched(env: Env) -> None:
+    resolver = FakeResolver({"intranet.example": ["10.0.0.5"]})  # refused by the SSRF guard before any connection
+    with anyio.fail_after(WAIT):
+        published = await env.adapter(resolver=resolver).publish(make_job(env.account, "See https://intranet.example/page"))
+    record = env.stored(KEY)["value"]
+    assert "embed" not in record and record["facets"][0]["features"][0]["uri"] == "https://intranet.example/page"
+    assert published.response is not None
+    [warning] = published.response["warnings"]
+    assert warning.startswith("post: no link card for https://intranet.example/page") and "10.0.0.5" in warning
+
+
+# --- sessions --------------------------------------------------------------------------------------
+
+
+async def test_expired_token_is_refreshed_once_rotated_and_persisted(env: Env) -> None:
+    old = dict(env.account.credentials)
+    env.fake.expire_tokens()
+    adapter = env.adapter()
+    with anyio.fail_after(WAIT):
+        published = await adapter.publish(make_job(env.account))
+    assert published.uri == env.stored(KEY)["uri"]
+    assert len(env.fake.calls(REFRESH)) == 1 and env.fake.calls(REFRESH)[0].auth == "refresh"
+    assert len(env.fake.calls(CREATE)) == 2  # 400 ExpiredToken, then the same call with the new token
+    [(account_id, new)] = env.persisted
+    assert account_id == "acc_1" and new["did"] == old["did"] and new["pdsUrl"] == PDS_URL
+    assert new["accessJwt"] != old["accessJwt"] and new["refreshJwt"] != old["refreshJwt"]
+    # A job built from the credentials read before the rotation uses the rotated ones: no second refresh.
+    with anyio.fail_after(WAIT):
+        await adapter.publish(make_job(env.account, "second", key=KEY2))
+    assert len(env.fake.calls(REFRESH)) == 1 and len(env.persisted) == 1
+    assert env.fake.record(env.did, tid_for(KEY2)) is not None
+
+
+async def test_token_past_its_exp_is_refreshed_before_the_call(env: Env) -> None:
+    with anyio.fail_after(WAIT):
+        await env.adapter(clock=NOW + 7201).publish(make_job(env.account))
+    assert len(env.fake.calls(REFRESH)) == 1 and len(env.fake.calls(CREATE)) == 1 and len(env.persisted) == 1
+
+
+async def test_a_refused_refresh_is_an_auth_error_and_nothing_is_posted(env: Env) -> None:
+    env.fake.expire_tokens(refresh=True)
+    with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError) as caught:
+        await env.adapter().publish(make_job(env.account))
+    assert caught.value.platform_response == {"error": "ExpiredToken", "message": "Token has expired"}
+    assert env.persisted == [] and env.fake.posts() == []
+    shown = str(caught.value) + json.dumps(caught.value.to_error_object().model_dump())
+    assert env.account.credentials["accessJwt"] not in shown and env.account.credentials["refreshJwt"] not in shown
+
+
+async def test_invalid_token_is_an_auth_error_without_a_refresh(env: Env) -> None:
+    env.fake.fail_next(CREATE, 400, {"error": "InvalidToken", "message": "Token could not be verified"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError):
+        await env.adapter().publish(make_job(env.account))
+    assert env.fake.calls(REFRESH) == [] and env.fake.calls(GET) == []
+
+
+async def test_account_takedown_is_an_auth_error(env: Env) -> None:
+    env.fake.fail_next(CREATE, 401, {"error": "AccountTakedown", "message": "Account has been taken down"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError, match="AccountTakedown"):
+        await env.adapter().publish(make_job(env.account))
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+async def test_rate_limit_waits_until_ratelimit_reset(env: Env) -> None:
+    env.fake.fail_next(CREATE, 429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                       {"RateLimit-Reset": str(int(NOW) + 42), "RateLimit-Remaining": "0"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformRateLimitError) as caught:
+        await env.adapter().publish(make_job(env.account))
+    assert caught.value.retry_after == 42 and caught.value.status == 429 and caught.value.retryable
+
+
+async def test_lexicon_rejection_keeps_the_raw_body(env: Env) -> None:
+    with anyio.fail_after(WAIT), pytest.raises(PlatformRejectedError) as caught:
+        await env.adapter().publish(make_job(env.account, "é" * 301))
+    assert caught.value.status == 400
+    assert caught.value.platform_response == {
+        "error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes"}
+    assert env.fake.posts() == [] and len(env.fake.calls(GET)) == 1  # it checked that the rkey was not taken
+
+
+async def test_server_error_is_unavailable(env: Env) -> None:
+    env.fake.fail_next(CREATE, 503, {"error": "NotEnoughResources", "message": "busy"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformUnavailableError) as caught:
+        await env.adapter().publish(make_job(env.account))
+    assert type(caught.value) is PlatformUnavailableError and caught.value.retryable and env.fake.posts() == []
+
+
+async def test_lost_answer_after_the_write_is_unknown_outcome_then_found(env: Env) -> None:
+    env.fake.drop_answer_next(CREATE)
+    adapter = env.adapter()
+    job = make_job(env.account)
+    with anyio.fail_after(WAIT):
+        with pytest.raises(UnknownOutcomeError):
+            await adapter.publish(job)
+        found = await adapter.find(job)
+        again = await adapter.publish(job)
+    stored = env.stored(KEY)
+    assert found is not None and found.uri == stored["uri"] and found.cid == stored["cid"]
+    assert again.already_existed and again.uri == stored["uri"] and len(env.fake.posts()) == 1
+
+
+# --- exactly once ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("duplicate", [
+    (500, {"error": "InternalServerError", "message": "Internal Server Error"}),  # the reference PDS today
+    (400, {"error": "RecordAlreadyExists", "message": "Record already exists"}),  # a named error (proposed, name unconfirmed)
+], ids=["500-today", "400-named"])
+async def test_the_same_job_twice_makes_one_record_per_piece(tmp_path: Path, duplicate: tuple[int, dict[str, Any]]) -> None:
+    fake = FakeBluesky(duplicate_error=duplicate)
+    fake.add_account("alice.test", PASSWORD)
+    async with fake.client() as http:
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials=session["credentials"])
+        adapter = BlueskyAdapter(http, clock=lambda: NOW)
+        job = make_job(account, "once", thread=("twice?",), first_comment="thrice?")
+        with anyio.fail_after(WAIT):
+            first = await adapter.publish(job)
+            second = await adapter.publish(job)
+    assert not first.already_existed and second.already_existed
+    assert (second.uri, second.cid, second.thread_ids, second.first_comment_ids) == (first.uri, first.cid, first.thread_ids, first.first_comment_ids)
+    assert len(fake.posts()) == 3 and len(fake.calls(CREATE)) == 6 and len(fake.calls(GET)) == 3
+
+
+async def test_find_before_and_after_then_delete(env: Env) -> None:
+    adapter = env.adapter()
+    job = make_job(env.account, "find me", thread=("part two",), first_comment="comment")
+    with anyio.fail_after(WAIT):
+        assert await adapter.find(job) is None
+        published = await adapter.publish(job)
+        found = await adapter.find(job)
+        assert found is not None and found.already_existed
+        assert (found.uri, found.cid, found.url, found.thread_ids, found.first_comment_ids) == (
+            published.uri, published.cid, published.url, published.thread_ids, published.first_comment_ids)
+        await adapter.delete(env.account, published.upstream_id)
+        assert await adapter.find(job) is None
+        await adapter.delete(env.account, tid_for(f"{KEY}-c"))  # a bare rkey works too
+    assert [r["value"]["text"] for r in env.fake.posts()] == ["part two"]
+
+
+async def test_delete_refuses_another_accounts_uri(env: Env) -> None:
+    with anyio.fail_after(WAIT), pytest.raises(PlatformRejectedError, match="another account"):
+        await env.adapter().delete(env.account, f"at://{BOB}/app.bsky.feed.post/{tid_for(KEY)}")
+    assert env.fake.calls("com.atproto.repo.deleteRecord") == []
+
+
+# --- record keys and the preview -------------------------------------------------------------------
+
+
+def _tid_value(tid: str) -> int:
+    value = 0
+    for ch in tid:
+        value = value * 32 + TID_ALPHABET.index(ch)
+    return value
+
+
+def test_record_keys_are_valid_deterministic_tids() -> None:
+    keys = [KEY, f"{KEY}-t1", f"{KEY}-t2", f"{KEY}-c", KEY2, "not-a-ulid", ""]
+    tids = [tid_for(k) for k in keys]
+    assert all(TID_PATTERN.match(t) and len(t) == 13 for t in tids), tids
+    assert tids == [tid_for(k) for k in keys] and len(set(tids)) == len(tids)
+    # The time part sits in the post id's (ULID) second: 01m85ztxb2 ms → 2026-11-24.
+    ulid_ms = 0
+    for ch in KEY[5:15].upper():
+        ulid_ms = ulid_ms * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(ch)
+    for k in (KEY, f"{KEY}-t1", f"{KEY}-c"):
+        assert (_tid_value(tid_for(k)) >> 10) // 1_000_000 == ulid_ms // 1000
+
+
+def test_preview_names_what_is_resolved_at_publish_time() -> None:
+    account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials={}, defaults={"did": "did:plc:alice"})
+    body = build_post(make_job(account, "Hi @bob.test https://example.com").target)
+    assert body["repo"] == "did:plc:alice" and body["rkey"].startswith("<")
+    mention, link = body["record"]["facets"]
+    assert mention["features"][0]["did"].startswith("<DID of @bob.test")
+    assert link["features"][0]["uri"] == "https://example.com"
+    external = body["record"]["embed"]["external"]
+    assert body["record"]["embed"]["$type"] == "app.bsky.embed.external" and external["uri"] == "https://example.com"
+    assert external["title"].startswith("<") and external["thumb"].startswith("<")
