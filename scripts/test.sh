@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python deps, the MCPB CLI and MCP Inspector from npm) and run them all.
+# Install everything the tests need (Python deps; the MCPB CLI and MCP Inspector from npm; the
+# reference Bluesky PDS, with node 22, from npm) and run them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +14,7 @@ else
 fi
 export OMNIPOST_NODE_TOOLS="$PWD/.tools/node_modules/.bin"
 export OMNIPOST_REQUIRE_NODE_TOOLS=1
+# The reference Bluesky PDS (@atproto/pds) and a local did:plc directory, on loopback only.
+.venv/bin/python tools/pds/launcher.py install
+export OMNIPOST_REQUIRE_PDS=1
 .venv/bin/python -m pytest "$@"

@@ -232,7 +232,6 @@ def _start() -> LocalPds:
         pytest.fail(f"local PDS install failed (exit {r.returncode}):\n{r.stderr[-4000:]}", pytrace=False)
 
     run_dir = Path(tempfile.mkdtemp(prefix="omnipost-local-pds-"))
-    last = None
     for _attempt in range(3):  # a free port can be taken between probe and bind
         port, plc_port = _free_ports(2)
         r = _launcher(
@@ -241,13 +240,8 @@ def _start() -> LocalPds:
             "--timeout", str(START_TIMEOUT), "--exit-with-pid", str(os.getpid()),
             timeout=START_TIMEOUT + 60,
         )
-        if r.returncode == 0:
+        if r.returncode == 0 or ("in use" not in r.stderr and "EADDRINUSE" not in r.stderr):
             break
-        last = r
-        if "in use" not in r.stderr and "EADDRINUSE" not in r.stderr:
-            break
-    else:
-        r = last  # type: ignore[assignment]
     if r.returncode != 0:
         pytest.fail(f"local PDS failed to start (exit {r.returncode}):\n{r.stderr[-6000:]}", pytrace=False)
     url = r.stdout.strip().splitlines()[-1]

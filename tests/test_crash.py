@@ -147,7 +147,9 @@ async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_p
                     server.kill()
                     kills += 1
                     tg.cancel_scope.cancel()
-            server = start_server(data_dir, sandbox_url, port)  # recovery runs before it serves
+            server = start_server(data_dir, sandbox_url, port)
+            with anyio.fail_after(120):  # any tool call waits until start-up recovery has finished
+                assert not (await call(port, "list_profiles", {})).is_error
             if batch % 5 == 0:
                 # A client that retries with the same key after the crash gets the batch, not a second one.
                 with anyio.fail_after(120):

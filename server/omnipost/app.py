@@ -129,6 +129,12 @@ class OmnipostServer(MCPServer):
         tool.parameters = model.model_json_schema(by_alias=True)
         self._flattened[tool.name] = param
 
+    async def list_tools(self) -> Any:
+        tools = await super().list_tools()
+        if self.runtime is not None:
+            self.runtime.start()  # the client has what it needs to start; load the store now
+        return tools
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
         request_id = new_request_id()
         caller = current_caller()

@@ -1,8 +1,10 @@
 """Runtime: the services a running server uses, opened in the server's lifespan and closed after.
 
 build_server() creates one Runtime; tools hold it and wait for it to be ready. Opening (loading
-the database layer, migrating, reconciling what a crash left behind) runs in the background, so
-the server answers initialize and tools/list at once; every tool call awaits `wait_ready()`.
+the database layer, migrating, reconciling what a crash left behind) starts once the client has
+listed the tools, at the first tool call, or one second after start-up, whichever comes first;
+so initialize and tools/list are answered without waiting for the store. Every tool call awaits
+`wait_ready()`.
 """
 
 import logging
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import httpx2
 
 from omnipost.clock import Clock
@@ -47,6 +50,8 @@ class Runtime:
     _gate: anyio.Lock = field(default_factory=anyio.Lock)
     _ready: anyio.Event | None = None
     _failed: bool = False
+    _started: bool = False
+    _tg: anyio.abc.TaskGroup | None = None
 
     @property
     def accounts(self) -> "Accounts":
@@ -139,6 +144,17 @@ class Runtime:
             await self.db.close()
             self.db = None
 
+    def start(self) -> None:
+        """Begin opening in the background (idempotent)."""
+        if self._tg is not None and not self._started:
+            self._started = True
+            self._tg.start_soon(self._open_in_background)
+
+    async def _start_soon(self) -> None:
+        # Without any client request (a restarted server recovering on its own), open anyway.
+        await anyio.sleep(1.0)
+        self.start()
+
     async def wait_ready(self) -> None:
         """Wait until open() has finished (tools call this first).
 
@@ -147,6 +163,7 @@ class Runtime:
         """
         if self._ready is None:
             raise InternalError("server not started")
+        self.start()
         await self._ready.wait()
         if self._failed:
             raise InternalError("the server could not open its database; see its log")
@@ -166,10 +183,9 @@ class Runtime:
         """The MCP server lifespan: start opening at the first entry, close after the last exit."""
         async with anyio.create_task_group() as tg:
             async with self._gate:
-                first = self._users == 0
-                if first:
-                    self._ready, self._failed = anyio.Event(), False
-                    tg.start_soon(self._open_in_background)
+                if self._users == 0:
+                    self._ready, self._failed, self._started, self._tg = anyio.Event(), False, False, tg
+                    tg.start_soon(self._start_soon)
                 self._users += 1
             try:
                 yield self
@@ -178,11 +194,14 @@ class Runtime:
                     self._users -= 1
                     if self._users == 0:
                         assert self._ready is not None
+                        self.start()
                         await self._ready.wait()
                         await self.close()
+                        self._tg = None
+                        tg.cancel_scope.cancel()
 
 
 def _import_store() -> None:
     """Import the database layer (run in a worker thread at start-up)."""
     import omnipost.publishing  # noqa: F401 - pulls in sqlmodel, sqlalchemy, aiosqlite, cryptography
-    import omnipost.store.db  # noqa: F401
+    import omnipost.store.db  # noqa: F401 - the engine and aiosqlite

@@ -91,10 +91,10 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register validate_post, list_preflight_rules and explain_preflight_rule."""
 
     async def validate_post(request: PostRequest) -> ValidateResult:
-        from omnipost.accounts import ProfileDirectory
         from omnipost.tools.common import profile_of
 
-        profile, caller = await profile_of(rt, request.profileId)
+        profile, caller = await profile_of(rt, request.profileId)  # waits until the store is loaded
+        from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
         assert rt.db is not None
         directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
         return await validate_request(request, clock=rt.clock, accounts=rt.extra.get("accounts", directory),
