@@ -1,5 +1,7 @@
 """The one composition root: build_server() constructs everything the server uses."""
 
+import copy
+import functools
 import json
 import logging
 import secrets
@@ -85,6 +87,16 @@ def validation_error(exc: ValidationError, strip: str | None, request_id: str) -
     )
 
 
+def _error_schema() -> dict[str, Any]:
+    """ErrorObject's JSON schema (generated once: schema generation dominates start-up)."""
+    return copy.deepcopy(_schema_of(ErrorObject))
+
+
+@functools.cache
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template="#/$defs/{model}")
+
+
 def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
     """A tool's output schema widened to `success | {"error": ErrorObject}`.
 
@@ -94,7 +106,7 @@ def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
     """
     success = dict(schema)
     defs: dict[str, Any] = success.pop("$defs", {})
-    error_schema = ErrorObject.model_json_schema(ref_template="#/$defs/{model}")
+    error_schema = _error_schema()
     defs.update(error_schema.pop("$defs", {}))
     if "$ref" not in error_schema:  # a self-referencing model is already under $defs
         defs["ErrorObject"] = error_schema
@@ -126,7 +138,7 @@ class OmnipostServer(MCPServer):
         self.add_tool(fn, **kwargs)
         tool = self._tool_manager.get_tool(kwargs["name"])
         assert tool is not None
-        tool.parameters = model.model_json_schema(by_alias=True)
+        tool.parameters = copy.deepcopy(_schema_of(model))
         self._flattened[tool.name] = param
 
     async def list_tools(self) -> Any:
