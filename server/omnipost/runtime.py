@@ -96,8 +96,16 @@ class Runtime:
                 mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db"))
             self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0))
             self._owns_http = True
-        self.adapters = {"sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout)}
         self.accounts_ = Accounts(self.db, vault, self.clock)
+        from omnipost.media.fetch import SystemResolver
+        from omnipost.platforms.bluesky import BlueskyAdapter
+
+        # Every adapter is registered before recovery, which may need any of them.
+        self.adapters = {
+            "sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout),
+            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=self.accounts_.update_credentials,
+                                      resolver=self.extra.get("resolver") or SystemResolver()),
+        }
         self.media_ = self._media_service()
         self.publisher_ = PublishService(self.db, self.accounts_, Idempotency(self.db, self.clock), self.adapters, self.clock,
                                          media=self.media_port(), concurrency=s.publish_concurrency)

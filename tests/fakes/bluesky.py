@@ -6,7 +6,7 @@ PDS (`PDS_URL`), every route `/xrpc/<nsid>`:
 - com.atproto.server.refreshSession POST, no body, Bearer <refreshJwt> → a new session; both tokens rotate and the
   old refresh token is revoked at once (strict: the real PDS allows a short grace period).
 - com.atproto.server.getSession, com.atproto.server.getServiceAuth (aud, lxm, exp → {token}).
-- com.atproto.identity.resolveHandle ?handle → {did} or 400 InvalidRequest "Unable to resolve handle".
+- com.atproto.identity.resolveHandle ?handle → {did} or 400 HandleNotFound "Unable to resolve handle".
 - com.atproto.repo.uploadBlob raw bytes → {blob: {$type, ref: {$link}, mimeType, size}}; over the cap → 413.
 - com.atproto.repo.createRecord {repo, collection, rkey?, record} → {uri, cid, commit, validationStatus}. Posts are
   checked like the lexicon does (300 graphemes / 3000 bytes, createdAt, langs ≤ 3, facet features, reply refs,
@@ -14,14 +14,16 @@ PDS (`PDS_URL`), every route `/xrpc/<nsid>`:
   lie inside the text and an app.bsky.feed.post rkey must be a TID. A taken rkey answers `duplicate_error`,
   by default what the reference PDS answers today: 500 InternalServerError (atproto #4725).
 - com.atproto.repo.getRecord ?repo&collection&rkey (no auth) → {uri, cid, value} or 400 RecordNotFound.
-- com.atproto.repo.deleteRecord {repo, collection, rkey} → {commit} (also when nothing was there).
+- com.atproto.repo.deleteRecord {repo, collection, rkey} → {commit}, or {} when nothing was there.
 Video service (`VIDEO_URL`): app.bsky.video.uploadVideo (service token with aud = the PDS's did:web and lxm =
 uploadBlob; answers the JobStatus at top level, the real service's quirk; the same bytes again → 409
 `already_exists` with the job), app.bsky.video.getJobStatus (wrapped in `jobStatus`; COMPLETED with a blob after
 `video_polls` polls). `video_enabled=False` makes every video route 404, as where no video service exists.
 
-Auth errors as the PDS gives them: no header → 401 AuthMissing; unknown token or wrong scope → 400 InvalidToken;
-expired → 400 ExpiredToken (not 401). Every answer carries RateLimit-Limit/Remaining/Reset (epoch s)/Policy.
+Error names and messages are those @atproto/pds 0.5.35 gives (checked against it on loopback with tools/pds).
+Auth errors: no header → 401 AuthMissing; unknown token or wrong scope → 400 InvalidToken; expired → 400
+ExpiredToken (not 401). Every answer carries RateLimit-Limit/Remaining/Reset (epoch s)/Policy (a dev-mode PDS
+sends none; bsky.social does).
 Unknown routes → 404 {"error": "MethodNotImplemented"}, a wrong HTTP method → 400, so surprises fail loudly.
 
 Controls: `fail_next(nsid, status, body, headers)` (the next call answers that, nothing happens),
@@ -374,7 +376,7 @@ class FakeBluesky:
     async def _resolve_handle(self, ctx: _Ctx) -> dict[str, Any]:
         handle = (ctx.param("handle") or "").lower()
         if handle not in self.handles:
-            raise XrpcError(400, "InvalidRequest", "Unable to resolve handle")
+            raise XrpcError(400, "HandleNotFound", "Unable to resolve handle")
         return {"did": self.handles[handle]}
 
     async def _upload_blob(self, ctx: _Ctx) -> dict[str, Any]:
@@ -404,7 +406,7 @@ class FakeBluesky:
         if rkey is None:
             rkey = _tid(micros, 7)
         if not isinstance(rkey, str) or (collection == POST and not TID.match(rkey)):
-            raise XrpcError(400, "InvalidRequest", f"Invalid record key: {rkey!r} is not a TID")
+            raise XrpcError(400, "InvalidRequest", f"Invalid record key for {collection}: Invalid TID string (got {json.dumps(rkey)}) at $")
         if collection == POST:
             problem = self._post_problem(record)
             if problem is not None:
@@ -434,11 +436,11 @@ class FakeBluesky:
         text = record.get("text")
         if not isinstance(text, str):
             return 'Record must have the property "text"'
-        if len(_GRAPHEME.findall(text)) > 300:
-            return "Record/text must not be longer than 300 graphemes"
+        if (count := len(_GRAPHEME.findall(text))) > 300:
+            return f"grapheme too big (maximum 300, got {count}) at $.record.text"  # @atproto/pds 0.5.35's wording
         raw = text.encode("utf-8")
         if len(raw) > 3000:
-            return "Record/text must not be longer than 3000 characters"
+            return f"string too long (maximum 3000, got {len(raw)}) at $.record.text"
         created = record.get("createdAt")
         try:
             if not isinstance(created, str) or not re.search(r"(Z|[+-]\d\d:\d\d)$", created):
@@ -518,7 +520,8 @@ class FakeBluesky:
         body = ctx.json()
         if self._repo(body.get("repo")) != did:
             raise XrpcError(403, "InvalidRequest", "Invalid repo: not the authenticated account")
-        self.records.pop((did, str(body.get("collection")), str(body.get("rkey"))), None)
+        if self.records.pop((did, str(body.get("collection")), str(body.get("rkey"))), None) is None:
+            return {}  # nothing to delete: 200 with an empty body, as the PDS answers
         return {"commit": {"cid": _cid("bafyrei", f"delete{next(self._serial)}".encode()), "rev": _tid(int(self.clock() * 1e6), 2)}}
 
     # ------------------------------------------------------------------ video service

@@ -336,7 +336,7 @@ async def test_lexicon_rejection_keeps_the_raw_body(env: Env) -> None:
         await env.adapter().publish(make_job(env.account, "é" * 301))
     assert caught.value.status == 400
     assert caught.value.platform_response == {
-        "error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes"}
+        "error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record: grapheme too big (maximum 300, got 301) at $.record.text"}
     assert env.fake.posts() == [] and len(env.fake.calls(GET)) == 1  # it checked that the rkey was not taken
 
 

@@ -28,10 +28,10 @@ then a 10-bit clock id) written as 13 characters of the sortable base32 alphabet
 Two distinct keys of one account collide only when both fall in the same second and share 30 hashed bits (about
 1 in 10^9 per such pair). The same job always yields the same keys, so a repeat cannot create a second record.
 
-Detecting "record already exists". The reference PDS (bluesky-social/atproto) currently answers a createRecord
-whose rkey is taken with HTTP 500 InternalServerError (atproto issue #4725; indigo #873 for the Go PDS); atproto
-PR #4728 (open, 2026-03) proposes a dedicated XRPC error whose name is not settled. So nothing depends on the
-error's name: when createRecord answers 400, 409 or 5xx, the adapter reads the record back with
+Detecting "record already exists". The reference PDS answers a createRecord whose rkey is taken with HTTP 500
+`{"error": "InternalServerError"}` (seen with @atproto/pds 0.5.35 on loopback; atproto issue #4725, indigo #873
+for the Go PDS); atproto PR #4728 (open, 2026-03) proposes a dedicated XRPC error whose name is not settled. So
+nothing depends on the error's name: when createRecord answers 400, 409 or 5xx, the adapter reads the record back with
 com.atproto.repo.getRecord under the same rkey; if it is there, it is ours (nobody else writes that key), and the
 piece is taken as done (`already_existed=True` for the main post). If it is not there, the original error stands.
 
@@ -340,7 +340,8 @@ def pds_from_did_doc(doc: Any) -> str | None:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+    at = datetime.fromtimestamp(ts, timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def _mime_of(f: MediaFile) -> str:
@@ -442,7 +443,7 @@ def _parse_page(data: bytes, content_type: str) -> _PageMeta:
 class _Rotation:
     """The newest credentials of an account after refreshes in this process, and the refresh tokens they replace."""
 
-    superseded: set[str]
+    superseded: set[str] = field(repr=False)
     current: dict[str, Any] = field(repr=False)
 
 
@@ -698,7 +699,7 @@ class BlueskyAdapter:
         if response.is_success:
             value = _json_of(response).get("did")
             did = value if isinstance(value, str) and value.startswith("did:") else None
-        elif response.status_code not in (400, 404):  # 400 InvalidRequest "Unable to resolve handle": no such handle
+        elif response.status_code not in (400, 404):  # 400 HandleNotFound (InvalidRequest on older PDSes): no such handle
             raise self._error(response, RESOLVE_HANDLE)
         p.handles[handle] = did
         return did
