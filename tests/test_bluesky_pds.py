@@ -76,6 +76,10 @@ async def test_publish_text_with_facets_images_and_a_thread_reads_back_as_sent(l
         comment = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(t["firstComment"][0]))["value"]
         assert comment["text"] == "Comments welcome" and comment["reply"]["parent"]["uri"] == t["uri"]
 
+        deleted = ok(await client.call_tool("delete_post", {"postId": image["results"][0]["postId"]}))
+        assert deleted["status"] == "deleted"
+        assert local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(image["results"][0]["uri"])) is None
+
 
 async def test_300_graphemes_publish_and_301_are_stopped_before_the_pds(local_pds: Any, settings: Settings, clock: Any) -> None:
     async with Client(server_for(settings, clock)) as client:
