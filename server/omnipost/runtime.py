@@ -94,7 +94,9 @@ class Runtime:
 
                 # The embedded sandbox: a simulated platform in this process, with its own store.
                 mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db"))
-            self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0))
+            # Keep-alive for a whole 25-target fan-out, so a batch does not open new connections.
+            self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0),
+                                           limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50))
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
         from omnipost.media.fetch import SystemResolver
