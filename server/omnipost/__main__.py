@@ -1,7 +1,8 @@
-"""The omnipost command line: `omnipost serve` (stdio by default), `validate`, `rules`, `manifest --check`."""
+"""The omnipost command line: `omnipost serve` (stdio by default), `worker`, `validate`, `rules`, `manifest --check`."""
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve_http(server, settings, args.transport, args.host, args.port)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the scheduler in the foreground (no MCP server) until SIGTERM or SIGINT."""
+    import signal
+
+    import anyio
+
+    from omnipost import logging as oplog
+    from omnipost.clock import SystemClock
+    from omnipost.runtime import Runtime
+
+    settings = _settings()
+    oplog.configure(settings.log_level)
+    log = logging.getLogger("omnipost.worker")
+
+    async def run() -> int:
+        rt = Runtime(settings=settings, clock=SystemClock())
+        await rt.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    rt.start_scheduler(tg)
+                    log.info("worker ready")
+                    async for signum in signals:
+                        log.info("worker stopping (signal %d)", signum)
+                        break
+                await rt.stop_scheduler()
+        finally:
+            await rt.close()
+        log.info("worker stopped")
+        return 0
+
+    return anyio.run(run)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -125,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="bind address for HTTP transports (default loopback)")
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run the scheduler alone (publishes queued posts when due) until SIGTERM/SIGINT")
+    worker.set_defaults(func=cmd_worker)
     validate = sub.add_parser("validate", help="validate a post request (JSON file or - for stdin)")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)

@@ -9,7 +9,7 @@ What happens to each adapter error:
 
 | error | post status | retried automatically |
 |---|---|---|
-| PlatformUnavailableError / PlatformRateLimitError | failed (retryable) | by the scheduler (later issue) |
+| PlatformUnavailableError / PlatformRateLimitError | failed (retryable) | scheduled posts: by the scheduler (scheduler.py) |
 | UnknownOutcomeError | reconciled at once: published, failed (certainly absent), else unknown | never blind |
 | PlatformAuthError | rejected; account marked needs_reconnect | no |
 | PlatformRejectedError, input errors | rejected | no |
@@ -21,7 +21,8 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import anyio
@@ -114,6 +115,10 @@ def batch_status(statuses: Sequence[str], mode: str) -> str:
         return "draft"
     if any(s in ("validated", "publishing") for s in statuses):
         return "publishing"
+    if any(s == "queued" for s in statuses):
+        return "queued"
+    if statuses and all(s == "cancelled" for s in statuses):
+        return "cancelled"
     published = sum(s == "published" for s in statuses)
     if published == len(statuses):
         return "published"
@@ -140,6 +145,8 @@ class PublishService:
     clock: Clock
     media: MediaPort | None = None
     concurrency: int = 10
+    scheduler_tick: float = 1.0  # for the schedule answer's liveness check (alive = heartbeat within 2 ticks)
+    events: Any = None  # webhooks.WebhookService: emit(profile_id, type, data, session=...)
     _limiter: anyio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,9 +162,6 @@ class PublishService:
             ValidationFailedError, NotFoundError, PreflightError, ConflictError: the request as a whole is refused.
         """
         mode = check_request(req, self.clock)
-        if mode == "scheduled":
-            raise ValidationFailedError("Scheduling is not available on this server yet; publish now or save a draft.",
-                                        path="scheduledAt", remediation="Remove scheduledAt, or set draft: true and publish_draft later.")
         claim = None
         if req.idempotencyKey:
             claim = await self.idempotency.claim(profile_id, req.idempotencyKey, tool, request_hash(tool, body))
@@ -173,7 +177,18 @@ class PublishService:
             raise
         if claim is not None and claim.record_id is not None:
             await self.idempotency.complete(claim.record_id, result.model_dump(mode="json"))
+        if mode == "scheduled":
+            result = await self._with_liveness(result)
         return result
+
+    async def _with_liveness(self, result: BatchResult) -> BatchResult:
+        """A schedule answer warns on every target when no scheduler worker is alive (heartbeat within 2 ticks)."""
+        from omnipost.scheduler import alive_workers, no_scheduler_warning
+
+        if await alive_workers(self.db, self.clock.now(), self.scheduler_tick):
+            return result
+        note = no_scheduler_warning()
+        return result.model_copy(update={"results": [r.model_copy(update={"warnings": [*r.warnings, note]}) for r in result.results]})
 
     async def _publish_claimed(self, req: PostRequest, mode: str, profile_id: str, test_mode: bool,
                                progress: Progress | None, claim_id: str | None) -> BatchResult:
@@ -194,9 +209,18 @@ class PublishService:
         if violations:
             raise PreflightError(violations)
         now = self.clock.now()
+        when, schedule_warnings = None, []
+        if mode == "scheduled":
+            from omnipost.drafting import parse_time
+            from omnipost.scheduler import local_time_warnings
+
+            assert req.scheduledAt is not None
+            when = parse_time(req.scheduledAt, ZoneInfo(req.timezone) if req.timezone else timezone.utc)
+            schedule_warnings = [w.model_dump(exclude_none=True) for w in local_time_warnings(req.scheduledAt, req.timezone)]
+        first_status = {"draft": "draft", "scheduled": "queued"}.get(mode, "validated")
         batch = Batch(id=new_id("bat"), profile_id=profile_id, idempotency_key=req.idempotencyKey,
                       request_hash=request_hash("publish", req.model_dump(mode="json")), mode=mode,
-                      status="draft" if mode == "draft" else "publishing", created_at=now)
+                      status={"draft": "draft", "scheduled": "queued"}.get(mode, "publishing"), created_at=now, scheduled_at=when)
         media_ids, media_errors = await self._materialise_media(profile_id, resolution.targets)
         posts: list[Post] = []
         for t, r in zip(resolution.targets, judged):
@@ -204,19 +228,27 @@ class PublishService:
             error = media_errors.get(t.index)
             posts.append(Post(
                 id=new_id("post"), batch_id=batch.id, profile_id=profile_id, account_id=t.account.id, position=t.index,
-                platform=t.platform.value, status="draft" if mode == "draft" else ("rejected" if error else "validated"),
+                platform=t.platform.value, status="draft" if mode == "draft" else ("rejected" if error else first_status),
                 text=t.text, text_hash=text_hash(t.text), content=dump_target(t, media_ids.get(t.index, {})),
-                warnings=[w.model_dump(exclude_none=True) for w in r.warnings],
+                warnings=[w.model_dump(exclude_none=True) for w in r.warnings] + schedule_warnings,
                 error=error.model_dump(exclude_none=True) if error else None, created_at=now, updated_at=now,
+                next_attempt_at=when if mode == "scheduled" and not error else None,
             ))
         async with self.db.session() as s:
             s.add(batch)
             await s.flush()  # the batch row must exist before its posts (foreign key)
             s.add_all(posts)
+            for p in posts:  # the event commits with the row it describes, so none is lost or invented
+                if p.status == "queued":
+                    await self._emit(profile_id, "post.queued", _event_data(p) | {"scheduledAt": when}, s)
+                elif p.status == "validated":
+                    await self._emit(profile_id, "post.validated", _event_data(p) | {"warnings": p.warnings}, s)
+                elif p.status == "rejected":
+                    await self._emit(profile_id, "post.rejected", _event_data(p) | {"error": p.error}, s)
             await s.commit()
         if claim_id is not None:
             await self.idempotency.attach(claim_id, {"batchId": batch.id})
-        if mode != "draft":
+        if mode == "immediate":
             await self._fan_out([p.id for p in posts if p.status == "validated"], progress)
         return await self.batch_result(batch.id)
 
@@ -461,7 +493,31 @@ class PublishService:
                 else:
                     await s.exec(sa_update(Attempt).where(col(Attempt.id) == r.attempt_id).values(**attempt_values))
                 await s.exec(sa_update(Post).where(col(Post.id) == r.post_id).values(**post_values))
+            await self._emit_outcomes(s, results, now)
             await s.commit()
+
+    async def _emit(self, profile_id: str, event: str, data: dict[str, Any], session: Any) -> None:
+        if self.events is not None:
+            await self.events.emit(profile_id, event, data, session=session)
+
+    async def _emit_outcomes(self, s: Any, results: Sequence["_Result"], now: datetime) -> None:
+        """post.published / post.rejected / post.failed for settled results, in the caller's transaction."""
+        if self.events is None:
+            return
+        settled = {r.post_id: r for r in results if r.status in ("published", "rejected", "failed", "unknown")}
+        if not settled:
+            return
+        rows = (await s.exec(select(Post).where(col(Post.id).in_(list(settled))))).all()
+        for post in rows:
+            r = settled[post.id]
+            if r.status == "published" and r.published is not None:
+                p = r.published
+                data = _event_data(post) | {"upstreamId": p.upstream_id, "url": p.url, "uri": p.uri, "publishedAt": now}
+                await self._emit(post.profile_id, "post.published", data, s)
+            else:
+                error = r.error.to_error_object().model_dump(exclude_none=True) if r.error is not None else None
+                await self._emit(post.profile_id, "post.rejected" if r.status == "rejected" else "post.failed",
+                                 _event_data(post) | {"status": r.status, "error": error}, s)
 
     async def _mark_account(self, account_id: str, health: str) -> None:
         async with self.db.session() as s:
@@ -557,22 +613,31 @@ class PublishService:
         return await self.batch_result(batch_id)
 
     async def cancel(self, profile_id: str, post_id: str) -> TargetOutcome:
-        """Cancel a draft (queued posts arrive with scheduling).
+        """Cancel a draft or a queued post. The change is conditional (status unchanged, no live
+        scheduler lease), so a post a worker has just claimed cannot be cancelled.
 
         Raises:
-            NotFoundError: unknown post; ValidationFailedError: not cancellable in its state.
+            NotFoundError: unknown post; ValidationFailedError: not cancellable in its state
+            (rule post.already_publishing when a scheduler has claimed it).
         """
         post = await self._own_post(profile_id, post_id)
         if post.status not in ("draft", "queued"):
             raise ValidationFailedError(f"A {post.status} post cannot be cancelled.", path="postId",
                                         remediation="Only drafts and queued posts can be cancelled; delete_post removes a published one.")
+        now = self.clock.now()
         async with self.db.session() as s:
-            row = await s.get(Post, post_id)
-            assert row is not None
-            row.status, row.updated_at = "cancelled", self.clock.now()
-            s.add(row)
+            result = await s.exec(sa_update(Post).where(
+                col(Post.id) == post_id, col(Post.status) == post.status,
+                (col(Post.lease_until).is_(None)) | (col(Post.lease_until) < now),
+            ).values(status="cancelled", updated_at=now, next_attempt_at=None))
             await s.commit()
-            return outcome(row)
+        if result.rowcount != 1:
+            raise ValidationFailedError(f"Post {post_id} is already being published and can no longer be cancelled.",
+                                        path="post.already_publishing",
+                                        remediation="Wait for its outcome with get_post; delete_post removes it once published.")
+        row = await self._own_post(profile_id, post_id)
+        await self.batch_result(row.batch_id)
+        return outcome(row)
 
     async def delete(self, profile_id: str, post_id: str) -> TargetOutcome:
         """Delete a published post upstream (where the platform allows) and mark it deleted.
@@ -613,7 +678,8 @@ class PublishService:
         """After a restart: reconcile posts left `publishing`, send those never attempted, finish idempotency claims."""
         async with self.db.session() as s:
             stuck = list((await s.exec(select(Post).join(Batch).where(
-                col(Post.status).in_(("publishing", "validated")), Batch.mode == "immediate"))).all())
+                col(Post.status).in_(("publishing", "validated")), Batch.mode == "immediate",
+                col(Post.lease_owner).is_(None)))).all())  # a leased post is the scheduler's (lease expiry reconciles it)
         counts = {"reconciled": 0, "resumed": 0}
         for post in stuck:
             await self.publish_post_row(post.id, reconcile_first=post.status == "publishing")
@@ -676,6 +742,11 @@ class _ReplayedError(AppError):
 
     def to_error_object(self, request_id: str | None = None) -> ErrorObject:
         return ErrorObject.model_validate(self.stored)
+
+
+def _event_data(post: Post) -> dict[str, Any]:
+    """The identifying part of every post.* webhook payload."""
+    return {"postId": post.id, "batchId": post.batch_id, "accountId": post.account_id, "platform": post.platform}
 
 
 def _clip(body: Any) -> str | None:

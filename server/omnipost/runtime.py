@@ -25,6 +25,7 @@ from omnipost.platforms.base import PlatformAdapter
 if TYPE_CHECKING:
     from omnipost.accounts import Accounts
     from omnipost.publishing import PublishService
+    from omnipost.scheduler import Scheduler
     from omnipost.store.db import Database
 
 logger = logging.getLogger("omnipost.runtime")
@@ -52,6 +53,12 @@ class Runtime:
     _failed: bool = False
     _started: bool = False
     _tg: anyio.abc.TaskGroup | None = None
+    scheduler_: "Scheduler | None" = None
+    webhooks: Any = None  # webhooks.WebhookService
+    _webhooks_stop: anyio.Event | None = None
+    _scheduler_stop: anyio.Event | None = None
+    _scheduler_done: anyio.Event | None = None
+    _scheduler_scope: anyio.CancelScope | None = None
 
     @property
     def accounts(self) -> "Accounts":
@@ -109,8 +116,16 @@ class Runtime:
                                       resolver=self.extra.get("resolver") or SystemResolver()),
         }
         self.media_ = self._media_service()
+        from omnipost.webhooks import build_webhook_service
+
+        self.webhooks = build_webhook_service(self)
         self.publisher_ = PublishService(self.db, self.accounts_, Idempotency(self.db, self.clock), self.adapters, self.clock,
-                                         media=self.media_port(), concurrency=s.publish_concurrency)
+                                         media=self.media_port(), concurrency=s.publish_concurrency,
+                                         scheduler_tick=s.scheduler_tick, events=self.webhooks)
+        from omnipost.scheduler import Scheduler
+
+        self.scheduler_ = Scheduler(self.db, self.publisher_, self.clock, lease_seconds=s.scheduler_lease, grace=s.schedule_grace,
+                                    tick=s.scheduler_tick, max_attempts=s.scheduler_max_attempts)
         counts = await self.publisher_.recover()
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
@@ -145,8 +160,43 @@ class Runtime:
 
         return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of)
 
+    def start_scheduler(self, tg: anyio.abc.TaskGroup) -> None:
+        """Run the scheduler loop in `tg` until stop_scheduler() (after open())."""
+        assert self.scheduler_ is not None
+        self._scheduler_stop, self._scheduler_done = anyio.Event(), anyio.Event()
+        tg.start_soon(self._run_scheduler)
+
+    async def _run_scheduler(self) -> None:
+        assert self.scheduler_ is not None and self._scheduler_stop is not None and self._scheduler_done is not None
+        try:
+            with anyio.CancelScope() as scope:
+                self._scheduler_scope = scope
+                await self.scheduler_.run_forever(self._scheduler_stop)
+        finally:
+            self._scheduler_done.set()
+
+    async def stop_scheduler(self, patience: float = 10.0) -> None:
+        """Ask the scheduler loop to finish its tick and stop; cancel it after `patience` seconds
+        (an interrupted publish keeps its lease, and the lease's expiry hands it to reconciliation)."""
+        if self._scheduler_stop is None or self._scheduler_done is None:
+            return
+        self._scheduler_stop.set()
+        with anyio.move_on_after(patience):
+            await self._scheduler_done.wait()
+        if not self._scheduler_done.is_set() and self._scheduler_scope is not None:
+            self._scheduler_scope.cancel()
+            await self._scheduler_done.wait()
+        self._scheduler_stop = self._scheduler_done = self._scheduler_scope = None
+
     async def close(self) -> None:
         """Close what open() opened."""
+        await self.stop_scheduler()
+        if self._webhooks_stop is not None:
+            self._webhooks_stop.set()
+            self._webhooks_stop = None
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
+            self.webhooks = None
         if self._owns_http and self.http is not None:
             await self.http.aclose()
             self.http = None
@@ -185,6 +235,11 @@ class Runtime:
         except Exception:  # noqa: BLE001 - start-up boundary: logged once, reported to every tool call
             logger.exception("opening the server failed")
             self._failed = True
+        else:
+            if self.settings.scheduler_enabled and self._tg is not None:
+                self.start_scheduler(self._tg)  # every long-running server publishes what falls due
+                self._webhooks_stop = anyio.Event()
+                self._tg.start_soon(self.webhooks.run_forever, self._webhooks_stop, self.settings.webhook_tick)
         finally:
             self._ready.set()
 
@@ -214,4 +269,4 @@ class Runtime:
 def _import_store() -> None:
     """Import the database layer (run in a worker thread at start-up)."""
     import omnipost.publishing  # noqa: F401 - pulls in sqlmodel, sqlalchemy, aiosqlite, cryptography
-    import omnipost.store.db  # noqa: F401 - the engine and aiosqlite
+    import omnipost.store.db  # noqa: F401  # the engine and aiosqlite

@@ -125,7 +125,52 @@ def _v2(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE accounts ADD COLUMN display_name VARCHAR"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Scheduling: posts gain a due time and a worker lease; workers write heartbeats."""
+    ts = UTCDateTime().compile(dialect=conn.dialect)  # TIMESTAMP WITH TIME ZONE on PostgreSQL
+    conn.execute(sa.text(f"ALTER TABLE posts ADD COLUMN next_attempt_at {ts}"))
+    conn.execute(sa.text("ALTER TABLE posts ADD COLUMN lease_owner VARCHAR"))
+    conn.execute(sa.text(f"ALTER TABLE posts ADD COLUMN lease_until {ts}"))
+    conn.execute(sa.text("CREATE INDEX ix_posts_due ON posts (status, next_attempt_at)"))
+    md = sa.MetaData()
+    sa.Table("scheduler_heartbeats", md,
+             sa.Column("worker_id", sa.String, primary_key=True),
+             sa.Column("seen_at", UTCDateTime(), nullable=False))
+    md.tables["scheduler_heartbeats"].create(conn)
+
+
+def _v4(conn: Connection) -> None:
+    """Webhooks: endpoints (secret encrypted) and the durable delivery queue / log."""
+    md = sa.MetaData()
+    ts = UTCDateTime
+    sa.Table("profiles", md, sa.Column("id", sa.String, primary_key=True))  # FK target only
+    sa.Table("webhook_endpoints", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("url", sa.String, nullable=False),
+             sa.Column("events", sa.JSON, nullable=False),
+             sa.Column("secret", sa.LargeBinary, nullable=False),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("disabled_at", ts()))
+    sa.Table("webhook_deliveries", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("endpoint_id", sa.String, sa.ForeignKey("webhook_endpoints.id"), nullable=False, index=True),
+             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("event_type", sa.String, nullable=False),
+             sa.Column("payload", sa.JSON, nullable=False),
+             sa.Column("status", sa.String, nullable=False),
+             sa.Column("attempts", sa.Integer, nullable=False),
+             sa.Column("next_attempt_at", ts()),
+             sa.Column("last_status", sa.Integer),
+             sa.Column("last_error", sa.String),
+             sa.Column("created_at", ts(), nullable=False),
+             sa.Column("delivered_at", ts()),
+             sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"))
+    md.tables["webhook_endpoints"].create(conn)
+    md.tables["webhook_deliveries"].create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)
 
 

@@ -1,4 +1,4 @@
-"""Tables. Ids are prefixed and sortable (ULID): prf_, acc_, bat_, post_, att_, med_, key_."""
+"""Tables. Ids are prefixed and sortable (ULID): prf_, acc_, bat_, post_, att_, med_, key_, whk_, msg_."""
 
 from datetime import datetime
 from typing import Any
@@ -59,7 +59,8 @@ class Post(SQLModel, table=True):
 
     __tablename__ = "posts"
     __table_args__ = (Index("ix_posts_dup", "account_id", "text_hash", "created_at"),
-                      Index("ix_posts_status", "status"))
+                      Index("ix_posts_status", "status"),
+                      Index("ix_posts_due", "status", "next_attempt_at"))
     id: str = Field(primary_key=True)
     batch_id: str = Field(foreign_key="batches.id", index=True)
     profile_id: str = Field(foreign_key="profiles.id", index=True)
@@ -81,6 +82,17 @@ class Post(SQLModel, table=True):
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     published_at: datetime | None = _ts(nullable=True)
+    next_attempt_at: datetime | None = _ts(nullable=True)  # queued: the scheduled time; failed: when the scheduler retries
+    lease_owner: str | None = None  # the scheduler worker that claimed the post
+    lease_until: datetime | None = _ts(nullable=True)  # the claim lapses after this (a crashed worker)
+
+
+class SchedulerHeartbeat(SQLModel, table=True):
+    """The last time a scheduler worker ticked (alive = within two ticks)."""
+
+    __tablename__ = "scheduler_heartbeats"
+    worker_id: str = Field(primary_key=True)
+    seen_at: datetime = _ts()
 
 
 class Attempt(SQLModel, table=True):
@@ -149,3 +161,35 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = _ts()
     revoked_at: datetime | None = _ts(nullable=True)
     last_used_at: datetime | None = _ts(nullable=True)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL that receives signed event deliveries; its signing secret is encrypted (store/crypto.py)."""
+
+    __tablename__ = "webhook_endpoints"
+    id: str = Field(primary_key=True)  # whk_
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    url: str
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts()
+    disabled_at: datetime | None = _ts(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: the durable queue entry and, once settled, the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    id: str = Field(primary_key=True)  # msg_, sent as the webhook-id header
+    endpoint_id: str = Field(foreign_key="webhook_endpoints.id", index=True)
+    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    event_type: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the exact envelope sent
+    status: str = "pending"  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    last_status: int | None = None
+    last_error: str | None = None
+    created_at: datetime = _ts()
+    delivered_at: datetime | None = _ts(nullable=True)

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from omnipost.tools import accounts, drafting, media, publishing
+from omnipost.tools import accounts, drafting, media, publishing, scheduling, webhooks
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -15,3 +15,5 @@ def register_tools(server: "OmnipostServer", rt: "Runtime") -> None:
     accounts.register(server, rt)
     publishing.register(server, rt)
     media.register(server, rt)
+    scheduling.register(server, rt)
+    webhooks.register(server, rt)

@@ -1,0 +1,386 @@
+"""The scheduler (PRODUCT §6): publishes queued posts when due, retries transient failures.
+
+One tick (`run_due`) is deterministic given `now`:
+
+1. heartbeat: upsert this worker's row in `scheduler_heartbeats` (alive = seen within 2 ticks);
+2. missed: queued posts (and due retries) more than `grace` late fail with `schedule.missed_grace`;
+3. claim: due posts get a lease (`lease_owner`, `lease_until`) through a conditional UPDATE
+   `... WHERE id = :id AND status = :status AND (lease_until IS NULL OR lease_until < :now)`; the
+   worker whose UPDATE changed the row owns it. (On PostgreSQL this becomes one
+   `SELECT ... FOR UPDATE SKIP LOCKED` + UPDATE; the predicate is the same.)
+4. publish: claimed `queued`/`failed` posts through `PublishService._fan_out` (the exactly-once
+   machinery: attempt row + `publishing` committed before the upstream call); a claimed post found in
+   `publishing` belongs to a worker whose lease lapsed (it crashed), so it is reconciled through
+   `publish_post_row(reconcile_first=True)`, never sent blind;
+5. settle: transient failures (`platform_unavailable`) get `next_attempt_at = now + backoff`
+   (exponential with jitter from the injected `random.Random`; the platform's retry-after wins) until
+   `max_attempts` tries; `platform_outcome_unknown` is never retried automatically. The lease is released.
+"""
+
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import ulid
+from sqlalchemy import and_, or_
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import func as sa_func
+from sqlalchemy import update as sa_update
+from sqlmodel import col, select
+
+from omnipost.clock import Clock
+from omnipost.drafting import Warning_
+from omnipost.store.models import Attempt, Post, SchedulerHeartbeat
+
+if TYPE_CHECKING:
+    from omnipost.publishing import PublishService
+    from omnipost.store.db import Database
+
+logger = logging.getLogger("omnipost.scheduler")
+
+CLAIM_BATCH = 100  # posts claimed per tick at most
+
+
+def new_worker_id() -> str:
+    """host:pid:random, unique per process start."""
+    return f"{socket.gethostname()}:{os.getpid()}:{str(ulid.ULID()).lower()[-6:]}"
+
+
+# ------------------------------------------------------------------ wall-clock times in a zone
+
+
+def local_time_warnings(value: str, zone_name: str | None) -> list[Warning_]:
+    """Warnings for a scheduledAt without offset that falls in a DST gap or overlap of its zone.
+
+    The instant itself is what `drafting.parse_time` computes (fold=0): in a gap the wall time is
+    moved forward by the gap's length (02:30 that does not exist becomes 03:30); in an overlap the
+    first occurrence (the earlier instant, still on summer time) is used. This only says so.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return []
+    if parsed.tzinfo is not None or not zone_name:
+        return []
+    zone = ZoneInfo(zone_name)
+    first, second = parsed.replace(tzinfo=zone, fold=0), parsed.replace(tzinfo=zone, fold=1)
+    instant = first.astimezone(timezone.utc)
+    back = instant.astimezone(zone).replace(tzinfo=None)
+    if back != parsed:
+        return [Warning_(code="schedule.dst_gap", rule="schedule.dst_gap", path="scheduledAt",
+                         message=f"{parsed.isoformat()} does not exist in {zone_name} (clocks jump forward); "
+                                 f"it was moved forward to {back.isoformat()} local ({instant.isoformat()}).",
+                         remediation="Give scheduledAt with an explicit UTC offset to choose another time.")]
+    if first.utcoffset() != second.utcoffset():
+        later = second.astimezone(timezone.utc)
+        return [Warning_(code="schedule.dst_overlap", rule="schedule.dst_overlap", path="scheduledAt",
+                         message=f"{parsed.isoformat()} happens twice in {zone_name} (clocks go back); the first "
+                                 f"occurrence was used ({instant.isoformat()}, not {later.isoformat()}).",
+                         remediation="Give scheduledAt with an explicit UTC offset to choose the second occurrence.")]
+    return []
+
+
+# ------------------------------------------------------------------ liveness
+
+
+async def alive_workers(db: "Database", now: datetime, tick: float) -> list[SchedulerHeartbeat]:
+    """Workers whose heartbeat is within two ticks of `now`."""
+    since = now - timedelta(seconds=2 * tick)
+    async with db.session() as s:
+        return list((await s.exec(select(SchedulerHeartbeat).where(SchedulerHeartbeat.seen_at >= since)
+                                  .order_by(col(SchedulerHeartbeat.worker_id)))).all())
+
+
+def no_scheduler_warning() -> Warning_:
+    """The note added to a schedule answer when no worker is alive."""
+    return Warning_(code="scheduler.not_running", rule="scheduler.not_running",
+                    message="No scheduler is running right now: the post is stored and will publish when a server or "
+                            "`omnipost worker` runs (within the grace period of its time).",
+                    remediation="Keep a long-running omnipost server open, or run `omnipost worker`.")
+
+
+def due_filter(now: datetime) -> Any:
+    """Posts a worker may claim at `now`: due queued posts, due retries, and lapsed leases of crashed workers."""
+    lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+    waiting = and_(col(Post.status).in_(("queued", "failed")), col(Post.next_attempt_at).is_not(None),
+                   col(Post.next_attempt_at) <= now, lease_free)
+    orphaned = and_(Post.status == "publishing", col(Post.lease_owner).is_not(None), col(Post.lease_until) < now)
+    return or_(waiting, orphaned)
+
+
+# ------------------------------------------------------------------ the scheduler
+
+
+@dataclass
+class Scheduler:
+    """One worker's scheduler over a database and the publishing service."""
+
+    db: "Database"
+    publisher: "PublishService"
+    clock: Clock
+    worker_id: str = field(default_factory=new_worker_id)
+    lease_seconds: float = 300.0
+    grace: float = 3600.0
+    tick: float = 1.0
+    max_attempts: int = 5
+    rng: random.Random = field(default_factory=random.Random)
+    backoff_base: float = 30.0
+    backoff_cap: float = 3600.0
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds before the next try after `attempts` tries: the platform's retry-after if it gave one,
+        else base * 2^(attempts-1) capped, with "equal jitter" (half fixed, half random)."""
+        if retry_after is not None and retry_after > 0:
+            return float(retry_after)
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    async def heartbeat(self, now: datetime) -> None:
+        """Upsert this worker's heartbeat row."""
+        async with self.db.session() as s:
+            result = await s.exec(sa_update(SchedulerHeartbeat).where(col(SchedulerHeartbeat.worker_id) == self.worker_id)
+                                  .values(seen_at=now))
+            if result.rowcount == 0:
+                s.add(SchedulerHeartbeat(worker_id=self.worker_id, seen_at=now))
+            await s.commit()
+
+    async def retire(self) -> None:
+        """Remove this worker's heartbeat (clean shutdown)."""
+        async with self.db.session() as s:
+            await s.exec(sa_delete(SchedulerHeartbeat).where(col(SchedulerHeartbeat.worker_id) == self.worker_id))
+            await s.commit()
+
+    async def run_due(self, now: datetime | None = None) -> dict[str, int]:
+        """One tick; returns counts: claimed, published, failed, retrying, missed, reconciled."""
+        now = now or self.clock.now()
+        counts = {"claimed": 0, "published": 0, "failed": 0, "retrying": 0, "missed": 0, "reconciled": 0}
+        await self.heartbeat(now)
+        counts["missed"] = await self._fail_missed(now)
+        claimed = await self._claim(now)
+        counts["claimed"] = len(claimed)
+        if not claimed:
+            return counts
+        orphaned = [pid for pid, status in claimed if status == "publishing"]
+        fresh = [pid for pid, status in claimed if status != "publishing"]
+        try:
+            for pid in orphaned:  # a crashed worker's post: ask the platform before anything is sent again
+                await self.publisher.publish_post_row(pid, reconcile_first=True)
+                counts["reconciled"] += 1
+            await self.publisher._fan_out(fresh, None)
+        finally:
+            await self._settle([pid for pid, _ in claimed], now, counts)
+        return counts
+
+    async def _fail_missed(self, now: datetime) -> int:
+        """Due posts more than `grace` late fail with schedule.missed_grace (conditional, so a claim wins)."""
+        limit = now - timedelta(seconds=self.grace)
+        lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+        async with self.db.session() as s:
+            late = list((await s.exec(select(Post).where(
+                col(Post.status).in_(("queued", "failed")), col(Post.next_attempt_at).is_not(None),
+                col(Post.next_attempt_at) < limit, lease_free))).all())
+            missed = 0
+            for post in late:
+                due = post.next_attempt_at
+                assert due is not None
+                error = {"code": "validation_failed", "rule": "schedule.missed_grace", "retryable": False,
+                         "message": f"Post was due at {due.isoformat()} but no scheduler ran until {now.isoformat()}, "
+                                    f"more than the {int(self.grace)} s grace period late; it was not published.",
+                         "remediation": "Reschedule it with reschedule_post or retry_post, or raise OMNIPOST_SCHEDULE_GRACE."}
+                result = await s.exec(sa_update(Post).where(
+                    col(Post.id) == post.id, col(Post.status) == post.status, col(Post.next_attempt_at) == due, lease_free,
+                ).values(status="failed", error=error, next_attempt_at=None, lease_owner=None, lease_until=None, updated_at=now))
+                if result.rowcount == 1:
+                    missed += 1
+                    logger.warning("post %s missed its time %s by more than the grace period", post.id, due.isoformat())
+            await s.commit()
+        return missed
+
+    async def _claim(self, now: datetime) -> list[tuple[str, str]]:
+        """Lease the due posts; returns (post id, status when claimed) of those this worker won, in due order."""
+        until = now + timedelta(seconds=self.lease_seconds)
+        lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+        async with self.db.session() as s:
+            candidates = list((await s.exec(select(Post.id, Post.status).where(due_filter(now))
+                                            .order_by(col(Post.next_attempt_at), col(Post.position)).limit(CLAIM_BATCH))).all())
+            won: list[tuple[str, str]] = []
+            for pid, status in candidates:
+                result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, lease_free)
+                                      .values(lease_owner=self.worker_id, lease_until=until))
+                if result.rowcount == 1:
+                    won.append((pid, status))
+            await s.commit()
+        return won
+
+    async def _settle(self, post_ids: list[str], now: datetime, counts: dict[str, int]) -> None:
+        """After publishing: schedule retries of transient failures, release the leases, refresh batches."""
+        async with self.db.session() as s:
+            posts = list((await s.exec(select(Post).where(col(Post.id).in_(post_ids)))).all())
+            tries = dict((await s.exec(select(Attempt.post_id, sa_func.count()).where(col(Attempt.post_id).in_(post_ids))
+                                       .group_by(Attempt.post_id))).all())
+            for post in posts:
+                if post.status == "publishing":
+                    continue  # interrupted mid-send: keep the lease, so its expiry hands the post to reconciliation
+                values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "next_attempt_at": None}
+                error = post.error or {}
+                if post.status == "published":
+                    counts["published"] += 1
+                    logger.info("published post %s (batch %s) to %s", post.id, post.batch_id, post.platform)
+                elif post.status == "failed" and error.get("code") == "platform_unavailable" and error.get("retryable"):
+                    n = int(tries.get(post.id, 0))
+                    if n < self.max_attempts:
+                        delay = self.backoff(n, error.get("retryAfter"))
+                        values["next_attempt_at"] = now + timedelta(seconds=delay)
+                        counts["retrying"] += 1
+                        logger.info("post %s failed transiently (try %d of %d); retrying in %.1f s", post.id, n,
+                                    self.max_attempts, delay)
+                    else:
+                        counts["failed"] += 1
+                        values["error"] = error | {"retryable": False,
+                                                   "message": f"{error.get('message', 'The platform was unavailable.')} "
+                                                              f"Gave up after {n} tries."}
+                        await s.exec(sa_update(Attempt).where(col(Attempt.post_id) == post.id).values(will_retry=False))
+                        logger.warning("post %s failed after %d tries; giving up", post.id, n)
+                else:
+                    counts["failed"] += 1
+                    logger.info("post %s ended %s", post.id, post.status)
+                await s.exec(sa_update(Post).where(col(Post.id) == post.id, col(Post.lease_owner) == self.worker_id).values(**values))
+            await s.commit()
+        for batch_id in {p.batch_id for p in posts}:
+            await self.publisher.batch_result(batch_id)
+
+    async def run_forever(self, stop: anyio.Event) -> None:
+        """Tick every `tick` seconds until `stop` is set; a failing tick is logged and the loop goes on."""
+        logger.info("scheduler %s started (tick %.1f s, grace %d s)", self.worker_id, self.tick, int(self.grace))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.run_due(self.clock.now())
+                except Exception:  # noqa: BLE001 - one bad tick must not stop scheduling; the next retries
+                    logger.exception("scheduler tick failed")
+                with anyio.move_on_after(self.tick):
+                    await stop.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.retire()
+                except Exception:  # noqa: BLE001 - best effort at shutdown
+                    logger.debug("could not remove heartbeat", exc_info=True)
+            logger.info("scheduler %s stopped", self.worker_id)
+
+
+# ------------------------------------------------------------------ managing queued posts (the tools call these)
+
+
+async def _targets(publisher: "PublishService", profile_id: str, post_or_batch_id: str) -> tuple[str, list[Post]]:
+    """The batch id and the posts named by a post id or a batch id, within the profile.
+
+    Raises:
+        NotFoundError: unknown id, or another profile's.
+    """
+    from omnipost.errors import NotFoundError
+    from omnipost.store.models import Batch
+
+    async with publisher.db.session() as s:
+        if post_or_batch_id.startswith("bat_"):
+            batch = await s.get(Batch, post_or_batch_id)
+            if batch is None or batch.profile_id != profile_id:
+                raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="batchId",
+                                    remediation="list_posts shows the profile's posts and their batches.")
+            posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id).order_by(col(Post.position)))).all())
+            return batch.id, posts
+    post = await publisher._own_post(profile_id, post_or_batch_id)
+    return post.batch_id, [post]
+
+
+async def reschedule(publisher: "PublishService", profile_id: str, post_or_batch_id: str, scheduled_at: str,
+                     zone: str | None) -> Any:
+    """Move queued posts (one post, or every queued post of a batch) to a new time; returns the BatchResult.
+
+    Raises:
+        NotFoundError; ValidationFailedError: bad time or zone, nothing queued, or already claimed
+        by a worker (rule post.already_publishing).
+    """
+    from omnipost.drafting import check_request
+    from omnipost.errors import ValidationFailedError
+    from omnipost.request import PostRequest
+    from omnipost.store.models import Batch
+
+    probe = PostRequest.model_validate({"text": "-", "targets": [{"platform": "bluesky"}], "scheduledAt": scheduled_at,
+                                        "timezone": zone})
+    check_request(probe, publisher.clock)  # same rules as scheduling: parseable, known zone, at least 1 s ahead
+    from omnipost.drafting import parse_time
+
+    when = parse_time(scheduled_at, ZoneInfo(zone) if zone else timezone.utc)
+    notes = [w.model_dump(exclude_none=True) for w in local_time_warnings(scheduled_at, zone)]
+    batch_id, posts = await _targets(publisher, profile_id, post_or_batch_id)
+    queued = [p for p in posts if p.status == "queued"]
+    if not queued:
+        raise ValidationFailedError(f"'{post_or_batch_id}' has no queued post to reschedule "
+                                    f"({', '.join(sorted({p.status for p in posts}))}).", path="postId",
+                                    remediation="Only queued posts can be rescheduled; retry_post re-queues failed ones.")
+    now = publisher.clock.now()
+    lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+    async with publisher.db.session() as s:
+        for p in queued:
+            warnings = [w for w in (p.warnings or []) if not str(w.get("code", "")).startswith("schedule.dst_")] + notes
+            result = await s.exec(sa_update(Post).where(col(Post.id) == p.id, col(Post.status) == "queued", lease_free)
+                                  .values(next_attempt_at=when, warnings=warnings, updated_at=now))
+            if result.rowcount != 1:
+                await s.rollback()
+                raise ValidationFailedError(f"Post {p.id} is already being published and can no longer be rescheduled.",
+                                            path="post.already_publishing", remediation="Wait for its outcome with get_post.")
+        await s.flush()
+        batch = await s.get(Batch, batch_id)
+        assert batch is not None
+        remaining = (await s.exec(select(Post.next_attempt_at).where(Post.batch_id == batch_id, Post.status == "queued"))).all()
+        batch.scheduled_at = min([t for t in remaining if t is not None], default=when)  # the batch's earliest queued time
+        s.add(batch)
+        await s.commit()
+    return await publisher.batch_result(batch_id)
+
+
+async def retry(publisher: "PublishService", profile_id: str, batch_id: str) -> Any:
+    """Re-queue the failed targets of a batch, due now; published, rejected and unknown ones stay as they are.
+
+    Raises:
+        NotFoundError; ValidationFailedError: nothing failed.
+    """
+    from omnipost.errors import ValidationFailedError
+
+    batch_id, posts = await _targets(publisher, profile_id, batch_id)
+    failed = [p for p in posts if p.status == "failed"]
+    if not failed:
+        raise ValidationFailedError(f"Batch {batch_id} has no failed target to retry.", path="batchId",
+                                    remediation="Only failed targets are retried; an unknown outcome needs checking on the platform.")
+    now = publisher.clock.now()
+    lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+    async with publisher.db.session() as s:
+        for p in failed:
+            await s.exec(sa_update(Post).where(col(Post.id) == p.id, col(Post.status) == "failed", lease_free)
+                         .values(status="queued", next_attempt_at=now, error=None, updated_at=now))
+        await s.commit()
+    return await publisher.batch_result(batch_id)
+
+
+async def status(db: "Database", now: datetime, tick: float, profile_id: str | None) -> dict[str, Any]:
+    """Alive workers, queue depth (queued posts and pending retries) and the next due time."""
+    workers = await alive_workers(db, now, tick)
+    waiting = and_(col(Post.status).in_(("queued", "failed")), col(Post.next_attempt_at).is_not(None))
+    q = select(sa_func.count(), sa_func.min(Post.next_attempt_at)).where(waiting)
+    if profile_id is not None:
+        q = q.where(Post.profile_id == profile_id)
+    async with db.session() as s:
+        depth, next_due = (await s.exec(q)).one()
+    if isinstance(next_due, str):  # an aggregate loses the column type on SQLite
+        next_due = datetime.fromisoformat(next_due)
+    if next_due is not None and next_due.tzinfo is None:
+        next_due = next_due.replace(tzinfo=timezone.utc)
+    return {"alive": bool(workers), "workers": [{"workerId": w.worker_id, "seenAt": w.seen_at} for w in workers],
+            "queueDepth": int(depth), "nextDueAt": next_due}
