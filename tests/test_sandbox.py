@@ -359,8 +359,9 @@ async def test_real_server_over_loopback(tmp_path: Path) -> None:
                     lost = _job(account, "tcp2")
                     with pytest.raises(UnknownOutcomeError) as err:
                         await adapter.publish(lost)
-                    # over TCP the client sees the connection end mid-answer, not the server's exception
-                    assert type(err.value.__cause__) is httpx2.RemoteProtocolError
+                    # over TCP the client sees the connection end mid-answer, not the server's exception;
+                    # which transport error it is depends on when the client was reading
+                    assert isinstance(err.value.__cause__, (httpx2.RemoteProtocolError, httpx2.ReadError))
                     assert await adapter.find(lost) is None
                     assert [p["id"] for p in list_posts(store)] == ["tcp1", "tcp1-t1"]
 
