@@ -238,13 +238,16 @@ class PublishService:
             s.add(batch)
             await s.flush()  # the batch row must exist before its posts (foreign key)
             s.add_all(posts)
-            for p in posts:  # the event commits with the row it describes, so none is lost or invented
+            events: list[tuple[str, dict[str, Any]]] = []
+            for p in posts:  # the events commit with the rows they describe, so none is lost or invented
                 if p.status == "queued":
-                    await self._emit(profile_id, "post.queued", _event_data(p) | {"scheduledAt": when}, s)
+                    events.append(("post.queued", _event_data(p) | {"scheduledAt": when}))
                 elif p.status == "validated":
-                    await self._emit(profile_id, "post.validated", _event_data(p) | {"warnings": p.warnings}, s)
+                    events.append(("post.validated", _event_data(p) | {"warnings": p.warnings}))
                 elif p.status == "rejected":
-                    await self._emit(profile_id, "post.rejected", _event_data(p) | {"error": p.error}, s)
+                    events.append(("post.rejected", _event_data(p) | {"error": p.error}))
+            if self.events is not None and events:
+                await self.events.emit_many(profile_id, events, session=s)
             await s.commit()
         if claim_id is not None:
             await self.idempotency.attach(claim_id, {"batchId": batch.id})
@@ -470,29 +473,40 @@ class PublishService:
         return r.status
 
     async def _write_many(self, results: Sequence["_Result"]) -> None:
-        """Record results in one transaction: each post's outcome and its attempt (UPDATEs, no reads)."""
+        """Record results in one transaction: each post's outcome and its attempt, as two bulk UPDATEs."""
         now = self.clock.now()
+        post_rows: list[dict[str, Any]] = []
+        attempt_rows: list[dict[str, Any]] = []
+        new_attempts: list[tuple[str, dict[str, Any]]] = []
+        for r in results:
+            p = r.published
+            obj = r.error.to_error_object() if r.error is not None else None
+            platform_error = r.error if isinstance(r.error, PlatformError) else None
+            # Every row carries every key: one statement, executed for all rows at once.
+            post_rows.append({
+                "id": r.post_id, "status": r.status, "updated_at": now,
+                "upstream_id": p.upstream_id if p else None, "url": p.url if p else None, "uri": p.uri if p else None,
+                "cid": p.cid if p else None, "published_at": now if p else None,
+                "first_comment_ids": list(p.first_comment_ids) if p else [], "thread_ids": list(p.thread_ids) if p else [],
+                "error": obj.model_dump(exclude_none=True) if obj else None,
+            })
+            values = {
+                "finished_at": now, "outcome": r.outcome, "will_retry": r.will_retry,
+                "http_status": p.http_status if p else (platform_error.status if platform_error else None),
+                "response_body": _clip(p.response) if p else (_clip(platform_error.platform_response) if platform_error else None),
+                "error_code": obj.code if obj else None,
+            }
+            if r.attempt_id is None:
+                new_attempts.append((r.post_id, values))
+            else:
+                attempt_rows.append({"id": r.attempt_id, **values})
         async with self.db.session() as s:
-            for r in results:
-                post_values: dict[str, Any] = {"status": r.status, "updated_at": now}
-                attempt_values: dict[str, Any] = {"finished_at": now, "outcome": r.outcome, "will_retry": r.will_retry}
-                if r.published is not None:
-                    p = r.published
-                    attempt_values.update(http_status=p.http_status, response_body=_clip(p.response))
-                    post_values.update(upstream_id=p.upstream_id, url=p.url, uri=p.uri, cid=p.cid, published_at=now, error=None,
-                                       first_comment_ids=list(p.first_comment_ids), thread_ids=list(p.thread_ids))
-                if r.error is not None:
-                    obj = r.error.to_error_object()
-                    attempt_values["error_code"] = obj.code
-                    if isinstance(r.error, PlatformError):
-                        attempt_values.update(http_status=r.error.status, response_body=_clip(r.error.platform_response))
-                    post_values["error"] = obj.model_dump(exclude_none=True)
-                if r.attempt_id is None:
-                    count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == r.post_id))).all())
-                    s.add(Attempt(id=new_id("att"), post_id=r.post_id, number=count + 1, started_at=now, **attempt_values))
-                else:
-                    await s.exec(sa_update(Attempt).where(col(Attempt.id) == r.attempt_id).values(**attempt_values))
-                await s.exec(sa_update(Post).where(col(Post.id) == r.post_id).values(**post_values))
+            for post_id, values in new_attempts:
+                count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post_id))).all())
+                s.add(Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now, **values))
+            if attempt_rows:
+                await s.exec(sa_update(Attempt), params=attempt_rows)
+            await s.exec(sa_update(Post), params=post_rows)
             await self._emit_outcomes(s, results, now)
             await s.commit()
 
@@ -508,16 +522,18 @@ class PublishService:
         if not settled:
             return
         rows = (await s.exec(select(Post).where(col(Post.id).in_(list(settled))))).all()
+        by_profile: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for post in rows:
             r = settled[post.id]
             if r.status == "published" and r.published is not None:
                 p = r.published
-                data = _event_data(post) | {"upstreamId": p.upstream_id, "url": p.url, "uri": p.uri, "publishedAt": now}
-                await self._emit(post.profile_id, "post.published", data, s)
+                event = ("post.published", _event_data(post) | {"upstreamId": p.upstream_id, "url": p.url, "uri": p.uri, "publishedAt": now})
             else:
                 error = r.error.to_error_object().model_dump(exclude_none=True) if r.error is not None else None
-                await self._emit(post.profile_id, "post.rejected" if r.status == "rejected" else "post.failed",
-                                 _event_data(post) | {"status": r.status, "error": error}, s)
+                event = ("post.rejected" if r.status == "rejected" else "post.failed", _event_data(post) | {"status": r.status, "error": error})
+            by_profile.setdefault(post.profile_id, []).append(event)
+        for profile_id, events in by_profile.items():
+            await self.events.emit_many(profile_id, events, session=s)
 
     async def _mark_account(self, account_id: str, health: str) -> None:
         async with self.db.session() as s:
