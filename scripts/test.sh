@@ -17,4 +17,10 @@ export OMNIPOST_REQUIRE_NODE_TOOLS=1
 # The reference Bluesky PDS (@atproto/pds) and a local did:plc directory, on loopback only.
 .venv/bin/python tools/pds/launcher.py install
 export OMNIPOST_REQUIRE_PDS=1
+# PostgreSQL server binaries: tests/pg.py runs a throwaway cluster on loopback (as the postgres user).
+if ! dpkg -s postgresql >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+export OMNIPOST_REQUIRE_PG=1
 .venv/bin/python -m pytest "$@"

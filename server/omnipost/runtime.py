@@ -240,6 +240,10 @@ class Runtime:
                 self.start_scheduler(self._tg)  # every long-running server publishes what falls due
                 self._webhooks_stop = anyio.Event()
                 self._tg.start_soon(self.webhooks.run_forever, self._webhooks_stop, self.settings.webhook_tick)
+                from omnipost.versions import VersionWatcher
+
+                assert self.db is not None  # version.deprecated when an upstream API's sunset is near
+                self._tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._webhooks_stop, self.clock)
         finally:
             self._ready.set()
 

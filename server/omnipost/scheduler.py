@@ -86,6 +86,25 @@ def local_time_warnings(value: str, zone_name: str | None) -> list[Warning_]:
     return []
 
 
+# ------------------------------------------------------------------ per-account daily caps
+
+
+def daily_cap(platform: str | None) -> int | None:
+    """The platform's posts-per-24-h cap per account (preflight rule data), or None."""
+    from omnipost.domain import Platform
+    from omnipost.preflight.rules import RULES
+
+    try:
+        rules = RULES.get(Platform(platform)) if platform else None
+    except ValueError:
+        return None
+    return rules.daily_post_cap if rules is not None else None
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
 # ------------------------------------------------------------------ liveness
 
 
@@ -159,7 +178,7 @@ class Scheduler:
     async def run_due(self, now: datetime | None = None) -> dict[str, int]:
         """One tick; returns counts: claimed, published, failed, retrying, missed, reconciled."""
         now = now or self.clock.now()
-        counts = {"claimed": 0, "published": 0, "failed": 0, "retrying": 0, "missed": 0, "reconciled": 0}
+        counts = {"claimed": 0, "published": 0, "failed": 0, "retrying": 0, "missed": 0, "reconciled": 0, "deferred": 0}
         await self.heartbeat(now)
         counts["missed"] = await self._fail_missed(now)
         claimed = await self._claim(now)
@@ -168,6 +187,10 @@ class Scheduler:
             return counts
         orphaned = [pid for pid, status in claimed if status == "publishing"]
         fresh = [pid for pid, status in claimed if status != "publishing"]
+        deferred = await self._defer_capped(fresh, now)  # per-account daily caps (PRODUCT §6)
+        counts["deferred"] = len(deferred)
+        fresh = [pid for pid in fresh if pid not in deferred]
+        claimed = [(pid, status) for pid, status in claimed if pid not in deferred]
         try:
             for pid in orphaned:  # a crashed worker's post: ask the platform before anything is sent again
                 await self.publisher.publish_post_row(pid, reconcile_first=True)
@@ -176,6 +199,69 @@ class Scheduler:
         finally:
             await self._settle([pid for pid, _ in claimed], now, counts)
         return counts
+
+    async def _defer_capped(self, post_ids: list[str], now: datetime) -> set[str]:
+        """Claimed posts that would exceed their account's daily cap: moved, not published; returns their ids.
+
+        An account's cap is its platform's `PlatformRules.daily_post_cap` (a sandbox account's post carries
+        the emulated platform, so it gets that platform's cap). Used = its posts published in the last 24 h.
+        Within this tick the claimed posts go in due order: the first `cap - used` publish, the rest wait
+        until enough of the counted posts leave the 24 h window (`next_attempt_at`), keep their status and
+        lease-free, and carry a `schedule.deferred_by_cap` warning.
+        """
+        if not post_ids:
+            return set()
+        from omnipost.store.models import Account
+
+        window = timedelta(hours=24)
+        async with self.db.session() as s:
+            rows = list((await s.exec(select(Post.id, Post.account_id, Post.platform, Post.next_attempt_at, Post.position)
+                                      .where(col(Post.id).in_(post_ids)))).all())
+            emulates = dict((await s.exec(select(Account.id, Account.emulates)
+                                           .where(col(Account.id).in_({r[1] for r in rows})))).all())
+            capped: dict[str, int] = {}
+            for _, account_id, platform, _, _ in rows:
+                cap = daily_cap(platform if platform != "sandbox" else emulates.get(account_id))
+                if cap is not None:
+                    capped[account_id] = cap
+            if not capped:
+                return set()
+            recent: dict[str, list[datetime]] = {a: [] for a in capped}
+            for account_id, at in (await s.exec(select(Post.account_id, Post.published_at).where(
+                    col(Post.account_id).in_(list(capped)), Post.status == "published",
+                    col(Post.published_at) >= now - window))).all():
+                recent[account_id].append(_aware(at))
+            order = {pid: i for i, pid in enumerate(post_ids)}  # claim order is due order
+            deferred: set[str] = set()
+            for account_id, cap in capped.items():
+                mine = sorted((r for r in rows if r[1] == account_id), key=lambda r: order[r[0]])
+                times = sorted(recent[account_id])
+                free = max(0, cap - len(times))
+                times += [now] * min(free, len(mine))  # the ones this tick publishes count too
+                for k, (pid, _, platform, due, _) in enumerate(mine[free:]):
+                    # the k-th waiting post can go once (len(times) - cap + 1 + k) counted posts have aged out
+                    j = min(len(times) - cap + k, len(times) - 1)
+                    # counted = published_at >= now - 24 h, so a post leaves the window just after 24 h: +1 s
+                    until = max(times[j] + window + timedelta(seconds=1), now + timedelta(seconds=1))
+                    post = await s.get(Post, pid)
+                    assert post is not None
+                    warning = Warning_(
+                        code="schedule.deferred_by_cap", rule="schedule.deferred_by_cap", path="scheduledAt",
+                        message=f"This account already published {len(recent[account_id])} posts in the last 24 h, the "
+                                f"{platform} limit of {cap} per rolling 24 h; the post waits until {until.isoformat()} "
+                                f"instead of being refused by the platform.",
+                        remediation="Nothing to do: it publishes when the window frees; reschedule_post or cancel_post to change that.",
+                    ).model_dump(exclude_none=True)
+                    warnings = [w for w in (post.warnings or []) if w.get("code") != "schedule.deferred_by_cap"] + [warning]
+                    result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.lease_owner) == self.worker_id)
+                                          .values(next_attempt_at=until, lease_owner=None, lease_until=None,
+                                                  warnings=warnings, updated_at=now))
+                    if result.rowcount == 1:
+                        deferred.add(pid)
+                        logger.info("post %s deferred to %s: account %s is at its %s cap of %d per 24 h", pid,
+                                    until.isoformat(), account_id, platform, cap)
+            await s.commit()
+        return deferred
 
     async def _fail_missed(self, now: datetime) -> int:
         """Due posts more than `grace` late fail with schedule.missed_grace (conditional, so a claim wins)."""
@@ -206,9 +292,14 @@ class Scheduler:
         """Lease the due posts; returns (post id, status when claimed) of those this worker won, in due order."""
         until = now + timedelta(seconds=self.lease_seconds)
         lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
+        query = (select(Post.id, Post.status).where(due_filter(now))
+                 .order_by(col(Post.next_attempt_at), col(Post.position)).limit(CLAIM_BATCH))
+        if self.db.engine.dialect.name == "postgresql":
+            # Row locks held until this transaction commits; rows another worker is claiming are skipped,
+            # so concurrent workers take disjoint sets instead of queueing on each other's locks.
+            query = query.with_for_update(skip_locked=True, of=Post)
         async with self.db.session() as s:
-            candidates = list((await s.exec(select(Post.id, Post.status).where(due_filter(now))
-                                            .order_by(col(Post.next_attempt_at), col(Post.position)).limit(CLAIM_BATCH))).all())
+            candidates = list((await s.exec(query)).all())
             won: list[tuple[str, str]] = []
             for pid, status in candidates:
                 result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, lease_free)

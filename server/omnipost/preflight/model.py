@@ -119,3 +119,8 @@ class PlatformRules:
     supports_title: bool = False
     # generic visibility -> the platform's own value; a missing key is unsupported
     visibility: dict[str, str] = field(default_factory=lambda: {"public": "public"})
+    # Posts one account may publish per rolling 24 h (PRODUCT §6); None = no cap omnipost enforces.
+    # The scheduler defers a due post past the cap instead of letting the platform refuse it.
+    daily_post_cap: int | None = None
+    daily_post_cap_source: str | None = None
+    daily_post_cap_checked: str | None = None  # ISO date the cap was last checked against its source

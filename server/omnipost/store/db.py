@@ -1,4 +1,4 @@
-"""The database: an async engine (SQLite + aiosqlite by default), migrated on open."""
+"""The database: an async engine (SQLite + aiosqlite by default, or PostgreSQL + asyncpg), migrated on open."""
 
 import os
 from collections.abc import AsyncIterator
@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import ulid
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,6 +18,8 @@ from omnipost.store import migrations
 from omnipost.store.models import Profile
 
 DEFAULT_PROFILE = "default"
+# pg_advisory_xact_lock key held while migrating, so workers starting at once migrate one at a time.
+MIGRATION_LOCK = 0x6F6D6E69706F7374 & 0x7FFFFFFFFFFFFFFF  # "omnipost"
 
 
 def new_id(prefix: str) -> str:
@@ -30,6 +33,32 @@ def _touch_private(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    """An engine for `url`: SQLite gets its pragmas; PostgreSQL (postgresql+asyncpg://) a checked pool."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    for plain in ("postgresql://", "postgres://"):  # no driver named: the async one
+        if url.startswith(plain):
+            url = "postgresql+asyncpg://" + url[len(plain):]
+    if url.startswith("postgresql"):
+        # A 25-target fan-out holds a few sessions at once; pre-ping drops connections the server closed;
+        # recycle keeps them from outliving server-side idle timeouts.
+        return create_async_engine(url, pool_size=10, max_overflow=20, pool_timeout=30, pool_pre_ping=True,
+                                   pool_recycle=1800)
+    return create_async_engine(url)
 
 
 class Database:
@@ -46,19 +75,15 @@ class Database:
             path = data_dir / "omnipost.db"
             _touch_private(path)
             url = f"sqlite+aiosqlite:///{path}"
-        engine = create_async_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
-        if url.startswith("sqlite"):
-            @event.listens_for(engine.sync_engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
+        engine = _create_engine(url)
+
+        def _upgrade(conn: Any) -> int:
+            if conn.dialect.name == "postgresql":  # held until this transaction ends
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            return migrations.upgrade(conn, target_version or migrations.LATEST)
 
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: migrations.upgrade(c, target_version or migrations.LATEST))
+            await conn.run_sync(_upgrade)
         db = cls(engine)
         if target_version is None or target_version >= 1:
             await db.ensure_default_profile(now)
@@ -72,7 +97,11 @@ class Database:
                 return found
             profile = Profile(id=new_id("prf"), name=DEFAULT_PROFILE, created_at=now)
             s.add(profile)
-            await s.commit()
+            try:
+                await s.commit()
+            except IntegrityError:  # another process starting at the same time created it first
+                await s.rollback()
+                return (await s.exec(select(Profile).where(Profile.name == DEFAULT_PROFILE))).one()
             return profile
 
     @asynccontextmanager

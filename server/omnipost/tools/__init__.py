@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from omnipost.tools import accounts, drafting, media, publishing, scheduling, webhooks
+from omnipost.tools import accounts, drafting, media, publishing, scheduling, versions, webhooks
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -17,3 +17,4 @@ def register_tools(server: "OmnipostServer", rt: "Runtime") -> None:
     media.register(server, rt)
     scheduling.register(server, rt)
     webhooks.register(server, rt)
+    versions.register(server, rt)

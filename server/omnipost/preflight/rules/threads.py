@@ -23,6 +23,10 @@ THREADS = PlatformRules(
     text_limit=TEXT_LIMIT,
     supports_thread=True,
     supports_first_comment=True,
+    daily_post_cap=250,
+    daily_post_cap_source="platforms.md §6: 250 API-published posts (and 1,000 replies) per profile per rolling 24 h; "
+    "GET /{user-id}/threads_publishing_limit reports quota_total 250, quota_duration 86400",
+    daily_post_cap_checked="2026-11-24",
     rules=(
         c.text_required(SRC, "threads.text.required", media_may_replace=True),
         c.text_max(SRC, "threads.text.max_graphemes", limit=TEXT_LIMIT, unit=THREADS_CHARS, thread_ok=True,

@@ -1,0 +1,203 @@
+"""Platform API versions (PRODUCT §10): what each adapter speaks upstream, and when that stops working.
+
+The table below is data, with where each value came from and when it was checked. `status_of` turns
+one entry into ok | deprecated_soon | past_sunset for a given instant; `check_versions` emits
+`version.deprecated` once per (platform, version) when a sunset is within WARN_DAYS.
+
+"Once" without a table of our own:
+
+- in-process, `VersionWatcher.sent` remembers the (platform, version) pairs already announced, so a
+  periodic check costs nothing after the first announcement;
+- across restarts, the webhook delivery log is the memory: `webhook_emitter` looks for an existing
+  `version.deprecated` delivery of the profile whose `data.eventKey` is the same before enqueueing;
+- and the event carries a deterministic `eventKey` = `version.deprecated:<platform>:<version>`, so
+  even if two processes race past both checks (the log is read, then written, without a lock), a
+  receiver that dedupes on eventKey sees one event. A duplicate is therefore harmless, never lost.
+  (The webhook-id header stays a fresh msg_ id per delivery: webhooks.py owns it.)
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+if TYPE_CHECKING:
+    from omnipost.store.db import Database
+    from omnipost.webhooks import WebhookService
+
+logger = logging.getLogger("omnipost.versions")
+
+WARN_DAYS = 30  # version.deprecated fires when the sunset is this close (or past)
+EVENT = "version.deprecated"
+
+Status = Literal["ok", "deprecated_soon", "past_sunset"]
+
+
+@dataclass(frozen=True)
+class ApiVersion:
+    """The upstream API version one platform's adapter speaks, and its known end of life."""
+
+    platform: str  # the adapter/platform id (bluesky, x, linkedin, facebook, instagram, threads, pinterest, sandbox)
+    api: str  # what is versioned, in the platform's words
+    version: str
+    sunset: date | None  # the day it stops working; None = no published sunset
+    source: str  # where version and sunset come from
+    checked: str  # ISO date the values were last checked against the source
+    confirmed: bool = True  # False: the sunset (or version) is an estimate, see `note`
+    note: str | None = None
+
+    @property
+    def sunset_at(self) -> datetime | None:
+        """The sunset as a UTC instant (start of that day), or None."""
+        return datetime.combine(self.sunset, time(0), tzinfo=timezone.utc) if self.sunset else None
+
+    @property
+    def event_key(self) -> str:
+        """A deterministic id for this version's deprecation event (receivers may dedupe on it)."""
+        return f"{EVENT}:{self.platform}:{self.version}"
+
+
+_META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' table "
+                   "(https://developers.facebook.com/docs/graph-api/changelog/versions): v24.0 introduced 2025-10-08, "
+                   "available until 2028-02-18; platforms.md §4 says pin a recent version (2026 docs show v24/v25)")
+
+VERSIONS: tuple[ApiVersion, ...] = (
+    ApiVersion("bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
+               source="platforms.md §1 (atproto lexicon snapshot 2026-08): lexicons evolve by backwards-compatible "
+                      "additions; there is no versioned endpoint and no published sunset",
+               checked="2026-11-24"),
+    ApiVersion("x", "X API", "v2", None,
+               source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
+                      "no published sunset for v2",
+               checked="2026-11-24"),
+    ApiVersion("linkedin", "LinkedIn-Version header (versioned REST)", "202601", date(2027, 1, 1),
+               source="platforms.md §3: `LinkedIn-Version: YYYYMM` (e.g. 202601); monthly versions, old ones are "
+                      "sunset after ~1 year",
+               checked="2026-11-24", confirmed=False,
+               note="Sunset estimated as the first day of the month 12 months after release (LinkedIn's ~1 year "
+                    "support window); the exact day is not published in our sources. Bump to a newer month before it."),
+    ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG, checked="2026-11-24"),
+    ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
+               source=_META_CHANGELOG, checked="2026-11-24"),
+    ApiVersion("threads", "Threads API (graph.threads.net)", "v1.0", None,
+               source="platforms.md §6: base https://graph.threads.net/v1.0",
+               checked="2026-11-24", confirmed=False,
+               note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists."),
+    ApiVersion("pinterest", "Pinterest API", "v5", None,
+               source="platforms.md §7: base https://api.pinterest.com/v5",
+               checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed)."),
+    ApiVersion("sandbox", "omnipost sandbox (local simulated platform)", "v1", None,
+               source="omnipost's own sandbox upstream (/v1/…); versioned with omnipost", checked="2026-11-24"),
+)
+
+
+def status_of(v: ApiVersion, now: datetime, warn_days: int = WARN_DAYS) -> tuple[Status, int | None]:
+    """(status, whole days left until the sunset) at `now`; days left is None without a sunset."""
+    at = v.sunset_at
+    if at is None:
+        return "ok", None
+    left = at - now
+    days = left.days  # floor: 0.5 days left is 0, an hour past is -1
+    if left.total_seconds() <= 0:
+        return "past_sunset", days
+    if left.total_seconds() <= warn_days * 86400:
+        return "deprecated_soon", days
+    return "ok", days
+
+
+def listing(now: datetime, versions: Iterable[ApiVersion] = VERSIONS) -> list[dict[str, Any]]:
+    """Every pinned version with its status at `now` (the platform_versions tool's rows)."""
+    out = []
+    for v in versions:
+        status, days = status_of(v, now)
+        out.append({"platform": v.platform, "api": v.api, "version": v.version, "sunsetAt": v.sunset_at,
+                    "daysLeft": days, "status": status, "confirmed": v.confirmed, "source": v.source,
+                    "checked": v.checked, "note": v.note})
+    return out
+
+
+def event_data(v: ApiVersion, now: datetime) -> dict[str, Any]:
+    """The `data` of a version.deprecated event."""
+    status, days = status_of(v, now)
+    at = v.sunset_at
+    return {"eventKey": v.event_key, "platform": v.platform, "api": v.api, "version": v.version,
+            "sunsetAt": at.isoformat() if at else None, "daysLeft": days, "status": status, "confirmed": v.confirmed,
+            "source": v.source,
+            "remediation": f"Upgrade omnipost (or its pinned {v.api} version) before {at.date().isoformat() if at else '?'}; "
+                           "after the sunset the platform rejects calls made with this version."}
+
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+async def check_versions(now: datetime, emit: Emit, *, sent: set[tuple[str, str]] | None = None,
+                         versions: Iterable[ApiVersion] = VERSIONS, warn_days: int = WARN_DAYS) -> list[ApiVersion]:
+    """Emit version.deprecated for each version whose sunset is within `warn_days` of `now` (or past),
+    unless (platform, version) is already in `sent`; the pairs emitted are added to `sent`. Returns them.
+
+    `emit(event_type, data)` is awaited once per such version; if it raises, the pair is not remembered
+    (the next check tries again).
+    """
+    sent = sent if sent is not None else set()
+    fired: list[ApiVersion] = []
+    for v in versions:
+        status, _ = status_of(v, now, warn_days)
+        if status == "ok" or (v.platform, v.version) in sent:
+            continue
+        await emit(EVENT, event_data(v, now))
+        sent.add((v.platform, v.version))
+        fired.append(v)
+        logger.warning("%s %s reaches its sunset on %s: version.deprecated emitted", v.platform, v.version, v.sunset)
+    return fired
+
+
+def webhook_emitter(db: "Database", webhooks: "WebhookService") -> Emit:
+    """An `emit` for check_versions: enqueue the event for every profile whose delivery log does not already
+    hold a version.deprecated delivery with the same eventKey (the durable "already sent" memory)."""
+    from sqlmodel import select
+
+    from omnipost.store.models import Profile, WebhookDelivery
+
+    async def emit(event_type: str, data: dict[str, Any]) -> int:
+        n = 0
+        async with db.session() as s:
+            profiles = list((await s.exec(select(Profile.id))).all())
+            logged = (await s.exec(select(WebhookDelivery.profile_id, WebhookDelivery.payload)
+                                   .where(WebhookDelivery.event_type == event_type))).all()
+            done = {pid for pid, payload in logged if ((payload or {}).get("data") or {}).get("eventKey") == data["eventKey"]}
+            for pid in profiles:
+                if pid not in done:
+                    n += await webhooks.emit(pid, event_type, data, session=s)
+            await s.commit()
+        return n
+
+    return emit
+
+
+@dataclass
+class VersionWatcher:
+    """Runs check_versions now and then (a long-running process starts `run_forever`)."""
+
+    db: "Database"
+    webhooks: "WebhookService"
+    sent: set[tuple[str, str]]
+
+    @classmethod
+    def of(cls, db: "Database", webhooks: "WebhookService") -> "VersionWatcher":
+        return cls(db, webhooks, set())
+
+    async def check(self, now: datetime) -> list[ApiVersion]:
+        return await check_versions(now, webhook_emitter(self.db, self.webhooks), sent=self.sent)
+
+    async def run_forever(self, stop: anyio.Event, clock: Any, every: float = 6 * 3600.0) -> None:
+        """Check at start and every `every` seconds until `stop`; a failing check is logged, not fatal."""
+        while not stop.is_set():
+            try:
+                await self.check(clock.now())
+            except Exception:  # noqa: BLE001 - the next check retries
+                logger.exception("version check failed")
+            with anyio.move_on_after(every):
+                await stop.wait()

@@ -1,0 +1,174 @@
+"""Per-account daily publishing caps (PRODUCT §6) as rule data, enforced by the scheduler with the injected clock.
+
+The cap is lowered to 3 for these tests by swapping threads' PlatformRules in the registry
+(`dataclasses.replace`, monkeypatched): the deferral logic is the same for 3 as for 250, and publishing
+250 posts through the sandbox per test would cost seconds for no extra coverage. The real numbers are
+asserted separately as data.
+"""
+
+import dataclasses
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from toolresult import ok
+
+from omnipost.app import OmnipostServer, build_server
+from omnipost.clock import FixedClock
+from omnipost.config import Settings
+from omnipost.domain import Platform
+from omnipost.preflight.rules import RULES
+from omnipost.scheduler import Scheduler, daily_cap
+from omnipost.store.models import Post
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+DAY = timedelta(hours=24)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", log_level="WARNING", scheduler_enabled=False, confirm="never",  # type: ignore[call-arg]
+                    _env_file=None)
+
+
+@pytest.fixture
+def server(settings: Settings, clock: FixedClock) -> OmnipostServer:
+    return build_server(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(server: OmnipostServer) -> AsyncIterator[Client]:
+    async with Client(server) as c:
+        yield c
+
+
+@pytest.fixture
+def cap3(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setitem(RULES, Platform.THREADS, dataclasses.replace(RULES[Platform.THREADS], daily_post_cap=3))
+    return 3
+
+
+async def connect(client: Client, emulates: str, handle: str) -> str:
+    return ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": emulates, "handle": handle}))["id"]
+
+
+async def schedule(client: Client, account: str, when: datetime, text: str) -> str:
+    batch = ok(await client.call_tool("schedule_post", {"text": text, "scheduledAt": when.isoformat(),
+                                                        "targets": [{"accountId": account}]}))
+    return batch["results"][0]["postId"]
+
+
+async def rows(server: OmnipostServer, ids: list[str]) -> list[Post]:
+    async with server.runtime.db.session() as s:
+        return [p for p in [await s.get(Post, i) for i in ids] if p is not None]
+
+
+def worker(server: OmnipostServer, clock: FixedClock) -> Scheduler:
+    rt = server.runtime
+    return Scheduler(rt.db, rt.publisher, clock, worker_id="A", rng=random.Random(7))
+
+
+def aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
+
+
+def test_caps_are_rule_data_with_source_and_checked_date() -> None:
+    ig, th = RULES[Platform.INSTAGRAM], RULES[Platform.THREADS]
+    assert (ig.daily_post_cap, th.daily_post_cap) == (50, 250)
+    for r in (ig, th):
+        assert r.daily_post_cap_source and r.daily_post_cap_checked == "2026-11-24"
+    assert RULES[Platform.X].daily_post_cap is None and RULES[Platform.BLUESKY].daily_post_cap is None
+    assert daily_cap("instagram") == 50 and daily_cap("threads") == 250
+    assert daily_cap("x") is None and daily_cap("sandbox") is None and daily_cap(None) is None
+
+
+async def test_posts_past_the_cap_are_deferred_until_the_window_frees_not_failed(
+        server: OmnipostServer, client: Client, clock: FixedClock, cap3: int) -> None:
+    account = await connect(client, "threads", "capped")
+    other = await connect(client, "threads", "other")  # a second account has its own window
+    due = NOW + HOUR
+    ids = [await schedule(client, account, due + timedelta(seconds=i), f"Post {i}") for i in range(5)]
+    other_ids = [await schedule(client, other, due, f"Other {i}") for i in range(2)]
+    a = worker(server, clock)
+    clock.at = due + timedelta(seconds=10)
+    counts = await a.run_due(clock.at)
+    assert counts["published"] == 3 + 2 and counts["deferred"] == 2 and counts["failed"] == 0
+    posts = await rows(server, ids)
+    assert [p.status for p in posts] == ["published"] * 3 + ["queued"] * 2  # due order: the first three go
+    assert all(p.status == "published" for p in await rows(server, other_ids))
+    first_published = aware(posts[0].published_at)
+    assert first_published == clock.at
+    for p in posts[3:]:
+        assert p.lease_owner is None and p.lease_until is None and p.error is None
+        assert aware(p.next_attempt_at) == first_published + DAY + timedelta(seconds=1)
+        codes = [w["code"] for w in p.warnings]
+        assert codes.count("schedule.deferred_by_cap") == 1
+        warning = next(w for w in p.warnings if w["code"] == "schedule.deferred_by_cap")
+        assert "3" in warning["message"] and "threads" in warning["message"]
+    detail = ok(await client.call_tool("get_post", {"postId": ids[3]}))
+    assert detail["status"] == "queued"
+
+    # nothing happens while the window is full
+    clock.at = due + 23 * HOUR
+    assert (await a.run_due(clock.at))["claimed"] == 0
+    # a day later the three age out together (published in the same tick): both waiting posts go
+    clock.at = first_published + DAY + timedelta(seconds=1)
+    counts = await a.run_due(clock.at)
+    assert counts["published"] == 2 and counts["deferred"] == 0
+    assert [p.status for p in await rows(server, ids)] == ["published"] * 5
+
+
+async def test_each_waiting_post_waits_for_its_own_slot(server: OmnipostServer, client: Client, clock: FixedClock,
+                                                        cap3: int) -> None:
+    account = await connect(client, "threads", "staggered")
+    a = worker(server, clock)
+    published_at: list[datetime] = []
+    for i in range(3):  # three posts an hour apart fill the window
+        clock.at = NOW + (i + 1) * HOUR
+        await schedule(client, account, clock.at + timedelta(seconds=1), f"Early {i}")
+        clock.at += timedelta(seconds=1)
+        assert (await a.run_due(clock.at))["published"] == 1
+        published_at.append(clock.at)
+    clock.at += timedelta(minutes=1)
+    late = [await schedule(client, account, clock.at + timedelta(seconds=1), f"Late {i}") for i in range(2)]
+    clock.at += timedelta(seconds=1)
+    counts = await a.run_due(clock.at)
+    assert counts["deferred"] == 2 and counts["published"] == 0
+    waiting = await rows(server, late)
+    assert [aware(p.next_attempt_at) for p in waiting] == [published_at[0] + DAY + timedelta(seconds=1),
+                                                           published_at[1] + DAY + timedelta(seconds=1)]
+    clock.at = published_at[0] + DAY + timedelta(seconds=1)
+    counts = await a.run_due(clock.at)
+    assert counts["published"] == 1 and counts["deferred"] == 0
+    clock.at = published_at[1] + DAY + timedelta(seconds=1)
+    assert (await a.run_due(clock.at))["published"] == 1
+    assert [p.status for p in await rows(server, late)] == ["published", "published"]
+
+
+async def test_an_uncapped_platform_is_not_deferred(server: OmnipostServer, client: Client, clock: FixedClock,
+                                                    cap3: int) -> None:
+    account = await connect(client, "x", "uncapped")
+    ids = [await schedule(client, account, NOW + HOUR, f"X post {i}") for i in range(5)]
+    clock.at = NOW + HOUR
+    counts = await worker(server, clock).run_due(clock.at)
+    assert counts["published"] == 5 and counts["deferred"] == 0
+    assert all(p.status == "published" for p in await rows(server, ids))
+
+
+async def test_a_deferred_post_still_respects_later_rescheduling(server: OmnipostServer, client: Client, clock: FixedClock,
+                                                                 cap3: int) -> None:
+    account = await connect(client, "threads", "resched")
+    ids = [await schedule(client, account, NOW + HOUR, f"R {i}") for i in range(4)]
+    clock.at = NOW + HOUR
+    assert (await worker(server, clock).run_due(clock.at))["deferred"] == 1
+    # the user can still cancel the waiting post: it is queued and lease-free
+    result: dict[str, Any] = ok(await client.call_tool("cancel_post", {"postId": ids[3]}))
+    assert result
+    assert (await rows(server, [ids[3]]))[0].status != "queued"
