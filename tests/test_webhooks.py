@@ -402,3 +402,28 @@ async def test_a_publish_emits_signed_post_events_that_the_receiver_verifies(set
     events = [(r.json["type"], r.json["data"]["postId"]) for r in sink.accepted]
     assert events == [("post.validated", post_id), ("post.published", post_id)], outcome
     assert sink.accepted[1].json["data"]["url"] == batch["results"][0]["url"]
+
+
+async def test_an_account_whose_token_is_refused_emits_token_revoked_once(settings: Settings) -> None:
+    clock = FixedClock(NOW)
+    sink = WebhookSink(clock=clock)
+    server = build_server(settings.model_copy(update={"scheduler_enabled": False}), clock=clock)
+    rt = server.runtime
+    rt.extra.update(resolver=MapResolver({"hooks.example.test": ["127.0.0.1"]}), webhook_http=sink_client(sink, []),
+                    webhook_allow_loopback=True)
+    async with Client(server) as client:
+        sink.secret = ok(await client.call_tool("add_webhook", {"url": HOOK, "events": ["token.revoked"]}))["secret"]
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "expired"}))["id"]
+        # The sandbox refuses a wrong token with 401, as a platform does for a revoked one.
+        from omnipost.store.models import Account
+
+        async with rt.db.session() as s:
+            row = await s.get(Account, account)
+            row.credentials = rt.accounts.vault.seal({"token": "revoked-token"})
+            s.add(row)
+            await s.commit()
+        first = ok(await client.call_tool("publish_post", {"text": "Refused", "targets": [{"accountId": account}]}))
+        assert first["results"][0]["error"]["code"] == "platform_auth_failed"
+        assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "needs_reconnect"
+        await rt.webhooks.deliver_due(clock.now())
+    assert [(r.json["type"], r.json["data"]["accountId"]) for r in sink.accepted] == [("token.revoked", account)]

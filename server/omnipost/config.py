@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     webhook_tick: float = Field(default=5.0, gt=0, description="Seconds between webhook delivery rounds.")
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")
     scheduler_enabled: bool = Field(default=True, description="Run the scheduler inside every long-running server process.")
-    scheduler_tick: float = Field(default=1.0, gt=0, description="Seconds between scheduler ticks.")
+    # 0.5 s keeps p99 lateness under 1 s (bench/scheduler.py): a post is at most one tick plus its publish late.
+    scheduler_tick: float = Field(default=0.5, gt=0, description="Seconds between scheduler ticks.")
     schedule_grace: float = Field(default=3600.0, ge=0, description="Seconds a scheduled post may be late and still publish; later fails.")
     scheduler_lease: float = Field(default=300.0, gt=0, description="Seconds a worker's claim on a post lasts before another may take it.")
     scheduler_max_attempts: int = Field(default=5, ge=1, description="Tries of a scheduled post before a transient failure is final.")

@@ -536,11 +536,16 @@ class PublishService:
             await self.events.emit_many(profile_id, events, session=s)
 
     async def _mark_account(self, account_id: str, health: str) -> None:
+        """Change an account's health; losing its token emits token.revoked (once, with the change)."""
         async with self.db.session() as s:
             account = await s.get(Account, account_id)
-            if account is not None:
+            if account is not None and account.health != health:
                 account.health = health
                 s.add(account)
+                if health == "needs_reconnect" and self.events is not None:
+                    await self.events.emit_many(account.profile_id, [("token.revoked", {
+                        "accountId": account.id, "platform": account.platform, "handle": account.handle,
+                        "expiresAt": account.token_expires_at})], session=s)
                 await s.commit()
 
     # ------------------------------------------------------------------ reading and managing posts
