@@ -8,7 +8,6 @@ asserted separately as data.
 
 import dataclasses
 import random
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from mcp import Client
 from toolresult import ok
 
-from omnipost.app import OmnipostServer, build_server
+from omnipost.app import OmnipostServer
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.domain import Platform
@@ -34,19 +33,9 @@ DAY = timedelta(hours=24)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    """conftest's server and client fixtures use this: only the test's own ticks run the scheduler."""
     return Settings(data_dir=tmp_path / "data", log_level="WARNING", scheduler_enabled=False, confirm="never",  # type: ignore[call-arg]
                     _env_file=None)
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FixedClock) -> OmnipostServer:
-    return build_server(settings, clock=clock)
-
-
-@pytest.fixture
-async def client(server: OmnipostServer) -> AsyncIterator[Client]:
-    async with Client(server) as c:
-        yield c
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from mcp import Client
 from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
+from test_store import check_upgrade_keeps_data
 from toolresult import err, ok
 
 from omnipost.app import build_server
@@ -29,7 +30,7 @@ from omnipost.config import Settings
 from omnipost.sandbox.upstream import list_posts
 from omnipost.store import migrations
 from omnipost.store.db import Database
-from omnipost.store.models import Account, Post, Profile
+from omnipost.store.models import Post, Profile
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
@@ -41,23 +42,7 @@ PLATFORMS = ["bluesky", "x", "threads", "linkedin", "facebook"]
 
 
 async def test_pg_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path, pg_url: str) -> None:
-    old = await Database.open(pg_url, tmp_path, NOW, target_version=1)
-    assert old.engine.dialect.name == "postgresql"
-    async with old.engine.begin() as conn:
-        assert await conn.run_sync(migrations.current_version) == 1
-        await conn.execute(sa.text("INSERT INTO profiles (id, name, created_at) VALUES ('prf_old', 'legacy', '2026-01-01 00:00:00+00')"))
-        await conn.execute(sa.text(
-            "INSERT INTO accounts (id, profile_id, platform, emulates, handle, credentials, defaults, health, created_at) "
-            "VALUES ('acc_old', 'prf_old', 'sandbox', 'x', 'oldie', NULL, '{}', 'active', '2026-01-01 00:00:00+00')"))
-    await old.close()
-    new = await Database.open(pg_url, tmp_path, NOW)
-    async with new.session() as s:
-        account = await s.get(Account, "acc_old")
-        assert account is not None and account.handle == "oldie" and account.display_name is None
-        assert account.created_at == datetime(2026, 1, 1, tzinfo=timezone.utc)
-    async with new.engine.begin() as conn:
-        assert await conn.run_sync(migrations.current_version) == migrations.LATEST
-    await new.close()
+    await check_upgrade_keeps_data(pg_url, tmp_path, "2026-01-01 00:00:00+00")
     assert not (tmp_path / "omnipost.db").exists()  # nothing written to SQLite
 
 

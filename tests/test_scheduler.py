@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from mcp import Client
 from sqlmodel import select
 from toolresult import err, ok
 
-from omnipost.app import OmnipostServer, build_server
+from omnipost.app import OmnipostServer
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.runtime import SANDBOX_HOST
@@ -39,19 +38,9 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    """conftest's server and client fixtures use this: only the test's own ticks run the scheduler."""
     return Settings(data_dir=tmp_path / "data", log_level="WARNING", scheduler_enabled=False, confirm="never",  # type: ignore[call-arg]
                     _env_file=None)
-
-
-@pytest.fixture
-def server(settings: Settings, clock: FixedClock) -> OmnipostServer:
-    return build_server(settings, clock=clock)
-
-
-@pytest.fixture
-async def client(server: OmnipostServer) -> AsyncIterator[Client]:
-    async with Client(server) as c:
-        yield c
 
 
 @pytest.fixture

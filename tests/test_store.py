@@ -18,16 +18,17 @@ pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
 
 
-async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path) -> None:
-    old = await Database.open(None, tmp_path, NOW, target_version=1)
+async def check_upgrade_keeps_data(url: str | None, tmp_path: Path, timestamp: str) -> None:
+    """Write rows at schema v1, reopen at the latest version: the rows are there (SQLite and PostgreSQL)."""
+    old = await Database.open(url, tmp_path, NOW, target_version=1)
     async with old.engine.begin() as conn:
         assert await conn.run_sync(migrations.current_version) == 1
-        await conn.execute(sa.text("INSERT INTO profiles (id, name, created_at) VALUES ('prf_old', 'legacy', '2026-01-01 00:00:00')"))
+        await conn.execute(sa.text(f"INSERT INTO profiles (id, name, created_at) VALUES ('prf_old', 'legacy', '{timestamp}')"))
         await conn.execute(sa.text(
             "INSERT INTO accounts (id, profile_id, platform, emulates, handle, credentials, defaults, health, created_at) "
-            "VALUES ('acc_old', 'prf_old', 'sandbox', 'x', 'oldie', NULL, '{}', 'active', '2026-01-01 00:00:00')"))
+            f"VALUES ('acc_old', 'prf_old', 'sandbox', 'x', 'oldie', NULL, '{{}}', 'active', '{timestamp}')"))
     await old.close()
-    new = await Database.open(None, tmp_path, NOW)
+    new = await Database.open(url, tmp_path, NOW)
     async with new.session() as s:
         account = await s.get(Account, "acc_old")
         assert account is not None and account.handle == "oldie" and account.display_name is None
@@ -35,6 +36,10 @@ async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_da
     async with new.engine.begin() as conn:
         assert await conn.run_sync(migrations.current_version) == migrations.LATEST
     await new.close()
+
+
+async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path) -> None:
+    await check_upgrade_keeps_data(None, tmp_path, "2026-01-01 00:00:00")
 
 
 async def test_migrated_schema_has_exactly_the_models_columns(tmp_path: Path) -> None:
