@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_server.py [--starts N] [--calls M]
 Both servers are real stdio subprocesses measured in the same run, interleaved, through the
-SDK's Client. Per-call: validate_post with one Bluesky target vs the bare server's echo tool.
+SDK's Client. Per-call: validate_post with one Bluesky target vs the bare server's echo tool, alternated.
 """
 
 import argparse
@@ -34,18 +34,26 @@ async def cold_start(kind: str, data_dir: str) -> float:
     return elapsed * 1000
 
 
-async def per_call(kind: str, data_dir: str, calls: int) -> list[float]:
-    name, args = ("validate_post", {"text": "Hello from the benchmark 👋🏽 https://example.com", "targets": [{"platform": "bluesky"}]}) \
-        if kind == "omnipost" else ("echo", {"text": "Hello from the benchmark"})
-    out: list[float] = []
-    async with Client(params(kind, data_dir)) as c:
+CALLS = {
+    "omnipost": ("validate_post", {"text": "Hello from the benchmark 👋🏽 https://example.com", "targets": [{"platform": "bluesky"}]}),
+    "bare": ("echo", {"text": "Hello from the benchmark"}),
+}
+
+
+async def per_call(data_dir: str, calls: int) -> dict[str, list[float]]:
+    """Both servers open at once, calls alternated, so drift on the machine hits both alike."""
+    out: dict[str, list[float]] = {"bare": [], "omnipost": []}
+    async with Client(params("bare", data_dir)) as bare, Client(params("omnipost", data_dir)) as omni:
+        clients = {"bare": bare, "omnipost": omni}
         for _ in range(20):  # warm-up
-            await c.call_tool(name, args)
+            for kind, c in clients.items():
+                await c.call_tool(*CALLS[kind])
         for _ in range(calls):
-            t0 = time.perf_counter_ns()
-            r = await c.call_tool(name, args)
-            out.append((time.perf_counter_ns() - t0) / 1e6)
-            assert not r.is_error
+            for kind, c in clients.items():
+                t0 = time.perf_counter_ns()
+                r = await c.call_tool(*CALLS[kind])
+                out[kind].append((time.perf_counter_ns() - t0) / 1e6)
+                assert not r.is_error
     return out
 
 
@@ -55,7 +63,7 @@ async def main(starts: int, calls: int) -> None:
         for _ in range(starts):
             for kind in ("bare", "omnipost"):
                 cold[kind].append(await cold_start(kind, d))
-        call = {kind: await per_call(kind, d, calls) for kind in ("bare", "omnipost")}
+        call = await per_call(d, calls)
     cb, co = statistics.median(cold["bare"]), statistics.median(cold["omnipost"])
     pb, po = statistics.median(call["bare"]), statistics.median(call["omnipost"])
     print(f"cold start to tools/list (median of {starts}): bare {cb:.0f} ms, omnipost {co:.0f} ms, ratio {co / cb:.2f}")

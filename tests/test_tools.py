@@ -228,3 +228,23 @@ async def test_prompts_come_from_files_and_render_their_arguments(client: Client
     got = await client.get_prompt("split_thread", {"text": "A long story.", "platform": "bluesky"})
     text = got.messages[0].content.text  # type: ignore[union-attr]
     assert "A long story." in text and "${arguments" not in text
+
+
+async def test_arguments_sent_as_json_text_are_decoded_but_text_fields_stay_text(client: Client) -> None:
+    # Some clients send nested arguments as JSON strings; `text` that looks like JSON is still the post's text.
+    request = {"text": '["not", "a", "list"]', "targets": json.dumps([{"platform": "bluesky"}, {"platform": "x"}])}
+    body = (await client.call_tool("validate_post", request)).structured_content
+    assert body is not None and [r["platform"] for r in body["results"]] == ["bluesky", "x"]
+    assert body["results"][0]["preview"]["record"]["text"] == '["not", "a", "list"]'
+    err = error_of(await client.call_tool("validate_post", {"text": "hi", "targets": "[{\"platform\": \"myspace\"}]"}))
+    assert (err["code"], err["rule"]) == ("validation_failed", "targets[0].platform")
+    err = error_of(await client.call_tool("validate_post", {"text": "hi", "targets": "not json"}))
+    assert (err["code"], err["rule"]) == ("validation_failed", "targets")
+
+
+async def test_text_block_is_the_structured_result_as_compact_json(client: Client) -> None:
+    result = await client.call_tool("validate_post", {"text": "hi 👋🏽", "targets": [{"platform": "bluesky"}]})
+    assert len(result.content) == 1 and result.content[0].type == "text"
+    text = result.content[0].text
+    assert json.loads(text) == result.structured_content
+    assert "\n" not in text and "👋🏽" in text  # compact, and not \u-escaped (fewer tokens for the model)

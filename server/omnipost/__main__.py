@@ -18,12 +18,20 @@ def _settings():  # noqa: ANN202 - built lazily so `--help` stays instant
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the MCP server on stdio, SSE or streamable HTTP."""
+    import gc
+
+    # Start-up creates only long-lived objects (modules, models, schemas): cyclic collections
+    # while importing and registering find nothing to free and cost ~20 % of start-up. Collect
+    # nothing until the server is built, then freeze what start-up made out of later collections.
+    gc.disable()
     from omnipost import logging as oplog
     from omnipost.app import build_server
 
     settings = _settings()
     oplog.configure(settings.log_level)
     server = build_server(settings)
+    gc.freeze()
+    gc.enable()
     if args.transport == "stdio":
         server.run()
         return 0

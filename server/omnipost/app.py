@@ -2,19 +2,22 @@
 
 import copy
 import functools
+import inspect
 import json
 import logging
 import secrets
+import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, StrictJsonSchema, _inline_root_ref
 from mcp.types import CallToolResult, InputRequiredResult, TextContent
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, WithJsonSchema
 
 from omnipost import __version__
 from omnipost.clock import Clock, SystemClock
@@ -60,13 +63,11 @@ def error_result(error: ErrorObject) -> CallToolResult:
     )
 
 
-def validation_error(exc: ValidationError, strip: str | None, request_id: str) -> ErrorObject:
+def validation_error(exc: ValidationError, request_id: str) -> ErrorObject:
     """Every schema problem, each with the JSON path of its field; the first one heads the error."""
     details: list[ErrorObject] = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
-        if strip is not None and loc and loc[0] == strip:
-            loc = loc[1:]
         # Pydantic names a union branch or a function-validator in the location; the model wants the field.
         loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
         path = json_path(loc)
@@ -87,6 +88,34 @@ def validation_error(exc: ValidationError, strip: str | None, request_id: str) -
     )
 
 
+def pre_parse_json(model: type[BaseModel], arguments: Any) -> Any:
+    """Arguments with object/array fields sent as JSON text decoded, as the SDK does for ordinary tools.
+
+    Some clients (Claude Desktop among them) send nested arguments as JSON strings; a field that
+    admits text keeps its string as given.
+    """
+    if not isinstance(arguments, dict):
+        return arguments
+    out = dict(arguments)
+    for key, value in arguments.items():
+        field = model.model_fields.get(key)
+        if field is None or not isinstance(value, str) or _admits_str(field.annotation):
+            continue
+        try:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(decoded, dict | list):
+            out[key] = decoded
+    return out
+
+
+def _admits_str(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    return any(_admits_str(arg) for arg in typing.get_args(annotation))
+
+
 def _error_schema() -> dict[str, Any]:
     """ErrorObject's JSON schema (generated once: schema generation dominates start-up)."""
     return copy.deepcopy(_schema_of(ErrorObject))
@@ -95,6 +124,13 @@ def _error_schema() -> dict[str, Any]:
 @functools.cache
 def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/$defs/{model}")
+
+
+@functools.cache
+def _output_schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A tool output schema exactly as the SDK derives it for `model`, with the error branch; once per model."""
+    schema = TypeAdapter(model).json_schema(schema_generator=StrictJsonSchema)
+    return with_error_branch(_inline_root_ref(schema))
 
 
 def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
@@ -115,31 +151,64 @@ def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "anyOf": [success, envelope], "$defs": defs}
 
 
+class ModelOutput(FuncMetadata):
+    """Output handling for a tool that returns a pydantic model: the model's JSON as structured content,
+    and the same JSON, compact, as the text block for clients that read only text.
+
+    The SDK's own rendering indents the text copy (half again the bytes, and the tokens a model reads)
+    and validates the instance against its own class again; neither adds anything here.
+    """
+
+    def convert_result(self, result: Any) -> CallToolResult | InputRequiredResult:
+        if self.output_model is not None and type(result) is self.output_model:
+            data = result.model_dump(mode="json", by_alias=True)
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+        return super().convert_result(result)
+
+
 class OmnipostServer(MCPServer):
     """MCPServer whose tool failures are always the structured §3 error object."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # tool name -> the single pydantic parameter whose fields are advertised at top level
-        self._flattened: dict[str, str] = {}
+        self._flattened: dict[str, tuple[str, type[BaseModel]]] = {}
         self.runtime: Any = None
         self.rate_limiter: Any = None  # keys.RateLimiter, per process; applies to API-key callers only
 
     def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
-        """Register a tool whose advertised output schema also admits the error envelope."""
-        super().add_tool(fn, **kwargs)
+        """Register a tool whose advertised output schema also admits the error envelope.
+
+        A tool returning a pydantic model gets that model's output schema from a per-model cache
+        (the SDK would generate it again for every tool returning the same model, and schema
+        generation is most of start-up), and its result is rendered by ModelOutput.
+        """
+        returns = inspect.signature(fn, eval_str=True).return_annotation
+        model_output = isinstance(returns, type) and issubclass(returns, BaseModel) and "structured_output" not in kwargs
+        super().add_tool(fn, **({**kwargs, "structured_output": False} if model_output else kwargs))
         tool = self._tool_manager.get_tool(kwargs.get("name") or fn.__name__)
         assert tool is not None
-        if tool.fn_metadata.output_schema is not None:
+        if model_output:
+            tool.fn_metadata = ModelOutput(arg_model=tool.fn_metadata.arg_model, output_model=returns,
+                                           output_schema=_output_schema_of(returns))
+        elif tool.fn_metadata.output_schema is not None:
             tool.fn_metadata.output_schema = with_error_branch(tool.fn_metadata.output_schema)
 
     def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], **kwargs: Any) -> None:
-        """Register a tool whose one model parameter is advertised flattened (its fields are the arguments)."""
+        """Register a tool whose one model parameter is advertised flattened (its fields are the arguments).
+
+        call_tool validates the arguments as `model` itself and hands the tool (and its resolvers) the
+        instance, so the SDK's argument model only carries it through (an opaque field: generating the
+        model's JSON schema inside it again would be wasted start-up). The advertised schema is the
+        model's own, generated once for every tool that takes it.
+        """
+        fn.__annotations__[param] = Annotated[Any, WithJsonSchema({"type": "object"})]
         self.add_tool(fn, **kwargs)
         tool = self._tool_manager.get_tool(kwargs["name"])
         assert tool is not None
         tool.parameters = copy.deepcopy(_schema_of(model))
-        self._flattened[tool.name] = param
+        self._flattened[tool.name] = (param, model)
 
     async def list_tools(self) -> Any:
         tools = await super().list_tools()
@@ -155,15 +224,19 @@ class OmnipostServer(MCPServer):
                 self.rate_limiter.check(caller.key_id)
             except RateLimitedError as exc:
                 return error_result(exc.to_error_object(request_id))
-        strip = self._flattened.get(name)
-        if strip is not None:
-            arguments = {strip: arguments}
+        flattened = self._flattened.get(name)
+        if flattened is not None:
+            param, model = flattened
+            try:
+                arguments = {param: model.model_validate(pre_parse_json(model, arguments))}
+            except ValidationError as exc:
+                return error_result(validation_error(exc, request_id))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            return error_result(self._classify(exc, name, strip, request_id))
+            return error_result(self._classify(exc, name, request_id))
 
-    def _classify(self, exc: ToolError, name: str, strip: str | None, request_id: str) -> ErrorObject:
+    def _classify(self, exc: ToolError, name: str, request_id: str) -> ErrorObject:
         cause = exc.__cause__
         if isinstance(exc, UnexpectedToolError):
             while cause is not None and not isinstance(cause, AppError) and cause.__cause__ is not None:
@@ -174,7 +247,7 @@ class OmnipostServer(MCPServer):
             return ErrorObject(code="internal_error", message=f"Internal error (ref {request_id}).",
                                remediation="This is a bug in omnipost; retrying will not help. Report the ref.", requestId=request_id)
         if isinstance(cause, ValidationError):
-            return validation_error(cause, strip, request_id)
+            return validation_error(cause, request_id)
         if self._tool_manager.get_tool(name) is None:
             return ErrorObject(code="not_found", message=f"There is no tool named '{name}'.", rule="name",
                                remediation="Call tools/list for the tools this server has.", requestId=request_id)
