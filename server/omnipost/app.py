@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import httpx2
@@ -176,6 +176,7 @@ class OmnipostServer(MCPServer):
         self._flattened: dict[str, tuple[str, type[BaseModel]]] = {}
         self.runtime: Any = None
         self.rate_limiter: Any = None  # keys.RateLimiter, per process; applies to API-key callers only
+        self._register_prompts: Callable[["OmnipostServer"], None] | None = None
 
     def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
         """Register a tool whose advertised output schema also admits the error envelope.
@@ -209,6 +210,24 @@ class OmnipostServer(MCPServer):
         assert tool is not None
         tool.parameters = copy.deepcopy(_schema_of(model))
         self._flattened[tool.name] = (param, model)
+
+    def add_prompts_later(self, register: Callable[["OmnipostServer"], None]) -> None:
+        """Run `register` (which adds prompts) on the first prompts/list or prompts/get, not at start-up:
+        the prompt files' YAML parser is not needed to answer initialize and tools/list."""
+        self._register_prompts = register
+
+    def _ensure_prompts(self) -> None:
+        register, self._register_prompts = self._register_prompts, None
+        if register is not None:
+            register(self)
+
+    async def list_prompts(self) -> Any:
+        self._ensure_prompts()
+        return await super().list_prompts()
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        self._ensure_prompts()
+        return await super().get_prompt(name, arguments, context)
 
     async def list_tools(self) -> Any:
         tools = await super().list_tools()
@@ -284,5 +303,5 @@ def build_server(
     server.rate_limiter = RateLimiter(settings.rate_limit_per_minute, rt.clock)
     tools.register_tools(server, rt)
     resources.register_resources(server)
-    prompts.register_prompts(server)
+    server.add_prompts_later(prompts.register_prompts)
     return server

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
 if TYPE_CHECKING:
@@ -40,6 +39,8 @@ def prompts_dir() -> Path:
 
 def load_prompts(directory: Path | None = None) -> list[PromptFile]:
     """Parse every prompts/*.md; raise ValueError on malformed front matter or undeclared placeholders."""
+    import yaml  # only here: the server loads prompts on the first prompts/list, not at start-up
+
     out: list[PromptFile] = []
     for path in sorted((directory or prompts_dir()).glob("*.md")):
         raw = path.read_text(encoding="utf-8")

@@ -6,6 +6,7 @@ Every failure, whatever its cause, leaves as a `MediaError`.
 """
 
 import binascii
+import functools
 import hashlib
 import io
 import re
@@ -13,22 +14,13 @@ import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
-
-# The *ImagePlugin imports only register those formats. Registering exactly the ones we accept
-# means Image.open never falls back to init(), which would import all ~40 Pillow plugins.
-from PIL import (  # noqa: F401
-    BmpImagePlugin,
-    GifImagePlugin,
-    Image,
-    JpegImagePlugin,
-    PngImagePlugin,
-    TiffImagePlugin,
-    UnidentifiedImageError,
-    WebPImagePlugin,
-)
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from omnipost.errors import MediaError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 MediaKind = Literal["image", "gif", "video"]
 
@@ -163,8 +155,37 @@ _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
+@functools.cache
+def pillow() -> ModuleType:
+    """PIL.Image with exactly the formats we accept registered; imported on first use, not at start-up.
+
+    The *ImagePlugin imports only register those formats. Registering exactly the ones we accept
+    means Image.open never falls back to init(), which would import all ~40 Pillow plugins.
+    """
+    from PIL import (  # noqa: F401
+        BmpImagePlugin,
+        GifImagePlugin,
+        Image,
+        JpegImagePlugin,
+        PngImagePlugin,
+        TiffImagePlugin,
+        WebPImagePlugin,
+    )
+
+    return Image
+
+
 def _probe_image(data: bytes) -> _Parsed:
     """Read format, size and frame count from an image header without decoding pixels."""
+    return read_image(io.BytesIO(data), data)
+
+
+def read_image(source: Any, head: bytes) -> _Parsed:
+    """Format, size and frame count of the image in `source` (a path or binary file), pixels not decoded.
+
+    `head` is the start of the data, quoted when the image is refused.
+    """
+    image = pillow()
     try:
         # Pillow warns about damaged metadata and oversized images; here the outcome is a fact or
         # a MediaError, so the warnings are only log noise (the pixel limit is enforced by our own
@@ -172,7 +193,7 @@ def _probe_image(data: bytes) -> _Parsed:
         # 3.14, so nothing may depend on it being in force, and nothing does.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as img:
+            with image.open(source, formats=_PILLOW_FORMATS) as img:
                 fmt = img.format or ""
                 width, height = img.size
                 _check_pixels(width, height)
@@ -182,23 +203,21 @@ def _probe_image(data: bytes) -> _Parsed:
                     width, height = height, width
     except MediaError:
         raise
-    except Image.DecompressionBombError as exc:
+    except image.DecompressionBombError as exc:
         # Pillow refuses before exposing the size; its message carries the pixel count.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         raise _too_many_pixels(None, None, int(found.group(1)) if found else None) from None
-    except UnidentifiedImageError:
-        raise _not_media(data) from None
     except Exception:
-        # Damaged headers surface from Pillow as OSError, SyntaxError, ValueError, EOFError,
-        # struct.error, ... depending on the plugin; all mean the same thing to the caller.
-        raise _not_media(data) from None
+        # Unidentified images and damaged headers (OSError, SyntaxError, ValueError, EOFError,
+        # struct.error, ... depending on the plugin) all mean the same thing to the caller.
+        raise _not_media(head) from None
     if fmt not in _PILLOW_MIME or width <= 0 or height <= 0:
-        raise _not_media(data)
+        raise _not_media(head)
     kind: MediaKind = "gif" if fmt == "GIF" and frames > 1 else "image"
     return _Parsed(kind, _PILLOW_MIME[fmt], width, height, None, frames)
 
 
-def _orientation(img: Image.Image, fmt: str) -> int:
+def _orientation(img: "PILImage.Image", fmt: str) -> int:
     """The EXIF orientation tag, 1 (upright) when absent or unreadable."""
     # PNG's getexif() decodes the whole image to find a late eXIf chunk, so only formats whose
     # EXIF is parsed with the header are asked; platforms honour JPEG orientation in practice.
@@ -214,13 +233,13 @@ def _orientation(img: Image.Image, fmt: str) -> int:
 
 def _check_pixels(width: int, height: int) -> None:
     """Reject images larger than Pillow's decompression-bomb limit, read at call time."""
-    limit = Image.MAX_IMAGE_PIXELS
+    limit = pillow().MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise _too_many_pixels(width, height)
 
 
 def _too_many_pixels(width: int | None, height: int | None, pixels: int | None = None) -> MediaError:
-    limit = Image.MAX_IMAGE_PIXELS or 0
+    limit = pillow().MAX_IMAGE_PIXELS or 0
     if width is not None and height is not None:
         claimed = f"{width}×{height} pixels"
     else:

@@ -22,7 +22,6 @@ import re
 import stat
 import tempfile
 import threading
-import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -422,31 +421,7 @@ def probe_file(path: Path | str, *, sha256: str | None = None) -> MediaFacts:
 
 def _probe_image_file(path: Path, head: bytes) -> "probe._Parsed":
     """probe._probe_image, reading the header from the file instead of from bytes in memory."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path, formats=probe._PILLOW_FORMATS) as img:
-                fmt = img.format or ""
-                width, height = img.size
-                probe._check_pixels(width, height)
-                frames = 1 if fmt in ("JPEG", "MPO") else int(getattr(img, "n_frames", 1))
-                if probe._orientation(img, fmt) in probe._TRANSPOSED_ORIENTATIONS:
-                    width, height = height, width
-    except MediaError:
-        raise
-    except Image.DecompressionBombError as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise probe._too_many_pixels(None, None, int(found.group(1)) if found else None) from None
-    except UnidentifiedImageError:
-        raise probe._not_media(head) from None
-    except Exception:
-        raise probe._not_media(head) from None
-    if fmt not in probe._PILLOW_MIME or width <= 0 or height <= 0:
-        raise probe._not_media(head)
-    kind: probe.MediaKind = "gif" if fmt == "GIF" and frames > 1 else "image"
-    return probe._Parsed(kind, probe._PILLOW_MIME[fmt], width, height, None, frames)
+    return probe.read_image(path, head)
 
 
 def _probe_video(path: Path, *, quicktime: bool) -> "probe._Parsed":

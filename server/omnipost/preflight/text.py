@@ -1,9 +1,9 @@
 """Text-length units for the preflight engine: graphemes, UTF-8/UTF-16 sizes, X weighted length, Threads chars.
 
-Everything here is a pure function of its arguments. The only import-time work is compiling regexes (and the
-character classes they are built from). The functions are on the hot path of a 25-target preflight, so the
-common cases (ASCII text, text without emoji or URLs) take short cuts that give the same answer as the general
-code.
+Everything here is a pure function of its arguments. The only import-time work is compiling `re` patterns (and
+the character classes they are built from); `regex` patterns compile on first use (LazyPattern). The functions
+are on the hot path of a 25-target preflight, so the common cases (ASCII text, text without emoji or URLs) take
+short cuts that give the same answer as the general code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import regex
+from typing import Any as _Any
+
+
+class LazyPattern:
+    """A module-level `regex` pattern that compiles on first use and then puts the compiled pattern in its place.
+
+    Importing `regex` and compiling its Unicode classes is ~5 ms of server start-up that tools/list does not
+    need. Code must use the pattern through the module global (`_GRAPHEME.findall(...)`), never keep a bound
+    method from before the first use; after it, the global is the plain compiled pattern (no indirection).
+    """
+
+    __slots__ = ("_namespace", "_name", "_source")
+
+    def __init__(self, namespace: dict[str, _Any], name: str, source: str) -> None:
+        self._namespace, self._name, self._source = namespace, name, source
+
+    def __getattr__(self, attr: str) -> _Any:
+        import regex
+
+        compiled = regex.compile(self._source)
+        self._namespace[self._name] = compiled
+        return getattr(compiled, attr)
 
 __all__ = [
     "CODEPOINTS",
@@ -42,7 +63,7 @@ __all__ = [
 # `regex`'s \X implements UAX #29 extended grapheme clusters (including GB9c conjuncts and GB12/13 flag pairing),
 # which is what Intl.Segmenter, and therefore Bluesky, counts. Known gap: 4 GB9c lines of GraphemeBreakTest 17.0
 # (a virama + consonant with no consonant before it), which real text does not produce.
-_GRAPHEME = regex.compile(r"\X")
+_GRAPHEME = LazyPattern(globals(), "_GRAPHEME", r"\X")
 
 # Most posts are mostly ASCII, and \X costs ~0.1 µs per character. Two ASCII characters are always separate
 # clusters except CR LF (GB3, GB999), so only the non-ASCII "islands" need \X, each with the one non-control ASCII
@@ -108,7 +129,7 @@ def __getattr__(name: str) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 
 # A grapheme cluster is "an emoji" if it holds a pictograph, a regional indicator (flags) or a keycap mark.
-_EMOJI_SIGNAL = regex.compile(r"[\p{Extended_Pictographic}\U0001F1E6-\U0001F1FF\u20E3]")
+_EMOJI_SIGNAL = LazyPattern(globals(), "_EMOJI_SIGNAL", r"[\p{Extended_Pictographic}\U0001F1E6-\U0001F1FF\u20E3]")
 
 
 def threads_length(text: str) -> int:
@@ -166,12 +187,12 @@ UNITS: Mapping[str, Unit] = {u.name: u for u in (GRAPHEMES, UTF16, UTF8_BYTES, C
 # Thread splitting
 # ---------------------------------------------------------------------------------------------------------------
 
-_WS_RUN = regex.compile(r"\s+")
+_WS_RUN = LazyPattern(globals(), "_WS_RUN", r"\s+")
 # Sentence-final punctuation, and the closing quotes/brackets that may follow it before the whitespace.
 _TERMINALS = frozenset(".!?…‼⁇⁈⁉。！？")
 _CLOSERS = frozenset("\"'”’»)]」』）")
 # CJK full stops end a sentence even without a following space.
-_CJK_STOP = regex.compile(r"[。！？]++[」』）”’]*+(?!\s)")
+_CJK_STOP = LazyPattern(globals(), "_CJK_STOP", r"[。！？]++[」』）”’]*+(?!\s)")
 
 # A cut: the current segment ends at the first offset, the next starts at the second (the gap is whitespace).
 _Cut = tuple[int, int]

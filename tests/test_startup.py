@@ -1,0 +1,53 @@
+"""What the server does not load before answering tools/list, and the lazy pieces working once needed."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mcp import Client
+
+from omnipost.preflight import text
+
+pytestmark = pytest.mark.anyio
+
+# Loaded on first use, not at start-up: each costs milliseconds every MCP client pays on every launch.
+LAZY = ["regex", "PIL", "yaml", "sqlalchemy", "aiosqlite"]
+
+
+def test_building_the_server_and_listing_tools_imports_none_of_the_lazy_modules(tmp_path) -> None:
+    script = (
+        "import anyio, json, sys\n"
+        "from omnipost.app import build_server\n"
+        "from omnipost.config import Settings\n"
+        "server = build_server(Settings())\n"
+        "tools = anyio.run(server.list_tools)\n"
+        f"print(json.dumps([len(tools), [m for m in {LAZY!r} if m in sys.modules]]))\n"
+    )
+    env = {"OMNIPOST_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "OMNIPOST_LOG_LEVEL": "WARNING"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=True)
+    n_tools, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert n_tools >= 28
+    assert loaded == []
+
+
+def test_a_lazy_pattern_becomes_the_compiled_pattern_after_first_use() -> None:
+    namespace: dict = {}
+    namespace["P"] = text.LazyPattern(namespace, "P", r"\X")
+    assert namespace["P"].findall("e\u0301a") == ["e\u0301", "a"]
+    import regex
+
+    assert isinstance(namespace["P"], regex.Pattern)
+    assert namespace["P"].findall("🇫🇷🇩🇪") == ["🇫🇷", "🇩🇪"]
+
+
+async def test_prompts_load_on_the_first_prompts_request_whichever_it_is(settings, clock) -> None:
+    from omnipost.app import build_server
+
+    async with Client(build_server(settings, clock=clock)) as client:  # get before any list
+        got = await client.get_prompt("split_thread", {"text": "x" * 400, "platform": "bluesky"})
+        assert got.messages and "bluesky" in got.messages[0].content.text
+    async with Client(build_server(settings, clock=clock)) as client:
+        names = {p.name for p in (await client.list_prompts()).prompts}
+        assert {"adapt_post", "fix_preflight", "split_thread"} <= names
+        assert len((await client.list_prompts()).prompts) == len(names)  # registered once, not per request
