@@ -4,7 +4,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
+from mediagen import b64, make_image
 from toolresult import err, ok
 from mcp import Client
 from mcp.types import ElicitResult
@@ -224,3 +226,66 @@ async def test_dry_run_validates_and_publishes_nothing(client: Client, accounts:
     result = ok(await client.call_tool("publish_post", {"text": "Try", "dryRun": True, "targets": [{"accountId": accounts[0]}]}))
     assert result["status"] == "dry_run" and result["validation"]["valid"] is True
     assert received(settings) == []
+
+
+class TableResolver:
+    """DNS from a table; records the names asked. No real lookup ever happens in tests."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table, self.asked = table, []
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise OSError(-2, "Name or service not known")
+        return self.table[host]
+
+
+class _Refuse(httpx2.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        raise AssertionError(f"unexpected request to {request.url}")
+
+
+async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_only_its_target(settings: Settings, clock: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, RedirectResponse
+    from starlette.routing import Route
+
+    from omnipost.sandbox.upstream import create_sandbox_app
+
+    shop_ip = "93.184.216.34"  # answered by the in-process app below: ASGI transport, nothing leaves the process
+    seen: list[str] = []
+
+    async def page(request: Any) -> Any:
+        seen.append(request.url.path)
+        if request.url.path == "/moved":
+            return RedirectResponse("https://shop.example/ok", status_code=301)
+        if request.url.path == "/ok":
+            return PlainTextResponse("x" * 5_000_000)  # reachable however large: the body is not read
+        return PlainTextResponse("gone", status_code=404)
+
+    shop = Starlette(routes=[Route("/{p:path}", page)])
+    http = httpx2.AsyncClient(mounts={SANDBOX_HOST: httpx2.ASGITransport(create_sandbox_app(settings.data_dir / "sandbox.db")),
+                                      f"https://{shop_ip}": httpx2.ASGITransport(shop)}, transport=_Refuse())
+    resolver = TableResolver({"shop.example": [shop_ip], "intranet.example": ["10.1.2.3"]})
+    server = build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, http=http, resolver=resolver)
+    async with http, Client(server) as client:
+        pin = await connect(client, "pinterest", "pins")
+        links = ["https://shop.example/moved", "https://shop.example/gone", "https://intranet.example/", "ftp://shop.example/x"]
+        targets = [{"accountId": pin, "pinterest": {"boardId": "1", "destinationUrl": url}} for url in links]
+        targets.append({"accountId": pin, "pinterest": {"boardId": "1"}})  # no link: nothing to check
+        request = {"text": "New in the shop", "media": [{"bytesBase64": b64(make_image("JPEG", 800, 1200))}],
+                   "targets": targets, "skipDuplicateCheck": True}
+        with anyio.fail_after(20):
+            batch = ok(await client.call_tool("publish_post", request))
+    statuses = [r["status"] for r in batch["results"]]
+    assert batch["status"] == "partial_failed" and statuses == ["published", "rejected", "rejected", "rejected", "published"]
+    for i in (1, 2, 3):
+        error = batch["results"][i]["error"]
+        assert (error["code"], error["rule"], error["path"]) == (
+            "preflight_failed", "pinterest.destination_url.reachable", f"targets[{i}].pinterest.destinationUrl")
+    assert batch["results"][1]["error"]["retryable"] is True  # a 404 may be fixed; a forbidden address is not
+    assert batch["results"][2]["error"]["retryable"] is False
+    assert seen.count("/gone") == 1 and seen.count("/moved") == 1 and seen.count("/ok") == 1
+    assert "intranet.example" in resolver.asked  # refused on its address, before any connection
+    assert len(received(settings)) == 2

@@ -132,6 +132,7 @@ class MediaPort:
     upload: Callable[..., Awaitable[Any]]
     facts_of: Callable[[str, str], Awaitable[MediaFacts | None]]
     file_of: Callable[[str, str], Awaitable[MediaFile | None]]
+    check_url: Callable[[str], Awaitable[None]] | None = None  # raises MediaError when a URL is not reachable
 
 
 @dataclass
@@ -222,6 +223,8 @@ class PublishService:
                       request_hash=request_hash("publish", req.model_dump(mode="json")), mode=mode,
                       status={"draft": "draft", "scheduled": "queued"}.get(mode, "publishing"), created_at=now, scheduled_at=when)
         media_ids, media_errors = await self._materialise_media(profile_id, resolution.targets)
+        for index, error in (await self._check_links(resolution.targets)).items():
+            media_errors.setdefault(index, error)
         posts: list[Post] = []
         for t, r in zip(resolution.targets, judged):
             assert t.account is not None
@@ -300,6 +303,36 @@ class PublishService:
                 else:
                     ids.setdefault(t.index, {})[m.index] = got
         return ids, errors
+
+    async def _check_links(self, targets: Sequence[ResolvedTarget]) -> dict[int, ErrorObject]:
+        """Deep check of the links a platform fetches itself (a pin's destinationUrl): once per distinct URL,
+        concurrently; a link that does not answer 2xx fails that target only."""
+        if self.media is None or self.media.check_url is None:
+            return {}
+        check = self.media.check_url
+        wanted = {t.index: url for t in targets if t.platform == Platform.PINTEREST and (url := t.options.get("destinationUrl"))}
+        outcome: dict[str, AppError | None] = {}
+
+        async def one(url: str) -> None:
+            try:
+                await check(url)
+                outcome[url] = None
+            except AppError as exc:
+                outcome[url] = exc
+
+        async with anyio.create_task_group() as tg:
+            for url in set(wanted.values()):
+                tg.start_soon(one, url)
+        errors: dict[int, ErrorObject] = {}
+        for index, url in wanted.items():
+            if (exc := outcome[url]) is not None:
+                obj = exc.to_error_object()
+                errors[index] = obj.model_copy(update={
+                    "code": "preflight_failed", "rule": "pinterest.destination_url.reachable",
+                    "path": f"targets[{index}].pinterest.destinationUrl",
+                    "message": f"The pin's destination link cannot be used: {obj.message}",
+                    "remediation": "Fix destinationUrl so it answers 200 to an anonymous request from the internet, or remove it."})
+        return errors
 
     async def _upload(self, profile_id: str, t: ResolvedTarget, m: MediaRef) -> str | AppError:
         assert self.media is not None

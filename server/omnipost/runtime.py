@@ -141,7 +141,7 @@ class Runtime:
         return MediaService(self.db, store, resolver, self.http, self.clock)
 
     def media_port(self) -> Any:
-        """The three media operations publishing needs."""
+        """The media operations publishing needs (and the reachability check of other URLs a post carries)."""
         from omnipost.platforms.base import MediaFile
         from omnipost.publishing import MediaPort
 
@@ -158,7 +158,12 @@ class Runtime:
             return MediaFile(index=0, mime=record.mime, kind=record.kind, size=record.size, path=service.store.path_for(record.sha256),
                              width=record.width, height=record.height, alt_text=record.alt_text)
 
-        return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of)
+        async def check_url(url: str) -> None:
+            from omnipost.media.fetch import check_reachable
+
+            await check_reachable(url, http=service.http, resolver=service.resolver, timeout=service.url_timeout)
+
+        return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of, check_url=check_url)
 
     def start_scheduler(self, tg: anyio.abc.TaskGroup) -> None:
         """Run the scheduler loop in `tg` until stop_scheduler() (after open())."""

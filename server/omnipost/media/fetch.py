@@ -1,6 +1,6 @@
 """Fetch a URL on a caller's behalf without letting the caller aim us at the local network (SSRF).
 
-Used for URL uploads now, and later for link cards and reachability checks. The decision is made
+Used for URL uploads, link cards and reachability checks (`check_reachable`). The decision is made
 on addresses, never on names:
 
 1. The URL is parsed once (`httpx2.URL`: scheme, IDNA, userinfo). Only http/https, no credentials,
@@ -438,11 +438,35 @@ async def fetch(
     (`127.0.0.1`, `127.1`, `2130706433`, `[::ffff:127.0.0.1]`, ...) and `localhost` stay refused,
     on every hop, so a test can still prove that a redirect to 127.0.0.1 is refused.
     """
+    return await _guarded(url, http, timeout, lambda client: _fetch(
+        url, client, resolver, max_bytes, timeout, dest, max_redirects, progress, allow_loopback, read_body=True))
+
+
+async def check_reachable(
+    url: str,
+    *,
+    http: httpx2.AsyncClient | None,
+    resolver: Resolver,
+    timeout: float,
+    max_redirects: int = 5,
+    allow_loopback: bool = False,
+) -> FetchResult:
+    """Whether `url` answers 2xx to an anonymous GET from a public address (redirects followed, each vetted).
+
+    Same guard and errors as `fetch`; the body is not read (the connection is closed after the
+    headers), so a page of any size is reachable. `size` and `sha256` of the result are empty.
+    """
+    return await _guarded(url, http, timeout, lambda client: _fetch(
+        url, client, resolver, 0, timeout, None, max_redirects, None, allow_loopback, read_body=False))
+
+
+async def _guarded(url: str, http: httpx2.AsyncClient | None, timeout: float,
+                   run: Callable[[httpx2.AsyncClient], Awaitable[FetchResult]]) -> FetchResult:
     owned = http is None
     client = httpx2.AsyncClient(trust_env=False, follow_redirects=False) if http is None else http
     try:
         with anyio.fail_after(timeout):
-            return await _fetch(url, client, resolver, max_bytes, timeout, dest, max_redirects, progress, allow_loopback)
+            return await run(client)
     except TimeoutError:
         raise UrlUnreachableError(f"fetching the URL took longer than {timeout:g} s") from None
     finally:
@@ -460,6 +484,8 @@ async def _fetch(
     max_redirects: int,
     progress: Progress | None,
     allow_loopback: bool,
+    *,
+    read_body: bool,
 ) -> FetchResult:
     target = parse_target(url)
     hops = 0
@@ -486,7 +512,7 @@ async def _fetch(
                 raise UrlUnreachableError(
                     f"the server answered HTTP {response.status_code}, not a file", status=response.status_code
                 )
-            size, digest = await _stream_body(response, max_bytes, dest, progress)
+            size, digest = await _stream_body(response, max_bytes, dest, progress) if read_body else (0, "")
             return FetchResult(
                 status=response.status_code,
                 url=str(target.url),
