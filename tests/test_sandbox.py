@@ -381,3 +381,23 @@ async def test_real_server_over_loopback(tmp_path: Path) -> None:
     # withheld answer ended when the client gave up: a hung request would have needed the kill above.
     assert process.returncode in (0, -signal.SIGTERM) and "Finished server process" in "".join(log), "".join(log)
     assert "SimulatedConnectionReset" in "".join(log)  # uvicorn logged the dropped answer
+
+
+async def test_concurrent_writes_of_one_id_store_it_once_and_of_many_ids_store_each(sandbox: Sandbox) -> None:
+    # Writers run on worker threads, each with its own connection; check-then-insert must still not race.
+    token = {"authorization": f"Bearer {sandbox.account.credentials['token']}"}
+    answers: list[int] = []
+
+    async def put(post_id: str) -> None:
+        answers.append((await sandbox.http.put(f"{BASE}/v1/posts/{post_id}", json={"kind": "post", "text": "same"},
+                                               headers=token)).status_code)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(put, "post_contended")
+            for i in range(30):
+                tg.start_soon(put, f"post_many_{i}")
+    assert sorted(answers) == [201] * 31 + [409] * 29
+    stored = [p["id"] for p in list_posts(sandbox.store)]
+    assert stored.count("post_contended") == 1 and len(stored) == 31

@@ -251,11 +251,16 @@ class PublishService:
                     events.append(("post.rejected", _event_data(p) | {"error": p.error}))
             if self.events is not None and events:
                 await self.events.emit_many(profile_id, events, session=s)
+            live = [p for p in posts if p.status == "validated"] if mode == "immediate" else []
+            # An immediate publish opens its attempts in this same transaction: one commit before the
+            # first upstream call, and no window in which a post is stored but not yet being published.
+            attempt_of = self._begin_attempts(s, live, {})
+            accounts = await self._accounts_of(s, live)
             await s.commit()
         if claim_id is not None:
             await self.idempotency.attach(claim_id, {"batchId": batch.id})
-        if mode == "immediate":
-            await self._fan_out([p.id for p in posts if p.status == "validated"], progress)
+        if live:
+            await self._run_fan_out(live, accounts, attempt_of, progress)
         return await self.batch_result(batch.id)
 
     async def _duplicates(self, targets: Sequence[ResolvedTarget], profile_id: str) -> list[ErrorObject]:
@@ -355,22 +360,38 @@ class PublishService:
         if not post_ids:
             return
         async with self.db.session() as s:
-            posts = list((await s.exec(select(Post).where(col(Post.id).in_(post_ids)))).all())
-            accounts = {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_({p.account_id for p in posts})))).all()}
+            stored = {p.id: p for p in (await s.exec(select(Post).where(col(Post.id).in_(post_ids)))).all()}
+            posts = [stored[pid] for pid in post_ids if pid in stored]
             counts = dict((await s.exec(select(Attempt.post_id, sa_func.count()).where(col(Attempt.post_id).in_(post_ids))
                                         .group_by(Attempt.post_id))).all())
-            now = self.clock.now()
-            attempt_of: dict[str, str] = {}
-            for p in posts:
-                attempt = Attempt(id=new_id("att"), post_id=p.id, number=counts.get(p.id, 0) + 1, started_at=now)
-                attempt_of[p.id] = attempt.id
-                p.status, p.updated_at = "publishing", now
-                s.add(p)
-                s.add(attempt)
+            attempt_of = self._begin_attempts(s, posts, counts)
+            accounts = await self._accounts_of(s, posts)
             await s.commit()
-        order = {pid: i for i, pid in enumerate(post_ids)}
+        await self._run_fan_out(posts, accounts, attempt_of, progress)
+
+    def _begin_attempts(self, s: Any, posts: Sequence[Post], counts: dict[str, int]) -> dict[str, str]:
+        """Add an open attempt for each post and mark it publishing (in the caller's transaction); post id -> attempt id."""
+        now = self.clock.now()
+        attempt_of: dict[str, str] = {}
+        for p in posts:
+            attempt = Attempt(id=new_id("att"), post_id=p.id, number=counts.get(p.id, 0) + 1, started_at=now)
+            attempt_of[p.id] = attempt.id
+            p.status, p.updated_at = "publishing", now
+            s.add(p)
+            s.add(attempt)
+        return attempt_of
+
+    @staticmethod
+    async def _accounts_of(s: Any, posts: Sequence[Post]) -> dict[str, Account]:
+        if not posts:
+            return {}
+        return {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_({p.account_id for p in posts})))).all()}
+
+    async def _run_fan_out(self, posts: Sequence[Post], accounts: dict[str, Account], attempt_of: dict[str, str],
+                           progress: Progress | None) -> None:
+        """The upstream calls of posts whose attempts are committed: concurrent across accounts, in order within one."""
         by_account: dict[str, list[Post]] = {}
-        for p in sorted(posts, key=lambda p: order[p.id]):
+        for p in posts:
             by_account.setdefault(p.account_id, []).append(p)
         writer = _ResultWriter(self)
         done = 0

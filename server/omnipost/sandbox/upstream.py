@@ -70,8 +70,9 @@ import random
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -197,13 +198,32 @@ def _post_out(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class SandboxStore:
-    """The sandbox's own SQLite file; every method opens, uses and closes one connection."""
+    """The sandbox's own SQLite file, through one connection per thread that uses it.
+
+    sqlite3 connections must not be shared between threads; opening one per operation (file, WAL
+    index, pragmas) cost ~1.2 ms against ~0.03 ms for the write itself, and the writes of a
+    25-target fan-out queue behind one another for the write lock. A thread's connection is closed
+    when the thread ends (worker threads end after idling).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
+        self._writing = threading.Lock()
 
-    def _conn(self) -> "closing[sqlite3.Connection]":
-        return closing(_connect(self.path))
+    def _conn(self) -> "nullcontext[sqlite3.Connection]":
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+        return nullcontext(conn)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection. This process's writers queue on a lock, which
+        hands over at once; contending inside SQLite would put them in its busy handler, which sleeps
+        1-100 ms between tries. Other processes sharing the file still wait in the busy handler."""
+        with self._writing, self._conn() as conn, _write(conn):
+            yield conn
 
     def init(self) -> None:
         """Create the file and tables (idempotent, safe against a concurrent initialiser)."""
@@ -217,7 +237,7 @@ class SandboxStore:
     def register(self, handle: str, emulates: str, now: str) -> tuple[dict[str, Any], bool]:
         """Create the account (or log in again to an existing handle) and issue a new token."""
         token = "sbx_" + secrets.token_urlsafe(32)
-        with self._conn() as conn, _write(conn):
+        with self._tx() as conn:
             row = conn.execute("SELECT id FROM accounts WHERE handle = ?", (handle,)).fetchone()
             created = row is None
             if created:
@@ -239,7 +259,7 @@ class SandboxStore:
 
     def put(self, account: str, post_id: str, post: dict[str, Any], now: str) -> tuple[str, dict[str, Any] | None]:
         """Store a post under its caller-chosen id: ("created" | "exists" | "bad_reply", post)."""
-        with self._conn() as conn, _write(conn):
+        with self._tx() as conn:
             existing = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
             if existing is not None:
                 return "exists", _post_out(existing)
@@ -271,7 +291,7 @@ class SandboxStore:
 
     def delete(self, account: str, post_id: str) -> bool:
         """Delete one post; False when there was none."""
-        with self._conn() as conn, _write(conn):
+        with self._tx() as conn:
             cursor = conn.execute("DELETE FROM posts WHERE account = ? AND id = ?", (account, post_id))
         return cursor.rowcount > 0
 

@@ -13,6 +13,18 @@ def _ts(nullable: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
 
 
+
+def new_list() -> list[Any]:
+    """An empty JSON list column value. A Python function, not the builtin `list`: pydantic inspects a
+    default factory's signature on every construction, and a builtin's costs ~50 µs to parse (a Post
+    with three such columns took 0.15 ms to build instead of 0.04 ms)."""
+    return []
+
+
+def new_dict() -> dict[str, Any]:
+    """An empty JSON object column value (see new_list)."""
+    return {}
+
 class Profile(SQLModel, table=True):
     """A workspace: accounts, posts, media and keys belong to one."""
 
@@ -34,7 +46,7 @@ class Account(SQLModel, table=True):
     display_name: str | None = None
     credentials: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     token_expires_at: datetime | None = _ts(nullable=True)
-    defaults: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    defaults: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     health: str = "active"  # active | needs_reconnect | disconnected
     created_at: datetime = _ts()
     disconnected_at: datetime | None = _ts(nullable=True)
@@ -70,14 +82,14 @@ class Post(SQLModel, table=True):
     status: str
     text: str
     text_hash: str
-    content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # resolved target
+    content: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))  # resolved target
     upstream_id: str | None = None
     uri: str | None = None
     url: str | None = None
     cid: str | None = None
-    first_comment_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    thread_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    warnings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    first_comment_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
+    thread_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
+    warnings: list[dict[str, Any]] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -170,7 +182,7 @@ class WebhookEndpoint(SQLModel, table=True):
     id: str = Field(primary_key=True)  # whk_
     profile_id: str = Field(foreign_key="profiles.id", index=True)
     url: str
-    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    events: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = _ts()
     disabled_at: datetime | None = _ts(nullable=True)
@@ -185,7 +197,7 @@ class WebhookDelivery(SQLModel, table=True):
     endpoint_id: str = Field(foreign_key="webhook_endpoints.id", index=True)
     profile_id: str = Field(foreign_key="profiles.id", index=True)
     event_type: str
-    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the exact envelope sent
+    payload: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))  # the exact envelope sent
     status: str = "pending"  # pending | delivered | failed
     attempts: int = 0
     next_attempt_at: datetime | None = _ts(nullable=True)
