@@ -61,12 +61,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         try:
             async with anyio.create_task_group() as tg:
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    rt.start_scheduler(tg)
+                    rt.start_background(tg)  # scheduler, webhook deliveries, version and token checks
                     log.info("worker ready")
                     async for signum in signals:
                         log.info("worker stopping (signal %d)", signum)
                         break
-                await rt.stop_scheduler()
+                await rt.stop_background()
         finally:
             await rt.close()
         log.info("worker stopped")

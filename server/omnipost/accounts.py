@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import col, select
@@ -83,11 +84,12 @@ class Accounts:
             return profile
 
     async def add(self, profile_id: str, *, platform: str, handle: str, credentials: dict[str, Any],
-                  emulates: str | None = None, display_name: str | None = None, defaults: dict[str, Any] | None = None) -> Account:
-        """Store a newly connected account with its credentials encrypted."""
+                  emulates: str | None = None, display_name: str | None = None, defaults: dict[str, Any] | None = None,
+                  token_expires_at: datetime | None = None) -> Account:
+        """Store a newly connected account with its credentials encrypted (and when they end, if they do)."""
         account = Account(id=new_id("acc"), profile_id=profile_id, platform=platform, emulates=emulates, handle=handle,
                           display_name=display_name, credentials=self.vault.seal(credentials), defaults=defaults or {},
-                          health="active", created_at=self.clock.now())
+                          health="active", created_at=self.clock.now(), token_expires_at=token_expires_at)
         async with self.db.session() as s:
             s.add(account)
             await s.commit()
@@ -129,12 +131,13 @@ class Accounts:
             await s.commit()
             return row
 
-    async def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
-        """Persist rotated credentials (e.g. a refreshed Bluesky session), encrypted."""
+    async def update_credentials(self, account_id: str, credentials: dict[str, Any], *, expires_at: datetime | None = None) -> None:
+        """Persist rotated credentials (e.g. a refreshed Bluesky session), encrypted, with their new expiry."""
         async with self.db.session() as s:
             row = await s.get(Account, account_id)
             if row is not None:
                 row.credentials = self.vault.seal(credentials)
+                row.token_expires_at = expires_at
                 s.add(row)
                 await s.commit()
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     media_roots: list[Path] = Field(default_factory=lambda: [Path.home()], description="Local paths upload_media may read.")
     confirm: Literal["always", "multi", "never"] = Field(default="multi", description="Ask the user before publishing (elicitation).")
     webhook_tick: float = Field(default=5.0, gt=0, description="Seconds between webhook delivery rounds.")
+    token_check_interval: float = Field(default=3600.0, gt=0, description=(
+        "Seconds between checks of account tokens: refresh those ending within 7 days, emit token.expiring for the rest."))
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")
     scheduler_enabled: bool = Field(default=True, description="Run the scheduler inside every long-running server process.")
     # 0.5 s keeps p99 lateness under 1 s (bench/scheduler.py): a post is at most one tick plus its publish late.

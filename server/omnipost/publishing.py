@@ -425,7 +425,7 @@ class PublishService:
         except UnknownOutcomeError as exc:
             return await self._settle_unknown(post.id, attempt_id, adapter, job, exc)
         except PlatformAuthError as exc:
-            await self._mark_account(account.id, "needs_reconnect")
+            await self.mark_account(account.id, "needs_reconnect")
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except PlatformUnavailableError as exc:
             return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
@@ -589,7 +589,7 @@ class PublishService:
         for profile_id, events in by_profile.items():
             await self.events.emit_many(profile_id, events, session=s)
 
-    async def _mark_account(self, account_id: str, health: str) -> None:
+    async def mark_account(self, account_id: str, health: str) -> None:
         """Change an account's health; losing its token emits token.revoked (once, with the change)."""
         async with self.db.session() as s:
             account = await s.get(Account, account_id)

@@ -56,6 +56,7 @@ class Runtime:
     scheduler_: "Scheduler | None" = None
     webhooks: Any = None  # webhooks.WebhookService
     _webhooks_stop: anyio.Event | None = None
+    tokens: Any = None  # tokens.TokenWatcher, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -107,12 +108,15 @@ class Runtime:
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
         from omnipost.media.fetch import SystemResolver
-        from omnipost.platforms.bluesky import BlueskyAdapter
+        from omnipost.platforms.bluesky import BlueskyAdapter, session_expiry
+
+        async def bluesky_rotated(account_id: str, credentials: dict[str, Any]) -> None:
+            await self.accounts_.update_credentials(account_id, credentials, expires_at=session_expiry(credentials))
 
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = {
             "sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout),
-            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=self.accounts_.update_credentials,
+            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=bluesky_rotated,
                                       resolver=self.extra.get("resolver") or SystemResolver()),
         }
         self.media_ = self._media_service()
@@ -126,6 +130,9 @@ class Runtime:
 
         self.scheduler_ = Scheduler(self.db, self.publisher_, self.clock, lease_seconds=s.scheduler_lease, grace=s.schedule_grace,
                                     tick=s.scheduler_tick, max_attempts=s.scheduler_max_attempts)
+        from omnipost.tokens import TokenWatcher
+
+        self.tokens = TokenWatcher(self.db, self.accounts_, self.adapters, self.publisher_, self.webhooks)
         counts = await self.publisher_.recover()
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
@@ -165,6 +172,18 @@ class Runtime:
 
         return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of, check_url=check_url)
 
+    def start_background(self, tg: anyio.abc.TaskGroup) -> None:
+        """Everything a long-running process does besides answering tools (after open(), until close()): the
+        scheduler, webhook deliveries, version.deprecated checks and token refresh / token.expiring checks."""
+        from omnipost.versions import VersionWatcher
+
+        assert self.db is not None and self.webhooks is not None and self.tokens is not None
+        self.start_scheduler(tg)
+        self._webhooks_stop = anyio.Event()
+        tg.start_soon(self.webhooks.run_forever, self._webhooks_stop, self.settings.webhook_tick)
+        tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._webhooks_stop, self.clock)
+        tg.start_soon(self.tokens.run_forever, self._webhooks_stop, self.clock, self.settings.token_check_interval)
+
     def start_scheduler(self, tg: anyio.abc.TaskGroup) -> None:
         """Run the scheduler loop in `tg` until stop_scheduler() (after open())."""
         assert self.scheduler_ is not None
@@ -193,12 +212,16 @@ class Runtime:
             await self._scheduler_done.wait()
         self._scheduler_stop = self._scheduler_done = self._scheduler_scope = None
 
-    async def close(self) -> None:
-        """Close what open() opened."""
+    async def stop_background(self) -> None:
+        """Stop what start_background() started (the scheduler finishes its tick first)."""
         await self.stop_scheduler()
         if self._webhooks_stop is not None:
             self._webhooks_stop.set()
             self._webhooks_stop = None
+
+    async def close(self) -> None:
+        """Close what open() opened."""
+        await self.stop_background()
         if self.webhooks is not None:
             await self.webhooks.aclose()
             self.webhooks = None
@@ -242,13 +265,7 @@ class Runtime:
             self._failed = True
         else:
             if self.settings.scheduler_enabled and self._tg is not None:
-                self.start_scheduler(self._tg)  # every long-running server publishes what falls due
-                self._webhooks_stop = anyio.Event()
-                self._tg.start_soon(self.webhooks.run_forever, self._webhooks_stop, self.settings.webhook_tick)
-                from omnipost.versions import VersionWatcher
-
-                assert self.db is not None  # version.deprecated when an upstream API's sunset is near
-                self._tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._webhooks_stop, self.clock)
+                self.start_background(self._tg)  # every long-running server publishes what falls due
         finally:
             self._ready.set()
 

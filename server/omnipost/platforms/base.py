@@ -7,7 +7,7 @@ platforms/http.py from statuses and transport exceptions.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from omnipost.preflight.model import ResolvedTarget
 
@@ -81,4 +81,14 @@ class PlatformAdapter(Protocol):
 
     async def delete(self, account: AccountContext, upstream_id: str) -> None:
         """Delete a published post upstream."""
+        ...
+
+
+@runtime_checkable
+class RefreshingAdapter(Protocol):
+    """An adapter whose account tokens expire and can be renewed without the user (tokens.py drives it)."""
+
+    async def refresh_credentials(self, account: AccountContext) -> None:
+        """Renew the account's tokens now and persist them (with their new expiry); raise a PlatformError on failure:
+        PlatformAuthError when the platform refuses (the user must reconnect), another one when it may work later."""
         ...

@@ -325,6 +325,12 @@ def _jwt_exp(token: str | None) -> float | None:
     return float(exp) if isinstance(exp, int | float) else None
 
 
+def session_expiry(credentials: dict[str, Any]) -> datetime | None:
+    """When a stored session ends unless refreshed: the refresh token's `exp` (each refresh issues a new one)."""
+    exp = _jwt_exp(credentials.get("refreshJwt"))
+    return datetime.fromtimestamp(exp, timezone.utc) if exp is not None else None
+
+
 def pds_from_did_doc(doc: Any) -> str | None:
     """The #atproto_pds service endpoint of a DID document, if it has an http(s) one."""
     if not isinstance(doc, dict) or not isinstance(doc.get("service"), list):
@@ -579,6 +585,11 @@ class BlueskyAdapter:
                     await self.on_credentials(s.account_id, dict(new))
                 except Exception as exc:  # noqa: BLE001 - the new tokens still work from memory; only persisting failed
                     logger.warning("could not persist rotated Bluesky credentials for %s (%s)", s.account_id, type(exc).__name__)
+
+    async def refresh_credentials(self, account: AccountContext) -> None:
+        """Rotate the session now (RefreshingAdapter): a session used less often than its refresh token lives
+        would otherwise lapse. The new tokens reach `on_credentials` like any rotation."""
+        await self._refresh(self._session(account, need_token=False))
 
     def _error(self, response: httpx2.Response, nsid: str) -> PlatformError:
         return _classify(response, nsid, self.clock())

@@ -53,11 +53,12 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             if not appPassword:
                 raise ValidationFailedError("Connecting Bluesky needs an app password.", path="appPassword",
                                             remediation="Create one in Bluesky: Settings → Privacy and security → App passwords.")
-            from omnipost.platforms.bluesky import connect_bluesky
+            from omnipost.platforms.bluesky import connect_bluesky, session_expiry
 
             session = await connect_bluesky(rt.http, handle.strip(), appPassword, pdsUrl or "https://bsky.social")
             account = await rt.accounts.add(profile.id, platform="bluesky", handle=session["handle"], credentials=session["credentials"],
-                                            defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **(defaults or {})})
+                                            defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **(defaults or {})},
+                                            token_expires_at=session_expiry(session["credentials"]))
             return account_out(account)
         from omnipost.platforms.sandbox import register_account
 
