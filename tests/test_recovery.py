@@ -87,3 +87,106 @@ async def test_an_idempotency_claim_left_in_flight_is_completed_from_the_batch(s
         replay = ok(await client.call_tool("publish_post", request))
     assert replay["replay"] is True and replay["id"] == first["id"]
     assert len(list_posts(settings.data_dir / "sandbox.db")) == 1
+
+
+def _dead_owner() -> str:
+    """The owner id of a process of this host that has exited."""
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}:gone00"
+
+
+def _live_owner() -> str:
+    """The owner id of a process that still runs (this one, as another server sharing the database would be)."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:peer00"
+
+
+async def _lease(settings: Settings, clock: Any, post_id: str, owner: str, until: Any) -> None:
+    from omnipost.store.db import Database
+
+    db = await Database.open(None, settings.data_dir, clock.now())
+    async with db.session() as s:
+        post = await s.get(Post, post_id)
+        assert post is not None
+        post.lease_owner, post.lease_until = owner, until
+        s.add(post)
+        await s.commit()
+    await db.close()
+
+
+async def test_a_post_a_live_process_is_publishing_is_left_to_it_until_its_lease_lapses(settings: Settings, clock: Any) -> None:
+    from datetime import timedelta
+
+    async with Client(build_server(settings, clock=clock)) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "shared"}))["id"]
+        batch = ok(await client.call_tool("publish_post", {"text": "In flight elsewhere", "targets": [{"accountId": account}]}))
+    post_id = batch["results"][0]["postId"]
+    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    # Another server on this database is mid-call on it: a server starting now must not touch it.
+    await _lease(settings, clock, post_id, _live_owner(), clock.now() + timedelta(minutes=5))
+    async with Client(build_server(settings, clock=clock)) as client:
+        assert ok(await client.call_tool("get_post", {"postId": post_id}))["status"] == "publishing"
+    # Its lease lapsed (that server hung or died elsewhere): the next start reconciles it, without re-sending.
+    await _lease(settings, clock, post_id, _live_owner(), clock.now() - timedelta(seconds=1))
+    async with Client(build_server(settings, clock=clock)) as client:
+        detail = ok(await client.call_tool("get_post", {"postId": post_id}))
+    assert detail["status"] == "published" and detail["attempts"][-1]["outcome"] == "reconciled"
+    assert [p["id"] for p in list_posts(settings.data_dir / "sandbox.db")] == [post_id]
+
+
+async def test_a_post_whose_owner_process_is_gone_is_taken_over_at_once(settings: Settings, clock: Any) -> None:
+    from datetime import timedelta
+
+    async with Client(build_server(settings, clock=clock)) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "dead"}))["id"]
+        batch = ok(await client.call_tool("publish_post", {"text": "Owner killed", "targets": [{"accountId": account}]}))
+    post_id = batch["results"][0]["postId"]
+    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    await _lease(settings, clock, post_id, _dead_owner(), clock.now() + timedelta(minutes=5))  # lease still running
+    async with Client(build_server(settings, clock=clock)) as client:
+        detail = ok(await client.call_tool("get_post", {"postId": post_id}))
+    assert detail["status"] == "published" and detail["attempts"][-1]["outcome"] == "reconciled"
+    assert [p["id"] for p in list_posts(settings.data_dir / "sandbox.db")] == [post_id]
+
+
+@pytest.mark.parametrize("owner, replayed", [("live", False), ("dead", True)])
+async def test_an_in_flight_claim_of_a_live_process_is_not_finished_by_another(settings: Settings, clock: Any, owner: str,
+                                                                               replayed: bool) -> None:
+    request = {"text": "Keyed elsewhere", "idempotencyKey": "k-shared", "targets": [{"accountId": ""}]}
+    async with Client(build_server(settings, clock=clock)) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "k"}))["id"]
+        request["targets"] = [{"accountId": account}]
+        first = ok(await client.call_tool("publish_post", request))
+    from omnipost.store.db import Database
+
+    db = await Database.open(None, settings.data_dir, clock.now())
+    async with db.session() as s:
+        record = (await s.exec(select(IdempotencyRecord))).one()
+        record.state = "in_flight"
+        record.response = {"batchId": first["id"], "owner": _live_owner() if owner == "live" else _dead_owner()}
+        s.add(record)
+        await s.commit()
+    await db.close()
+    async with Client(build_server(settings, clock=clock)) as client:
+        again = await client.call_tool("publish_post", request)
+    if replayed:
+        assert ok(again)["replay"] is True and ok(again)["id"] == first["id"]
+    else:
+        assert again.is_error and again.structured_content["error"]["rule"] == "idempotency.in_flight"
+    assert len(list_posts(settings.data_dir / "sandbox.db")) == 1
+
+
+def test_only_a_process_of_this_host_that_has_exited_counts_as_gone() -> None:
+    from omnipost.leases import new_owner_id, owner_is_gone
+
+    assert owner_is_gone(_dead_owner()) and owner_is_gone(None)
+    assert not owner_is_gone(_live_owner()) and not owner_is_gone(new_owner_id())
+    assert not owner_is_gone("some-other-host:1:abcdef")  # its processes cannot be seen from here: wait for the lease
+    assert not owner_is_gone("garbage") and not owner_is_gone(f"{_live_owner().split(':')[0]}:notapid:x")

@@ -7,7 +7,7 @@ with rule idempotency.in_flight (the caller retries and then gets the replay).
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from omnipost.clock import Clock
 from omnipost.errors import ConflictError
+from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.store.db import Database, new_id
 from omnipost.store.models import IdempotencyRecord
 
@@ -44,6 +45,7 @@ class Idempotency:
 
     db: Database
     clock: Clock
+    owner: str = field(default_factory=new_owner_id)  # this process (leases.py): recovery skips live owners' claims
 
     async def claim(self, profile_id: str, key: str, tool: str, body_hash: str) -> Claim:
         """Claim `key` for this request, or find the answer to replay.
@@ -53,7 +55,7 @@ class Idempotency:
         """
         now = self.clock.now()
         record = IdempotencyRecord(id=new_id("idem"), profile_id=profile_id, key=key, tool=tool, request_hash=body_hash,
-                                   created_at=now, expires_at=now + TTL)
+                                   created_at=now, expires_at=now + TTL, response={"owner": self.owner})
         for _ in range(2):
             async with self.db.session() as s:
                 s.add(record)
@@ -70,7 +72,8 @@ class Idempotency:
                     await s.delete(existing)  # a day old: the key is free again
                     await s.commit()
                     record = IdempotencyRecord(id=new_id("idem"), profile_id=profile_id, key=key, tool=tool,
-                                               request_hash=body_hash, created_at=now, expires_at=now + TTL)
+                                               request_hash=body_hash, created_at=now, expires_at=now + TTL,
+                                               response={"owner": self.owner})
                     continue
                 if existing.request_hash != body_hash:
                     raise ConflictError("This idempotencyKey was already used with a different request.", rule="idempotency.mismatch",
@@ -86,7 +89,7 @@ class Idempotency:
         async with self.db.session() as s:
             row = await s.get(IdempotencyRecord, record_id)
             if row is not None:
-                row.response = partial
+                row.response = {**(row.response or {}), **partial}
                 s.add(row)
                 await s.commit()
 
@@ -108,6 +111,8 @@ class Idempotency:
                 await s.commit()
 
     async def unfinished(self) -> list[IdempotencyRecord]:
-        """Claims left in flight by a crash."""
+        """Claims left in flight by a crash: not done, and their owner's process is certainly gone (a claim of
+        another running process sharing the database is its own business)."""
         async with self.db.session() as s:
-            return list((await s.exec(select(IdempotencyRecord).where(IdempotencyRecord.state != "done"))).all())
+            rows = (await s.exec(select(IdempotencyRecord).where(IdempotencyRecord.state != "done"))).all()
+        return [r for r in rows if owner_is_gone((r.response or {}).get("owner"))]

@@ -46,6 +46,7 @@ from omnipost.errors import (
     UnknownOutcomeError,
     ValidationFailedError,
 )
+from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
 from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob
@@ -148,6 +149,8 @@ class PublishService:
     concurrency: int = 10
     scheduler_tick: float = 1.0  # for the schedule answer's liveness check (alive = heartbeat within 2 ticks)
     events: Any = None  # webhooks.WebhookService: emit(profile_id, type, data, session=...)
+    lease_seconds: float = 300.0  # how long another process leaves this one's in-flight posts alone
+    owner: str = field(default_factory=new_owner_id)  # this process (leases.py)
     _limiter: anyio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -370,13 +373,18 @@ class PublishService:
         await self._run_fan_out(posts, accounts, attempt_of, progress)
 
     def _begin_attempts(self, s: Any, posts: Sequence[Post], counts: dict[str, int]) -> dict[str, str]:
-        """Add an open attempt for each post and mark it publishing (in the caller's transaction); post id -> attempt id."""
+        """Add an open attempt for each post and mark it publishing (in the caller's transaction); post id -> attempt id.
+
+        A post nobody leases yet (an immediate publish, a draft) is leased to this process, so another process
+        starting up leaves it alone while this one publishes it (a scheduler's post keeps its worker's lease)."""
         now = self.clock.now()
         attempt_of: dict[str, str] = {}
         for p in posts:
             attempt = Attempt(id=new_id("att"), post_id=p.id, number=counts.get(p.id, 0) + 1, started_at=now)
             attempt_of[p.id] = attempt.id
             p.status, p.updated_at = "publishing", now
+            if p.lease_owner is None:
+                p.lease_owner, p.lease_until = self.owner, now + timedelta(seconds=self.lease_seconds)
             s.add(p)
             s.add(attempt)
         return attempt_of
@@ -516,6 +524,8 @@ class PublishService:
             count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post_id))).all())
             attempt = Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now)
             post.status, post.updated_at = "publishing", now
+            if post.lease_owner is None:
+                post.lease_owner, post.lease_until = self.owner, now + timedelta(seconds=self.lease_seconds)
             s.add(attempt)
             s.add(post)
             await s.commit()
@@ -561,6 +571,10 @@ class PublishService:
             if attempt_rows:
                 await s.exec(sa_update(Attempt), params=attempt_rows)
             await s.exec(sa_update(Post), params=post_rows)
+            settled = [r.post_id for r in results if r.status != "publishing"]
+            if settled:  # this process's leases end with the outcome (a scheduler's are released by its worker)
+                await s.exec(sa_update(Post).where(col(Post.id).in_(settled), col(Post.lease_owner) == self.owner)
+                             .values(lease_owner=None, lease_until=None))
             await self._emit_outcomes(s, results, now)
             await s.commit()
 
@@ -750,11 +764,26 @@ class PublishService:
     # ------------------------------------------------------------------ recovery
 
     async def recover(self) -> dict[str, int]:
-        """After a restart: reconcile posts left `publishing`, send those never attempted, finish idempotency claims."""
+        """After a restart: reconcile posts left `publishing`, send those never attempted, finish idempotency claims.
+
+        Only what a dead process left: a post leased by a process that may still run (another server or worker
+        on this database) is left to it, or to the scheduler once its lease expires (leases.py)."""
+        now = self.clock.now()
         async with self.db.session() as s:
-            stuck = list((await s.exec(select(Post).join(Batch).where(
-                col(Post.status).in_(("publishing", "validated")), Batch.mode == "immediate",
-                col(Post.lease_owner).is_(None)))).all())  # a leased post is the scheduler's (lease expiry reconciles it)
+            candidates = list((await s.exec(select(Post).join(Batch).where(
+                col(Post.status).in_(("publishing", "validated")), col(Batch.mode).in_(("immediate", "draft"))))).all())
+            stuck: list[Post] = []
+            for post in candidates:
+                expired = post.lease_until is not None and _utc(post.lease_until) < now
+                if post.lease_owner is not None and not expired and not owner_is_gone(post.lease_owner):
+                    continue
+                taken = await s.exec(sa_update(Post).where(  # take it over only if nobody else just did
+                    col(Post.id) == post.id, col(Post.status) == post.status,
+                    col(Post.lease_owner).is_(None) if post.lease_owner is None else col(Post.lease_owner) == post.lease_owner)
+                    .values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.lease_seconds)))
+                if taken.rowcount == 1:
+                    stuck.append(post)
+            await s.commit()
         counts = {"reconciled": 0, "resumed": 0}
         for post in stuck:
             await self.publish_post_row(post.id, reconcile_first=post.status == "publishing")
@@ -817,6 +846,10 @@ class _ReplayedError(AppError):
 
     def to_error_object(self, request_id: str | None = None) -> ErrorObject:
         return ErrorObject.model_validate(self.stored)
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 def _event_data(post: Post) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class Runtime:
         self.webhooks = build_webhook_service(self)
         self.publisher_ = PublishService(self.db, self.accounts_, Idempotency(self.db, self.clock), self.adapters, self.clock,
                                          media=self.media_port(), concurrency=s.publish_concurrency,
-                                         scheduler_tick=s.scheduler_tick, events=self.webhooks)
+                                         scheduler_tick=s.scheduler_tick, events=self.webhooks, lease_seconds=s.scheduler_lease)
         from omnipost.scheduler import Scheduler
 
         self.scheduler_ = Scheduler(self.db, self.publisher_, self.clock, lease_seconds=s.scheduler_lease, grace=s.schedule_grace,

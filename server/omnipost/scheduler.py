@@ -18,16 +18,13 @@ One tick (`run_due`) is deterministic given `now`:
 """
 
 import logging
-import os
 import random
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import anyio
-import ulid
 from sqlalchemy import and_, or_
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func as sa_func
@@ -35,6 +32,7 @@ from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
 from omnipost.clock import Clock
+from omnipost.leases import new_owner_id
 from omnipost.drafting import Warning_
 from omnipost.store.models import Attempt, Post, SchedulerHeartbeat
 
@@ -47,9 +45,7 @@ logger = logging.getLogger("omnipost.scheduler")
 CLAIM_BATCH = 100  # posts claimed per tick at most
 
 
-def new_worker_id() -> str:
-    """host:pid:random, unique per process start."""
-    return f"{socket.gethostname()}:{os.getpid()}:{str(ulid.ULID()).lower()[-6:]}"
+new_worker_id = new_owner_id  # a worker's id is its process's owner id (leases.py)
 
 
 # ------------------------------------------------------------------ wall-clock times in a zone
