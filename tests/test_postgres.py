@@ -1,7 +1,9 @@
-"""PostgreSQL (OMNIPOST_DATABASE_URL=postgresql+asyncpg://...): the store migrates and matches the
-models, the publishing flow works, and several `omnipost worker` processes share one queue without
-publishing a post twice (FOR UPDATE SKIP LOCKED claims).
+"""PostgreSQL (OMNIPOST_DATABASE_URL=postgresql+asyncpg://...): concurrent starts migrate once, the
+publishing flow works, and several `omnipost worker` processes share one queue without publishing a
+post twice (FOR UPDATE SKIP LOCKED claims).
 
+The store tests shared with SQLite (migrations, schema and native types, the default profile) run on
+both backends in tests/test_store.py; this module keeps what only PostgreSQL does.
 The cluster comes from tests/pg.py (skipped without PostgreSQL unless OMNIPOST_REQUIRE_PG is set).
 """
 
@@ -17,12 +19,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-import sqlalchemy as sa
 from mcp import Client
 from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlalchemy import func
-from sqlmodel import SQLModel, select
-from test_store import check_upgrade_keeps_data
+from sqlmodel import select
 from toolresult import err, ok
 
 from omnipost.app import build_server
@@ -41,35 +41,7 @@ PLATFORMS = ["bluesky", "x", "threads", "linkedin", "facebook"]
 # ------------------------------------------------------------------ the store
 
 
-async def test_pg_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path, pg_url: str) -> None:
-    await check_upgrade_keeps_data(pg_url, tmp_path, "2026-01-01 00:00:00+00")
-    assert not (tmp_path / "omnipost.db").exists()  # nothing written to SQLite
-
-
-async def test_pg_migrated_schema_has_exactly_the_models_columns_with_native_types(tmp_path: Path, pg_url: str) -> None:
-    db = await Database.open(pg_url, tmp_path, NOW)
-
-    def columns(conn: sa.Connection) -> dict[str, dict[str, str]]:
-        def name(kind: object) -> str:
-            return "TIMESTAMP WITH TIME ZONE" if getattr(kind, "timezone", False) else str(kind)
-
-        insp = sa.inspect(conn)
-        return {t: {c["name"]: name(c["type"]) for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "schema_version"}
-
-    async with db.engine.connect() as conn:
-        actual = await conn.run_sync(columns)
-    expected = {name: {c.name for c in table.columns} for name, table in SQLModel.metadata.tables.items()}
-    assert {t: set(cols) for t, cols in actual.items()} == expected
-    assert actual["accounts"]["credentials"] == "BYTEA"
-    assert actual["webhook_endpoints"]["secret"] == "BYTEA"
-    assert actual["posts"]["content"] == "JSON"
-    assert actual["attempts"]["will_retry"] == "BOOLEAN"
-    for table, column in [("posts", "created_at"), ("posts", "next_attempt_at"), ("posts", "lease_until"),
-                          ("scheduler_heartbeats", "seen_at"), ("webhook_deliveries", "next_attempt_at")]:
-        assert actual[table][column] == "TIMESTAMP WITH TIME ZONE", (table, column)
-    await db.close()
-
-
+# PostgreSQL-only: concurrent first opens serialize on pg_advisory_xact_lock; SQLite has no such lock.
 async def test_pg_the_default_profile_exists_once_even_when_many_processes_start_at_once(tmp_path: Path, pg_url: str) -> None:
     dbs: list[Database] = []
 

@@ -1,21 +1,58 @@
-"""The store: migrations upgrade old files without losing data; files are private; secrets encrypted."""
+"""The store: migrations upgrade old files without losing data; files are private; secrets encrypted.
+
+Tests taking the `backend` (or `db`) fixture run twice, on SQLite and on PostgreSQL; the PostgreSQL
+run skips (or fails under OMNIPOST_REQUIRE_PG) exactly as tests/pg.py decides.
+"""
 
 import os
 import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
+from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
+from sqlalchemy import func
+from sqlmodel import SQLModel, select
 
 from omnipost.store import migrations
 from omnipost.store.crypto import CredentialsError, Vault, load_key
 from omnipost.store.db import Database
-from omnipost.store.models import Account  # noqa: F401 - registers every table on SQLModel.metadata
+from omnipost.store.models import Account, Profile  # Account also registers every table on SQLModel.metadata
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+# 2026-01-01 00:00 UTC as each backend's raw SQL literal (SQLite keeps naive UTC text).
+TIMESTAMP = {"sqlite": "2026-01-01 00:00:00", "postgresql": "2026-01-01 00:00:00+00"}
+# What the migrated schema reflects as, per backend, for the columns whose type differs between them.
+NATIVE_TYPES = {
+    "sqlite": {"binary": "BLOB", "json": "JSON", "bool": "BOOLEAN", "timestamp": "DATETIME"},
+    "postgresql": {"binary": "BYTEA", "json": "JSON", "bool": "BOOLEAN", "timestamp": "TIMESTAMP WITH TIME ZONE"},
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which database a test runs on; `url` is what Database.open takes (None: omnipost.db under data_dir)."""
+
+    name: str
+    url: str | None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", None)
+    return Backend("postgresql", request.getfixturevalue("pg_url"))  # a fresh database; skips without PostgreSQL
+
+
+@pytest.fixture
+async def db(backend: Backend, tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(backend.url, tmp_path, NOW)
+    yield database
+    await database.close()
 
 
 async def check_upgrade_keeps_data(url: str | None, tmp_path: Path, timestamp: str) -> None:
@@ -38,24 +75,47 @@ async def check_upgrade_keeps_data(url: str | None, tmp_path: Path, timestamp: s
     await new.close()
 
 
-async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path) -> None:
-    await check_upgrade_keeps_data(None, tmp_path, "2026-01-01 00:00:00")
+async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path, backend: Backend) -> None:
+    await check_upgrade_keeps_data(backend.url, tmp_path, TIMESTAMP[backend.name])
+    assert (tmp_path / "omnipost.db").exists() == (backend.name == "sqlite")  # PostgreSQL writes nothing to SQLite
 
 
-async def test_migrated_schema_has_exactly_the_models_columns(tmp_path: Path) -> None:
-    db = await Database.open(None, tmp_path, NOW)
+async def test_migrated_schema_has_exactly_the_models_columns_with_native_types(db: Database, backend: Backend) -> None:
+    def columns(conn: sa.Connection) -> dict[str, dict[str, str]]:
+        def name(kind: object) -> str:
+            return "TIMESTAMP WITH TIME ZONE" if getattr(kind, "timezone", False) else str(kind)
 
-    def columns(conn: sa.Connection) -> dict[str, set[str]]:
         insp = sa.inspect(conn)
-        return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "schema_version"}
+        return {t: {c["name"]: name(c["type"]) for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "schema_version"}
 
     async with db.engine.connect() as conn:
         actual = await conn.run_sync(columns)
     expected = {name: {c.name for c in table.columns} for name, table in SQLModel.metadata.tables.items()}
-    assert actual == expected
-    await db.close()
+    assert {t: set(cols) for t, cols in actual.items()} == expected
+    native = NATIVE_TYPES[backend.name]
+    assert actual["accounts"]["credentials"] == native["binary"]
+    assert actual["webhook_endpoints"]["secret"] == native["binary"]
+    assert actual["posts"]["content"] == native["json"]
+    assert actual["attempts"]["will_retry"] == native["bool"]
+    for table, column in [("posts", "created_at"), ("posts", "next_attempt_at"), ("posts", "lease_until"),
+                          ("scheduler_heartbeats", "seen_at"), ("webhook_deliveries", "next_attempt_at")]:
+        assert actual[table][column] == native["timestamp"], (table, column)
 
 
+async def test_the_default_profile_is_created_once_and_kept_across_reopens(tmp_path: Path, backend: Backend, db: Database) -> None:
+    first = await db.ensure_default_profile(datetime(2027, 1, 1, tzinfo=timezone.utc))  # already made by open()
+    assert first.name == "default" and first.created_at == NOW
+    assert (await db.ensure_default_profile(NOW)).id == first.id
+    again = await Database.open(backend.url, tmp_path, NOW)
+    try:
+        assert (await again.ensure_default_profile(NOW)).id == first.id
+        async with again.session() as s:
+            assert (await s.exec(select(func.count()).select_from(Profile))).one() == 1
+    finally:
+        await again.close()
+
+
+# SQLite-only: checks the 0600 mode of the SQLite file (PostgreSQL keeps no file in data_dir).
 async def test_database_and_key_files_are_private_and_the_default_profile_exists(tmp_path: Path) -> None:
     db = await Database.open(None, tmp_path, NOW)
     profile = await db.ensure_default_profile(NOW)
@@ -66,6 +126,7 @@ async def test_database_and_key_files_are_private_and_the_default_profile_exists
     await db.close()
 
 
+# No database involved (Vault and the key file only): nothing to run per backend.
 def test_credentials_are_encrypted_and_need_the_same_key(tmp_path: Path) -> None:
     vault = Vault(load_key(None, tmp_path))
     sealed = vault.seal({"token": "s3cret-token"})
@@ -76,6 +137,7 @@ def test_credentials_are_encrypted_and_need_the_same_key(tmp_path: Path) -> None
         Vault(load_key("another passphrase", tmp_path)).open(sealed)
 
 
+# SQLite-only: scans the raw bytes of the SQLite files (omnipost.db, -wal) for the token.
 async def test_connected_account_credentials_never_reach_the_database_in_clear(settings: "object", clock: "object") -> None:
     from mcp import Client
 
