@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
@@ -113,6 +114,52 @@ async def test_the_default_profile_is_created_once_and_kept_across_reopens(tmp_p
             assert (await s.exec(select(func.count()).select_from(Profile))).one() == 1
     finally:
         await again.close()
+
+
+async def test_many_processes_opening_a_new_database_at_once_all_find_one_current_schema(tmp_path: Path,
+                                                                                         backend: Backend) -> None:
+    # A server and a worker (or two MCP clients) starting together on a fresh data directory.
+    outcomes: list[str] = []
+
+    async def open_one() -> None:
+        try:
+            database = await Database.open(backend.url, tmp_path, NOW)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is asserted
+            outcomes.append(type(exc).__name__)
+        else:
+            outcomes.append("ok")
+            await database.close()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(open_one)
+    assert outcomes == ["ok"] * 6
+    database = await Database.open(backend.url, tmp_path, NOW)
+    async with database.engine.begin() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*), max(version) FROM schema_version"))).one() == (1, migrations.LATEST)
+    async with database.session() as s:
+        assert len((await s.exec(select(Profile))).all()) == 1
+    await database.close()
+
+
+async def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path: Path, backend: Backend,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    old = await Database.open(backend.url, tmp_path, NOW, target_version=1)
+    await old.close()
+
+    def half_done(conn: sa.Connection) -> None:
+        conn.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
+        raise RuntimeError("interrupted mid-migration")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [migrations.MIGRATIONS[0], half_done])
+    with pytest.raises(RuntimeError):
+        await Database.open(backend.url, tmp_path, NOW, target_version=2)
+    monkeypatch.undo()
+    database = await Database.open(backend.url, tmp_path, NOW, target_version=1)
+    async with database.engine.begin() as conn:
+        assert await conn.run_sync(migrations.current_version) == 1
+        assert not await conn.run_sync(lambda c: sa.inspect(c).has_table("half_done"))
+    await database.close()
 
 
 # SQLite-only: checks the 0600 mode of the SQLite file (PostgreSQL keeps no file in data_dir).

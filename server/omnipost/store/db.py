@@ -80,6 +80,12 @@ class Database:
         def _upgrade(conn: Any) -> int:
             if conn.dialect.name == "postgresql":  # held until this transaction ends
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            elif conn.dialect.name == "sqlite":
+                # Python's sqlite3 opens a transaction only before DML, so the version check and the DDL would
+                # run outside one: processes starting together on a new file raced to create the schema, and a
+                # crash mid-upgrade could leave half of it. Take the write lock first: the others wait for it
+                # (busy_timeout), then find the schema current; SQLite's DDL commits or rolls back with it.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             return migrations.upgrade(conn, target_version or migrations.LATEST)
 
         async with engine.begin() as conn:
