@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 from toolresult import ok
 
 from omnipost.app import OmnipostServer
@@ -161,3 +162,36 @@ async def test_a_deferred_post_still_respects_later_rescheduling(server: Omnipos
     result: dict[str, Any] = ok(await client.call_tool("cancel_post", {"postId": ids[3]}))
     assert result
     assert (await rows(server, [ids[3]]))[0].status != "queued"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_two_workers_holding_claims_of_one_account_never_exceed_its_cap(
+        tmp_path: Path, request: pytest.FixtureRequest, backend: str, cap3: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnipost import scheduler as sched
+    from omnipost.app import build_server
+    from omnipost.sandbox.upstream import list_posts
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None  # skips without PostgreSQL
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, log_level="WARNING", scheduler_enabled=False,  # type: ignore[call-arg]
+                        confirm="never", _env_file=None)
+    clock = FixedClock(NOW)
+    server = build_server(settings, clock=clock)
+    async with Client(server) as client:
+        account = await connect(client, "threads", "shared")
+        ids = [await schedule(client, account, NOW + HOUR, f"Shared {i}") for i in range(8)]
+        rt = server.runtime
+        a, b = (Scheduler(rt.db, rt.publisher, clock, worker_id=w, rng=random.Random(7)) for w in ("A", "B"))
+        clock.at = NOW + HOUR
+        monkeypatch.setattr(sched, "CLAIM_BATCH", 4)
+        claims = [[pid for pid, _ in await w._claim(clock.at)] for w in (a, b)]  # the same instant: 4 posts each
+        assert sorted(claims[0] + claims[1]) == sorted(ids)
+        # Both decide before either publishes: the moment a per-worker count of "published" cannot see the other.
+        deferred = [await w._defer_capped(mine, clock.at) for w, mine in zip((a, b), claims)]
+        for w, mine, later in zip((a, b), claims, deferred):
+            await rt.publisher._fan_out([pid for pid in mine if pid not in later], None)
+            await w._settle(mine, clock.at, {k: 0 for k in ("published", "failed", "retrying")})
+        posts = await rows(server, ids)
+    published = [p for p in posts if p.status == "published"]
+    assert 1 <= len(published) <= cap3
+    assert all(p.status == "queued" and aware(p.next_attempt_at) > clock.at for p in posts if p.status != "published")
+    assert len(list_posts(settings.data_dir / "sandbox.db")) == len(published)

@@ -17,6 +17,7 @@ One tick (`run_due`) is deterministic given `now`:
    `max_attempts` tries; `platform_outcome_unknown` is never retried automatically. The lease is released.
 """
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import anyio
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, text
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
@@ -95,6 +96,11 @@ def daily_cap(platform: str | None) -> int | None:
     except ValueError:
         return None
     return rules.daily_post_cap if rules is not None else None
+
+
+def _lock_key(account_id: str) -> int:
+    """A stable signed 64-bit advisory-lock key for an account (PostgreSQL's bigint)."""
+    return int.from_bytes(hashlib.blake2b(f"omnipost.cap:{account_id}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _aware(at: datetime) -> datetime:
@@ -200,17 +206,26 @@ class Scheduler:
         """Claimed posts that would exceed their account's daily cap: moved, not published; returns their ids.
 
         An account's cap is its platform's `PlatformRules.daily_post_cap` (a sandbox account's post carries
-        the emulated platform, so it gets that platform's cap). Used = its posts published in the last 24 h.
-        Within this tick the claimed posts go in due order: the first `cap - used` publish, the rest wait
-        until enough of the counted posts leave the 24 h window (`next_attempt_at`), keep their status and
-        lease-free, and carry a `schedule.deferred_by_cap` warning.
+        the emulated platform, so it gets that platform's cap). Used = its posts published in the last 24 h,
+        plus its posts another process holds a live lease on (claimed by another worker, or being published
+        right now), which will publish unless deferred. Within this tick the claimed posts go in due order:
+        the first `cap - used` publish, the rest wait until enough of the counted posts leave the 24 h window
+        (`next_attempt_at`), keep their status and lease-free, and carry a `schedule.deferred_by_cap` warning.
+
+        Workers decide one at a time per account (PostgreSQL: an advisory lock per capped account; SQLite: the
+        database write lock), so two workers that claimed posts of one account in the same instant cannot
+        both spend the same free slots. A worker deciding first may count the other's not-yet-decided posts
+        and defer more than needed; it never lets the account exceed its cap.
         """
         if not post_ids:
             return set()
         from omnipost.store.models import Account
 
         window = timedelta(hours=24)
+        postgres = self.db.engine.dialect.name == "postgresql"
         async with self.db.session() as s:
+            if not postgres:
+                await s.exec(text("BEGIN IMMEDIATE"))  # type: ignore[call-overload]  # held until the commit below
             rows = list((await s.exec(select(Post.id, Post.account_id, Post.platform, Post.next_attempt_at, Post.position)
                                       .where(col(Post.id).in_(post_ids)))).all())
             emulates = dict((await s.exec(select(Account.id, Account.emulates)
@@ -221,12 +236,21 @@ class Scheduler:
                 if cap is not None:
                     capped[account_id] = cap
             if not capped:
+                await s.commit()
                 return set()
+            if postgres:  # held until this transaction ends; sorted, so two workers never wait on each other in a cycle
+                for account_id in sorted(capped):
+                    await s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_lock_key(account_id)))  # type: ignore[call-overload]
             recent: dict[str, list[datetime]] = {a: [] for a in capped}
             for account_id, at in (await s.exec(select(Post.account_id, Post.published_at).where(
                     col(Post.account_id).in_(list(capped)), Post.status == "published",
                     col(Post.published_at) >= now - window))).all():
                 recent[account_id].append(_aware(at))
+            for account_id in (await s.exec(select(Post.account_id).where(  # in flight elsewhere: will publish
+                    col(Post.account_id).in_(list(capped)), col(Post.status).in_(("queued", "failed", "publishing")),
+                    col(Post.lease_owner).is_not(None), col(Post.lease_owner) != self.worker_id,
+                    col(Post.lease_until) >= now))).all():
+                recent[account_id].append(now)
             order = {pid: i for i, pid in enumerate(post_ids)}  # claim order is due order
             deferred: set[str] = set()
             for account_id, cap in capped.items():
@@ -243,7 +267,7 @@ class Scheduler:
                     assert post is not None
                     warning = Warning_(
                         code="schedule.deferred_by_cap", rule="schedule.deferred_by_cap", path="scheduledAt",
-                        message=f"This account already published {len(recent[account_id])} posts in the last 24 h, the "
+                        message=f"This account already published (or is publishing) {len(recent[account_id])} posts in the last 24 h, the "
                                 f"{platform} limit of {cap} per rolling 24 h; the post waits until {until.isoformat()} "
                                 f"instead of being refused by the platform.",
                         remediation="Nothing to do: it publishes when the window frees; reschedule_post or cancel_post to change that.",
