@@ -19,8 +19,10 @@ export OMNIPOST_REQUIRE_NODE_TOOLS=1
 export OMNIPOST_REQUIRE_PDS=1
 # PostgreSQL server binaries: tests/pg.py runs a throwaway cluster on loopback (as the postgres user).
 if ! dpkg -s postgresql >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi  # CI runs as root; a developer's machine asks sudo
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 export OMNIPOST_REQUIRE_PG=1
 .venv/bin/python -m pytest "$@"
