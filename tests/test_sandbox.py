@@ -401,3 +401,12 @@ async def test_concurrent_writes_of_one_id_store_it_once_and_of_many_ids_store_e
     assert sorted(answers) == [201] * 31 + [409] * 29
     stored = [p["id"] for p in list_posts(sandbox.store)]
     assert stored.count("post_contended") == 1 and len(stored) == 31
+
+
+async def test_a_known_token_is_accepted_only_as_a_bearer_token(sandbox: Sandbox) -> None:
+    token = sandbox.account.credentials["token"]
+    body = {"kind": "post", "text": "auth"}
+    assert (await sandbox.http.put(f"{BASE}/v1/posts/post_auth_1", json=body, headers={"authorization": f"Bearer {token}"})).status_code == 201
+    for header in (f"Basic {token}", token, "Bearer ", f"Bearer {token}x"):
+        answer = await sandbox.http.put(f"{BASE}/v1/posts/post_auth_2", json=body, headers={"authorization": header})
+        assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized"), header
