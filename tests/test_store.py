@@ -197,3 +197,28 @@ async def test_connected_account_credentials_never_reach_the_database_in_clear(s
         token = server.runtime.accounts.credentials(await server.runtime.accounts.get(result.structured_content["profileId"], result.structured_content["id"]))["token"]
     raw = b"".join(p.read_bytes() for p in settings.data_dir.glob("omnipost.db*"))  # type: ignore[attr-defined]
     assert token.encode() not in raw and len(token) > 16
+
+
+def test_switching_a_new_file_to_wal_waits_for_a_connection_that_holds_it(tmp_path: Path) -> None:
+    # SQLite refuses the switch at once ("database is locked", no busy handler) while another connection
+    # holds the file; a process starting beside another must wait, not fail.
+    import sqlite3
+    import threading
+
+    from omnipost.store.db import _wal
+
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    released = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    released.start()
+    starting = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    try:
+        _wal(starting.cursor(), patience=10)
+        assert starting.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert not released.is_alive()  # it did have to wait for the holder
+    finally:
+        released.join()
+        starting.close()
+        holder.close()

@@ -1,6 +1,8 @@
 """The database: an async engine (SQLite + aiosqlite by default, or PostgreSQL + asyncpg), migrated on open."""
 
 import os
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -35,6 +37,26 @@ def _touch_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
+def _wal(cur: Any, patience: float = 30.0) -> None:
+    """Put the file in WAL mode (persistent: once set, every later connection finds it so).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without its busy
+    handler, while another connection of a process starting at the same moment holds it: wait and look again.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode")
+            if str(cur.fetchone()[0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:  # the driver raises sqlite3's own errors
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _create_engine(url: str) -> AsyncEngine:
     """An engine for `url`: SQLite gets its pragmas; PostgreSQL (postgresql+asyncpg://) a checked pool."""
     if url.startswith("sqlite"):
@@ -43,7 +65,7 @@ def _create_engine(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
