@@ -282,6 +282,29 @@ async def test_loopback_is_refused_unless_allow_loopback(env: Env, tmp_path: Pat
     assert env.sent_to == []
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/hook", "http://localhost:3000/hook", "http://[::1]:9000/hook",
+                                 "http://hooks.example.test/omnipost"])
+async def test_the_development_setting_lets_webhooks_reach_a_local_receiver_and_nothing_private(env: Env, url: str) -> None:
+    dev = WebhookService(env.db, env.svc.vault, env.clock, env.http, env.resolver, local_receivers=True)
+    endpoint, secret = await dev.create(env.profile, url, ["post.published"])
+    env.sink.secret = secret
+    await dev.emit(env.profile, "post.published", {"postId": "post_1"})
+    assert await dev.deliver_due(NOW) == {"delivered": 1, "retrying": 0, "failed": 0}
+    assert len(env.sink.accepted) == 1 and env.sent_to[-1] in ("127.0.0.1", "[::1]", "::1")  # signature verified
+    for private in ("http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://intranet.example.test/hook",
+                    "http://mixed.example.test/hook"):
+        with pytest.raises(UrlForbiddenError):
+            await dev.create(env.profile, private, ["post.published"])
+
+
+def test_the_development_setting_is_off_unless_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from omnipost.config import Settings
+
+    assert Settings(data_dir=tmp_path, _env_file=None).webhook_allow_loopback is False  # type: ignore[call-arg]
+    monkeypatch.setenv("OMNIPOST_WEBHOOK_ALLOW_LOOPBACK", "true")
+    assert Settings(data_dir=tmp_path, _env_file=None).webhook_allow_loopback is True  # type: ignore[call-arg]
+
+
 async def test_an_address_change_after_registration_is_caught_at_delivery(env: Env) -> None:
     await subscribe(env)
     env.resolver.table["hooks.example.test"] = ["10.1.2.3"]  # DNS now answers a private address

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     media_roots: list[Path] = Field(default_factory=lambda: [Path.home()], description="Local paths upload_media may read.")
     confirm: Literal["always", "multi", "never"] = Field(default="multi", description="Ask the user before publishing (elicitation).")
     webhook_tick: float = Field(default=5.0, gt=0, description="Seconds between webhook delivery rounds.")
+    webhook_allow_loopback: bool = Field(default=False, description=(
+        "Development only: let webhooks go to a receiver on this machine (localhost, 127.0.0.1, ::1). "
+        "Private, link-local and metadata addresses stay refused."))
     token_check_interval: float = Field(default=3600.0, gt=0, description=(
         "Seconds between checks of account tokens: refresh those ending within 7 days, emit token.expiring for the rest."))
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")

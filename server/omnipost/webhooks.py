@@ -87,7 +87,8 @@ MAX_URL = 2000
 PERMANENT_4XX_EXCEPT = frozenset({408, 429})
 
 WEBHOOK_REMEDIATION = ("Give a public http(s) URL (no credentials) whose host resolves only to public addresses; "
-                       "webhooks are never sent to loopback, private or link-local networks.")
+                       "webhooks are never sent to private or link-local networks, nor to loopback unless the server "
+                       "runs with OMNIPOST_WEBHOOK_ALLOW_LOOPBACK=true (development: a receiver on this machine).")
 
 
 def backoff(attempts: int, rng: random.Random) -> float:
@@ -159,14 +160,15 @@ class WebhookService:
     """Endpoints, the durable delivery queue, and the sender."""
 
     def __init__(self, db: Database, vault: Vault, clock: Clock, http: httpx2.AsyncClient, resolver: Resolver, *,
-                 allow_loopback: bool = False, rng: random.Random | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 concurrency: int = 8, owns_http: bool = False) -> None:
+                 allow_loopback: bool = False, local_receivers: bool = False, rng: random.Random | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, concurrency: int = 8, owns_http: bool = False) -> None:
         self.db = db
         self.vault = vault
         self.clock = clock
         self.http = http
         self.resolver = resolver
         self.allow_loopback = allow_loopback  # TESTS ONLY (see media/fetch.py)
+        self.local_receivers = local_receivers  # the user's development setting OMNIPOST_WEBHOOK_ALLOW_LOOPBACK
         self.rng = rng if rng is not None else random.Random()
         self.timeout = timeout
         self._limiter = anyio.CapacityLimiter(concurrency)
@@ -182,7 +184,7 @@ class WebhookService:
     async def _vet(self, url: str) -> _Target:
         """Parse and vet a URL's addresses (raises UrlForbiddenError / UrlUnreachableError)."""
         target = parse_target(url)
-        await _addresses(target, self.resolver, allow_loopback=self.allow_loopback)
+        await _addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
         return target
 
     async def create(self, profile_id: str, url: str, events: Iterable[str]) -> tuple[WebhookEndpoint, str]:
@@ -376,7 +378,7 @@ class WebhookService:
         try:
             with anyio.fail_after(self.timeout):
                 target = parse_target(endpoint.url)
-                addresses = await _addresses(target, self.resolver, allow_loopback=self.allow_loopback)
+                addresses = await _addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
                 status = await self._post(target, addresses, body, headers)
         except UrlForbiddenError as exc:
             return _Outcome("failed", error=f"url_forbidden: {exc.message}")
@@ -495,4 +497,5 @@ def build_webhook_service(rt: "Runtime") -> WebhookService:
     if http is None:
         http = httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=DEFAULT_TIMEOUT)
     return WebhookService(rt.db, rt.accounts.vault, rt.clock, http, rt.extra.get("resolver") or SystemResolver(),
-                          allow_loopback=bool(rt.extra.get("webhook_allow_loopback")), owns_http=owned)
+                          allow_loopback=bool(rt.extra.get("webhook_allow_loopback")),
+                          local_receivers=rt.settings.webhook_allow_loopback, owns_http=owned)

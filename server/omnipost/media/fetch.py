@@ -336,12 +336,19 @@ def _is_localhost_name(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
-async def _addresses(target: _Target, resolver: Resolver, *, allow_loopback: bool) -> list[str]:
-    """The vetted addresses to connect to: the literal, or every address the name resolves to."""
+async def _addresses(target: _Target, resolver: Resolver, *, allow_loopback: bool, local_receiver: bool = False) -> list[str]:
+    """The vetted addresses to connect to: the literal, or every address the name resolves to.
+
+    `local_receiver` is a user's explicit development setting (OMNIPOST_WEBHOOK_ALLOW_LOOPBACK): loopback is
+    then allowed in every form (literal, `localhost`, a name resolving to it), and only loopback: private,
+    link-local and metadata addresses stay refused.
+    """
     if target.literal is not None:
-        check_address(str(target.literal))  # never relaxed, not even by allow_loopback
+        check_address(str(target.literal), allow_loopback=local_receiver)  # not relaxed by allow_loopback (tests)
         return [str(target.literal)]
     if _is_localhost_name(target.host):
+        if local_receiver:
+            return ["127.0.0.1", "::1"]  # RFC 6761: never asked of DNS
         raise UrlForbiddenError(f"the URL host {target.host!r} is loopback by definition, which is not fetched")
     try:
         found = await resolver.resolve(target.host.rstrip("."), target.port)
@@ -350,7 +357,7 @@ async def _addresses(target: _Target, resolver: Resolver, *, allow_loopback: boo
     if not found:
         raise UrlUnreachableError(f"the URL host {target.host!r} resolves to no address")
     for ip in found:  # every one: the resolver's order is not ours to trust
-        check_address(ip, allow_loopback=allow_loopback)
+        check_address(ip, allow_loopback=allow_loopback or local_receiver)
     return [str(ipaddress.ip_address(ip)) for ip in found]
 
 
