@@ -17,7 +17,6 @@ One tick (`run_due`) is deterministic given `now`:
    `max_attempts` tries; `platform_outcome_unknown` is never retried automatically. The lease is released.
 """
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -26,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import anyio
-from sqlalchemy import and_, or_, text
+from sqlalchemy import and_, or_
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
+from omnipost import caps
 from omnipost.clock import Clock
 from omnipost.leases import new_owner_id
 from omnipost.drafting import Warning_
@@ -86,25 +86,7 @@ def local_time_warnings(value: str, zone_name: str | None) -> list[Warning_]:
 # ------------------------------------------------------------------ per-account daily caps
 
 
-def daily_cap(platform: str | None) -> int | None:
-    """The platform's posts-per-24-h cap per account (preflight rule data), or None."""
-    from omnipost.domain import Platform
-    from omnipost.preflight.rules import RULES
-
-    try:
-        rules = RULES.get(Platform(platform)) if platform else None
-    except ValueError:
-        return None
-    return rules.daily_post_cap if rules is not None else None
-
-
-def _lock_key(account_id: str) -> int:
-    """A stable signed 64-bit advisory-lock key for an account (PostgreSQL's bigint)."""
-    return int.from_bytes(hashlib.blake2b(f"omnipost.cap:{account_id}".encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+daily_cap = caps.daily_cap  # where callers and tests have always found it
 
 
 # ------------------------------------------------------------------ liveness
@@ -203,76 +185,32 @@ class Scheduler:
         return counts
 
     async def _defer_capped(self, post_ids: list[str], now: datetime) -> set[str]:
-        """Claimed posts that would exceed their account's daily cap: moved, not published; returns their ids.
+        """Claimed posts that would exceed their account's daily cap (caps.py): moved, not published; returns their ids.
 
-        An account's cap is its platform's `PlatformRules.daily_post_cap` (a sandbox account's post carries
-        the emulated platform, so it gets that platform's cap). Used = its posts published in the last 24 h,
-        plus its posts another process holds a live lease on (claimed by another worker, or being published
-        right now), which will publish unless deferred. Within this tick the claimed posts go in due order:
-        the first `cap - used` publish, the rest wait until enough of the counted posts leave the 24 h window
-        (`next_attempt_at`), keep their status and lease-free, and carry a `schedule.deferred_by_cap` warning.
-
-        Workers decide one at a time per account (PostgreSQL: an advisory lock per capped account; SQLite: the
-        database write lock), so two workers that claimed posts of one account in the same instant cannot
-        both spend the same free slots. A worker deciding first may count the other's not-yet-decided posts
-        and defer more than needed; it never lets the account exceed its cap.
+        Within this tick the claimed posts go in due order; the deferred ones get `next_attempt_at` = when a slot
+        frees, keep their status, become lease-free and carry a `schedule.deferred_by_cap` warning.
         """
         if not post_ids:
             return set()
-        from omnipost.store.models import Account
-
-        window = timedelta(hours=24)
-        postgres = self.db.engine.dialect.name == "postgresql"
         async with self.db.session() as s:
-            if not postgres:
-                await s.exec(text("BEGIN IMMEDIATE"))  # type: ignore[call-overload]  # held until the commit below
-            rows = list((await s.exec(select(Post.id, Post.account_id, Post.platform, Post.next_attempt_at, Post.position)
-                                      .where(col(Post.id).in_(post_ids)))).all())
-            emulates = dict((await s.exec(select(Account.id, Account.emulates)
-                                           .where(col(Account.id).in_({r[1] for r in rows})))).all())
-            capped: dict[str, int] = {}
-            for _, account_id, platform, _, _ in rows:
-                cap = daily_cap(platform if platform != "sandbox" else emulates.get(account_id))
-                if cap is not None:
-                    capped[account_id] = cap
+            rows = list((await s.exec(select(Post.id, Post.account_id, Post.platform).where(col(Post.id).in_(post_ids)))).all())
+            capped = await caps.caps_of(s, {r[1] for r in rows})
             if not capped:
-                await s.commit()
                 return set()
-            if postgres:  # held until this transaction ends; sorted, so two workers never wait on each other in a cycle
-                for account_id in sorted(capped):
-                    await s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_lock_key(account_id)))  # type: ignore[call-overload]
-            recent: dict[str, list[datetime]] = {a: [] for a in capped}
-            for account_id, at in (await s.exec(select(Post.account_id, Post.published_at).where(
-                    col(Post.account_id).in_(list(capped)), Post.status == "published",
-                    col(Post.published_at) >= now - window))).all():
-                recent[account_id].append(_aware(at))
-            for account_id in (await s.exec(select(Post.account_id).where(  # in flight elsewhere: will publish
-                    col(Post.account_id).in_(list(capped)), col(Post.status).in_(("queued", "failed", "publishing")),
-                    col(Post.lease_owner).is_not(None), col(Post.lease_owner) != self.worker_id,
-                    col(Post.lease_until) >= now))).all():
-                recent[account_id].append(now)
-            order = {pid: i for i, pid in enumerate(post_ids)}  # claim order is due order
-            deferred: set[str] = set()
+        deferred: set[str] = set()
+        order = {pid: i for i, pid in enumerate(post_ids)}  # claim order is due order
+        async with self.db.session() as s:
+            await caps.lock(s, list(capped))
+            counted = await caps.used(s, capped, now, self.worker_id)
             for account_id, cap in capped.items():
                 mine = sorted((r for r in rows if r[1] == account_id), key=lambda r: order[r[0]])
-                times = sorted(recent[account_id])
-                free = max(0, cap - len(times))
-                times += [now] * min(free, len(mine))  # the ones this tick publishes count too
-                for k, (pid, _, platform, due, _) in enumerate(mine[free:]):
-                    # the k-th waiting post can go once (len(times) - cap + 1 + k) counted posts have aged out
-                    j = min(len(times) - cap + k, len(times) - 1)
-                    # counted = published_at >= now - 24 h, so a post leaves the window just after 24 h: +1 s
-                    until = max(times[j] + window + timedelta(seconds=1), now + timedelta(seconds=1))
+                for (pid, _, platform), until in zip(mine, caps.waits(counted[account_id], cap, len(mine), now)):
+                    if until is None:
+                        continue
                     post = await s.get(Post, pid)
                     assert post is not None
-                    warning = Warning_(
-                        code="schedule.deferred_by_cap", rule="schedule.deferred_by_cap", path="scheduledAt",
-                        message=f"This account already published (or is publishing) {len(recent[account_id])} posts in the last 24 h, the "
-                                f"{platform} limit of {cap} per rolling 24 h; the post waits until {until.isoformat()} "
-                                f"instead of being refused by the platform.",
-                        remediation="Nothing to do: it publishes when the window frees; reschedule_post or cancel_post to change that.",
-                    ).model_dump(exclude_none=True)
-                    warnings = [w for w in (post.warnings or []) if w.get("code") != "schedule.deferred_by_cap"] + [warning]
+                    warning = caps.deferred_warning(platform, cap, len(counted[account_id]), until)
+                    warnings = [w for w in (post.warnings or []) if w.get("code") != caps.WARNING] + [warning]
                     result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.lease_owner) == self.worker_id)
                                           .values(next_attempt_at=until, lease_owner=None, lease_until=None,
                                                   warnings=warnings, updated_at=now))
