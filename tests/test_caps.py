@@ -195,3 +195,23 @@ async def test_two_workers_holding_claims_of_one_account_never_exceed_its_cap(
     assert 1 <= len(published) <= cap3
     assert all(p.status == "queued" and aware(p.next_attempt_at) > clock.at for p in posts if p.status != "published")
     assert len(list_posts(settings.data_dir / "sandbox.db")) == len(published)
+
+
+async def test_an_immediate_publish_past_the_cap_is_queued_for_when_a_slot_frees(
+        server: OmnipostServer, client: Client, clock: FixedClock, cap3: int) -> None:
+    account = await connect(client, "threads", "busy")
+    first_at = clock.at
+    answers = []
+    for i in range(4):
+        answers.append(ok(await client.call_tool("publish_post", {"text": f"Now {i}", "targets": [{"accountId": account}]})))
+        clock.at += timedelta(minutes=1)
+    assert [a["status"] for a in answers] == ["published"] * 3 + ["queued"]
+    late = answers[3]["results"][0]
+    assert late["status"] == "queued" and [w["code"] for w in late["warnings"]] == ["schedule.deferred_by_cap"]
+    post = (await rows(server, [late["postId"]]))[0]
+    assert aware(post.next_attempt_at) == first_at + DAY + timedelta(seconds=1)  # when the first one leaves the window
+    a = worker(server, clock)
+    assert (await a.run_due(clock.at))["claimed"] == 0  # not before
+    clock.at = first_at + DAY + timedelta(seconds=1)
+    assert (await a.run_due(clock.at))["published"] == 1
+    assert (await rows(server, [late["postId"]]))[0].status == "published"

@@ -69,17 +69,21 @@ async def lock(s: Any, account_ids: list[str]) -> None:
         await s.exec(text("BEGIN IMMEDIATE"))
 
 
-async def used(s: Any, caps: dict[str, int], now: datetime, owner: str) -> dict[str, list[datetime]]:
-    """Per capped account, the instants that count against its cap (see the module docstring)."""
+async def used(s: Any, caps: dict[str, int], now: datetime, owner: str | None) -> dict[str, list[datetime]]:
+    """Per capped account, the instants that count against its cap (see the module docstring).
+
+    `owner`: the decider whose own leased posts are the ones being decided (a worker's claims), so not
+    counted; None counts every lease (publish_post decides for posts not stored yet)."""
     out: dict[str, list[datetime]] = {a: [] for a in caps}
     if not caps:
         return out
     for account_id, at in (await s.exec(select(Post.account_id, Post.published_at).where(
             col(Post.account_id).in_(list(caps)), Post.status == "published", col(Post.published_at) >= now - WINDOW))).all():
         out[account_id].append(_aware(at))
+    leased = col(Post.lease_owner).is_not(None) if owner is None else col(Post.lease_owner) != owner
     for account_id in (await s.exec(select(Post.account_id).where(
             col(Post.account_id).in_(list(caps)), col(Post.status).in_(("queued", "failed", "publishing")),
-            col(Post.lease_owner).is_not(None), col(Post.lease_owner) != owner, col(Post.lease_until) >= now))).all():
+            col(Post.lease_owner).is_not(None), leased, col(Post.lease_until) >= now))).all():
         out[account_id].append(now)
     return out
 

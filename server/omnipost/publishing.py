@@ -241,13 +241,15 @@ class PublishService:
                 next_attempt_at=when if mode == "scheduled" and not error else None,
             ))
         async with self.db.session() as s:
+            if mode == "immediate":
+                await self._defer_capped(s, posts, now)
             s.add(batch)
             await s.flush()  # the batch row must exist before its posts (foreign key)
             s.add_all(posts)
             events: list[tuple[str, dict[str, Any]]] = []
             for p in posts:  # the events commit with the rows they describe, so none is lost or invented
                 if p.status == "queued":
-                    events.append(("post.queued", _event_data(p) | {"scheduledAt": when}))
+                    events.append(("post.queued", _event_data(p) | {"scheduledAt": p.next_attempt_at}))
                 elif p.status == "validated":
                     events.append(("post.validated", _event_data(p) | {"warnings": p.warnings}))
                 elif p.status == "rejected":
@@ -265,6 +267,24 @@ class PublishService:
         if live:
             await self._run_fan_out(live, accounts, attempt_of, progress)
         return await self.batch_result(batch.id)
+
+    async def _defer_capped(self, s: Any, posts: Sequence[Post], now: datetime) -> None:
+        """Immediate targets past their account's daily cap (caps.py) are queued for when a slot frees, with a
+        warning, instead of being sent to a platform that would refuse them. Runs first in the storing transaction."""
+        from omnipost import caps
+
+        live = [p for p in posts if p.status == "validated"]
+        capped = {p.account_id: cap for p in live if (cap := caps.daily_cap(p.platform)) is not None}
+        if not capped:
+            return
+        await caps.lock(s, list(capped))
+        counted = await caps.used(s, capped, now, None)  # our own publishes in flight count too
+        for account_id, cap in capped.items():
+            mine = [p for p in live if p.account_id == account_id]
+            for p, until in zip(mine, caps.waits(counted[account_id], cap, len(mine), now)):
+                if until is not None:
+                    p.status, p.next_attempt_at = "queued", until
+                    p.warnings = [*(p.warnings or []), caps.deferred_warning(p.platform, cap, len(counted[account_id]), until)]
 
     async def _duplicates(self, targets: Sequence[ResolvedTarget], profile_id: str) -> list[ErrorObject]:
         since = self.clock.now() - DUPLICATE_WINDOW
