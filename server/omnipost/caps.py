@@ -14,7 +14,7 @@ than needed; the account never exceeds its cap.
 """
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -42,10 +42,6 @@ def daily_cap(platform: str | None) -> int | None:
 def _lock_key(account_id: str) -> int:
     """A stable signed 64-bit advisory-lock key for an account (PostgreSQL's bigint)."""
     return int.from_bytes(hashlib.blake2b(f"omnipost.cap:{account_id}".encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 async def caps_of(s: Any, account_ids: set[str]) -> dict[str, int]:
@@ -79,11 +75,11 @@ async def used(s: Any, caps: dict[str, int], now: datetime, owner: str | None) -
         return out
     for account_id, at in (await s.exec(select(Post.account_id, Post.published_at).where(
             col(Post.account_id).in_(list(caps)), Post.status == "published", col(Post.published_at) >= now - WINDOW))).all():
-        out[account_id].append(_aware(at))
-    leased = col(Post.lease_owner).is_not(None) if owner is None else col(Post.lease_owner) != owner
+        out[account_id].append(at)  # UTCDateTime: aware UTC
+    leased = col(Post.lease_owner).is_not(None) if owner is None else col(Post.lease_owner) != owner  # != excludes NULL
     for account_id in (await s.exec(select(Post.account_id).where(
             col(Post.account_id).in_(list(caps)), col(Post.status).in_(("queued", "failed", "publishing")),
-            col(Post.lease_owner).is_not(None), leased, col(Post.lease_until) >= now))).all():
+            leased, col(Post.lease_until) >= now))).all():
         out[account_id].append(now)
     return out
 

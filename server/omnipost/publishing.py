@@ -30,6 +30,7 @@ from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
+from omnipost import caps
 from omnipost.accounts import Accounts, ProfileDirectory
 from omnipost.clock import Clock
 from omnipost.domain import Platform
@@ -271,8 +272,6 @@ class PublishService:
     async def _defer_capped(self, s: Any, posts: Sequence[Post], now: datetime) -> None:
         """Immediate targets past their account's daily cap (caps.py) are queued for when a slot frees, with a
         warning, instead of being sent to a platform that would refuse them. Runs first in the storing transaction."""
-        from omnipost import caps
-
         live = [p for p in posts if p.status == "validated"]
         capped = {p.account_id: cap for p in live if (cap := caps.daily_cap(p.platform)) is not None}
         if not capped:
@@ -537,19 +536,13 @@ class PublishService:
 
     async def _begin_attempt(self, post_id: str) -> str:
         """Commit the attempt row and the `publishing` status before the upstream call."""
-        now = self.clock.now()
         async with self.db.session() as s:
             post = await s.get(Post, post_id)
             assert post is not None
             count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post_id))).all())
-            attempt = Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now)
-            post.status, post.updated_at = "publishing", now
-            if post.lease_owner is None:
-                post.lease_owner, post.lease_until = self.owner, now + timedelta(seconds=self.lease_seconds)
-            s.add(attempt)
-            s.add(post)
+            attempt_id = self._begin_attempts(s, [post], {post_id: count})[post_id]
             await s.commit()
-            return attempt.id
+            return attempt_id
 
     async def _write(self, r: "_Result") -> str:
         """Record one result (see _write_many)."""
@@ -794,7 +787,7 @@ class PublishService:
                 col(Post.status).in_(("publishing", "validated")), col(Batch.mode).in_(("immediate", "draft"))))).all())
             stuck: list[Post] = []
             for post in candidates:
-                expired = post.lease_until is not None and _utc(post.lease_until) < now
+                expired = post.lease_until is not None and post.lease_until < now  # UTCDateTime: aware UTC
                 if post.lease_owner is not None and not expired and not owner_is_gone(post.lease_owner):
                     continue
                 taken = await s.exec(sa_update(Post).where(  # take it over only if nobody else just did
@@ -866,10 +859,6 @@ class _ReplayedError(AppError):
 
     def to_error_object(self, request_id: str | None = None) -> ErrorObject:
         return ErrorObject.model_validate(self.stored)
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 def _event_data(post: Post) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
+from omnipost.background import repeat
 from omnipost import caps
 from omnipost.clock import Clock
 from omnipost.leases import new_owner_id
@@ -308,13 +309,7 @@ class Scheduler:
         """Tick every `tick` seconds until `stop` is set; a failing tick is logged and the loop goes on."""
         logger.info("scheduler %s started (tick %.1f s, grace %d s)", self.worker_id, self.tick, int(self.grace))
         try:
-            while not stop.is_set():
-                try:
-                    await self.run_due(self.clock.now())
-                except Exception:  # noqa: BLE001 - one bad tick must not stop scheduling; the next retries
-                    logger.exception("scheduler tick failed")
-                with anyio.move_on_after(self.tick):
-                    await stop.wait()
+            await repeat(lambda: self.run_due(self.clock.now()), self.tick, stop, "scheduler tick")
         finally:
             with anyio.CancelScope(shield=True):
                 try:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from sqlmodel import col, select
 
+from omnipost.background import repeat
 from omnipost.errors import PlatformAuthError, PlatformError
 
 if TYPE_CHECKING:
@@ -98,10 +99,4 @@ class TokenWatcher:
 
     async def run_forever(self, stop: anyio.Event, clock: Any, every: float = 3600.0) -> None:
         """Check at start and every `every` seconds until `stop`; a failing check is logged, not fatal."""
-        while not stop.is_set():
-            try:
-                await self.check(clock.now())
-            except Exception:  # noqa: BLE001 - the next check retries
-                logger.exception("token check failed")
-            with anyio.move_on_after(every):
-                await stop.wait()
+        await repeat(lambda: self.check(clock.now()), every, stop, "token check")

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from omnipost.background import repeat
+
 if TYPE_CHECKING:
     from omnipost.store.db import Database
     from omnipost.webhooks import WebhookService
@@ -194,10 +196,4 @@ class VersionWatcher:
 
     async def run_forever(self, stop: anyio.Event, clock: Any, every: float = 6 * 3600.0) -> None:
         """Check at start and every `every` seconds until `stop`; a failing check is logged, not fatal."""
-        while not stop.is_set():
-            try:
-                await self.check(clock.now())
-            except Exception:  # noqa: BLE001 - the next check retries
-                logger.exception("version check failed")
-            with anyio.move_on_after(every):
-                await stop.wait()
+        await repeat(lambda: self.check(clock.now()), every, stop, "version check")

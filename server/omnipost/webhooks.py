@@ -49,6 +49,7 @@ from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from omnipost.background import repeat
 from omnipost import __version__
 from omnipost.clock import Clock
 from omnipost.errors import NotFoundError, ValidationFailedError
@@ -473,13 +474,7 @@ class WebhookService:
 
     async def run_forever(self, stop: anyio.Event, tick: float = 5.0) -> None:
         """Deliver what is due every `tick` seconds until `stop` is set (the runtime starts this in its task group)."""
-        while not stop.is_set():
-            try:
-                await self.deliver_due(self.clock.now())
-            except Exception:  # noqa: BLE001 - a background loop: log and keep going
-                logger.exception("webhook delivery tick failed")
-            with anyio.move_on_after(tick):
-                await stop.wait()
+        await repeat(lambda: self.deliver_due(self.clock.now()), tick, stop, "webhook delivery tick")
 
 
 def build_webhook_service(rt: "Runtime") -> WebhookService:
