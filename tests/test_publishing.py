@@ -4,9 +4,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
+from fakes import mounted_client
 from mediagen import b64, make_image
+from test_webhooks import MapResolver
 from toolresult import err, ok
 from mcp import Client
 from mcp.types import ElicitResult
@@ -228,24 +229,6 @@ async def test_dry_run_validates_and_publishes_nothing(client: Client, accounts:
     assert received(settings) == []
 
 
-class TableResolver:
-    """DNS from a table; records the names asked. No real lookup ever happens in tests."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table, self.asked = table, []
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        self.asked.append(host)
-        if host not in self.table:
-            raise OSError(-2, "Name or service not known")
-        return self.table[host]
-
-
-class _Refuse(httpx2.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        raise AssertionError(f"unexpected request to {request.url}")
-
-
 async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_only_its_target(settings: Settings, clock: Any) -> None:
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, RedirectResponse
@@ -265,9 +248,8 @@ async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_on
         return PlainTextResponse("gone", status_code=404)
 
     shop = Starlette(routes=[Route("/{p:path}", page)])
-    http = httpx2.AsyncClient(mounts={SANDBOX_HOST: httpx2.ASGITransport(create_sandbox_app(settings.data_dir / "sandbox.db")),
-                                      f"https://{shop_ip}": httpx2.ASGITransport(shop)}, transport=_Refuse())
-    resolver = TableResolver({"shop.example": [shop_ip], "intranet.example": ["10.1.2.3"]})
+    http = mounted_client({SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db"), f"https://{shop_ip}": shop})
+    resolver = MapResolver({"shop.example": [shop_ip], "intranet.example": ["10.1.2.3"]})
     server = build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, http=http, resolver=resolver)
     async with http, Client(server) as client:
         pin = await connect(client, "pinterest", "pins")

@@ -1,43 +1,65 @@
 """After a restart, posts left mid-publish are reconciled through the adapter, never re-posted blind."""
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from toolresult import ok
 from mcp import Client
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from omnipost.app import build_server
 from omnipost.config import Settings
 from omnipost.sandbox.upstream import list_posts
-from omnipost.store.models import Attempt, IdempotencyRecord, Post
+from omnipost.store.db import Database, new_id
+from omnipost.store.models import Attempt, Batch, IdempotencyRecord, Post
 
 pytestmark = pytest.mark.anyio
 
 
+@asynccontextmanager
+async def stored(settings: Settings, clock: Any) -> AsyncIterator[AsyncSession]:
+    """A session on the server's database while no server runs, committed at the end: to leave rows as a
+    crash (or another process) would have left them."""
+    db = await Database.open(None, settings.data_dir, clock.now())
+    try:
+        async with db.session() as s:
+            yield s
+            await s.commit()
+    finally:
+        await db.close()
+
 
 async def set_state(settings: Settings, clock: Any, post_id: str, status: str, *, with_attempt: bool) -> None:
     """Rewrite a post as a crash would have left it (the server is not running)."""
-    from omnipost.store.db import Database, new_id
-
-    db = await Database.open(None, settings.data_dir, clock.now())
-    async with db.session() as s:
+    async with stored(settings, clock) as s:
         post = await s.get(Post, post_id)
         assert post is not None
         post.status, post.upstream_id, post.url = status, None, None
         s.add(post)
         if with_attempt:
             s.add(Attempt(id=new_id("att"), post_id=post_id, number=9, started_at=clock.now()))
-        await s.commit()
-    await db.close()
+
+
+async def published_then_interrupted(settings: Settings, clock: Any, handle: str, text: str) -> str:
+    """A post the sandbox received, left `publishing` with an open attempt: killed before the outcome was written."""
+    async with Client(build_server(settings, clock=clock)) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": handle}))["id"]
+        batch = ok(await client.call_tool("publish_post", {"text": text, "targets": [{"accountId": account}]}))
+    post_id: str = batch["results"][0]["postId"]
+    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    return post_id
 
 
 async def test_a_post_published_before_the_crash_is_reconciled_not_sent_again(settings: Settings, clock: Any) -> None:
-    async with Client(build_server(settings, clock=clock)) as client:
-        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "a"}))["id"]
-        batch = ok(await client.call_tool("publish_post", {"text": "Crash me", "targets": [{"accountId": account}]}))
-    post_id = batch["results"][0]["postId"]
-    await set_state(settings, clock, post_id, "publishing", with_attempt=True)  # killed after the upstream stored it
+    post_id = await published_then_interrupted(settings, clock, "a", "Crash me")  # killed after the upstream stored it
     async with Client(build_server(settings, clock=clock)) as client:
         detail = ok(await client.call_tool("get_post", {"postId": post_id}))
     assert detail["status"] == "published" and detail["url"]
@@ -50,17 +72,11 @@ async def test_a_post_that_never_reached_the_platform_is_sent_once_after_restart
         account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "bluesky", "handle": "b"}))["id"]
         draft = ok(await client.call_tool("publish_post", {"text": "Never sent", "draft": True, "targets": [{"accountId": account}]}))
     post_id = draft["results"][0]["postId"]
-    from omnipost.store.db import Database
-    from omnipost.store.models import Batch
-
-    db = await Database.open(None, settings.data_dir, clock.now())
-    async with db.session() as s:
+    async with stored(settings, clock) as s:
         batch = await s.get(Batch, draft["id"])
         assert batch is not None
         batch.mode = "immediate"
         s.add(batch)
-        await s.commit()
-    await db.close()
     await set_state(settings, clock, post_id, "publishing", with_attempt=True)  # killed before the request left
     async with Client(build_server(settings, clock=clock)) as client:
         detail = ok(await client.call_tool("get_post", {"postId": post_id}))
@@ -74,15 +90,10 @@ async def test_an_idempotency_claim_left_in_flight_is_completed_from_the_batch(s
         account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "c"}))["id"]
         request["targets"] = [{"accountId": account}]
         first = ok(await client.call_tool("publish_post", request))
-    from omnipost.store.db import Database
-
-    db = await Database.open(None, settings.data_dir, clock.now())
-    async with db.session() as s:
+    async with stored(settings, clock) as s:
         record = (await s.exec(select(IdempotencyRecord))).one()
         record.state, record.response = "in_flight", {"batchId": first["id"]}  # killed before the answer was stored
         s.add(record)
-        await s.commit()
-    await db.close()
     async with Client(build_server(settings, clock=clock)) as client:
         replay = ok(await client.call_tool("publish_post", request))
     assert replay["replay"] is True and replay["id"] == first["id"]
@@ -91,10 +102,6 @@ async def test_an_idempotency_claim_left_in_flight_is_completed_from_the_batch(s
 
 def _dead_owner() -> str:
     """The owner id of a process of this host that has exited."""
-    import socket
-    import subprocess
-    import sys
-
     child = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603
     child.wait()
     return f"{socket.gethostname()}:{child.pid}:gone00"
@@ -102,33 +109,19 @@ def _dead_owner() -> str:
 
 def _live_owner() -> str:
     """The owner id of a process that still runs (this one, as another server sharing the database would be)."""
-    import os
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}:peer00"
 
 
 async def _lease(settings: Settings, clock: Any, post_id: str, owner: str, until: Any) -> None:
-    from omnipost.store.db import Database
-
-    db = await Database.open(None, settings.data_dir, clock.now())
-    async with db.session() as s:
+    async with stored(settings, clock) as s:
         post = await s.get(Post, post_id)
         assert post is not None
         post.lease_owner, post.lease_until = owner, until
         s.add(post)
-        await s.commit()
-    await db.close()
 
 
 async def test_a_post_a_live_process_is_publishing_is_left_to_it_until_its_lease_lapses(settings: Settings, clock: Any) -> None:
-    from datetime import timedelta
-
-    async with Client(build_server(settings, clock=clock)) as client:
-        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "shared"}))["id"]
-        batch = ok(await client.call_tool("publish_post", {"text": "In flight elsewhere", "targets": [{"accountId": account}]}))
-    post_id = batch["results"][0]["postId"]
-    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    post_id = await published_then_interrupted(settings, clock, "shared", "In flight elsewhere")
     # Another server on this database is mid-call on it: a server starting now must not touch it.
     await _lease(settings, clock, post_id, _live_owner(), clock.now() + timedelta(minutes=5))
     async with Client(build_server(settings, clock=clock)) as client:
@@ -142,13 +135,7 @@ async def test_a_post_a_live_process_is_publishing_is_left_to_it_until_its_lease
 
 
 async def test_a_post_whose_owner_process_is_gone_is_taken_over_at_once(settings: Settings, clock: Any) -> None:
-    from datetime import timedelta
-
-    async with Client(build_server(settings, clock=clock)) as client:
-        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "dead"}))["id"]
-        batch = ok(await client.call_tool("publish_post", {"text": "Owner killed", "targets": [{"accountId": account}]}))
-    post_id = batch["results"][0]["postId"]
-    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    post_id = await published_then_interrupted(settings, clock, "dead", "Owner killed")
     await _lease(settings, clock, post_id, _dead_owner(), clock.now() + timedelta(minutes=5))  # lease still running
     async with Client(build_server(settings, clock=clock)) as client:
         detail = ok(await client.call_tool("get_post", {"postId": post_id}))
@@ -164,16 +151,11 @@ async def test_an_in_flight_claim_of_a_live_process_is_not_finished_by_another(s
         account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "k"}))["id"]
         request["targets"] = [{"accountId": account}]
         first = ok(await client.call_tool("publish_post", request))
-    from omnipost.store.db import Database
-
-    db = await Database.open(None, settings.data_dir, clock.now())
-    async with db.session() as s:
+    async with stored(settings, clock) as s:
         record = (await s.exec(select(IdempotencyRecord))).one()
         record.state = "in_flight"
         record.response = {"batchId": first["id"], "owner": _live_owner() if owner == "live" else _dead_owner()}
         s.add(record)
-        await s.commit()
-    await db.close()
     async with Client(build_server(settings, clock=clock)) as client:
         again = await client.call_tool("publish_post", request)
     if replayed:

@@ -6,7 +6,6 @@ through reconciliation, never sent blind. The embedded sandbox keeps what it rec
 SQLite file (data/sandbox.db), shared by both processes, so the test can count deliveries.
 """
 
-import json
 import os
 import signal
 import sqlite3
@@ -18,7 +17,6 @@ from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 from test_scheduler import _Proc
 
@@ -48,37 +46,17 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
     env |= {"OMNIPOST_DATA_DIR": str(data), "OMNIPOST_LOG_LEVEL": "INFO", "OMNIPOST_CONFIRM": "never",
             "OMNIPOST_SCHEDULER_TICK": "0.2", "OMNIPOST_SCHEDULER_LEASE": str(LEASE)}
     serve = _Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
-    assert serve.proc.stdin is not None and serve.proc.stdout is not None
-    messages = iter(serve.proc.stdout)
     timer = threading.Timer(40, serve.proc.kill)  # watchdog
     timer.start()
     post_ids: list[str] = []
     try:
-        def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-            assert serve.proc.stdin is not None
-            serve.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}) + "\n")
-            serve.proc.stdin.flush()
-            for line in messages:
-                msg = json.loads(line)
-                if msg.get("id") == id_:
-                    return msg
-            raise AssertionError("server closed stdout:\n" + "".join(serve.lines[-40:]))
-
-        def call(id_: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-            msg = rpc(id_, "tools/call", {"name": name, "arguments": arguments})
-            assert "result" in msg and not msg["result"].get("isError"), msg
-            result: dict[str, Any] = msg["result"]["structuredContent"]
-            return result
-
-        rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
-        serve.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-        serve.proc.stdin.flush()
-        accounts = [call(10 + i, "connect_account", {"platform": "sandbox", "emulates": p, "handle": f"crash-{p}"})["id"]
-                    for i, p in enumerate(EMULATES)]
+        serve.initialize()
+        accounts = [serve.call_tool("connect_account", {"platform": "sandbox", "emulates": p, "handle": f"crash-{p}"})["id"]
+                    for p in EMULATES]
         assert len(set(accounts)) == 5
         now = datetime.now(timezone.utc)
         for i, offset in enumerate(OFFSETS):
-            batch = call(20 + i, "schedule_post", {
+            batch = serve.call_tool("schedule_post", {
                 "text": f"Restart batch {i}", "scheduledAt": (now + timedelta(seconds=offset)).isoformat(),
                 "targets": [{"accountId": a} for a in accounts]})
             assert batch["status"] == "queued", batch

@@ -369,6 +369,32 @@ class _Proc:
         for line in self.proc.stderr:
             self.lines.append(line)
 
+    def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One JSON-RPC request over the process's stdio (started with stdin=PIPE); its response."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._ids = getattr(self, "_ids", 0) + 1
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}) + "\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            msg = json.loads(line)
+            if msg.get("id") == self._ids:
+                return msg
+        raise AssertionError("server closed stdout:\n" + "".join(self.lines[-40:]))
+
+    def initialize(self) -> None:
+        """The MCP handshake: initialize, then the initialized notification."""
+        assert self.proc.stdin is not None
+        self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        self.proc.stdin.flush()
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """tools/call; the structured content of a success (fails the test on an error)."""
+        msg = self.rpc("tools/call", {"name": name, "arguments": arguments})
+        assert "result" in msg and not msg["result"].get("isError"), msg
+        result: dict[str, Any] = msg["result"]["structuredContent"]
+        return result
+
     def wait_for(self, marker: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -386,30 +412,14 @@ def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp
     env |= {"OMNIPOST_DATA_DIR": str(data), "OMNIPOST_LOG_LEVEL": "INFO", "OMNIPOST_SCHEDULER_ENABLED": "false",
             "OMNIPOST_CONFIRM": "never"}
     serve = _Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
-    assert serve.proc.stdin is not None and serve.proc.stdout is not None
-    messages = iter(serve.proc.stdout)
+    assert serve.proc.stdin is not None
     timer = threading.Timer(60, serve.proc.kill)  # watchdog
     timer.start()
     try:
-        def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-            assert serve.proc.stdin is not None
-            serve.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}) + "\n")
-            serve.proc.stdin.flush()
-            for line in messages:
-                msg = json.loads(line)
-                if msg.get("id") == id_:
-                    return msg
-            raise AssertionError("server closed stdout:\n" + "".join(serve.lines[-40:]))
-
-        rpc(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
-        serve.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-        serve.proc.stdin.flush()
-        connected = rpc(2, "tools/call", {"name": "connect_account", "arguments": {"platform": "sandbox", "emulates": "x", "handle": "w"}})
-        account = connected["result"]["structuredContent"]["id"]
+        serve.initialize()
+        account = serve.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "w"})["id"]
         when = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
-        scheduled = rpc(3, "tools/call", {"name": "schedule_post", "arguments": {
-            "text": "From the worker", "scheduledAt": when, "targets": [{"accountId": account}]}})
-        batch = scheduled["result"]["structuredContent"]
+        batch = serve.call_tool("schedule_post", {"text": "From the worker", "scheduledAt": when, "targets": [{"accountId": account}]})
         assert batch["status"] == "queued", batch
         assert [w["code"] for w in batch["results"][0]["warnings"]] == ["scheduler.not_running"]
         serve.proc.stdin.close()

@@ -55,7 +55,7 @@ class Runtime:
     _tg: anyio.abc.TaskGroup | None = None
     scheduler_: "Scheduler | None" = None
     webhooks: Any = None  # webhooks.WebhookService
-    _webhooks_stop: anyio.Event | None = None
+    _background_stop: anyio.Event | None = None
     tokens: Any = None  # tokens.TokenWatcher, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
@@ -179,10 +179,10 @@ class Runtime:
 
         assert self.db is not None and self.webhooks is not None and self.tokens is not None
         self.start_scheduler(tg)
-        self._webhooks_stop = anyio.Event()
-        tg.start_soon(self.webhooks.run_forever, self._webhooks_stop, self.settings.webhook_tick)
-        tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._webhooks_stop, self.clock)
-        tg.start_soon(self.tokens.run_forever, self._webhooks_stop, self.clock, self.settings.token_check_interval)
+        self._background_stop = anyio.Event()
+        tg.start_soon(self.webhooks.run_forever, self._background_stop, self.settings.webhook_tick)
+        tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._background_stop, self.clock)
+        tg.start_soon(self.tokens.run_forever, self._background_stop, self.clock, self.settings.token_check_interval)
 
     def start_scheduler(self, tg: anyio.abc.TaskGroup) -> None:
         """Run the scheduler loop in `tg` until stop_scheduler() (after open())."""
@@ -215,9 +215,9 @@ class Runtime:
     async def stop_background(self) -> None:
         """Stop what start_background() started (the scheduler finishes its tick first)."""
         await self.stop_scheduler()
-        if self._webhooks_stop is not None:
-            self._webhooks_stop.set()
-            self._webhooks_stop = None
+        if self._background_stop is not None:
+            self._background_stop.set()
+            self._background_stop = None
 
     async def close(self) -> None:
         """Close what open() opened."""

@@ -52,6 +52,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from fakes import mounted_client
+
 PDS_URL = "https://pds.test"
 VIDEO_URL = "https://video.test"
 PDS_SERVICE_DID = "did:web:pds.test"
@@ -149,13 +151,6 @@ def _tid(micros: int, clock_id: int) -> str:
     return "".join(_S32[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
 
 
-class _Refuse(httpx2.AsyncBaseTransport):
-    """The default transport of a test client: any host that is not a mounted fake is a test bug."""
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        raise RuntimeError(f"unexpected request to {request.url.scheme}://{request.url.host}: only mounted fakes are reachable")
-
-
 Handler = Callable[[_Ctx], Awaitable[Any]]
 
 
@@ -237,10 +232,7 @@ class FakeBluesky:
 
     def client(self, mounts: dict[str, ASGIApp] | None = None) -> httpx2.AsyncClient:
         """One client: the PDS and video service mounted by host (plus `mounts`), every other host refused."""
-        routes: dict[str, httpx2.AsyncBaseTransport] = {PDS_URL: httpx2.ASGITransport(self.pds_app),
-                                                        VIDEO_URL: httpx2.ASGITransport(self.video_app)}
-        routes.update({host: httpx2.ASGITransport(app) for host, app in (mounts or {}).items()})
-        return httpx2.AsyncClient(mounts=routes, transport=_Refuse())
+        return mounted_client({PDS_URL: self.pds_app, VIDEO_URL: self.video_app, **(mounts or {})})
 
     # ------------------------------------------------------------------ plumbing
 
