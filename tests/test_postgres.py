@@ -9,9 +9,7 @@ The cluster comes from tests/pg.py (skipped without PostgreSQL unless OMNIPOST_R
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -23,6 +21,7 @@ from mcp import Client
 from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlalchemy import func
 from sqlmodel import select
+from procs import Proc
 from toolresult import err, ok
 
 from omnipost.app import build_server
@@ -89,36 +88,6 @@ async def test_pg_publish_and_idempotency_replay_through_the_mcp_client(tmp_path
 # ------------------------------------------------------------------ several workers, one queue
 
 
-class _Proc:
-    """A subprocess whose stderr is drained by a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, marker: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(marker in line for line in list(self.lines)):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no '{marker}' in time; stderr:\n" + "".join(self.lines[-40:]))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
 def _free_port() -> int:
     import socket
 
@@ -131,8 +100,8 @@ async def test_three_workers_drain_1000_due_posts_each_published_exactly_once(tm
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
     store = tmp_path / "sandbox.db"
     port = _free_port()
-    sandbox = _Proc([sys.executable, "-m", "omnipost", "sandbox", "serve", "--store", str(store), "--port", str(port)], base_env)
-    workers: list[_Proc] = []
+    sandbox = Proc([sys.executable, "-m", "omnipost", "sandbox", "serve", "--store", str(store), "--port", str(port)], base_env)
+    workers: list[Proc] = []
     try:
         sandbox.wait_for("Uvicorn running", timeout=60)
         sandbox_url = f"http://127.0.0.1:{port}"
@@ -160,7 +129,7 @@ async def test_three_workers_drain_1000_due_posts_each_published_exactly_once(tm
             env = base_env | {"OMNIPOST_DATABASE_URL": pg_url, "OMNIPOST_SANDBOX_URL": sandbox_url,
                               "OMNIPOST_DATA_DIR": str(tmp_path / "worker"), "OMNIPOST_LOG_LEVEL": "INFO",
                               "OMNIPOST_SCHEDULER_TICK": "0.2", "OMNIPOST_SECRET_KEY": KEY}
-            workers = [_Proc([sys.executable, "-m", "omnipost", "worker"], env) for _ in range(3)]
+            workers = [Proc([sys.executable, "-m", "omnipost", "worker"], env) for _ in range(3)]
 
             async def published() -> int:
                 async with server.runtime.db.session() as s:

@@ -18,7 +18,7 @@ from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from test_scheduler import _Proc
+from procs import Proc
 
 from omnipost.sandbox.upstream import list_posts
 
@@ -45,7 +45,7 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
     env |= {"OMNIPOST_DATA_DIR": str(data), "OMNIPOST_LOG_LEVEL": "INFO", "OMNIPOST_CONFIRM": "never",
             "OMNIPOST_SCHEDULER_TICK": "0.2", "OMNIPOST_SCHEDULER_LEASE": str(LEASE)}
-    serve = _Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
+    serve = Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
     timer = threading.Timer(40, serve.proc.kill)  # watchdog
     timer.start()
     post_ids: list[str] = []
@@ -80,7 +80,7 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
     assert set(at_kill) == set(post_ids)
     assert any(s in ("queued", "publishing") for s in at_kill.values()), at_kill  # work was left for the worker
 
-    work = _Proc([sys.executable, "-m", "omnipost", "worker"], env)
+    work = Proc([sys.executable, "-m", "omnipost", "worker"], env)
     timer = threading.Timer(60, work.proc.kill)  # watchdog
     timer.start()
     try:

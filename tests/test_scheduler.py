@@ -4,14 +4,12 @@ The in-server scheduler loop is switched off (scheduler_enabled=False) so only t
 runs happen; one subprocess test at the end runs the real `omnipost worker`.
 """
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +18,13 @@ import anyio
 import pytest
 from mcp import Client
 from sqlmodel import select
+from procs import Proc
+from test_publishing import faults
 from toolresult import err, ok
 
 from omnipost.app import OmnipostServer
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
-from omnipost.runtime import SANDBOX_HOST
 from omnipost.sandbox.upstream import list_posts
 from omnipost.scheduler import Scheduler
 from omnipost.store.models import Attempt, Post
@@ -55,14 +54,6 @@ def worker(server: OmnipostServer, clock: FixedClock, name: str = "A", **kw: Any
 
 def received(settings: Settings) -> list[dict[str, Any]]:
     return [p for p in list_posts(settings.data_dir / "sandbox.db") if p["kind"] == "post"]
-
-
-async def faults(server: OmnipostServer, plan: dict[str, Any] | None) -> None:
-    http = server.runtime.http
-    if plan is None:
-        await http.delete(f"{SANDBOX_HOST}/v1/_control/faults")
-    else:
-        (await http.post(f"{SANDBOX_HOST}/v1/_control/faults", json=plan)).raise_for_status()
 
 
 async def schedule(client: Client, account: str, when: datetime | str, text: str = "Later", **extra: Any) -> dict[str, Any]:
@@ -355,63 +346,12 @@ async def test_run_forever_ticks_until_stopped_and_retires_its_heartbeat(server:
 # ------------------------------------------------------------------ the real processes
 
 
-class _Proc:
-    """A subprocess whose stderr is collected by a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str], stdin: Any = subprocess.DEVNULL) -> None:
-        self.proc = subprocess.Popen(args, env=env, stdin=stdin, stdout=subprocess.PIPE if stdin is subprocess.PIPE else subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """One JSON-RPC request over the process's stdio (started with stdin=PIPE); its response."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self._ids = getattr(self, "_ids", 0) + 1
-        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}) + "\n")
-        self.proc.stdin.flush()
-        for line in self.proc.stdout:
-            msg = json.loads(line)
-            if msg.get("id") == self._ids:
-                return msg
-        raise AssertionError("server closed stdout:\n" + "".join(self.lines[-40:]))
-
-    def initialize(self) -> None:
-        """The MCP handshake: initialize, then the initialized notification."""
-        assert self.proc.stdin is not None
-        self.rpc("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}})
-        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-        self.proc.stdin.flush()
-
-    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """tools/call; the structured content of a success (fails the test on an error)."""
-        msg = self.rpc("tools/call", {"name": name, "arguments": arguments})
-        assert "result" in msg and not msg["result"].get("isError"), msg
-        result: dict[str, Any] = msg["result"]["structuredContent"]
-        return result
-
-    def wait_for(self, marker: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(marker in line for line in self.lines):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no '{marker}' in time; stderr:\n" + "".join(self.lines[-40:]))
-
-
 def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
     env |= {"OMNIPOST_DATA_DIR": str(data), "OMNIPOST_LOG_LEVEL": "INFO", "OMNIPOST_SCHEDULER_ENABLED": "false",
             "OMNIPOST_CONFIRM": "never"}
-    serve = _Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
+    serve = Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
     assert serve.proc.stdin is not None
     timer = threading.Timer(60, serve.proc.kill)  # watchdog
     timer.start()
@@ -431,7 +371,7 @@ def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp
     post_id = batch["results"][0]["postId"]
     assert list_posts(data / "sandbox.db") == []
 
-    work = _Proc([sys.executable, "-m", "omnipost", "worker"], env)
+    work = Proc([sys.executable, "-m", "omnipost", "worker"], env)
     timer = threading.Timer(60, work.proc.kill)  # watchdog
     timer.start()
     try:
