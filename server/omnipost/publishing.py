@@ -338,6 +338,8 @@ class PublishService:
             return {}
         check = self.media.check_url
         wanted = {t.index: url for t in targets if t.platform == Platform.PINTEREST and (url := t.options.get("destinationUrl"))}
+        if not wanted:
+            return {}
         outcome: dict[str, AppError | None] = {}
 
         async def one(url: str) -> None:
