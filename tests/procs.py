@@ -2,6 +2,7 @@
 stdio (stdin=PIPE) a minimal JSON-RPC client."""
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -58,6 +59,11 @@ class Proc:
                 break
             time.sleep(0.05)
         raise AssertionError(f"no '{marker}' in time; stderr:\n" + "".join(self.lines[-40:]))
+
+    def terminate(self) -> None:
+        """SIGTERM, and assert the process stops cleanly (exit 0) within 30 s."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0, "".join(self.lines[-40:])
 
     def kill(self) -> None:
         """SIGKILL, if it still runs, and reap it."""

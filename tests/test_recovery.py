@@ -84,12 +84,16 @@ async def test_a_post_that_never_reached_the_platform_is_sent_once_after_restart
     assert [p["id"] for p in list_posts(settings.data_dir / "sandbox.db")] == [post_id]
 
 
-async def test_an_idempotency_claim_left_in_flight_is_completed_from_the_batch(settings: Settings, clock: Any) -> None:
-    request = {"text": "Keyed", "idempotencyKey": "k-crash", "targets": [{"accountId": ""}]}
+async def keyed_publish(settings: Settings, clock: Any, handle: str, text: str, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A publish with an idempotency key to a new sandbox account: (the request, to send again; its answer)."""
     async with Client(build_server(settings, clock=clock)) as client:
-        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "c"}))["id"]
-        request["targets"] = [{"accountId": account}]
-        first = ok(await client.call_tool("publish_post", request))
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": handle}))["id"]
+        request = {"text": text, "idempotencyKey": key, "targets": [{"accountId": account}]}
+        return request, ok(await client.call_tool("publish_post", request))
+
+
+async def test_an_idempotency_claim_left_in_flight_is_completed_from_the_batch(settings: Settings, clock: Any) -> None:
+    request, first = await keyed_publish(settings, clock, "c", "Keyed", "k-crash")
     async with stored(settings, clock) as s:
         record = (await s.exec(select(IdempotencyRecord))).one()
         record.state, record.response = "in_flight", {"batchId": first["id"]}  # killed before the answer was stored
@@ -146,11 +150,7 @@ async def test_a_post_whose_owner_process_is_gone_is_taken_over_at_once(settings
 @pytest.mark.parametrize("owner, replayed", [("live", False), ("dead", True)])
 async def test_an_in_flight_claim_of_a_live_process_is_not_finished_by_another(settings: Settings, clock: Any, owner: str,
                                                                                replayed: bool) -> None:
-    request = {"text": "Keyed elsewhere", "idempotencyKey": "k-shared", "targets": [{"accountId": ""}]}
-    async with Client(build_server(settings, clock=clock)) as client:
-        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "k"}))["id"]
-        request["targets"] = [{"accountId": account}]
-        first = ok(await client.call_tool("publish_post", request))
+    request, first = await keyed_publish(settings, clock, "k", "Keyed elsewhere", "k-shared")
     async with stored(settings, clock) as s:
         record = (await s.exec(select(IdempotencyRecord))).one()
         record.state = "in_flight"

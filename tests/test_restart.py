@@ -94,8 +94,7 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
                                                  f"{set(post_ids) - received}; stderr:\n" + "".join(work.lines[-60:]))
             assert work.proc.poll() is None, "worker exited early; stderr:\n" + "".join(work.lines[-40:])
             time.sleep(0.1)
-        work.proc.send_signal(signal.SIGTERM)
-        assert work.proc.wait(timeout=30) == 0, "".join(work.lines[-40:])
+        work.terminate()
     finally:
         timer.cancel()
         if work.proc.poll() is None:

@@ -6,7 +6,6 @@ runs happen; one subprocess test at the end runs the real `omnipost worker`.
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -376,8 +375,7 @@ def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp
     timer.start()
     try:
         work.wait_for(f"published post {post_id}", timeout=30)
-        work.proc.send_signal(signal.SIGTERM)
-        assert work.proc.wait(timeout=30) == 0, "".join(work.lines[-40:])
+        work.terminate()
     finally:
         timer.cancel()
         if work.proc.poll() is None:
