@@ -6,6 +6,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -59,6 +61,17 @@ class Proc:
                 break
             time.sleep(0.05)
         raise AssertionError(f"no '{marker}' in time; stderr:\n" + "".join(self.lines[-40:]))
+
+    @contextmanager
+    def watchdog(self, seconds: float) -> Iterator["Proc"]:
+        """Kill the process if the block takes longer than `seconds` (so no test hangs), and on leaving the block."""
+        timer = threading.Timer(seconds, self.proc.kill)
+        timer.start()
+        try:
+            yield self
+        finally:
+            timer.cancel()
+            self.kill()
 
     def terminate(self) -> None:
         """SIGTERM, and assert the process stops cleanly (exit 0) within 30 s."""

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from contextlib import closing
@@ -46,10 +45,8 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
     env |= {"OMNIPOST_DATA_DIR": str(data), "OMNIPOST_LOG_LEVEL": "INFO", "OMNIPOST_CONFIRM": "never",
             "OMNIPOST_SCHEDULER_TICK": "0.2", "OMNIPOST_SCHEDULER_LEASE": str(LEASE)}
     serve = Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
-    timer = threading.Timer(40, serve.proc.kill)  # watchdog
-    timer.start()
     post_ids: list[str] = []
-    try:
+    with serve.watchdog(40):
         serve.initialize()
         accounts = [serve.call_tool("connect_account", {"platform": "sandbox", "emulates": p, "handle": f"crash-{p}"})["id"]
                     for p in EMULATES]
@@ -72,18 +69,12 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
             time.sleep(0.02)
         serve.proc.kill()  # SIGKILL, stdin still open: no shutdown of any kind
         assert serve.proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        timer.cancel()
-        if serve.proc.poll() is None:
-            serve.proc.kill()
     at_kill = _statuses(data / "omnipost.db")
     assert set(at_kill) == set(post_ids)
     assert any(s in ("queued", "publishing") for s in at_kill.values()), at_kill  # work was left for the worker
 
     work = Proc([sys.executable, "-m", "omnipost", "worker"], env)
-    timer = threading.Timer(60, work.proc.kill)  # watchdog
-    timer.start()
-    try:
+    with work.watchdog(60):
         work.wait_for("worker ready", timeout=20)
         deadline = time.monotonic() + 30
         while True:
@@ -95,10 +86,6 @@ def test_a_server_killed_with_posts_queued_leaves_them_to_a_new_worker_which_pub
             assert work.proc.poll() is None, "worker exited early; stderr:\n" + "".join(work.lines[-40:])
             time.sleep(0.1)
         work.terminate()
-    finally:
-        timer.cancel()
-        if work.proc.poll() is None:
-            work.proc.kill()
     assert any("worker stopped" in line for line in work.lines)
 
     received_ids = _received(data)

@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -352,9 +351,7 @@ def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp
             "OMNIPOST_CONFIRM": "never"}
     serve = Proc([sys.executable, "-m", "omnipost", "serve"], env, stdin=subprocess.PIPE)
     assert serve.proc.stdin is not None
-    timer = threading.Timer(60, serve.proc.kill)  # watchdog
-    timer.start()
-    try:
+    with serve.watchdog(60):
         serve.initialize()
         account = serve.call_tool("connect_account", {"platform": "sandbox", "emulates": "x", "handle": "w"})["id"]
         when = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
@@ -363,22 +360,12 @@ def test_a_post_scheduled_through_stdio_is_published_once_by_omnipost_worker(tmp
         assert [w["code"] for w in batch["results"][0]["warnings"]] == ["scheduler.not_running"]
         serve.proc.stdin.close()
         assert serve.proc.wait(timeout=30) == 0
-    finally:
-        timer.cancel()
-        if serve.proc.poll() is None:
-            serve.proc.kill()
     post_id = batch["results"][0]["postId"]
     assert list_posts(data / "sandbox.db") == []
 
     work = Proc([sys.executable, "-m", "omnipost", "worker"], env)
-    timer = threading.Timer(60, work.proc.kill)  # watchdog
-    timer.start()
-    try:
+    with work.watchdog(60):
         work.wait_for(f"published post {post_id}", timeout=30)
         work.terminate()
-    finally:
-        timer.cancel()
-        if work.proc.poll() is None:
-            work.proc.kill()
     assert any("worker stopped" in line for line in work.lines)
     assert [p["id"] for p in list_posts(data / "sandbox.db") if p["kind"] == "post"] == [post_id]
