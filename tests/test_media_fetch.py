@@ -34,6 +34,7 @@ from omnipost.media.fetch import (
     check_address,
     fetch,
     parse_ipv4_host,
+    parse_target,
 )
 
 pytestmark = pytest.mark.anyio
@@ -396,6 +397,37 @@ async def test_bad_shapes_are_refused(url: str) -> None:
     assert resolver.calls == []
     assert wire.requests == []
 
+
+
+NOT_DNS_NAMES = ["example..com", ".example.com", "a" * 64 + ".example", "files.example..", ("a" * 62 + ".") * 4 + "com",
+                 "exa%20mple.com", "ex%00ample.com", "files.ex*ample"]
+
+
+@pytest.mark.parametrize("host", NOT_DNS_NAMES)
+async def test_hosts_that_are_not_dns_names_are_refused_before_dns(host: str) -> None:
+    resolver = FakeResolver({host: ["93.184.216.34"]})
+    async with tripwire_client() as (client, wire):
+        with pytest.raises(MediaError) as exc:
+            await get(f"http://{host}/a.jpg", http=client, resolver=resolver)
+    assert rule_of(exc) == URL_FORBIDDEN and not exc.value.retryable
+    assert resolver.calls == [] and wire.requests == []
+
+
+@pytest.mark.parametrize("host", ["a" * 63 + ".example", "files.example.", "my_host.example", "xn--mnchen-3ya.de",
+                                  ("a" * 62 + ".") * 3 + "a" * 61])
+def test_dns_names_at_the_limits_are_accepted(host: str) -> None:
+    assert parse_target(f"https://{host}/").host == host
+
+
+async def test_a_resolver_that_cannot_encode_the_name_is_a_typed_refusal() -> None:
+    class Idna(FakeResolver):
+        async def resolve(self, host: str, port: int) -> list[str]:
+            raise UnicodeError("encoding with 'idna' codec failed (UnicodeError: label empty or too long)")
+
+    async with tripwire_client() as (client, wire):
+        with pytest.raises(MediaError) as exc:
+            await get("https://files.example/a.jpg", http=client, resolver=Idna())
+    assert rule_of(exc) == URL_FORBIDDEN and wire.requests == []
 
 async def test_allow_loopback_never_admits_literals_or_localhost() -> None:
     resolver = FakeResolver()

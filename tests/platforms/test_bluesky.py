@@ -269,6 +269,27 @@ async def test_link_card_is_skipped_with_a_note_when_the_page_cannot_be_fetched(
     assert warning.startswith("post: no link card for https://intranet.example/page") and "10.0.0.5" in warning
 
 
+class IdnaResolver(FakeResolver):
+    """Encodes the name to IDNA first, as getaddrinfo does (an empty or 64-character label raises UnicodeError there)."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        host.encode("idna")
+        return await super().resolve(host, port)
+
+
+@pytest.mark.parametrize("host", ["example..com", "a" * 64 + ".example"])
+async def test_a_link_whose_host_is_not_a_dns_name_is_published_without_a_card(env: Env, host: str) -> None:
+    text = f"See http://{host}/page now"
+    with anyio.fail_after(WAIT):
+        published = await env.adapter(resolver=IdnaResolver({})).publish(make_job(env.account, text))
+    record = env.stored(KEY)["value"]
+    assert record["text"] == text and "embed" not in record
+    assert record["facets"][0]["features"][0]["uri"] == f"http://{host}/page"
+    assert published.response is not None
+    [warning] = published.response["warnings"]
+    assert warning.startswith(f"post: no link card for http://{host}/page")
+
+
 # --- sessions --------------------------------------------------------------------------------------
 
 

@@ -328,7 +328,29 @@ def parse_target(url: str | httpx2.URL) -> _Target:
             raise UrlForbiddenError(f"the URL host [{host}] is not a valid IPv6 address") from None
     else:
         literal = parse_ipv4_host(host)
+        if literal is None:
+            _check_dns_name(host)
     return _Target(parsed, scheme, host, port, literal)
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")
+
+
+def _check_dns_name(host: str) -> None:
+    """Refuse a host name no resolver can look up (RFC 1035: labels of 1-63 characters, 253 in all).
+
+    getaddrinfo raises UnicodeError (its IDNA codec) rather than a lookup error for an empty or
+    64-character label, and a name with `%`, spaces or `*` in it is no DNS name: such URLs are
+    refused here, before any DNS, like any other malformed URL. Underscores are admitted (in use in
+    real host names, and harmless to look up).
+    """
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise UrlForbiddenError(
+            f"the URL host {host[:100]!r} is not a valid DNS name (each dot-separated label must be 1-63 letters, "
+            "digits, hyphens or underscores, and the name at most 253 characters)"
+        )
 
 
 def _is_localhost_name(host: str) -> bool:
@@ -354,6 +376,8 @@ async def _addresses(target: _Target, resolver: Resolver, *, allow_loopback: boo
         found = await resolver.resolve(target.host.rstrip("."), target.port)
     except OSError as exc:  # socket.gaierror and friends
         raise UrlUnreachableError(f"the URL host {target.host!r} could not be resolved ({exc.strerror or exc})") from None
+    except ValueError:  # UnicodeError from getaddrinfo's IDNA codec: the name cannot be looked up, now or later
+        raise UrlForbiddenError(f"the URL host {target.host!r} is not a name that can be resolved") from None
     if not found:
         raise UrlUnreachableError(f"the URL host {target.host!r} resolves to no address")
     for ip in found:  # every one: the resolver's order is not ours to trust
