@@ -248,7 +248,7 @@ async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_on
         return PlainTextResponse("gone", status_code=404)
 
     shop = Starlette(routes=[Route("/{p:path}", page)])
-    http = mounted_client({SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db"), f"https://{shop_ip}": shop})
+    http = mounted_client({SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db", clock=clock), f"https://{shop_ip}": shop})
     resolver = MapResolver({"shop.example": [shop_ip], "intranet.example": ["10.1.2.3"]})
     server = build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, http=http, resolver=resolver)
     async with http, Client(server) as client:

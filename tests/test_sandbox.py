@@ -16,6 +16,7 @@ import anyio.abc
 import httpx2
 import pytest
 
+from omnipost.clock import FixedClock
 from omnipost.domain import Platform
 from omnipost.errors import (
     PlatformAuthError,
@@ -69,7 +70,7 @@ def _job(account: AccountContext, key: str = "post_01", text: str = "hello sandb
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
     store = tmp_path / "sandbox" / "sandbox.sqlite3"
-    app = create_sandbox_app(store, clock=lambda: NOW)
+    app = create_sandbox_app(store, clock=FixedClock(NOW))
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url=BASE) as http:
         registered = await register_account(http, BASE, "alice", "x")
         yield Sandbox(store, http, _context(registered))
@@ -292,7 +293,7 @@ async def test_faults_are_deterministic_with_a_seed(sandbox: Sandbox) -> None:
 async def test_store_is_its_own_file_readable_without_a_server(tmp_path: Path) -> None:
     store = tmp_path / "elsewhere" / "upstream.sqlite3"
     assert list_posts(store) == [] and not store.exists()  # looking does not create it
-    app = create_sandbox_app(store)
+    app = create_sandbox_app(store, clock=FixedClock(NOW))
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url=BASE) as http:
         account = _context(await register_account(http, BASE, "carol", "bluesky"))
         await SandboxAdapter(http, BASE).publish(_job(account, "kept"))

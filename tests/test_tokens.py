@@ -36,7 +36,7 @@ class Setup:
         self.fake = FakeBluesky(clock=lambda: self.clock.now().timestamp(), refresh_ttl=10 * 86400.0)
         self.fake.add_account("alice.test", PASSWORD)
         self.sink = WebhookSink(clock=self.clock)
-        self.http = self.fake.client(mounts={SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db")})
+        self.http = self.fake.client(mounts={SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db", clock=self.clock)})
         self.server: OmnipostServer = build_server(settings.model_copy(update={"scheduler_enabled": False}),
                                                    clock=self.clock, http=self.http)
         self.rt = self.server.runtime

@@ -101,7 +101,7 @@ class Runtime:
                 from omnipost.sandbox.upstream import create_sandbox_app
 
                 # The embedded sandbox: a simulated platform in this process, with its own store.
-                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db"))
+                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db", clock=self.clock))
             # Keep-alive for a whole 25-target fan-out, so a batch does not open new connections.
             self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0),
                                            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50))
@@ -116,7 +116,7 @@ class Runtime:
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = {
             "sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout),
-            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=bluesky_rotated,
+            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=bluesky_rotated, clock=self.clock,
                                       resolver=self.extra.get("resolver") or SystemResolver()),
         }
         self.media_ = self._media_service()

@@ -41,7 +41,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx2
@@ -53,11 +53,19 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from fakes import mounted_client
+from omnipost.clock import FixedClock
 
 PDS_URL = "https://pds.test"
 VIDEO_URL = "https://video.test"
 PDS_SERVICE_DID = "did:web:pds.test"
 NOW = 1_795_521_600.0  # 2026-11-24T12:00:00Z
+
+
+def unix_clock(seconds: float) -> FixedClock:
+    """The injected clock standing at `seconds` (Unix time), as the adapter is given one."""
+    return FixedClock(datetime.fromtimestamp(seconds, timezone.utc))
+
+
 POST = "app.bsky.feed.post"
 UPLOAD_BLOB = "com.atproto.repo.uploadBlob"
 TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")

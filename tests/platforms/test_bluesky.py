@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from fakes.bluesky import NOW, PDS_URL, VIDEO_URL, FakeBluesky
+from fakes.bluesky import NOW, PDS_URL, VIDEO_URL, FakeBluesky, unix_clock
 from mediagen import make_image, make_video
 from omnipost.domain import Platform
 from omnipost.errors import (
@@ -88,7 +88,7 @@ class Env:
         async def on_credentials(account_id: str, credentials: dict[str, Any]) -> None:
             self.persisted.append((account_id, credentials))
 
-        return BlueskyAdapter(self.http, on_credentials=on_credentials, clock=lambda: clock, poll_interval=0,
+        return BlueskyAdapter(self.http, on_credentials=on_credentials, clock=unix_clock(clock), poll_interval=0,
                               video_service=VIDEO_URL, **kw)
 
     @property
@@ -113,7 +113,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     fake.add_account("alice.test", PASSWORD)
     fake.add_handle("bob.test", BOB)
     async with fake.client(mounts={f"https://{PAGE_IP}": PAGES}) as http:
-        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL, clock=unix_clock(NOW))
         account = AccountContext(id="acc_1", platform="bluesky", handle=session["handle"], credentials=session["credentials"],
                                  defaults={"did": session["did"], "pdsUrl": session["pdsUrl"]})
         yield Env(fake, http, account, tmp_path)
@@ -146,7 +146,7 @@ def ref(record: dict[str, Any]) -> dict[str, str]:
 
 async def test_connect_returns_the_session_and_the_pds_from_the_did_document(env: Env) -> None:
     with anyio.fail_after(WAIT):
-        session = await connect_bluesky(env.http, "alice.test", PASSWORD, PDS_URL + "/")
+        session = await connect_bluesky(env.http, "alice.test", PASSWORD, PDS_URL + "/", clock=unix_clock(NOW))
     assert session["handle"] == "alice.test" and session["did"].startswith("did:plc:")
     assert session["pdsUrl"] == PDS_URL
     assert set(session["credentials"]) == {"accessJwt", "refreshJwt", "did", "pdsUrl"}
@@ -155,7 +155,7 @@ async def test_connect_returns_the_session_and_the_pds_from_the_did_document(env
 
 async def test_connect_with_a_wrong_password_is_an_auth_error(env: Env) -> None:
     with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError) as caught:
-        await connect_bluesky(env.http, "alice.test", "wrong", PDS_URL)
+        await connect_bluesky(env.http, "alice.test", "wrong", PDS_URL, clock=unix_clock(NOW))
     assert caught.value.status == 401
     assert caught.value.platform_response == {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
 
@@ -224,9 +224,9 @@ async def test_without_a_video_service_the_video_is_rejected_clearly(tmp_path: P
     path.write_bytes(make_video())
     video = MediaFile(index=0, mime="video/mp4", kind="video", size=path.stat().st_size, path=path, width=1280, height=720)
     async with fake.client() as http:
-        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL, clock=unix_clock(NOW))
         account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials=session["credentials"])
-        adapter = BlueskyAdapter(http, clock=lambda: NOW, poll_interval=0, video_service=VIDEO_URL)
+        adapter = BlueskyAdapter(http, clock=unix_clock(NOW), poll_interval=0, video_service=VIDEO_URL)
         with anyio.fail_after(WAIT), pytest.raises(PlatformRejectedError, match="Video upload is not available"):
             await adapter.publish(make_job(account, "Clip", files=(video,)))
     assert fake.posts() == []
@@ -393,9 +393,9 @@ async def test_the_same_job_twice_makes_one_record_per_piece(tmp_path: Path, dup
     fake = FakeBluesky(duplicate_error=duplicate)
     fake.add_account("alice.test", PASSWORD)
     async with fake.client() as http:
-        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL)
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL, clock=unix_clock(NOW))
         account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials=session["credentials"])
-        adapter = BlueskyAdapter(http, clock=lambda: NOW)
+        adapter = BlueskyAdapter(http, clock=unix_clock(NOW))
         job = make_job(account, "once", thread=("twice?",), first_comment="thrice?")
         with anyio.fail_after(WAIT):
             first = await adapter.publish(job)

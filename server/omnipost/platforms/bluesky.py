@@ -68,7 +68,6 @@ import json
 import logging
 import mimetypes
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -81,6 +80,7 @@ from urllib.parse import urljoin
 import anyio
 import httpx2
 
+from omnipost.clock import Clock
 from omnipost.errors import (
     MediaError,
     PlatformAuthError,
@@ -364,7 +364,7 @@ async def _file_chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
 
 
 async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_password: str, pds_url: str = DEFAULT_PDS,
-                          *, timeout: float = 30.0) -> dict[str, Any]:
+                          *, clock: Clock, timeout: float = 30.0) -> dict[str, Any]:
     """Log in with an app password (com.atproto.server.createSession).
 
     Returns `{"did", "handle", "pdsUrl", "credentials": {"accessJwt", "refreshJwt", "did", "pdsUrl"}}`; pdsUrl is
@@ -378,7 +378,7 @@ async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_passwor
     response = await send(http, "POST", f"{base}/xrpc/{CREATE_SESSION}", platform=PLATFORM, write=False, timeout=timeout,
                           json={"identifier": identifier, "password": app_password})
     if not response.is_success:
-        raise _classify(response, CREATE_SESSION, time.time())
+        raise _classify(response, CREATE_SESSION, clock.now().timestamp())
     body = _json_of(response)
     did, handle = body.get("did"), body.get("handle")
     access, refresh = body.get("accessJwt"), body.get("refreshJwt")
@@ -487,10 +487,11 @@ class BlueskyAdapter:
 
     def __init__(self, http: httpx2.AsyncClient, *, timeout: float = 30.0,
                  on_credentials: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
-                 resolver: Resolver | None = None, clock: Callable[[], float] = time.time,
+                 resolver: Resolver | None = None, clock: Clock,
                  poll_interval: float = 1.0, video_max_wait: float = 600.0, video_service: str = VIDEO_SERVICE,
                  media_timeout: float = 600.0, card_timeout: float = 10.0, fetch_http: httpx2.AsyncClient | None = None) -> None:
-        """`resolver`: DNS for link-card pages (None: no link cards). `clock`: Unix time in seconds.
+        """`resolver`: DNS for link-card pages (None: no link cards). `clock`: the program's injected clock (token
+        expiry, record timestamps and rate-limit resets are judged by it, never by the wall clock).
         `poll_interval`/`video_max_wait`: video processing polls. `fetch_http`: client for link-card pages
         (default: `http`). `media_timeout` bounds one blob/video upload, `card_timeout` one page or thumb fetch."""
         self.http = http
@@ -508,6 +509,10 @@ class BlueskyAdapter:
         self._locks: dict[str, anyio.Lock] = {}
 
     # ------------------------------------------------------------------ sessions and calls
+
+    def _now(self) -> float:
+        """The injected clock's instant as Unix seconds (JWT exp and RateLimit-Reset are Unix seconds)."""
+        return self.clock.now().timestamp()
 
     def _session(self, account: AccountContext, *, need_token: bool = True) -> _Session:
         creds = dict(account.credentials)
@@ -536,12 +541,12 @@ class BlueskyAdapter:
         if name == "ExpiredToken":
             return True
         exp = _jwt_exp(token)
-        return response.status_code == 401 and exp is not None and exp <= self.clock()
+        return response.status_code == 401 and exp is not None and exp <= self._now()
 
     async def _authed(self, s: _Session, method: str, nsid: str, *, write: bool, **kw: Any) -> httpx2.Response:
         """One call with the access token; refreshed once (before, or after an expiry answer) and repeated once."""
         exp = _jwt_exp(s.access)
-        if exp is not None and exp <= self.clock():
+        if exp is not None and exp <= self._now():
             await self._refresh(s)
         token = s.access
         response = await self._call(s.pds, method, nsid, write=write, token=token, **kw)
@@ -561,7 +566,7 @@ class BlueskyAdapter:
             # Not a write for the post: a lost answer means nothing was published (retryable).
             response = await self._call(s.pds, "POST", REFRESH_SESSION, write=False, token=s.refresh)
             if not response.is_success:
-                error = _classify(response, REFRESH_SESSION, self.clock())
+                error = _classify(response, REFRESH_SESSION, self._now())
                 if isinstance(error, PlatformAuthError | PlatformRejectedError):
                     raise PlatformAuthError(f"The Bluesky session could not be refreshed: {error.message}", status=error.status,
                                             platform_response=error.platform_response,
@@ -592,7 +597,7 @@ class BlueskyAdapter:
         await self._refresh(self._session(account, need_token=False))
 
     def _error(self, response: httpx2.Response, nsid: str) -> PlatformError:
-        return _classify(response, nsid, self.clock())
+        return _classify(response, nsid, self._now())
 
     # ------------------------------------------------------------------ records
 
@@ -654,7 +659,7 @@ class BlueskyAdapter:
         assert f.path is not None
         host = httpx2.URL(s.pds).host
         response = await self._authed(s, "GET", GET_SERVICE_AUTH, write=False, params={
-            "aud": f"did:web:{host}", "lxm": UPLOAD_BLOB, "exp": int(self.clock()) + SERVICE_AUTH_SECONDS})
+            "aud": f"did:web:{host}", "lxm": UPLOAD_BLOB, "exp": int(self._now()) + SERVICE_AUTH_SECONDS})
         if not response.is_success:
             raise self._error(response, GET_SERVICE_AUTH)
         token = _json_of(response).get("token")
@@ -809,7 +814,7 @@ class BlueskyAdapter:
         p = _Piece(s, {f.index: f for f in job.media}, [])
         media = tuple(_with_facts(m, p.files.get(m.index)) for m in target.media)
         langs = target.options.get("langs")
-        started = self.clock()
+        started = self._now()
 
         body = build_post(replace(target, media=media))
         rkey = tid_for(piece_key(key, ""))

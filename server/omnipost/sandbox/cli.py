@@ -40,12 +40,13 @@ def serve(store_path: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -
     """Run the sandbox upstream with uvicorn until interrupted (loopback only)."""
     import uvicorn
 
+    from omnipost.clock import SystemClock
     from omnipost.sandbox.upstream import create_sandbox_app
 
     # The control endpoints have no auth (anyone who can reach them can inject faults): keep it local.
     if not _is_loopback(host):
         raise ValueError(f"The sandbox listens on loopback only; '{host}' is not a loopback address.")
-    uvicorn.run(create_sandbox_app(Path(store_path)), host=host, port=port, log_level="info")
+    uvicorn.run(create_sandbox_app(Path(store_path), clock=SystemClock()), host=host, port=port, log_level="info")
 
 
 def _cell(value: Any, width: int) -> str:

@@ -89,6 +89,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from omnipost.clock import Clock
 from omnipost.domain import PLATFORM_ALIASES
 
 PUBLIC_BASE = "https://sandbox.omnipost.local"
@@ -129,10 +130,6 @@ def _iso(at: datetime) -> str:
     if at.tzinfo is not None:
         at = at.astimezone(timezone.utc)
     return at.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _token_hash(token: str) -> str:
@@ -612,11 +609,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def create_sandbox_app(store_path: Path, *, clock: Callable[[], datetime] | None = None) -> Starlette:
-    """The sandbox upstream as an ASGI app, storing into `store_path` (created if missing)."""
+def create_sandbox_app(store_path: Path, *, clock: Clock) -> Starlette:
+    """The sandbox upstream as an ASGI app, storing into `store_path` (created if missing). `clock`: the embedding
+    program's clock (the sandbox's token expiries and timestamps agree with the program that judges them)."""
     store = SandboxStore(Path(store_path))
     store.init()
-    sb = _Sandbox(store, clock or _utcnow)
+    sb = _Sandbox(store, clock.now)
     routes = [
         Route("/v1/accounts", sb.register, methods=["POST"]),
         Route("/v1/posts", sb.list_account_posts, methods=["GET"]),

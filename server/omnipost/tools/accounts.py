@@ -55,7 +55,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                                             remediation="Create one in Bluesky: Settings → Privacy and security → App passwords.")
             from omnipost.platforms.bluesky import connect_bluesky, session_expiry
 
-            session = await connect_bluesky(rt.http, handle.strip(), appPassword, pdsUrl or "https://bsky.social")
+            session = await connect_bluesky(rt.http, handle.strip(), appPassword, pdsUrl or "https://bsky.social", clock=rt.clock)
             account = await rt.accounts.add(profile.id, platform="bluesky", handle=session["handle"], credentials=session["credentials"],
                                             defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **(defaults or {})},
                                             token_expires_at=session_expiry(session["credentials"]))
