@@ -75,12 +75,13 @@ VERSIONS: tuple[ApiVersion, ...] = (
                source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
                       "no published sunset for v2",
                checked="2026-11-24"),
-    ApiVersion("linkedin", "LinkedIn-Version header (versioned REST)", "202601", date(2027, 1, 1),
-               source="platforms.md §3: `LinkedIn-Version: YYYYMM` (e.g. 202601); monthly versions, old ones are "
-                      "sunset after ~1 year",
-               checked="2026-11-24", confirmed=False,
-               note="Sunset estimated as the first day of the month 12 months after release (LinkedIn's ~1 year "
-                    "support window); the exact day is not published in our sources. Bump to a newer month before it."),
+    ApiVersion("linkedin", "LinkedIn-Version header (versioned REST)", "202607", date(2027, 7, 15),
+               source="platforms.md §3: `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
+                      "version's sunset about a year after release (202601: 2027-01-15, 202602: 2027-02-15, "
+                      "202603: 2027-03-16); 202607 (July 2026) is the newest version in our sources",
+               checked="2026-12-04", confirmed=False,
+               note="202607's sunset is not yet listed in our sources: estimated as the 15th of the same month a year "
+                    "later, as for the listed versions. Bump to a newer month before it."),
     ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG, checked="2026-11-24"),
     ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
                source=_META_CHANGELOG, checked="2026-11-24"),
