@@ -25,6 +25,7 @@ from omnipost.config import Settings
 from omnipost.auth import current_caller
 from omnipost.errors import AppError, ErrorObject, RateLimitedError
 from omnipost.preflight.engine import AccountLookup, MediaLookup
+from omnipost.surrogates import refuse_lone_surrogates
 
 logger = logging.getLogger("omnipost")
 
@@ -243,6 +244,8 @@ class OmnipostServer(MCPServer):
                 self.rate_limiter.check(caller.key_id)
             except RateLimitedError as exc:
                 return error_result(exc.to_error_object(request_id))
+        if (refused := refuse_lone_surrogates(arguments, request_id)) is not None:
+            return error_result(refused)
         flattened = self._flattened.get(name)
         if flattened is not None:
             param, model = flattened

@@ -120,11 +120,14 @@ def check_request(req: PostRequest, clock: Clock) -> Literal["immediate", "sched
     return "draft" if req.draft else "immediate"
 
 
+TIME_REMEDIATION = "Use a time like 2026-12-01T09:30:00Z or 2026-12-01T09:30:00 with timezone."
+
+
 def parse_time(value: str, zone: ZoneInfo | timezone) -> datetime:
     """ISO-8601 instant; a time without an offset is read in `zone`.
 
     Raises:
-        ValidationFailedError: the value is not ISO-8601.
+        ValidationFailedError: the value is not ISO-8601, or its instant is not within years 1-9999 in UTC.
     """
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
@@ -132,11 +135,18 @@ def parse_time(value: str, zone: ZoneInfo | timezone) -> datetime:
         raise ValidationFailedError(
             f"scheduledAt '{value}' is not an ISO-8601 time.",
             path="scheduledAt",
-            remediation="Use a time like 2026-12-01T09:30:00Z or 2026-12-01T09:30:00 with timezone.",
+            remediation=TIME_REMEDIATION,
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValidationFailedError(
+            f"scheduledAt '{value}' is outside the range of times (years 1 to 9999 in UTC).",
+            path="scheduledAt",
+            remediation=TIME_REMEDIATION,
+        ) from None
 
 
 def judge_target(t: ResolvedTarget, early: list[Violation]) -> TargetResult:

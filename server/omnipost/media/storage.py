@@ -205,6 +205,8 @@ class MediaStore:
         """Open `path` read-only after checking it is a regular file inside a root; (fd, size)."""
         if not self.roots:
             raise MediaPathForbiddenError("uploading from a local path is disabled: no media directories are configured")
+        if "\x00" in path:  # no file name holds one; os.path would raise ValueError on it
+            raise MediaPathForbiddenError("the path contains a NUL character")
         given = Path(path).expanduser()
         if not given.is_absolute():
             raise MediaPathForbiddenError("the path must be absolute")

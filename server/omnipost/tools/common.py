@@ -1,8 +1,10 @@
 """Helpers every tool module uses: the caller's profile, annotation presets."""
 
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.types import ToolAnnotations
+from pydantic import AfterValidator
 
 from omnipost.auth import Caller, current_caller
 
@@ -15,6 +17,20 @@ LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idem
 LOCAL_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 PUBLISH = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 UPSTREAM_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # before year 1 or after 9999 once in UTC: the nearest instant there is
+        return (datetime.max if value.year == 9999 else datetime.min).replace(tzinfo=timezone.utc)
+
+
+# An ISO-8601 instant argument (a filter bound): a time without an offset is read as UTC.
+Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 async def profile_of(rt: "Runtime", requested: str | None) -> tuple["Profile", Caller]:

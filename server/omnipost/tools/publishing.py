@@ -1,7 +1,6 @@
 """Publishing tools: publish_post, publish_draft, and the post history (get, list, cancel, delete)."""
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -12,7 +11,7 @@ from omnipost.drafting import validate_request
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.request import PostRequest
-from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, profile_of
+from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, Instant, profile_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -128,8 +127,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         platform: Annotated[str | None, Field(description="Only this platform (sandbox accounts: sandbox's emulated platform id).")] = None,
         status: Annotated[str | None, Field(description="draft, validated, publishing, published, failed, rejected, cancelled, deleted or unknown.")] = None,
         errorCode: Annotated[str | None, Field(description="Only posts whose error has this code.")] = None,
-        after: Annotated[datetime | None, Field(description="Created at or after (ISO-8601).")] = None,
-        before: Annotated[datetime | None, Field(description="Created before (ISO-8601).")] = None,
+        after: Annotated[Instant | None, Field(description="Created at or after (ISO-8601; without an offset it is UTC).")] = None,
+        before: Annotated[Instant | None, Field(description="Created before (ISO-8601; without an offset it is UTC).")] = None,
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
     ) -> PostPage:
