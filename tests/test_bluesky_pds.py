@@ -37,7 +37,9 @@ async def connect(client: Client, server_pds: Any, handle: str) -> tuple[str, di
 
 
 def server_for(settings: Settings, clock: Any) -> Any:
-    return build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, resolver=PrivateResolver())
+    # The PDS is on loopback: the development setting admits it (and only loopback: link cards stay refused).
+    return build_server(settings.model_copy(update={"confirm": "never", "upstream_allow_loopback": True}), clock=clock,
+                        resolver=PrivateResolver())
 
 
 async def test_publish_text_with_facets_images_and_a_thread_reads_back_as_sent(local_pds: Any, settings: Settings, clock: Any) -> None:

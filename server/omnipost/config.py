@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool = Field(default=False, description=(
         "Development only: let webhooks go to a receiver on this machine (localhost, 127.0.0.1, ::1). "
         "Private, link-local and metadata addresses stay refused."))
+    upstream_allow_loopback: bool = Field(default=False, description=(
+        "Development only: let platform API calls go to a server on this machine (a local PDS given as pdsUrl). "
+        "Private, link-local and metadata addresses stay refused."))
     token_check_interval: float = Field(default=3600.0, gt=0, description=(
         "Seconds between checks of account tokens: refresh those ending within 7 days, emit token.expiring for the rest."))
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")

@@ -50,6 +50,7 @@ from omnipost.errors import (
 from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
+from omnipost.netguard import UpstreamForbiddenError
 from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob
 from omnipost.platforms.http import MAX_BODY
 from omnipost.preflight.engine import resolve
@@ -459,6 +460,9 @@ class PublishService:
         except PlatformUnavailableError as exc:
             return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
         except PlatformError as exc:
+            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+        except UpstreamForbiddenError as exc:  # the account's server now resolves to a non-public address: nothing sent
+            await self.mark_account(account.id, "needs_reconnect")
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except Exception as exc:  # noqa: BLE001 - the fan-out boundary: one target's bug must not sink the batch
             logger.exception("unexpected error publishing %s", post.id)

@@ -103,8 +103,9 @@ class Runtime:
                 # The embedded sandbox: a simulated platform in this process, with its own store.
                 mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db", clock=self.clock))
             # Keep-alive for a whole 25-target fan-out, so a batch does not open new connections.
-            self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0),
-                                           limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50))
+            limits = httpx2.Limits(max_connections=100, max_keepalive_connections=50)
+            self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0), limits=limits,
+                                           transport=self._guarded_transport(limits))
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
         from omnipost.media.fetch import SystemResolver
@@ -136,6 +137,20 @@ class Runtime:
         counts = await self.publisher_.recover()
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
+
+    def _guarded_transport(self, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
+        """The network transport of the runtime's client: every connection goes to an address the SSRF guard vetted
+        (netguard.py); the operator's external sandbox is trusted as configured."""
+        from omnipost.media.fetch import SystemResolver
+        from omnipost.netguard import GuardedBackend, GuardedTransport
+
+        trusted = []
+        if self.settings.sandbox_url:
+            url = httpx2.URL(self.settings.sandbox_url)
+            trusted.append((url.host, url.port or (443 if url.scheme == "https" else 80)))
+        backend = GuardedBackend(self.extra.get("resolver") or SystemResolver(), trusted=trusted,
+                                 allow_loopback=self.settings.upstream_allow_loopback, inner=self.extra.get("network_backend"))
+        return GuardedTransport(backend, limits=limits)
 
     def _media_service(self) -> Any:
         from omnipost.media.fetch import SystemResolver

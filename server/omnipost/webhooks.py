@@ -58,9 +58,9 @@ from omnipost.media.fetch import (
     Resolver,
     UrlForbiddenError,
     UrlUnreachableError,
-    _addresses,
     _Target,
     parse_target,
+    vetted_addresses,
 )
 from omnipost.store.crypto import Vault
 from omnipost.store.db import Database, new_id
@@ -185,7 +185,7 @@ class WebhookService:
     async def _vet(self, url: str) -> _Target:
         """Parse and vet a URL's addresses (raises UrlForbiddenError / UrlUnreachableError)."""
         target = parse_target(url)
-        await _addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
+        await vetted_addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
         return target
 
     async def create(self, profile_id: str, url: str, events: Iterable[str]) -> tuple[WebhookEndpoint, str]:
@@ -379,7 +379,7 @@ class WebhookService:
         try:
             with anyio.fail_after(self.timeout):
                 target = parse_target(endpoint.url)
-                addresses = await _addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
+                addresses = await vetted_addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
                 status = await self._post(target, addresses, body, headers)
         except UrlForbiddenError as exc:
             return _Outcome("failed", error=f"url_forbidden: {exc.message}")

@@ -358,7 +358,8 @@ def _is_localhost_name(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
-async def _addresses(target: _Target, resolver: Resolver, *, allow_loopback: bool, local_receiver: bool = False) -> list[str]:
+async def vetted_addresses(target: _Target, resolver: Resolver, *, allow_loopback: bool = False,
+                           local_receiver: bool = False) -> list[str]:
     """The vetted addresses to connect to: the literal, or every address the name resolves to.
 
     `local_receiver` is a user's explicit development setting (OMNIPOST_WEBHOOK_ALLOW_LOOPBACK): loopback is
@@ -521,7 +522,7 @@ async def _fetch(
     target = parse_target(url)
     hops = 0
     while True:
-        addresses = await _addresses(target, resolver, allow_loopback=allow_loopback)
+        addresses = await vetted_addresses(target, resolver, allow_loopback=allow_loopback)
         try:
             response, ip = await _send(client, target, addresses, timeout)
         except httpx2.TimeoutException:

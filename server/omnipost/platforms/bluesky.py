@@ -92,6 +92,7 @@ from omnipost.errors import (
 )
 from omnipost.media.fetch import Resolver, fetch
 from omnipost.media.probe import MediaFacts
+from omnipost.netguard import UpstreamForbiddenError, check_base_url
 from omnipost.platforms.base import AccountContext, MediaFile, Published, PublishJob
 from omnipost.platforms.common import is_video, pending
 from omnipost.platforms.http import raise_for_status, send
@@ -108,6 +109,7 @@ EXTERNAL = "app.bsky.embed.external"
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
+GET_SESSION = "com.atproto.server.getSession"
 GET_SERVICE_AUTH = "com.atproto.server.getServiceAuth"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
 UPLOAD_BLOB = "com.atproto.repo.uploadBlob"
@@ -370,13 +372,22 @@ async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_passwor
     Returns `{"did", "handle", "pdsUrl", "credentials": {"accessJwt", "refreshJwt", "did", "pdsUrl"}}`; pdsUrl is
     the DID document's #atproto_pds endpoint when present (else `pds_url`). The app password is not returned.
 
+    The DID document is the PDS's word, not ours: its endpoint must be a well-formed server URL, and when it is
+    not `pds_url` the new session is checked there (getSession) before anything is stored, so a connection the
+    SSRF guard refuses (netguard.py) fails the connect instead of a later publish that would carry the token.
+
     Raises:
+        ValidationFailedError: `pds_url` (path pdsUrl) is not a usable server URL.
+        UpstreamForbiddenError: `pds_url`, or the DID document's endpoint, is at a non-public address.
         PlatformAuthError: wrong identifier/password, 2FA required, account taken down.
         PlatformError: any other failure (see _classify).
     """
-    base = pds_url.rstrip("/")
-    response = await send(http, "POST", f"{base}/xrpc/{CREATE_SESSION}", platform=PLATFORM, write=False, timeout=timeout,
-                          json={"identifier": identifier, "password": app_password})
+    base = check_base_url(pds_url, path="pdsUrl")
+    try:
+        response = await send(http, "POST", f"{base}/xrpc/{CREATE_SESSION}", platform=PLATFORM, write=False,
+                              timeout=timeout, json={"identifier": identifier, "password": app_password})
+    except UpstreamForbiddenError as exc:
+        raise UpstreamForbiddenError(f"pdsUrl: {exc.message}", path="pdsUrl") from None
     if not response.is_success:
         raise _classify(response, CREATE_SESSION, clock.now().timestamp())
     body = _json_of(response)
@@ -386,6 +397,16 @@ async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_passwor
         raise PlatformUnavailableError("Bluesky createSession answered without a complete session.", status=response.status_code,
                                        remediation="Retry later.")
     pds = pds_from_did_doc(body.get("didDoc")) or base
+    if pds != base:
+        pds = check_base_url(pds, path="pdsUrl")
+        try:
+            checked = await send(http, "GET", f"{pds}/xrpc/{GET_SESSION}", platform=PLATFORM, write=False, timeout=timeout,
+                                 headers={"Authorization": f"Bearer {access}"})
+        except UpstreamForbiddenError as exc:
+            raise UpstreamForbiddenError(f"The PDS's DID document names {pds[:200]}, where omnipost does not connect "
+                                         f"({exc.message})", path="pdsUrl") from None
+        if not checked.is_success:
+            raise _classify(checked, GET_SESSION, clock.now().timestamp())
     return {"did": did, "handle": handle, "pdsUrl": pds,
             "credentials": {"accessJwt": access, "refreshJwt": refresh, "did": did, "pdsUrl": pds}}
 

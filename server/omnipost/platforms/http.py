@@ -15,6 +15,7 @@ from omnipost.errors import (
     PlatformUnavailableError,
     UnknownOutcomeError,
 )
+from omnipost.netguard import UpstreamForbiddenError, refused_reason
 
 MAX_BODY = 2000
 _SECRET_KEYS = re.compile(r"(?i)(token|jwt|password|secret|authorization|api[_-]?key|cookie)")
@@ -81,7 +82,12 @@ async def send(client: httpx2.AsyncClient, method: str, url: str, *, platform: s
     try:
         with anyio.fail_after(timeout):
             return await client.request(method, url, **kwargs)
-    except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+    except httpx2.ConnectError as exc:
+        refused = refused_reason(exc)
+        if refused is not None:  # the SSRF guard: nothing was sent
+            raise UpstreamForbiddenError(f"omnipost does not connect to {platform} at that address: {refused}.") from None
+        raise PlatformUnavailableError(f"Could not reach {platform}: {type(exc).__name__}.", remediation="Retry later.") from exc
+    except (httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
         raise PlatformUnavailableError(f"Could not reach {platform}: {type(exc).__name__}.", remediation="Retry later.") from exc
     except (httpx2.ReadTimeout, httpx2.WriteTimeout, httpx2.RemoteProtocolError, httpx2.ReadError, TimeoutError) as exc:
         if write:
