@@ -149,3 +149,15 @@ def test_a_lone_surrogate_in_a_key_names_its_object_and_json_text_is_looked_into
     assert lone_surrogate_path({"a": [{"b": "fine"}, {"b": ["x", f"y{LONE}"]}]}) == "a[1].b[1]"
     assert lone_surrogate_path({"targets": '[{"text": "\\ud83d"}]'}) == "targets[0].text"
     assert lone_surrogate_path({"text": "😀 \\ud83d is only written out", "n": 3, "x": None}) is None
+
+
+async def test_a_draft_whose_account_was_disconnected_is_rejected_with_a_typed_error(hostile: Client) -> None:
+    account = await sandbox_account(hostile)
+    draft = ok(await hostile.call_tool("publish_post", {"text": "Later", "targets": [{"accountId": account}], "draft": True}))
+    ok(await hostile.call_tool("disconnect_account", {"accountId": account}))
+    with anyio.fail_after(WAIT):
+        batch = ok(await hostile.call_tool("publish_draft", {"id": draft["id"]}))
+    [result] = batch["results"]
+    assert result["status"] == "rejected" and result["error"]["code"] == "platform_auth_failed"
+    post = ok(await hostile.call_tool("get_post", {"postId": result["postId"]}))
+    assert [a["errorCode"] for a in post["attempts"]] == ["platform_auth_failed"]

@@ -445,8 +445,8 @@ class PublishService:
     async def _attempt(self, post: Post, account: Account, attempt_id: str) -> "_Result":
         """One upstream try for a post whose attempt row is already committed; no database writes."""
         adapter = self.adapters.get(account.platform)
-        if adapter is None or account.health != "active":
-            return _Result(post.id, attempt_id, None, AppError(
+        if adapter is None or account.health != "active":  # disconnected or needing reconnection since the post was stored
+            return _Result(post.id, attempt_id, None, PlatformAuthError(
                 f"Account {account.id} cannot publish ({'no adapter for ' + account.platform if adapter is None else account.health}).",
                 remediation="Reconnect the account."), "rejected", "rejected")
         job = await self._job(post, account)
