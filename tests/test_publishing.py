@@ -7,6 +7,8 @@ import anyio
 import pytest
 from fakes import mounted_client
 from mediagen import b64, make_image
+from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
+from test_store import Backend, backend  # noqa: F401 - the sqlite/postgresql fixture
 from test_webhooks import MapResolver
 from toolresult import err, ok
 from mcp import Client
@@ -101,6 +103,38 @@ async def test_concurrent_calls_with_one_key_execute_once(client: Client, accoun
     assert all(c["code"] == "idempotency_conflict" and c["rule"] == "idempotency.in_flight" for c in conflicts)
     assert len(received(settings)) == 3  # one execution: three posts, whatever the number of callers
     assert ok(await client.call_tool("publish_post", request))["replay"] is True
+
+
+async def test_concurrent_identical_publishes_to_one_account_publish_once(backend: Backend, settings: Settings, clock: Any) -> None:
+    """post.duplicate is decided atomically with storing the post (SQLite and PostgreSQL): of 20 identical concurrent
+    publishes one is published and 19 get the sequential answer; different texts sent alongside all go."""
+    server = build_server(settings.model_copy(update={"database_url": backend.url}), clock=clock)
+    async with Client(server) as client:
+        account = await connect(client, "bluesky", "racer")
+        request = {"text": "Only once, however many callers", "targets": [{"accountId": account}]}
+        same: list[Any] = []
+        other: list[Any] = []
+
+        async def call(out: list[Any], body: dict[str, Any]) -> None:
+            out.append(await client.call_tool("publish_post", body))
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(call, same, request)
+                    if i % 4 == 0:
+                        tg.start_soon(call, other, {**request, "text": f"A different post {i}"})
+        sequential = err(await client.call_tool("publish_post", request))
+    published = [ok(o) for o in same if not o.is_error]
+    refused = [err(o) for o in same if o.is_error]
+    assert len(published) == 1 and published[0]["status"] == "published"
+    assert (sequential["code"], [d["rule"] for d in sequential["details"]]) == ("preflight_failed", ["post.duplicate"])
+    assert len(refused) == 19
+    assert all((e["code"], [d["rule"] for d in e["details"]]) == ("preflight_failed", ["post.duplicate"]) for e in refused)
+    assert all(published[0]["results"][0]["postId"] in e["details"][0]["message"] for e in refused)
+    assert [ok(o)["status"] for o in other] == ["published"] * 5
+    texts = sorted(p["text"] for p in received(settings) if p["kind"] == "post")
+    assert texts.count(request["text"]) == 1 and len(texts) == 6
 
 
 async def test_draft_is_stored_then_published_later(client: Client, accounts: list[str], settings: Settings) -> None:

@@ -54,7 +54,8 @@ async def caps_of(s: Any, account_ids: set[str]) -> dict[str, int]:
 
 
 async def lock(s: Any, account_ids: list[str]) -> None:
-    """Serialise cap decisions for these accounts until the session's transaction ends.
+    """Serialise decisions about these accounts' posts (caps; publish_post's post.duplicate) until the session's
+    transaction ends, across every process sharing the database.
 
     SQLite: must be the transaction's first statement (it takes the database write lock).
     """

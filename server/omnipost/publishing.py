@@ -211,7 +211,8 @@ class PublishService:
             judged.append(r)
             violations += r.errors
         if not req.skipDuplicateCheck:
-            violations += await self._duplicates(resolution.targets, profile_id)
+            async with self.db.session() as s:
+                violations += await self._duplicates(s, resolution.targets)
         if violations:
             raise PreflightError(violations)
         now = self.clock.now()
@@ -243,6 +244,12 @@ class PublishService:
                 next_attempt_at=when if mode == "scheduled" and not error else None,
             ))
         async with self.db.session() as s:
+            # Decisions about these accounts' new posts are serialised across processes (caps.lock: an advisory lock
+            # per account on PostgreSQL, the write lock on SQLite) and taken again against what is committed, so
+            # concurrent identical publishes cannot all pass post.duplicate; a refusal here stores nothing.
+            await caps.lock(s, list({p.account_id for p in posts}))
+            if not req.skipDuplicateCheck and (found := await self._duplicates(s, resolution.targets)):
+                raise PreflightError(found)
             if mode == "immediate":
                 await self._defer_capped(s, posts, now)
             s.add(batch)
@@ -272,12 +279,11 @@ class PublishService:
 
     async def _defer_capped(self, s: Any, posts: Sequence[Post], now: datetime) -> None:
         """Immediate targets past their account's daily cap (caps.py) are queued for when a slot frees, with a
-        warning, instead of being sent to a platform that would refuse them. Runs first in the storing transaction."""
+        warning, instead of being sent to a platform that would refuse them. Runs in the storing transaction, under caps.lock."""
         live = [p for p in posts if p.status == "validated"]
         capped = {p.account_id: cap for p in live if (cap := caps.daily_cap(p.platform)) is not None}
         if not capped:
             return
-        await caps.lock(s, list(capped))
         counted = await caps.used(s, capped, now, None)  # our own publishes in flight count too
         for account_id, cap in capped.items():
             mine = [p for p in live if p.account_id == account_id]
@@ -286,14 +292,14 @@ class PublishService:
                     p.status, p.next_attempt_at = "queued", until
                     p.warnings = [*(p.warnings or []), caps.deferred_warning(p.platform, cap, len(counted[account_id]), until)]
 
-    async def _duplicates(self, targets: Sequence[ResolvedTarget], profile_id: str) -> list[ErrorObject]:
+    async def _duplicates(self, s: Any, targets: Sequence[ResolvedTarget]) -> list[ErrorObject]:
+        """post.duplicate violations: the targets whose text went to their account within the window (stored posts only)."""
         since = self.clock.now() - DUPLICATE_WINDOW
         found: list[ErrorObject] = []
         wanted = {(t.account.id, text_hash(t.text)) for t in targets if t.account is not None}
-        async with self.db.session() as s:  # one query for the whole batch, matched in memory
-            rows = (await s.exec(select(Post).where(
-                col(Post.account_id).in_({a for a, _ in wanted}), col(Post.text_hash).in_({h for _, h in wanted}),
-                col(Post.status).in_(LIVE_STATUSES), Post.created_at >= since).order_by(col(Post.created_at).desc()))).all()
+        rows = (await s.exec(select(Post).where(  # one query for the whole batch, matched in memory
+            col(Post.account_id).in_({a for a, _ in wanted}), col(Post.text_hash).in_({h for _, h in wanted}),
+            col(Post.status).in_(LIVE_STATUSES), Post.created_at >= since).order_by(col(Post.created_at).desc()))).all()
         latest: dict[tuple[str, str], Post] = {}
         for row in rows:
             latest.setdefault((row.account_id, row.text_hash), row)
