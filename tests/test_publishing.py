@@ -105,6 +105,44 @@ async def test_concurrent_calls_with_one_key_execute_once(client: Client, accoun
     assert ok(await client.call_tool("publish_post", request))["replay"] is True
 
 
+def fail_once(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> None:
+    """Make `obj.name` raise a plain exception (a bug: internal_error) on its first call only."""
+    real = getattr(obj, name)
+    calls: list[int] = []
+
+    async def faulty(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected bug")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, faulty)
+
+
+@pytest.mark.parametrize("step", ["_materialise_media", "batch_result"])  # before anything is stored / after it published
+async def test_an_internal_error_frees_the_idempotency_key_without_publishing_twice(
+        server: OmnipostServer, client: Client, accounts: list[str], settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        step: str) -> None:
+    fail_once(monkeypatch, server.runtime.publisher, step)
+    request = {"text": "Keyed through a bug", "idempotencyKey": f"bug-{step}", "targets": [{"accountId": accounts[0]}]}
+    assert err(await client.call_tool("publish_post", request))["code"] == "internal_error"
+    again = ok(await client.call_tool("publish_post", request))  # not idempotency_conflict (in_flight) for 24 h
+    assert again["status"] == "published"
+    assert again["replay"] is (step == "batch_result")  # already stored: replayed, never sent twice
+    assert len(received(settings)) == 1
+
+
+async def test_an_internal_error_in_a_keyed_tool_frees_its_key(server: OmnipostServer, client: Client, accounts: list[str],
+                                                               settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    draft = ok(await client.call_tool("publish_post", {"text": "Draft through a bug", "draft": True,
+                                                       "targets": [{"accountId": accounts[0]}]}))
+    fail_once(monkeypatch, server.runtime.publisher, "publish_draft")
+    request = {"id": draft["id"], "idempotencyKey": "draft-bug"}
+    assert err(await client.call_tool("publish_draft", request))["code"] == "internal_error"
+    assert ok(await client.call_tool("publish_draft", request))["status"] == "published"
+    assert len(received(settings)) == 1
+
+
 async def test_concurrent_identical_publishes_to_one_account_publish_once(backend: Backend, settings: Settings, clock: Any) -> None:
     """post.duplicate is decided atomically with storing the post (SQLite and PostgreSQL): of 20 identical concurrent
     publishes one is published and 19 get the sequential answer; different texts sent alongside all go."""

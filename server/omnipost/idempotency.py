@@ -2,7 +2,9 @@
 
 Same key + same body within 24 h -> the original answer, marked as a replay. Same key + other
 body -> idempotency_conflict. A key whose first request is still running -> idempotency_conflict
-with rule idempotency.in_flight (the caller retries and then gets the replay).
+with rule idempotency.in_flight (the caller retries and then gets the replay). A request that fails in any way
+(refused, a bug, cancelled) does not stay "running": its claim is released, or, when its write was already stored,
+completed with what was stored (publishing.PublishService._finish_claim), so a retry runs or replays, never repeats.
 """
 
 import hashlib
@@ -84,14 +86,19 @@ class Idempotency:
                 return Claim(record_id=None, replay=existing.response, replay_is_error=existing.is_error)
         raise ConflictError("This idempotencyKey is contended; retry.", rule="idempotency.in_flight")
 
-    async def attach(self, record_id: str, partial: dict[str, Any]) -> None:
-        """Record progress (e.g. the batch id) so recovery can finish a claim after a crash."""
+    async def attach(self, record_id: str, partial: dict[str, Any], *, session: Any) -> None:
+        """Record progress (e.g. the batch id) in the caller's transaction, so it commits with what it describes and a
+        failed request or recovery can finish the claim."""
+        row = await session.get(IdempotencyRecord, record_id)
+        if row is not None:
+            row.response = {**(row.response or {}), **partial}
+            session.add(row)
+
+    async def progress(self, record_id: str) -> dict[str, Any]:
+        """What `attach` recorded for a claim (empty when nothing was, or the claim is gone)."""
         async with self.db.session() as s:
             row = await s.get(IdempotencyRecord, record_id)
-            if row is not None:
-                row.response = {**(row.response or {}), **partial}
-                s.add(row)
-                await s.commit()
+        return dict(row.response or {}) if row is not None else {}
 
     async def complete(self, record_id: str, response: dict[str, Any], *, is_error: bool = False) -> None:
         """Store the answer; later requests with the key replay it."""

@@ -177,15 +177,24 @@ class PublishService:
                 return BatchResult.model_validate(claim.replay | {"replay": True})
         try:
             result = await self._publish_claimed(req, mode, profile_id, test_mode, progress, claim.record_id if claim else None)
-        except AppError:
             if claim is not None and claim.record_id is not None:
-                await self.idempotency.release(claim.record_id)  # nothing was stored: a corrected retry may reuse the key
+                await self.idempotency.complete(claim.record_id, result.model_dump(mode="json"))
+        except BaseException:  # a refusal, a bug (internal_error) or a cancellation: never leave the key "still running"
+            if claim is not None and claim.record_id is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._finish_claim(claim.record_id, (await self.idempotency.progress(claim.record_id)).get("batchId"))
             raise
-        if claim is not None and claim.record_id is not None:
-            await self.idempotency.complete(claim.record_id, result.model_dump(mode="json"))
         if mode == "scheduled":
             result = await self._with_liveness(result)
         return result
+
+    async def _finish_claim(self, record_id: str, batch_id: str | None) -> None:
+        """Settle a claim whose request ended without its answer (an error, a crash): nothing stored frees the key for a
+        retry; a stored batch becomes the answer to replay, so the retry cannot publish it twice."""
+        if batch_id is None:
+            await self.idempotency.release(record_id)
+        else:
+            await self.idempotency.complete(record_id, (await self.batch_result(batch_id)).model_dump(mode="json"))
 
     async def _with_liveness(self, result: BatchResult) -> BatchResult:
         """A schedule answer warns on every target when no scheduler worker is alive (heartbeat within 2 ticks)."""
@@ -270,9 +279,9 @@ class PublishService:
             # first upstream call, and no window in which a post is stored but not yet being published.
             attempt_of = self._begin_attempts(s, live, {})
             accounts = await self._accounts_of(s, live)
+            if claim_id is not None:  # with the batch: a key is never freed for a request whose batch was stored
+                await self.idempotency.attach(claim_id, {"batchId": batch.id}, session=s)
             await s.commit()
-        if claim_id is not None:
-            await self.idempotency.attach(claim_id, {"batchId": batch.id})
         if live:
             await self._run_fan_out(live, accounts, attempt_of, progress)
         return await self.batch_result(batch.id)
@@ -814,12 +823,7 @@ class PublishService:
             await self.publish_post_row(post.id, reconcile_first=post.status == "publishing")
             counts["reconciled" if post.status == "publishing" else "resumed"] += 1
         for record in await self.idempotency.unfinished():
-            batch_id = (record.response or {}).get("batchId")
-            if batch_id is None:
-                await self.idempotency.release(record.id)  # crashed before anything was stored
-            else:
-                result = await self.batch_result(batch_id)
-                await self.idempotency.complete(record.id, result.model_dump(mode="json"))
+            await self._finish_claim(record.id, (record.response or {}).get("batchId"))
         async with self.db.session() as s:
             batch_ids = {p.batch_id for p in stuck}
         for bid in batch_ids:

@@ -3,6 +3,7 @@
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, Field
@@ -46,10 +47,11 @@ async def with_idempotency(rt: "Runtime", profile_id: str, tool: str, key: str |
     assert claim.record_id is not None
     try:
         result = await run()
-    except InputError:
-        await idem.release(claim.record_id)
+        await idem.complete(claim.record_id, result.model_dump(mode="json"))
+    except BaseException:  # a refusal, a bug (internal_error) or a cancellation: never leave the key "still running"
+        with anyio.CancelScope(shield=True):
+            await idem.release(claim.record_id)
         raise
-    await idem.complete(claim.record_id, result.model_dump(mode="json"))
     return result
 
 
