@@ -16,6 +16,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from halfopen import closed, stalled
+from procs import Proc
+
 pytestmark = pytest.mark.anyio
 
 API_KEY = "op_test_transport_key_0123456789"
@@ -183,3 +186,29 @@ def test_http_transport_refuses_to_start_without_an_api_key(tmp_path: Path) -> N
     assert proc.returncode != 0
     assert "OMNIPOST_API_KEY" in proc.stderr and "omnipost keys create" in proc.stderr
     assert proc.stdout == ""
+
+
+async def test_stalled_connections_neither_starve_a_real_client_nor_flood_the_log(tmp_path: Path) -> None:
+    """300 connections send half their request headers and stall, past a 256-descriptor limit: a real client is
+    still answered, the header timeout closes every stalled one, and stderr stays a few lines long."""
+    port = _free_port()
+    env = _env(tmp_path, OMNIPOST_API_KEY=API_KEY, OMNIPOST_HTTP_HEADER_TIMEOUT="2")  # the default cap, lowered to fit 256
+    serve = ["sh", "-c", 'ulimit -n 256 && exec "$0" "$@"', sys.executable, "-m", "omnipost", "serve",
+             "--transport", "streamable-http", "--port", str(port)]
+    with Proc(serve, env).watchdog(120) as proc:
+        proc.wait_for("Uvicorn running on", 60)
+        held = [stalled(port) for _ in range(300)]
+        try:
+            with anyio.fail_after(60):
+                async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+                    async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+                        await _exercise(client)
+            with anyio.fail_after(30):
+                for s in held:
+                    await closed(s)
+        finally:
+            for s in held:
+                s.close()
+        log = "".join(proc.lines)
+    assert "Too many open files" not in log and "Traceback" not in log, log[-2000:]
+    assert len(log) < 10_000, log[-2000:]

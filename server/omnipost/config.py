@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     token_check_interval: float = Field(default=3600.0, gt=0, description=(
         "Seconds between checks of account tokens: refresh those ending within 7 days, emit token.expiring for the rest."))
     rate_limit_per_minute: int = Field(default=120, ge=1, description="Tool calls per minute per API key (HTTP transports).")
+    http_header_timeout: float = Field(default=10.0, gt=0, description=(
+        "Seconds an HTTP connection may take to send complete request headers; slower ones are closed (slowloris guard)."))
+    http_max_connections: int = Field(default=256, ge=1, description=(
+        "Simultaneous HTTP connections; a new one past it closes the one waiting longest for its headers (or itself). "
+        "Lowered to fit the open-file limit."))
     scheduler_enabled: bool = Field(default=True, description="Run the scheduler inside every long-running server process.")
     # 0.5 s keeps p99 lateness under 1 s (bench/scheduler.py): a post is at most one tick plus its publish late.
     scheduler_tick: float = Field(default=0.5, gt=0, description="Seconds between scheduler ticks.")

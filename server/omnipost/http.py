@@ -148,12 +148,12 @@ def require_a_key(settings: Settings) -> None:
 
 
 def serve_http(server: OmnipostServer | None, settings: Settings, transport: Transport, host: str, port: int) -> None:
-    """Run one HTTP transport with uvicorn until interrupted.
+    """Run one HTTP transport with uvicorn until interrupted, guarded against stalled and excess connections (httpguard).
 
     A server built without authentication (plain `build_server(settings)`) is replaced by one built
     by build_http_server(): the SDK's auth is fixed at construction, and building is cheap (no I/O).
     """
-    import uvicorn
+    from omnipost import httpguard
 
     require_a_key(settings)
     keys: LazyKeyService | None = None
@@ -163,4 +163,4 @@ def serve_http(server: OmnipostServer | None, settings: Settings, transport: Tra
     app = build_http_app(server, settings, transport, port, keys)
     path = "/sse" if transport == "sse" else "/mcp"
     logger.info("omnipost %s transport on http://%s:%d%s", transport, host, port, path)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+    httpguard.run(app, settings, host, port)
