@@ -1,12 +1,15 @@
 """Profiles and connected accounts, always scoped to a profile (out of scope = not found)."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
+from omnipost.auth import SANDBOX, Reach, as_reach
 from omnipost.clock import Clock
 from omnipost.domain import PLATFORM_ALIASES, Platform
 from omnipost.errors import NotFoundError, UnauthorizedError, ValidationFailedError
@@ -14,7 +17,7 @@ from omnipost.media.probe import MediaFacts
 from omnipost.preflight.model import AccountInfo
 from omnipost.store.crypto import Vault
 from omnipost.store.db import DEFAULT_PROFILE, Database, new_id
-from omnipost.store.models import Account, Media, Profile
+from omnipost.store.models import Account, Media, Post, Profile
 
 
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -95,34 +98,39 @@ class Accounts:
             await s.commit()
         return account
 
-    async def get(self, profile_id: str, account_id: str, *, include_disconnected: bool = False) -> Account:
-        """One account of the profile.
+    async def get(self, scope: Reach | str, account_id: str, *, include_disconnected: bool = False) -> Account:
+        """One account of the profile, within reach.
 
         Raises:
-            NotFoundError: missing, disconnected, or in another profile.
+            NotFoundError: missing, disconnected, in another profile, or out of reach (a real account to a test key).
         """
+        reach = as_reach(scope)
         async with self.db.session() as s:
             account = await s.get(Account, account_id)
-        if account is None or account.profile_id != profile_id or (account.health == "disconnected" and not include_disconnected):
+        if (account is None or account.profile_id != reach.profile_id or not reach.sees_account(account.platform)
+                or (account.health == "disconnected" and not include_disconnected)):
             raise NotFoundError(f"Account '{account_id}' was not found.", rule="accountId",
                                 remediation="Call list_accounts for the connected accounts.")
         return account
 
-    async def list(self, profile_id: str, platform: str | None = None) -> list[Account]:
-        """The profile's connected accounts."""
+    async def list(self, scope: Reach | str, platform: str | None = None) -> list[Account]:
+        """The profile's connected accounts within reach."""
+        reach = as_reach(scope)
         async with self.db.session() as s:
-            q = select(Account).where(Account.profile_id == profile_id, Account.health != "disconnected")
+            q = select(Account).where(Account.profile_id == reach.profile_id, Account.health != "disconnected")
+            if reach.test_mode:
+                q = q.where(Account.platform == SANDBOX)
             if platform:
                 q = q.where((Account.platform == platform) | (Account.emulates == platform))
             return list((await s.exec(q.order_by(col(Account.created_at)))).all())
 
-    async def disconnect(self, profile_id: str, account_id: str) -> Account:
+    async def disconnect(self, scope: Reach | str, account_id: str) -> Account:
         """Forget the account's credentials; its posts stay for history.
 
         Raises:
             NotFoundError: see get().
         """
-        account = await self.get(profile_id, account_id)
+        account = await self.get(scope, account_id)
         async with self.db.session() as s:
             row = await s.get(Account, account.id)
             assert row is not None
@@ -146,6 +154,23 @@ class Accounts:
         return self.vault.open(account.credentials) if account.credentials else {}
 
 
+def real_batches() -> Any:
+    """Ids of the batches with a target on a non-sandbox account, as a subquery: what a test reach never sees.
+
+    (A post of such a batch is out of reach too: every answer about a post names its batch.)"""
+    target = aliased(Post)
+    return select(target.batch_id).join(Account, col(Account.id) == col(target.account_id)).where(Account.platform != SANDBOX)
+
+
+async def hides_batches(s: Any, reach: Reach, batch_ids: Iterable[str]) -> bool:
+    """Whether any of these batches is out of reach (a test reach, and a target on a non-sandbox account)."""
+    if not reach.test_mode:
+        return False
+    q = (select(Post.id).join(Account, col(Account.id) == col(Post.account_id))
+         .where(col(Post.batch_id).in_(list(batch_ids)), Account.platform != SANDBOX).limit(1))
+    return (await s.exec(q)).first() is not None
+
+
 def info(account: Account) -> AccountInfo:
     """What preflight needs: a sandbox account is judged by the platform it emulates."""
     name = account.emulates if account.platform == "sandbox" else account.platform
@@ -159,7 +184,7 @@ class ProfileDirectory:
 
     def __init__(self, accounts: Accounts, db: Database, profile_id: str, *, test_mode: bool = False) -> None:
         self._accounts, self._db, self._profile = accounts, db, profile_id
-        self._test_mode = test_mode
+        self._reach = Reach(profile_id, test_mode)
         self._primed: dict[str, Account] = {}
 
     async def prime(self, account_ids: set[str]) -> None:
@@ -173,17 +198,17 @@ class ProfileDirectory:
         account: Account | None = self._primed.get(account_id)
         if account is None:
             try:
-                account = await self._accounts.get(self._profile, account_id)
+                account = await self._accounts.get(self._reach, account_id)
             except NotFoundError:
                 return None
-        if self._test_mode and account.platform != "sandbox":
+        if not self._reach.sees_account(account.platform):
             return None  # an op_test_ key reaches only sandbox accounts
         return info(account)
 
     async def get_media(self, media_id: str, profile_id: str | None) -> MediaFacts | None:
         async with self._db.session() as s:
             m = await s.get(Media, media_id)
-        if m is None or m.profile_id != self._profile or m.deleted_at is not None:
+        if m is None or m.profile_id != self._profile or m.deleted_at is not None or not self._reach.sees_mode(m.mode):
             return None
         return MediaFacts(kind=m.kind, mime=m.mime, size=m.size, width=m.width, height=m.height,  # type: ignore[arg-type]
                           duration=m.duration, frames=m.frames, sha256=m.sha256)

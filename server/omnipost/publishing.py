@@ -31,7 +31,8 @@ from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
 from omnipost import caps
-from omnipost.accounts import Accounts, ProfileDirectory
+from omnipost.accounts import Accounts, ProfileDirectory, hides_batches, real_batches
+from omnipost.auth import Reach, as_reach
 from omnipost.clock import Clock
 from omnipost.domain import Platform
 from omnipost.drafting import TargetResult, Warning_, check_request, judge_target, violation_error
@@ -170,7 +171,8 @@ class PublishService:
         mode = check_request(req, self.clock)
         claim = None
         if req.idempotencyKey:
-            claim = await self.idempotency.claim(profile_id, req.idempotencyKey, tool, request_hash(tool, body))
+            key = Reach(profile_id, test_mode).idempotency_key(req.idempotencyKey)  # a test key's never replays a live answer
+            claim = await self.idempotency.claim(profile_id, key, tool, request_hash(tool, body))
             if claim.replay is not None:
                 if claim.replay_is_error:
                     raise _ReplayedError(claim.replay)
@@ -237,7 +239,7 @@ class PublishService:
         batch = Batch(id=new_id("bat"), profile_id=profile_id, idempotency_key=req.idempotencyKey,
                       request_hash=request_hash("publish", req.model_dump(mode="json")), mode=mode,
                       status={"draft": "draft", "scheduled": "queued"}.get(mode, "publishing"), created_at=now, scheduled_at=when)
-        media_ids, media_errors = await self._materialise_media(profile_id, resolution.targets)
+        media_ids, media_errors = await self._materialise_media(Reach(profile_id, test_mode), resolution.targets)
         for index, error in (await self._check_links(resolution.targets)).items():
             media_errors.setdefault(index, error)
         posts: list[Post] = []
@@ -324,7 +326,7 @@ class PublishService:
                         actual=earlier.id, limit=24)))
         return found
 
-    async def _materialise_media(self, profile_id: str, targets: Sequence[ResolvedTarget]) -> tuple[dict[int, dict[int, str]], dict[int, ErrorObject]]:
+    async def _materialise_media(self, scope: Reach, targets: Sequence[ResolvedTarget]) -> tuple[dict[int, dict[int, str]], dict[int, ErrorObject]]:
         """Store inline bytes and fetch URL media once per distinct source (deep check); a failure fails that target only."""
         ids: dict[int, dict[int, str]] = {}
         errors: dict[int, ErrorObject] = {}
@@ -339,7 +341,7 @@ class PublishService:
                 if m.source == "bytesBase64":
                     key = "b64:" + (m.facts.sha256 if m.facts else key)
                 if key not in cache:
-                    cache[key] = await self._upload(profile_id, t, m)
+                    cache[key] = await self._upload(scope, t, m)
                 got = cache[key]
                 if isinstance(got, AppError):
                     errors.setdefault(t.index, _deep_error(t, m, got))
@@ -379,13 +381,14 @@ class PublishService:
                     "remediation": "Fix destinationUrl so it answers 200 to an anonymous request from the internet, or remove it."})
         return errors
 
-    async def _upload(self, profile_id: str, t: ResolvedTarget, m: MediaRef) -> str | AppError:
+    async def _upload(self, scope: Reach, t: ResolvedTarget, m: MediaRef) -> str | AppError:
+        """Store one inline or URL medium, in the mode of the caller's key; its id, or why it could not be."""
         assert self.media is not None
         try:
             if m.source == "url":
-                record = await self.media.upload(profile_id, url=m.url, alt_text=m.alt_text)
+                record = await self.media.upload(scope, url=m.url, alt_text=m.alt_text)
             else:
-                record = await self.media.upload(profile_id, bytes_base64=m.inline, alt_text=m.alt_text)
+                record = await self.media.upload(scope, bytes_base64=m.inline, alt_text=m.alt_text)
             return record.id
         except AppError as exc:
             return exc
@@ -666,13 +669,13 @@ class PublishService:
         return BatchResult(id=batch.id, status=status, mode=batch.mode, createdAt=batch.created_at,
                            scheduledAt=batch.scheduled_at, results=[outcome(p) for p in posts])
 
-    async def get_post(self, profile_id: str, post_id: str) -> PostDetail:
+    async def get_post(self, scope: Reach | str, post_id: str) -> PostDetail:
         """A post of the profile with every attempt.
 
         Raises:
-            NotFoundError: unknown, or another profile's.
+            NotFoundError: unknown, another profile's, or out of reach.
         """
-        post = await self._own_post(profile_id, post_id)
+        post = await self._own_post(scope, post_id)
         async with self.db.session() as s:
             attempts = list((await s.exec(select(Attempt).where(Attempt.post_id == post_id).order_by(col(Attempt.number)))).all())
         return PostDetail(
@@ -683,11 +686,14 @@ class PublishService:
                       for a in attempts],
         )
 
-    async def list_posts(self, profile_id: str, *, platform: str | None = None, status: str | None = None,
+    async def list_posts(self, scope: Reach | str, *, platform: str | None = None, status: str | None = None,
                          error_code: str | None = None, after: datetime | None = None, before: datetime | None = None,
                          cursor: str | None = None, limit: int = 50) -> PostPage:
-        """Posts of the profile, newest first, filtered, cursor-paginated (the cursor is the last post id seen)."""
-        q = select(Post).where(Post.profile_id == profile_id)
+        """Posts of the profile within reach, newest first, filtered, cursor-paginated (the cursor is the last post id seen)."""
+        reach = as_reach(scope)
+        q = select(Post).where(Post.profile_id == reach.profile_id)
+        if reach.test_mode:
+            q = q.where(col(Post.batch_id).not_in(real_batches()))
         if platform:
             q = q.where(Post.platform == platform)
         if status:
@@ -705,21 +711,23 @@ class PublishService:
         page = rows[:limit]
         return PostPage(posts=[outcome(p) for p in page], nextCursor=page[-1].id if len(rows) > limit else None)
 
-    async def publish_draft(self, profile_id: str, post_or_batch_id: str, progress: Progress | None = None) -> BatchResult:
+    async def publish_draft(self, scope: Reach | str, post_or_batch_id: str, progress: Progress | None = None) -> BatchResult:
         """Publish a stored draft (one post, or every draft post of a batch).
 
         Raises:
-            NotFoundError: no such draft in the profile.
+            NotFoundError: no such draft in the profile (or within reach).
         """
+        reach = as_reach(scope)
         async with self.db.session() as s:
             if post_or_batch_id.startswith("bat_"):
                 batch = await s.get(Batch, post_or_batch_id)
-                if batch is None or batch.profile_id != profile_id:
+                if batch is None or batch.profile_id != reach.profile_id or await hides_batches(s, reach, [batch.id]):
                     raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="id")
                 posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id, Post.status == "draft"))).all())
             else:
                 post = await s.get(Post, post_or_batch_id)
-                posts = [post] if post is not None and post.profile_id == profile_id and post.status == "draft" else []
+                posts = [post] if (post is not None and post.profile_id == reach.profile_id and post.status == "draft"
+                                   and not await hides_batches(s, reach, [post.batch_id])) else []
             if not posts:
                 raise NotFoundError(f"No draft '{post_or_batch_id}' to publish.", rule="id",
                                     remediation="list_posts with status draft shows the drafts.")
@@ -735,7 +743,7 @@ class PublishService:
         await self._fan_out([p.id for p in posts], progress)
         return await self.batch_result(batch_id)
 
-    async def cancel(self, profile_id: str, post_id: str) -> TargetOutcome:
+    async def cancel(self, scope: Reach | str, post_id: str) -> TargetOutcome:
         """Cancel a draft or a queued post. The change is conditional (status unchanged, no live
         scheduler lease), so a post a worker has just claimed cannot be cancelled.
 
@@ -743,7 +751,7 @@ class PublishService:
             NotFoundError: unknown post; ValidationFailedError: not cancellable in its state
             (rule post.already_publishing when a scheduler has claimed it).
         """
-        post = await self._own_post(profile_id, post_id)
+        post = await self._own_post(scope, post_id)
         if post.status not in ("draft", "queued"):
             raise ValidationFailedError(f"A {post.status} post cannot be cancelled.", path="postId",
                                         remediation="Only drafts and queued posts can be cancelled; delete_post removes a published one.")
@@ -758,17 +766,17 @@ class PublishService:
             raise ValidationFailedError(f"Post {post_id} is already being published and can no longer be cancelled.",
                                         path="post.already_publishing",
                                         remediation="Wait for its outcome with get_post; delete_post removes it once published.")
-        row = await self._own_post(profile_id, post_id)
+        row = await self._own_post(scope, post_id)
         await self.batch_result(row.batch_id)
         return outcome(row)
 
-    async def delete(self, profile_id: str, post_id: str) -> TargetOutcome:
+    async def delete(self, scope: Reach | str, post_id: str) -> TargetOutcome:
         """Delete a published post upstream (where the platform allows) and mark it deleted.
 
         Raises:
             NotFoundError, ValidationFailedError, PlatformError.
         """
-        post = await self._own_post(profile_id, post_id)
+        post = await self._own_post(scope, post_id)
         if post.status != "published" or post.upstream_id is None:
             raise ValidationFailedError(f"A {post.status} post has nothing to delete upstream.", path="postId",
                                         remediation="cancel_post cancels drafts; only published posts can be deleted.")
@@ -788,10 +796,13 @@ class PublishService:
             await s.commit()
             return outcome(row)
 
-    async def _own_post(self, profile_id: str, post_id: str) -> Post:
+    async def _own_post(self, scope: Reach | str, post_id: str) -> Post:
+        """A post of the profile within reach (raises NotFoundError, the same for an unknown id and one out of reach)."""
+        reach = as_reach(scope)
         async with self.db.session() as s:
             post = await s.get(Post, post_id)
-        if post is None or post.profile_id != profile_id:
+            hidden = post is not None and await hides_batches(s, reach, [post.batch_id])
+        if post is None or post.profile_id != reach.profile_id or hidden:
             raise NotFoundError(f"Post '{post_id}' was not found.", rule="postId", remediation="list_posts shows the profile's posts.")
         return post
 

@@ -39,6 +39,7 @@ from omnipost.drafting import Warning_
 from omnipost.store.models import Attempt, Post, SchedulerHeartbeat
 
 if TYPE_CHECKING:
+    from omnipost.auth import Reach
     from omnipost.publishing import PublishService
     from omnipost.store.db import Database
 
@@ -322,28 +323,31 @@ class Scheduler:
 # ------------------------------------------------------------------ managing queued posts (the tools call these)
 
 
-async def _targets(publisher: "PublishService", profile_id: str, post_or_batch_id: str) -> tuple[str, list[Post]]:
-    """The batch id and the posts named by a post id or a batch id, within the profile.
+async def _targets(publisher: "PublishService", scope: "Reach | str", post_or_batch_id: str) -> tuple[str, list[Post]]:
+    """The batch id and the posts named by a post id or a batch id, within the profile and the caller's reach.
 
     Raises:
-        NotFoundError: unknown id, or another profile's.
+        NotFoundError: unknown id, another profile's, or out of reach.
     """
+    from omnipost.accounts import hides_batches
+    from omnipost.auth import as_reach
     from omnipost.errors import NotFoundError
     from omnipost.store.models import Batch
 
+    reach = as_reach(scope)
     async with publisher.db.session() as s:
         if post_or_batch_id.startswith("bat_"):
             batch = await s.get(Batch, post_or_batch_id)
-            if batch is None or batch.profile_id != profile_id:
+            if batch is None or batch.profile_id != reach.profile_id or await hides_batches(s, reach, [batch.id]):
                 raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="batchId",
                                     remediation="list_posts shows the profile's posts and their batches.")
             posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id).order_by(col(Post.position)))).all())
             return batch.id, posts
-    post = await publisher._own_post(profile_id, post_or_batch_id)
+    post = await publisher._own_post(reach, post_or_batch_id)
     return post.batch_id, [post]
 
 
-async def reschedule(publisher: "PublishService", profile_id: str, post_or_batch_id: str, scheduled_at: str,
+async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_batch_id: str, scheduled_at: str,
                      zone: str | None) -> Any:
     """Move queued posts (one post, or every queued post of a batch) to a new time; returns the BatchResult.
 
@@ -363,7 +367,7 @@ async def reschedule(publisher: "PublishService", profile_id: str, post_or_batch
 
     when = parse_time(scheduled_at, ZoneInfo(zone) if zone else timezone.utc)
     notes = [w.model_dump(exclude_none=True) for w in local_time_warnings(scheduled_at, zone)]
-    batch_id, posts = await _targets(publisher, profile_id, post_or_batch_id)
+    batch_id, posts = await _targets(publisher, scope, post_or_batch_id)
     queued = [p for p in posts if p.status == "queued"]
     if not queued:
         raise ValidationFailedError(f"'{post_or_batch_id}' has no queued post to reschedule "
@@ -390,7 +394,7 @@ async def reschedule(publisher: "PublishService", profile_id: str, post_or_batch
     return await publisher.batch_result(batch_id)
 
 
-async def retry(publisher: "PublishService", profile_id: str, batch_id: str) -> Any:
+async def retry(publisher: "PublishService", scope: "Reach | str", batch_id: str) -> Any:
     """Re-queue the failed targets of a batch, due now; published, rejected and unknown ones stay as they are.
 
     Raises:
@@ -398,7 +402,7 @@ async def retry(publisher: "PublishService", profile_id: str, batch_id: str) -> 
     """
     from omnipost.errors import ValidationFailedError
 
-    batch_id, posts = await _targets(publisher, profile_id, batch_id)
+    batch_id, posts = await _targets(publisher, scope, batch_id)
     failed = [p for p in posts if p.status == "failed"]
     if not failed:
         raise ValidationFailedError(f"Batch {batch_id} has no failed target to retry.", path="batchId",
@@ -413,13 +417,19 @@ async def retry(publisher: "PublishService", profile_id: str, batch_id: str) -> 
     return await publisher.batch_result(batch_id)
 
 
-async def status(db: "Database", now: datetime, tick: float, profile_id: str | None) -> dict[str, Any]:
-    """Alive workers, queue depth (queued posts and pending retries) and the next due time."""
+async def status(db: "Database", now: datetime, tick: float, scope: "Reach | str | None") -> dict[str, Any]:
+    """Alive workers, queue depth (queued posts and pending retries within reach; all with no scope) and the next due time."""
+    from omnipost.accounts import real_batches
+    from omnipost.auth import as_reach
+
     workers = await alive_workers(db, now, tick)
     waiting = and_(col(Post.status).in_(("queued", "failed")), col(Post.next_attempt_at).is_not(None))
     q = select(sa_func.count(), sa_func.min(Post.next_attempt_at)).where(waiting)
-    if profile_id is not None:
-        q = q.where(Post.profile_id == profile_id)
+    if scope is not None:
+        reach = as_reach(scope)
+        q = q.where(Post.profile_id == reach.profile_id)
+        if reach.test_mode:
+            q = q.where(col(Post.batch_id).not_in(real_batches()))
     async with db.session() as s:
         depth, next_due = (await s.exec(q)).one()
     if isinstance(next_due, str):  # an aggregate loses the column type on SQLite

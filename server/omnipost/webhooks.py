@@ -25,6 +25,11 @@ a non-public address → failed (permanent). Anything else (5xx, 3xx, 408, 429, 
 DNS failure) → retried after `backoff(attempts)` seconds, for up to RETRY_WINDOW after the
 delivery was created; a retry that would fall after that is not scheduled: the delivery fails.
 
+Modes (auth.Reach): an endpoint records the mode of the key that added it. An op_test_ key sees,
+tests and deletes only test-mode endpoints and their deliveries; a live key or the local user sees
+all. An event about a real (non-sandbox) account is never queued for a test-mode endpoint; events
+about sandbox accounts, and events about no account (version.deprecated), go to every subscriber.
+
 SSRF: the URL is vetted by media/fetch.py's guard at registration and again at every attempt; the
 request is sent to the vetted address itself (Host header and SNI carry the name), with no
 redirects followed, so neither DNS rebinding nor a 30x can aim a delivery at the local network.
@@ -51,6 +56,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from omnipost.background import repeat
 from omnipost import __version__
+from omnipost.auth import SANDBOX, Reach, as_reach
 from omnipost.clock import Clock
 from omnipost.errors import NotFoundError, ValidationFailedError
 from omnipost.media.fetch import (
@@ -64,7 +70,7 @@ from omnipost.media.fetch import (
 )
 from omnipost.store.crypto import Vault
 from omnipost.store.db import Database, new_id
-from omnipost.store.models import WebhookDelivery, WebhookEndpoint
+from omnipost.store.models import Account, WebhookDelivery, WebhookEndpoint
 
 if TYPE_CHECKING:
     from omnipost.runtime import Runtime
@@ -188,8 +194,8 @@ class WebhookService:
         await vetted_addresses(target, self.resolver, allow_loopback=self.allow_loopback, local_receiver=self.local_receivers)
         return target
 
-    async def create(self, profile_id: str, url: str, events: Iterable[str]) -> tuple[WebhookEndpoint, str]:
-        """Register an endpoint; returns it and its signing secret (shown once).
+    async def create(self, scope: Reach | str, url: str, events: Iterable[str]) -> tuple[WebhookEndpoint, str]:
+        """Register an endpoint in the reach's mode; returns it and its signing secret (shown once).
 
         Raises:
             ValidationFailedError: unknown events, too many endpoints, URL too long.
@@ -210,42 +216,47 @@ class WebhookService:
         except UrlForbiddenError as exc:
             raise UrlForbiddenError(exc.message, remediation=WEBHOOK_REMEDIATION) from None
         now = self.clock.now()
+        reach = as_reach(scope)
         async with self.db.session() as s:
             count = len((await s.exec(select(WebhookEndpoint.id).where(
-                WebhookEndpoint.profile_id == profile_id, col(WebhookEndpoint.disabled_at).is_(None)))).all())
+                WebhookEndpoint.profile_id == reach.profile_id, WebhookEndpoint.mode == reach.mode,
+                col(WebhookEndpoint.disabled_at).is_(None)))).all())
             if count >= MAX_ENDPOINTS:
-                raise ValidationFailedError(f"A profile can have at most {MAX_ENDPOINTS} webhook endpoints.", path="url",
-                                            remediation="Delete an endpoint you no longer use (delete_webhook).")
+                raise ValidationFailedError(f"A profile can have at most {MAX_ENDPOINTS} {reach.mode}-mode webhook endpoints.",
+                                            path="url", remediation="Delete an endpoint you no longer use (delete_webhook).")
             secret = new_secret()
-            endpoint = WebhookEndpoint(id=new_id("whk"), profile_id=profile_id, url=str(target.url), events=wanted,
-                                       secret=self.vault.seal({"secret": secret}), created_at=now)
+            endpoint = WebhookEndpoint(id=new_id("whk"), profile_id=reach.profile_id, url=str(target.url), events=wanted,
+                                       secret=self.vault.seal({"secret": secret}), mode=reach.mode, created_at=now)
             s.add(endpoint)
             await s.commit()
         return endpoint, secret
 
-    async def list(self, profile_id: str) -> list[WebhookEndpoint]:
-        """The profile's active endpoints, oldest first."""
+    async def list(self, scope: Reach | str) -> list[WebhookEndpoint]:
+        """The profile's active endpoints within reach, oldest first."""
+        reach = as_reach(scope)
+        q = select(WebhookEndpoint).where(WebhookEndpoint.profile_id == reach.profile_id, col(WebhookEndpoint.disabled_at).is_(None))
+        if reach.test_mode:
+            q = q.where(WebhookEndpoint.mode == "test")
         async with self.db.session() as s:
-            return list((await s.exec(select(WebhookEndpoint).where(
-                WebhookEndpoint.profile_id == profile_id, col(WebhookEndpoint.disabled_at).is_(None))
-                .order_by(col(WebhookEndpoint.id)))).all())
+            return list((await s.exec(q.order_by(col(WebhookEndpoint.id)))).all())
 
-    async def get(self, profile_id: str, endpoint_id: str) -> WebhookEndpoint:
-        """One active endpoint of the profile.
+    async def get(self, scope: Reach | str, endpoint_id: str) -> WebhookEndpoint:
+        """One active endpoint of the profile, within reach.
 
         Raises:
-            NotFoundError: unknown, deleted, or another profile's.
+            NotFoundError: unknown, deleted, another profile's, or a live one to a test key.
         """
+        reach = as_reach(scope)
         async with self.db.session() as s:
             row = await s.get(WebhookEndpoint, endpoint_id)
-        if row is None or row.profile_id != profile_id or row.disabled_at is not None:
+        if row is None or row.profile_id != reach.profile_id or row.disabled_at is not None or not reach.sees_mode(row.mode):
             raise NotFoundError(f"No webhook endpoint {endpoint_id!r} in this profile.", rule="webhookId",
                                 remediation="Call list_webhooks for the profile's endpoints.")
         return row
 
-    async def delete(self, profile_id: str, endpoint_id: str) -> WebhookEndpoint:
+    async def delete(self, scope: Reach | str, endpoint_id: str) -> WebhookEndpoint:
         """Disable an endpoint: nothing more is sent to it; its pending deliveries fail; the log stays."""
-        await self.get(profile_id, endpoint_id)
+        await self.get(scope, endpoint_id)
         now = self.clock.now()
         async with self.db.session() as s:
             row = await s.get(WebhookEndpoint, endpoint_id)
@@ -271,11 +282,12 @@ class WebhookService:
         if not endpoints:
             return 0
         now = self.clock.now()
+        real = await _real_accounts(session, endpoints, [data for _, data in events])
         n = 0
         for event_type, data in events:
             clean = json.loads(json.dumps(data, default=_json_default))
             for endpoint in endpoints:
-                if event_type in (endpoint.events or []):
+                if event_type in (endpoint.events or []) and not (endpoint.mode == "test" and data.get("accountId") in real):
                     session.add(self._delivery(endpoint, event_type, clean, now))
                     n += 1
         return n
@@ -298,9 +310,10 @@ class WebhookService:
         async def add(s: AsyncSession) -> int:
             endpoints = (await s.exec(select(WebhookEndpoint).where(
                 WebhookEndpoint.profile_id == profile_id, col(WebhookEndpoint.disabled_at).is_(None)))).all()
+            real = await _real_accounts(s, endpoints, [data])
             n = 0
             for endpoint in endpoints:
-                if event_type in (endpoint.events or []):
+                if event_type in (endpoint.events or []) and not (endpoint.mode == "test" and data.get("accountId") in real):
                     s.add(self._delivery(endpoint, event_type, clean, now))
                     n += 1
             return n
@@ -438,31 +451,36 @@ class WebhookService:
 
     # --- the log and the test ping ---------------------------------------------------------
 
-    async def deliveries(self, profile_id: str, endpoint_id: str | None = None, limit: int = 50,
+    async def deliveries(self, scope: Reach | str, endpoint_id: str | None = None, limit: int = 50,
                          status: str | None = None) -> list[WebhookDelivery]:
-        """The delivery log, newest first."""
+        """The delivery log within reach (a test key: deliveries to test-mode endpoints), newest first."""
+        reach = as_reach(scope)
         async with self.db.session() as s:
-            q = select(WebhookDelivery).where(WebhookDelivery.profile_id == profile_id)
+            q = select(WebhookDelivery).where(WebhookDelivery.profile_id == reach.profile_id)
+            if reach.test_mode:
+                q = q.where(col(WebhookDelivery.endpoint_id).in_(select(WebhookEndpoint.id).where(WebhookEndpoint.mode == "test")))
             if endpoint_id is not None:
                 q = q.where(WebhookDelivery.endpoint_id == endpoint_id)
             if status is not None:
                 q = q.where(WebhookDelivery.status == status)
             return list((await s.exec(q.order_by(col(WebhookDelivery.id).desc()).limit(max(1, min(limit, 500))))).all())
 
-    async def get_delivery(self, profile_id: str, delivery_id: str) -> WebhookDelivery:
-        """One delivery of the profile (raises NotFoundError)."""
+    async def get_delivery(self, scope: Reach | str, delivery_id: str) -> WebhookDelivery:
+        """One delivery of the profile within reach (raises NotFoundError)."""
+        reach = as_reach(scope)
         async with self.db.session() as s:
             row = await s.get(WebhookDelivery, delivery_id)
-        if row is None or row.profile_id != profile_id:
+            endpoint = await s.get(WebhookEndpoint, row.endpoint_id) if row is not None else None
+        if row is None or endpoint is None or row.profile_id != reach.profile_id or not reach.sees_mode(endpoint.mode):
             raise NotFoundError(f"No webhook delivery {delivery_id!r} in this profile.", rule="deliveryId")
         return row
 
-    async def send_test(self, profile_id: str, endpoint_id: str) -> WebhookDelivery:
+    async def send_test(self, scope: Reach | str, endpoint_id: str) -> WebhookDelivery:
         """Enqueue a webhook.test event for one endpoint (subscribed or not) and try it now; the delivery after the try.
 
         A failed try is retried like any delivery.
         """
-        endpoint = await self.get(profile_id, endpoint_id)
+        endpoint = await self.get(scope, endpoint_id)
         now = self.clock.now()
         delivery = self._delivery(endpoint, "webhook.test", {"endpointId": endpoint.id,
                                                              "message": "A test event from omnipost."}, now)
@@ -470,11 +488,19 @@ class WebhookService:
             s.add(delivery)
             await s.commit()
         await self._deliver([delivery.id], now)
-        return await self.get_delivery(profile_id, delivery.id)
+        return await self.get_delivery(scope, delivery.id)
 
     async def run_forever(self, stop: anyio.Event, tick: float = 5.0) -> None:
         """Deliver what is due every `tick` seconds until `stop` is set (the runtime starts this in its task group)."""
         await repeat(lambda: self.deliver_due(self.clock.now()), tick, stop, "webhook delivery tick")
+
+
+async def _real_accounts(s: AsyncSession, endpoints: Iterable[WebhookEndpoint], events: Iterable[dict[str, Any]]) -> set[str]:
+    """The non-sandbox accounts these events are about: never sent to a test-mode endpoint (no query without one)."""
+    wanted = {str(a) for data in events if (a := data.get("accountId"))}
+    if not wanted or all(e.mode != "test" for e in endpoints):
+        return set()
+    return set((await s.exec(select(Account.id).where(col(Account.id).in_(wanted), Account.platform != SANDBOX))).all())
 
 
 def build_webhook_service(rt: "Runtime") -> WebhookService:

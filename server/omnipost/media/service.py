@@ -1,9 +1,10 @@
 """Media records: upload (path, URL or base64), list, get, delete, and facts for preflight.
 
 A record (`media` table) belongs to one profile and points, by SHA-256, at a file in the
-content-addressed `MediaStore`. Uploading the same content twice to a profile returns the first
-record. Deleting is soft (the record keeps `deleted_at`); the file goes once no live record in
-any profile refers to its digest.
+content-addressed `MediaStore`. It records the mode of the key that uploaded it (auth.Reach): an
+op_test_ key sees only test-mode records. Uploading the same content twice to a profile in one
+mode returns the first record. Deleting is soft (the record keeps `deleted_at`); the file goes
+once no live record in any profile refers to its digest.
 """
 
 import builtins
@@ -14,7 +15,9 @@ import anyio
 import anyio.to_thread
 import httpx2
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
+from omnipost.auth import Reach, as_reach
 from omnipost.clock import Clock
 from omnipost.errors import MediaError, NotFoundError, ValidationFailedError
 from omnipost.media import probe
@@ -53,7 +56,7 @@ class MediaService:
 
     async def upload(
         self,
-        profile_id: str,
+        scope: Reach | str,
         *,
         path: str | None = None,
         url: str | None = None,
@@ -86,7 +89,7 @@ class MediaService:
                 raise
             name = filename or _default_filename(path=path, url=url)
             async with self._lock:
-                record = await self._record(profile_id, facts, alt_text=alt_text, filename=name)
+                record = await self._record(as_reach(scope), facts, alt_text=alt_text, filename=name)
         except BaseException:
             self.store.release(stored.sha256)
             with anyio.CancelScope(shield=True):  # clean up even when the upload was cancelled
@@ -108,12 +111,13 @@ class MediaService:
         assert bytes_base64 is not None
         return await self.store.ingest_base64(bytes_base64, progress=progress)
 
-    async def _record(self, profile_id: str, facts: MediaFacts, *, alt_text: str | None, filename: str | None) -> Media:
+    async def _record(self, reach: Reach, facts: MediaFacts, *, alt_text: str | None, filename: str | None) -> Media:
         async with self.db.session() as s:
             existing = (
                 await s.exec(
                     select(Media)
-                    .where(Media.profile_id == profile_id, Media.sha256 == facts.sha256, col(Media.deleted_at).is_(None))
+                    .where(Media.profile_id == reach.profile_id, Media.sha256 == facts.sha256, Media.mode == reach.mode,
+                           col(Media.deleted_at).is_(None))
                     .order_by(col(Media.id))
                 )
             ).first()
@@ -125,7 +129,8 @@ class MediaService:
                 return existing
             media = Media(
                 id=new_id("med"),
-                profile_id=profile_id,
+                profile_id=reach.profile_id,
+                mode=reach.mode,
                 sha256=facts.sha256,
                 kind=facts.kind,
                 mime=facts.mime,
@@ -142,13 +147,13 @@ class MediaService:
             await s.commit()
             return media
 
-    async def list(self, profile_id: str, cursor: str | None = None, limit: int = 50) -> tuple[builtins.list[Media], str | None]:
-        """Live media of a profile, newest first; `cursor` is the `next_cursor` of the previous page."""
+    async def list(self, scope: Reach | str, cursor: str | None = None, limit: int = 50) -> tuple[builtins.list[Media], str | None]:
+        """Live media of a profile within reach, newest first; `cursor` is the `next_cursor` of the previous page."""
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationFailedError(f"limit must be between 1 and {MAX_LIMIT}", path="limit")
         if cursor is not None and not cursor.startswith("med_"):
             raise ValidationFailedError("cursor is not one this server returned", path="cursor")
-        query = select(Media).where(Media.profile_id == profile_id, col(Media.deleted_at).is_(None))
+        query = self._visible(scope)
         if cursor is not None:
             query = query.where(col(Media.id) < cursor)
         query = query.order_by(col(Media.id).desc()).limit(limit + 1)
@@ -158,28 +163,23 @@ class MediaService:
             return rows[:limit], rows[limit - 1].id
         return rows, None
 
-    async def get(self, profile_id: str, media_id: str) -> Media | None:
-        """The live record, or None when it is unknown, deleted, or another profile's."""
-        async with self.db.session() as s:
-            return (
-                await s.exec(
-                    select(Media).where(
-                        Media.id == media_id, Media.profile_id == profile_id, col(Media.deleted_at).is_(None)
-                    )
-                )
-            ).first()
+    @staticmethod
+    def _visible(scope: Reach | str) -> "SelectOfScalar[Media]":
+        """The profile's undeleted records within reach (a test reach: only test-mode ones)."""
+        reach = as_reach(scope)
+        query = select(Media).where(Media.profile_id == reach.profile_id, col(Media.deleted_at).is_(None))
+        return query.where(Media.mode == "test") if reach.test_mode else query
 
-    async def delete(self, profile_id: str, media_id: str) -> None:
+    async def get(self, scope: Reach | str, media_id: str) -> Media | None:
+        """The live record, or None when it is unknown, deleted, another profile's, or out of reach."""
+        async with self.db.session() as s:
+            return (await s.exec(self._visible(scope).where(Media.id == media_id))).first()
+
+    async def delete(self, scope: Reach | str, media_id: str) -> None:
         """Soft-delete the record; remove the file when no live record refers to its content."""
         async with self._lock:
             async with self.db.session() as s:
-                media = (
-                    await s.exec(
-                        select(Media).where(
-                            Media.id == media_id, Media.profile_id == profile_id, col(Media.deleted_at).is_(None)
-                        )
-                    )
-                ).first()
+                media = (await s.exec(self._visible(scope).where(Media.id == media_id))).first()
                 if media is None:
                     raise NotFoundError(f"no media {media_id!r}", rule="mediaId", remediation="Call list_media for the ids.")
                 media.deleted_at = self.clock.now()

@@ -170,7 +170,14 @@ def _v4(conn: Connection) -> None:
     md.tables["webhook_deliveries"].create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: Connection) -> None:
+    """Media and webhook endpoints record the mode of the key that created them (test keys see only test
+    ones, auth.Reach); everything stored before is live."""
+    for table in ("media", "webhook_endpoints"):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN mode VARCHAR NOT NULL DEFAULT 'live'"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)
 
 

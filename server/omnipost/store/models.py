@@ -139,6 +139,7 @@ class Media(SQLModel, table=True):
     frames: int | None = None
     alt_text: str | None = None
     filename: str | None = None
+    mode: str = "live"  # of the key that uploaded it: live | test (a test key sees only test media)
     created_at: datetime = _ts()
     deleted_at: datetime | None = _ts(nullable=True)
 
@@ -184,6 +185,7 @@ class WebhookEndpoint(SQLModel, table=True):
     url: str
     events: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    mode: str = "live"  # of the key that added it: live | test (a test key sees only test endpoints)
     created_at: datetime = _ts()
     disabled_at: datetime | None = _ts(nullable=True)
 

@@ -9,7 +9,7 @@ from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
 from omnipost.domain import PLATFORM_ALIASES
 from omnipost.errors import ValidationFailedError
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -87,24 +87,24 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def list_accounts(profileId: ProfileArg = None,
                             platform: Annotated[str | None, Field(description="Only accounts of (or emulating) this platform.")] = None) -> AccountList:
-        profile, _ = await profile_of(rt, profileId)
-        return AccountList(accounts=[account_out(a) for a in await rt.accounts.list(profile.id, platform)])
+        reach = await reach_of(rt, profileId)
+        return AccountList(accounts=[account_out(a) for a in await rt.accounts.list(reach, platform)])
 
     server.add_tool(list_accounts, name="list_accounts", title="List connected accounts",
                     description="List the profile's connected accounts: id, platform (or the platform a sandbox account emulates), handle and health (active or needs_reconnect).",
                     annotations=READ)
 
     async def get_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
-        profile, _ = await profile_of(rt, profileId)
-        return account_out(await rt.accounts.get(profile.id, accountId))
+        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
+        return account_out(await rt.accounts.get(reach, accountId))
 
     server.add_tool(get_account, name="get_account", title="Get an account",
                     description="One connected account of the profile: platform, handle, health, token expiry and defaults. Unknown ids are not_found.",
                     annotations=READ)
 
     async def disconnect_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
-        profile, _ = await profile_of(rt, profileId)
-        return account_out(await rt.accounts.disconnect(profile.id, accountId))
+        reach = await reach_of(rt, profileId)
+        return account_out(await rt.accounts.disconnect(reach, accountId))
 
     server.add_tool(disconnect_account, name="disconnect_account", title="Disconnect an account",
                     description="Disconnect an account: its credentials are deleted and it can no longer publish; its past posts stay in the history.",

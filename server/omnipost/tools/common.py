@@ -1,4 +1,4 @@
-"""Helpers every tool module uses: the caller's profile, annotation presets."""
+"""Helpers every tool module uses: the caller's profile and reach, annotation presets."""
 
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator
 
-from omnipost.auth import Caller, current_caller
+from omnipost.auth import Caller, Reach, current_caller
 
 if TYPE_CHECKING:
     from omnipost.runtime import Runtime
@@ -42,3 +42,14 @@ async def profile_of(rt: "Runtime", requested: str | None) -> tuple["Profile", C
     await rt.wait_ready()
     caller = current_caller()
     return await rt.accounts.resolve_profile(requested, bound=caller.profile_id), caller
+
+
+async def reach_of(rt: "Runtime", requested: str | None) -> Reach:
+    """What this call may touch: the profile it acts on and, for an op_test_ key, only the test side of it.
+    Hand it to every service call about an account, post, batch, draft, media or webhook (auth.Reach).
+
+    Raises:
+        NotFoundError, UnauthorizedError: see Accounts.resolve_profile.
+    """
+    profile, caller = await profile_of(rt, requested)
+    return Reach(profile.id, test_mode=caller.test_mode)

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from omnipost.errors import NotFoundError, ValidationFailedError
 from omnipost.outputs import MediaOut, MediaPage, media_out
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, reach_of
 from omnipost.tools.publishing import with_idempotency
 
 if TYPE_CHECKING:
@@ -31,17 +31,17 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     ) -> MediaOut:
         if sum(x is not None for x in (path, url, bytesBase64)) != 1:
             raise ValidationFailedError("Give exactly one of path, url or bytesBase64.", path="path")
-        profile, _ = await profile_of(rt, profileId)
+        reach = await reach_of(rt, profileId)
 
         async def progress(done: int, total: int | None) -> None:
             await ctx.report_progress(done, total, "bytes stored")
 
         async def run() -> MediaOut:
-            record = await rt.media_.upload(profile.id, path=path, url=url, bytes_base64=bytesBase64, alt_text=altText, progress=progress)
+            record = await rt.media_.upload(reach, path=path, url=url, bytes_base64=bytesBase64, alt_text=altText, progress=progress)
             return media_out(record)
 
         body = {"path": path, "url": url, "sha": bytesBase64[:64] if bytesBase64 else None, "len": len(bytesBase64 or ""), "altText": altText}
-        return await with_idempotency(rt, profile.id, "upload_media", idempotencyKey, body, run, MediaOut)
+        return await with_idempotency(rt, reach, "upload_media", idempotencyKey, body, run, MediaOut)
 
     server.add_tool(upload_media, name="upload_media", title="Upload media",
                     description=("Upload an image or video once and reuse it by mediaId in any post. Give a local path (under the "
@@ -52,8 +52,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def list_media(profileId: ProfileArg = None, cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
                          limit: Annotated[int, Field(ge=1, le=200)] = 50) -> MediaPage:
-        profile, _ = await profile_of(rt, profileId)
-        items, next_cursor = await rt.media_.list(profile.id, cursor=cursor, limit=limit)
+        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
+        items, next_cursor = await rt.media_.list(reach, cursor=cursor, limit=limit)
         return MediaPage(media=[media_out(m) for m in items], nextCursor=next_cursor)
 
     server.add_tool(list_media, name="list_media", title="List media",
@@ -61,11 +61,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     annotations=READ)
 
     async def delete_media(mediaId: Annotated[str, Field(description="med_… id.")], profileId: ProfileArg = None) -> MediaOut:
-        profile, _ = await profile_of(rt, profileId)
-        record = await rt.media_.get(profile.id, mediaId)
+        reach = await reach_of(rt, profileId)
+        record = await rt.media_.get(reach, mediaId)
         if record is None:
             raise NotFoundError(f"Media '{mediaId}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
-        await rt.media_.delete(profile.id, mediaId)
+        await rt.media_.delete(reach, mediaId)
         return media_out(record)
 
     server.add_tool(delete_media, name="delete_media", title="Delete media",

@@ -8,11 +8,12 @@ from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, Field
 
+from omnipost.auth import Reach, as_reach
 from omnipost.drafting import validate_request
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.request import PostRequest
-from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, Instant, profile_of
+from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, Instant, profile_of, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -32,16 +33,18 @@ class DeclinedError(InputError):
     """The user declined the confirmation; nothing was published."""
 
 
-async def with_idempotency(rt: "Runtime", profile_id: str, tool: str, key: str | None, body: dict[str, Any],
+async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: str | None, body: dict[str, Any],
                            run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel]) -> Any:
-    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body."""
+    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body.
+    A test key's idempotency keys are its own (Reach.idempotency_key): it never gets a live key's answer."""
     from omnipost.idempotency import Idempotency, request_hash
 
     if key is None:
         return await run()
     assert rt.db is not None
+    reach = as_reach(scope)
     idem = Idempotency(rt.db, rt.clock)
-    claim = await idem.claim(profile_id, key, tool, request_hash(tool, body))
+    claim = await idem.claim(reach.profile_id, reach.idempotency_key(key), tool, request_hash(tool, body))
     if claim.replay is not None:
         return model.model_validate(claim.replay)
     assert claim.record_id is not None
@@ -104,21 +107,21 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def publish_draft(id: Annotated[str, Field(description="A draft post id (post_…) or a batch id (bat_…) whose drafts to publish.")],
                             ctx: Context, profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
-        profile, _ = await profile_of(rt, profileId)
+        reach = await reach_of(rt, profileId)
 
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        return await with_idempotency(rt, profile.id, "publish_draft", idempotencyKey, {"id": id},
-                                      lambda: rt.publisher.publish_draft(profile.id, id, progress), BatchResult)
+        return await with_idempotency(rt, reach, "publish_draft", idempotencyKey, {"id": id},
+                                      lambda: rt.publisher.publish_draft(reach, id, progress), BatchResult)
 
     server.add_tool(publish_draft, name="publish_draft", title="Publish a draft",
                     description="Publish a post stored with draft: true (or every draft of a batch) now. Returns the batch with each target's outcome.",
                     annotations=PUBLISH)
 
     async def get_post(postId: Annotated[str, Field(description="post_… id.")], profileId: ProfileArg = None) -> PostDetail:
-        profile, _ = await profile_of(rt, profileId)
-        return await rt.publisher.get_post(profile.id, postId)
+        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
+        return await rt.publisher.get_post(reach, postId)
 
     server.add_tool(get_post, name="get_post", title="Get a post",
                     description="One post (one target of a batch): status, upstream id and URL, error, and every attempt with its time, HTTP status, upstream answer (secrets redacted) and error code.",
@@ -134,8 +137,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
     ) -> PostPage:
-        profile, _ = await profile_of(rt, profileId)
-        return await rt.publisher.list_posts(profile.id, platform=platform, status=status, error_code=errorCode, after=after,
+        reach = await reach_of(rt, profileId)
+        return await rt.publisher.list_posts(reach, platform=platform, status=status, error_code=errorCode, after=after,
                                              before=before, cursor=cursor, limit=limit)
 
     server.add_tool(list_posts, name="list_posts", title="List posts",
@@ -144,9 +147,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def cancel_post(postId: Annotated[str, Field(description="post_… id of a draft.")], profileId: ProfileArg = None,
                           idempotencyKey: KeyArg = None) -> TargetOutcome:
-        profile, _ = await profile_of(rt, profileId)
-        return await with_idempotency(rt, profile.id, "cancel_post", idempotencyKey, {"postId": postId},
-                                      lambda: rt.publisher.cancel(profile.id, postId), TargetOutcome)
+        reach = await reach_of(rt, profileId)
+        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"postId": postId},
+                                      lambda: rt.publisher.cancel(reach, postId), TargetOutcome)
 
     server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft",
                     description="Cancel a draft (or queued) post so it is never published. Published posts are removed with delete_post instead.",
@@ -154,9 +157,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def delete_post(postId: Annotated[str, Field(description="post_… id of a published post.")], profileId: ProfileArg = None,
                           idempotencyKey: KeyArg = None) -> TargetOutcome:
-        profile, _ = await profile_of(rt, profileId)
-        return await with_idempotency(rt, profile.id, "delete_post", idempotencyKey, {"postId": postId},
-                                      lambda: rt.publisher.delete(profile.id, postId), TargetOutcome)
+        reach = await reach_of(rt, profileId)
+        return await with_idempotency(rt, reach, "delete_post", idempotencyKey, {"postId": postId},
+                                      lambda: rt.publisher.delete(reach, postId), TargetOutcome)
 
     server.add_tool(delete_post, name="delete_post", title="Delete a published post",
                     description="Delete a published post on its platform (where the platform allows it) and mark it deleted here.",

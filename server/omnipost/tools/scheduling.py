@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from omnipost.errors import ValidationFailedError
 from omnipost.outputs import BatchResult
 from omnipost.request import PostRequest
-from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, profile_of
+from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, profile_of, reach_of
 from omnipost.tools.publishing import KeyArg, ProfileArg, with_idempotency
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     ) -> BatchResult:
         from omnipost.scheduler import reschedule
 
-        profile, _ = await profile_of(rt, profileId)
-        return await reschedule(rt.publisher, profile.id, id, scheduledAt, timezone)
+        return await reschedule(rt.publisher, await reach_of(rt, profileId), id, scheduledAt, timezone)
 
     server.add_tool(reschedule_post, name="reschedule_post", title="Reschedule a queued post",
                     description=("Move a queued post (or every queued post of a batch) to a new time; the same time rules as "
@@ -80,9 +79,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
         from omnipost.scheduler import retry
 
-        profile, _ = await profile_of(rt, profileId)
-        return await with_idempotency(rt, profile.id, "retry_post", idempotencyKey, {"batchId": batchId},
-                                      lambda: retry(rt.publisher, profile.id, batchId), BatchResult)
+        reach = await reach_of(rt, profileId)
+        return await with_idempotency(rt, reach, "retry_post", idempotencyKey, {"batchId": batchId},
+                                      lambda: retry(rt.publisher, reach, batchId), BatchResult)
 
     server.add_tool(retry_post, name="retry_post", title="Retry failed targets",
                     description=("Re-queue only the failed targets of a batch so the scheduler publishes them again at once; "
@@ -93,9 +92,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def scheduler_status(profileId: ProfileArg = None) -> SchedulerStatus:
         from omnipost.scheduler import status
 
-        profile, _ = await profile_of(rt, profileId)
+        reach = await reach_of(rt, profileId)
         assert rt.db is not None
-        return SchedulerStatus.model_validate(await status(rt.db, rt.clock.now(), rt.settings.scheduler_tick, profile.id))
+        return SchedulerStatus.model_validate(await status(rt.db, rt.clock.now(), rt.settings.scheduler_tick, reach))
 
     server.add_tool(scheduler_status, name="scheduler_status", title="Scheduler status",
                     description=("Whether a scheduler is running (workers whose heartbeat is within two ticks), how many of the "

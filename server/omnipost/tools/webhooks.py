@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from omnipost.errors import InternalError
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, profile_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -92,8 +92,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         events: Annotated[list[EventName], Field(min_length=1, description="Events to send to this URL.")],
         profileId: ProfileArg = None,
     ) -> WebhookCreated:
-        profile, _ = await profile_of(rt, profileId)
-        endpoint, secret = await _service(rt).create(profile.id, url, events)
+        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
+        endpoint, secret = await _service(rt).create(reach, url, events)
         return WebhookCreated(webhook=webhook_out(endpoint), secret=secret)
 
     server.add_tool(
@@ -107,24 +107,24 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     )
 
     async def list_webhooks(profileId: ProfileArg = None) -> WebhookList:
-        profile, _ = await profile_of(rt, profileId)
-        return WebhookList(webhooks=[webhook_out(e) for e in await _service(rt).list(profile.id)])
+        reach = await reach_of(rt, profileId)
+        return WebhookList(webhooks=[webhook_out(e) for e in await _service(rt).list(reach)])
 
     server.add_tool(list_webhooks, name="list_webhooks", title="List webhooks",
                     description="List the profile's webhook endpoints: id, URL, subscribed events (never the secret).",
                     annotations=READ)
 
     async def delete_webhook(webhookId: Annotated[str, Field(description="whk_… id.")], profileId: ProfileArg = None) -> WebhookOut:
-        profile, _ = await profile_of(rt, profileId)
-        return webhook_out(await _service(rt).delete(profile.id, webhookId))
+        reach = await reach_of(rt, profileId)
+        return webhook_out(await _service(rt).delete(reach, webhookId))
 
     server.add_tool(delete_webhook, name="delete_webhook", title="Delete a webhook",
                     description="Delete a webhook endpoint: nothing more is sent to it and its pending deliveries are dropped; the delivery log is kept.",
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def test_webhook(webhookId: Annotated[str, Field(description="whk_… id.")], profileId: ProfileArg = None) -> DeliveryOut:
-        profile, _ = await profile_of(rt, profileId)
-        return delivery_out(await _service(rt).send_test(profile.id, webhookId))
+        reach = await reach_of(rt, profileId)
+        return delivery_out(await _service(rt).send_test(reach, webhookId))
 
     server.add_tool(test_webhook, name="test_webhook", title="Send a test event",
                     description=("Send a webhook.test event to an endpoint now and return the delivery: status delivered, "
@@ -137,8 +137,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many, newest first.")] = 50,
         profileId: ProfileArg = None,
     ) -> DeliveryList:
-        profile, _ = await profile_of(rt, profileId)
-        rows = await _service(rt).deliveries(profile.id, webhookId, limit, status=status)
+        reach = await reach_of(rt, profileId)
+        rows = await _service(rt).deliveries(reach, webhookId, limit, status=status)
         return DeliveryList(deliveries=[delivery_out(d) for d in rows])
 
     server.add_tool(list_webhook_deliveries, name="list_webhook_deliveries", title="List webhook deliveries",
