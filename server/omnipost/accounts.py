@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from omnipost.auth import SANDBOX, Reach, as_reach
 from omnipost.clock import Clock
 from omnipost.domain import PLATFORM_ALIASES, Platform
-from omnipost.errors import NotFoundError, UnauthorizedError, ValidationFailedError
+from omnipost.errors import NotFoundError, UnauthorizedError, ValidationFailedError, echo
 from omnipost.media.probe import MediaFacts
 from omnipost.preflight.model import AccountInfo
 from omnipost.store.crypto import Vault
@@ -54,7 +54,7 @@ class Accounts:
             if found is not None:
                 self._profiles[key] = found
         if found is None:
-            raise NotFoundError(f"Profile '{profile}' was not found.", rule="profileId",
+            raise NotFoundError(f"Profile '{echo(profile)}' was not found.", rule="profileId",
                                 remediation="Call list_profiles, or leave profileId out for the default profile.")
         if bound is not None and found.id != bound:
             raise UnauthorizedError("This API key is bound to another profile.", rule="profile.scope_mismatch",
@@ -79,7 +79,7 @@ class Accounts:
             raise ValidationFailedError("A profile name is 1–64 letters, digits, spaces, '_', '.' or '-'.", path="name")
         async with self.db.session() as s:
             if (await s.exec(select(Profile).where(Profile.name == name))).first() is not None:
-                raise ValidationFailedError(f"A profile named '{name}' already exists.", path="name",
+                raise ValidationFailedError(f"A profile named '{echo(name)}' already exists.", path="name",
                                             remediation="Pick another name, or use the existing profile.")
             profile = Profile(id=new_id("prf"), name=name, created_at=self.clock.now())
             s.add(profile)
@@ -109,7 +109,7 @@ class Accounts:
             account = await s.get(Account, account_id)
         if (account is None or account.profile_id != reach.profile_id or not reach.sees_account(account.platform)
                 or (account.health == "disconnected" and not include_disconnected)):
-            raise NotFoundError(f"Account '{account_id}' was not found.", rule="accountId",
+            raise NotFoundError(f"Account '{echo(account_id)}' was not found.", rule="accountId",
                                 remediation="Call list_accounts for the connected accounts.")
         return account
 

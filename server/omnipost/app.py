@@ -23,7 +23,7 @@ from omnipost import __version__
 from omnipost.clock import Clock, SystemClock
 from omnipost.config import Settings
 from omnipost.auth import current_caller
-from omnipost.errors import AppError, ErrorObject, RateLimitedError
+from omnipost.errors import AppError, ErrorObject, RateLimitedError, echo
 from omnipost.preflight.engine import AccountLookup, MediaLookup
 from omnipost.surrogates import refuse_lone_surrogates
 
@@ -49,7 +49,7 @@ def json_path(loc: Sequence[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + echo(part)  # a key the caller made up may be any length
     return out or "$"
 
 
@@ -271,7 +271,7 @@ class OmnipostServer(MCPServer):
         if isinstance(cause, ValidationError):
             return validation_error(cause, request_id)
         if self._tool_manager.get_tool(name) is None:
-            return ErrorObject(code="not_found", message=f"There is no tool named '{name}'.", rule="name",
+            return ErrorObject(code="not_found", message=f"There is no tool named '{echo(name)}'.", rule="name",
                                remediation="Call tools/list for the tools this server has.", requestId=request_id)
         return ErrorObject(code="validation_failed", message=str(exc), requestId=request_id)
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field
 
 from omnipost.clock import Clock
-from omnipost.errors import ErrorObject, ValidationFailedError
+from omnipost.errors import ErrorObject, ValidationFailedError, echo
 from omnipost.platforms import PREVIEWS
 from omnipost.preflight.engine import AccountLookup, MediaLookup, resolve, run_preflight
 from omnipost.preflight.model import ResolvedTarget, Violation
@@ -133,7 +133,7 @@ def parse_time(value: str, zone: ZoneInfo | timezone) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         raise ValidationFailedError(
-            f"scheduledAt '{value}' is not an ISO-8601 time.",
+            f"scheduledAt '{echo(value)}' is not an ISO-8601 time.",
             path="scheduledAt",
             remediation=TIME_REMEDIATION,
         ) from None

@@ -20,12 +20,24 @@
 
 Classes carry attributes, not positional args, and each maps to exactly one public code.
 `to_error_object()` is the only way an error leaves the process, so no traceback, local
-path or secret can ride along.
+path or secret can ride along. A value from the request is quoted through `echo()`, and
+ErrorObject bounds every text field, so a huge input never comes back whole.
 """
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+ECHO_LIMIT = 200  # characters of a request value quoted in an error
+TEXT_LIMIT = 1000  # characters of any one text field of an error object
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """`value` as an error quotes it: whole when short, else its first `limit` characters and its length."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 Scalar = int | float | str | bool
@@ -54,6 +66,12 @@ class ErrorObject(BaseModel):
     details: list["ErrorObject"] | None = Field(
         default=None, description="Every individual violation, when the error aggregates several."
     )
+
+    @field_validator("message", "rule", "remediation", "path", "actual")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        """Whatever a message quotes, the field stays under TEXT_LIMIT characters (plus the length note)."""
+        return echo(value, TEXT_LIMIT) if isinstance(value, str) else value
 
 
 class AppError(Exception):

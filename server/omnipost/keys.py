@@ -19,7 +19,7 @@ from mcp.server.auth.provider import AccessToken
 from sqlmodel import col, select
 
 from omnipost.clock import Clock, SystemClock
-from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.errors import NotFoundError, ValidationFailedError, echo
 from omnipost.store.db import Database, new_id
 from omnipost.store.models import ApiKey, Profile
 
@@ -67,10 +67,10 @@ class KeyService:
             NotFoundError: profile_id names no profile.
         """
         if mode not in PREFIXES:
-            raise ValidationFailedError(f"Unknown key mode '{mode}'.", path="mode", remediation="Use live or test.")
+            raise ValidationFailedError(f"Unknown key mode '{echo(mode)}'.", path="mode", remediation="Use live or test.")
         async with self.db.session() as s:
             if profile_id is not None and await s.get(Profile, profile_id) is None:
-                raise NotFoundError(f"Profile '{profile_id}' was not found.", rule="profileId")
+                raise NotFoundError(f"Profile '{echo(profile_id)}' was not found.", rule="profileId")
             secret = secrets.token_urlsafe(SECRET_BYTES)
             plaintext = PREFIXES[mode] + secret
             key = ApiKey(id=new_id("key"), name=name, prefix=PREFIXES[mode] + secret[:SHOWN_CHARS], key_hash=hash_key(plaintext),

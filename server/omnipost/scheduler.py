@@ -331,7 +331,7 @@ async def _targets(publisher: "PublishService", scope: "Reach | str", post_or_ba
     """
     from omnipost.accounts import hides_batches
     from omnipost.auth import as_reach
-    from omnipost.errors import NotFoundError
+    from omnipost.errors import NotFoundError, echo
     from omnipost.store.models import Batch
 
     reach = as_reach(scope)
@@ -339,7 +339,7 @@ async def _targets(publisher: "PublishService", scope: "Reach | str", post_or_ba
         if post_or_batch_id.startswith("bat_"):
             batch = await s.get(Batch, post_or_batch_id)
             if batch is None or batch.profile_id != reach.profile_id or await hides_batches(s, reach, [batch.id]):
-                raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="batchId",
+                raise NotFoundError(f"Batch '{echo(post_or_batch_id)}' was not found.", rule="batchId",
                                     remediation="list_posts shows the profile's posts and their batches.")
             posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id).order_by(col(Post.position)))).all())
             return batch.id, posts

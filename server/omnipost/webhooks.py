@@ -58,7 +58,7 @@ from omnipost.background import repeat
 from omnipost import __version__
 from omnipost.auth import SANDBOX, Reach, as_reach
 from omnipost.clock import Clock
-from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.errors import NotFoundError, ValidationFailedError, echo
 from omnipost.media.fetch import (
     DEFAULT_PORTS,
     Resolver,
@@ -250,7 +250,7 @@ class WebhookService:
         async with self.db.session() as s:
             row = await s.get(WebhookEndpoint, endpoint_id)
         if row is None or row.profile_id != reach.profile_id or row.disabled_at is not None or not reach.sees_mode(row.mode):
-            raise NotFoundError(f"No webhook endpoint {endpoint_id!r} in this profile.", rule="webhookId",
+            raise NotFoundError(f"No webhook endpoint {echo(endpoint_id)!r} in this profile.", rule="webhookId",
                                 remediation="Call list_webhooks for the profile's endpoints.")
         return row
 
@@ -472,7 +472,7 @@ class WebhookService:
             row = await s.get(WebhookDelivery, delivery_id)
             endpoint = await s.get(WebhookEndpoint, row.endpoint_id) if row is not None else None
         if row is None or endpoint is None or row.profile_id != reach.profile_id or not reach.sees_mode(endpoint.mode):
-            raise NotFoundError(f"No webhook delivery {delivery_id!r} in this profile.", rule="deliveryId")
+            raise NotFoundError(f"No webhook delivery {echo(delivery_id)!r} in this profile.", rule="deliveryId")
         return row
 
     async def send_test(self, scope: Reach | str, endpoint_id: str) -> WebhookDelivery:

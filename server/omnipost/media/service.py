@@ -19,7 +19,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from omnipost.auth import Reach, as_reach
 from omnipost.clock import Clock
-from omnipost.errors import MediaError, NotFoundError, ValidationFailedError
+from omnipost.errors import MediaError, NotFoundError, ValidationFailedError, echo
 from omnipost.media import probe
 from omnipost.media.fetch import Resolver
 from omnipost.media.probe import MediaFacts
@@ -181,7 +181,7 @@ class MediaService:
             async with self.db.session() as s:
                 media = (await s.exec(self._visible(scope).where(Media.id == media_id))).first()
                 if media is None:
-                    raise NotFoundError(f"no media {media_id!r}", rule="mediaId", remediation="Call list_media for the ids.")
+                    raise NotFoundError(f"no media {echo(media_id)!r}", rule="mediaId", remediation="Call list_media for the ids.")
                 media.deleted_at = self.clock.now()
                 s.add(media)
                 await s.commit()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from omnipost.domain import OPTION_KEY, Platform
-from omnipost.errors import MediaError, NotFoundError
+from omnipost.errors import MediaError, NotFoundError, echo
 from omnipost.media.probe import MediaFacts, decode_base64, probe_bytes
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA, generic
@@ -111,13 +111,13 @@ async def _account_for(index: int, target: Target, accounts: AccountLookup, prof
     account = await accounts.get_account(target.accountId, profile_id)
     if account is None:
         raise NotFoundError(
-            f"Account '{target.accountId}' was not found.",
+            f"Account '{echo(target.accountId)}' was not found.",
             rule=f"targets[{index}].accountId",
             remediation="Call list_accounts for valid ids, or give just a platform to validate without an account.",
         )
     if target.platform is not None and target.platform is not account.platform:
         raise NotFoundError(
-            f"Account '{target.accountId}' is not a {target.platform.value} account.",
+            f"Account '{echo(target.accountId)}' is not a {target.platform.value} account.",
             rule=f"targets[{index}].platform",
             remediation="Drop platform, or name an account of that platform.",
         )

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
 from omnipost.domain import PLATFORM_ALIASES
-from omnipost.errors import ValidationFailedError
+from omnipost.errors import ValidationFailedError, echo
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of, reach_of
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         from omnipost.platforms.sandbox import register_account
 
         if emulates is None or emulates.strip().lower() not in PLATFORM_ALIASES:
-            raise ValidationFailedError(f"Unknown platform '{emulates}'.", path="emulates",
+            raise ValidationFailedError(f"Unknown platform '{echo(emulates)}'.", path="emulates",
                                         remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
         real = PLATFORM_ALIASES[emulates.strip().lower()].value
         issued = await register_account(rt.http, rt.sandbox_url, handle, real)

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
 from omnipost.drafting import ValidateResult, rule_uri, validate_request
-from omnipost.errors import Measured, NotFoundError, ValidationFailedError
+from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
 from omnipost.request import PostRequest
@@ -80,7 +80,7 @@ def rules_for(platform: str | None) -> list[Rule]:
         return sorted(CATALOGUE.values(), key=lambda r: r.id)
     p = PLATFORM_ALIASES.get(platform.strip().lower())
     if p is None:
-        raise ValidationFailedError(f"Unknown platform '{platform}'.", path="platform",
+        raise ValidationFailedError(f"Unknown platform '{echo(platform)}'.", path="platform",
                                     remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
     own = [r for r in CATALOGUE.values() if r.platform == RULE_PREFIX[p] or (p.value in ("instagram", "threads") and r.platform == "meta")]
     shared = list(generic.ALL) + (list(generic.URL_ONLY) if p in URL_ONLY_MEDIA else [])
@@ -145,7 +145,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     ) -> RuleExplanation:
         rule = CATALOGUE.get(rule_id.strip())
         if rule is None:
-            raise NotFoundError(f"There is no preflight rule '{rule_id}'.", rule="rule_id",
+            raise NotFoundError(f"There is no preflight rule '{echo(rule_id)}'.", rule="rule_id",
                                 remediation="Call list_preflight_rules for the rule ids.")
         return explain(rule)
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from omnipost.errors import NotFoundError, ValidationFailedError
+from omnipost.errors import NotFoundError, ValidationFailedError, echo
 from omnipost.outputs import MediaOut, MediaPage, media_out
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, reach_of
 from omnipost.tools.publishing import with_idempotency
@@ -64,7 +64,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         reach = await reach_of(rt, profileId)
         record = await rt.media_.get(reach, mediaId)
         if record is None:
-            raise NotFoundError(f"Media '{mediaId}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
+            raise NotFoundError(f"Media '{echo(mediaId)}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
         await rt.media_.delete(reach, mediaId)
         return media_out(record)
 
