@@ -61,3 +61,14 @@ async def test_a_million_character_tool_name_is_clipped(client: Client) -> None:
     result = await client.call_tool(HUGE, {})
     assert size(result) < BOUND
     assert err(result)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("tool, arguments", [
+    ("get_post", {"postId": HUGE}),
+    ("publish_draft", {"id": HUGE}),
+    ("cancel_post", {"postId": HUGE}),
+    ("delete_post", {"postId": HUGE}),
+])
+async def test_a_post_or_batch_id_is_quoted_clipped_with_its_length(client: Client, tool: str, arguments: dict[str, Any]) -> None:
+    error = err(await client.call_tool(tool, arguments))
+    assert error["code"] == "not_found" and echo(HUGE) in error["message"]

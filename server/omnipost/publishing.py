@@ -47,6 +47,7 @@ from omnipost.errors import (
     PreflightError,
     UnknownOutcomeError,
     ValidationFailedError,
+    echo,
 )
 from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.idempotency import Idempotency, request_hash
@@ -722,14 +723,14 @@ class PublishService:
             if post_or_batch_id.startswith("bat_"):
                 batch = await s.get(Batch, post_or_batch_id)
                 if batch is None or batch.profile_id != reach.profile_id or await hides_batches(s, reach, [batch.id]):
-                    raise NotFoundError(f"Batch '{post_or_batch_id}' was not found.", rule="id")
+                    raise NotFoundError(f"Batch '{echo(post_or_batch_id)}' was not found.", rule="id")
                 posts = list((await s.exec(select(Post).where(Post.batch_id == batch.id, Post.status == "draft"))).all())
             else:
                 post = await s.get(Post, post_or_batch_id)
                 posts = [post] if (post is not None and post.profile_id == reach.profile_id and post.status == "draft"
                                    and not await hides_batches(s, reach, [post.batch_id])) else []
             if not posts:
-                raise NotFoundError(f"No draft '{post_or_batch_id}' to publish.", rule="id",
+                raise NotFoundError(f"No draft '{echo(post_or_batch_id)}' to publish.", rule="id",
                                     remediation="list_posts with status draft shows the drafts.")
             for p in posts:
                 p.status = "validated"
@@ -803,7 +804,7 @@ class PublishService:
             post = await s.get(Post, post_id)
             hidden = post is not None and await hides_batches(s, reach, [post.batch_id])
         if post is None or post.profile_id != reach.profile_id or hidden:
-            raise NotFoundError(f"Post '{post_id}' was not found.", rule="postId", remediation="list_posts shows the profile's posts.")
+            raise NotFoundError(f"Post '{echo(post_id)}' was not found.", rule="postId", remediation="list_posts shows the profile's posts.")
         return post
 
     # ------------------------------------------------------------------ recovery
