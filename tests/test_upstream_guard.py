@@ -18,24 +18,13 @@ from mcp import Client
 from omnipost.app import build_server
 from omnipost.config import Settings
 from omnipost.netguard import AddressRefused, GuardedBackend
+from test_webhooks import MapResolver
 from toolresult import err, ok
 
 pytestmark = pytest.mark.anyio
 
 PRIVATE_ANSWERS = ["10.0.0.5", "169.254.169.254", "0.0.0.0", "::", "::ffff:10.0.0.1", "fd00::1", "100.64.0.1",
                    "64:ff9b::a00:5", "2002:a00:5::1", "127.0.0.1", "::1", "192.168.1.1", "fe80::1"]
-
-
-class MapResolver:
-    """Names to the addresses a hostile DNS would answer; any other name is public (and never connected to here)."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        self.asked.append(host)
-        return self.answers.get(host, ["93.184.216.34"])
 
 
 class Recording(httpcore2.AsyncNetworkBackend):
@@ -207,7 +196,7 @@ async def test_a_stored_account_whose_pds_now_resolves_privately_never_gets_the_
             account = ok(await client.call_tool("connect_account", connect_args(entry.url)))
             assert account["defaults"]["pdsUrl"] == "http://pds.flaky.example"
             assert pds.requests == [("GET", "/xrpc/com.atproto.server.getSession")]
-            resolver.answers["pds.flaky.example"] = ["169.254.169.254"]
+            resolver.table["pds.flaky.example"] = ["169.254.169.254"]
             before = len(recording.connected)
             batch = ok(await client.call_tool("publish_post", {"text": "hello", "targets": [{"accountId": account["id"]}]}))
             result = batch["results"][0]
