@@ -1,6 +1,6 @@
 """Per-account daily publishing caps (PRODUCT §6) as rule data, enforced by the scheduler with the injected clock.
 
-The cap is lowered to 3 for these tests by swapping threads' PlatformRules in the registry
+The cap is lowered to 3 for these tests by swapping threads' PlatformSpec in the platform registry
 (`dataclasses.replace`, monkeypatched): the deferral logic is the same for 3 as for 250, and publishing
 250 posts through the sandbox per test would cost seconds for no extra coverage. The real numbers are
 asserted separately as data.
@@ -21,6 +21,7 @@ from omnipost.app import OmnipostServer
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.domain import Platform
+from omnipost.platforms.registry import PLATFORMS
 from omnipost.preflight.rules import RULES
 from omnipost.scheduler import Scheduler, daily_cap
 from omnipost.store.models import Post
@@ -41,7 +42,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def cap3(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setitem(RULES, Platform.THREADS, dataclasses.replace(RULES[Platform.THREADS], daily_post_cap=3))
+    monkeypatch.setitem(PLATFORMS, "threads", dataclasses.replace(PLATFORMS["threads"], daily_cap=3))  # caps read the registry
     return 3
 
 

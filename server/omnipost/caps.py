@@ -28,15 +28,11 @@ WARNING = "schedule.deferred_by_cap"
 
 
 def daily_cap(platform: str | None) -> int | None:
-    """The platform's posts-per-24-h cap per account (preflight rule data), or None."""
-    from omnipost.domain import Platform
-    from omnipost.preflight.rules import RULES
+    """The platform's posts-per-24-h cap per account (its spec's daily_cap, from the rule data), or None."""
+    from omnipost.platforms.registry import spec_of
 
-    try:
-        rules = RULES.get(Platform(platform)) if platform else None
-    except ValueError:
-        return None
-    return rules.daily_post_cap if rules is not None else None
+    spec = spec_of(platform)
+    return spec.daily_cap if spec is not None else None
 
 
 def _lock_key(account_id: str) -> int:

@@ -1,4 +1,5 @@
-"""manifest.json (MCPB) must list exactly the tools and prompts the server registers."""
+"""manifest.json (MCPB) must list exactly the tools and prompts the server registers, and name every platform of
+the registry (platforms/registry.py) in its keywords and description."""
 
 import json
 from pathlib import Path
@@ -23,11 +24,25 @@ async def registered(settings: Settings) -> tuple[dict[str, str], dict[str, Any]
     return tools, prompts
 
 
+def platform_names() -> dict[str, str]:
+    """Canonical id -> display name of every real platform in the registry (the sandbox is no platform to list)."""
+    from omnipost.domain import DISPLAY_NAME, Platform
+    from omnipost.platforms.registry import PLATFORMS
+
+    return {p: DISPLAY_NAME[Platform(p)] for p, spec in PLATFORMS.items() if spec.real}
+
+
 def manifest_drift(path: Path, settings: Settings | None = None) -> list[str]:
     """Human-readable differences between manifest.json and the server (empty = in sync)."""
     manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     tools, prompts = anyio.run(registered, settings or Settings())
     out: list[str] = []
+    keywords = set(manifest.get("keywords", []))
+    for p, name in platform_names().items():
+        if p not in keywords:
+            out.append(f"platform missing from manifest keywords: {p}")
+        if name not in manifest.get("description", ""):
+            out.append(f"platform missing from manifest description: {name}")
     listed_tools = {t["name"] for t in manifest.get("tools", [])}
     out += [f"tool missing from manifest: {n}" for n in sorted(set(tools) - listed_tools)]
     out += [f"tool in manifest but not registered: {n}" for n in sorted(listed_tools - set(tools))]
@@ -44,7 +59,9 @@ def manifest_drift(path: Path, settings: Settings | None = None) -> list[str]:
 def render_manifest(template: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """The manifest with its tools and prompts regenerated from the server (other keys kept)."""
     tools, prompts = anyio.run(registered, settings or Settings())
+    keywords = list(template.get("keywords", []))
     return template | {
+        "keywords": keywords + [p for p in platform_names() if p not in keywords],
         "tools": [{"name": n, "description": d} for n, d in tools.items()],
         "prompts": list(prompts.values()),
     }

@@ -7,9 +7,11 @@ ignored: a misspelt option would otherwise be dropped silently.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, create_model, model_validator
 
-from omnipost.domain import PLATFORM_ALIASES, Platform
+from omnipost.domain import DISPLAY_NAME, OPTION_KEY, PLATFORM_ALIASES, Platform
+from omnipost.platforms.models import Strict as _Strict
+from omnipost.platforms.registry import PLATFORMS
 
 GenericVisibility = Literal["public", "private", "connections_only", "logged_in"]
 
@@ -22,10 +24,6 @@ def _platform_alias(value: Any) -> Any:
 
 
 PlatformId = Annotated[Platform, BeforeValidator(_platform_alias)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
 
 
 class MediaItem(_Strict):
@@ -52,54 +50,6 @@ ThreadList = Annotated[
     list[Annotated[str, Field(max_length=100_000)]],
     Field(max_length=50, description="Continuation segments published as a reply chain (Bluesky, X, Threads)."),
 ]
-
-
-class BlueskyOptions(_Strict):
-    """Bluesky-only options."""
-
-    langs: list[Annotated[str, Field(min_length=2, max_length=35)]] | None = Field(
-        default=None, max_length=3, description="Up to 3 BCP-47 language tags."
-    )
-
-
-class TwitterOptions(_Strict):
-    """X-only options."""
-
-    replySettings: Literal["following", "mentionedUsers", "subscribers", "verified"] | None = Field(
-        default=None, description="Who may reply; omit for everyone."
-    )
-
-
-class LinkedInOptions(_Strict):
-    """LinkedIn-only options."""
-
-    visibility: str | None = Field(default=None, description="PUBLIC, CONNECTIONS or LOGGED_IN.")
-
-
-class FacebookOptions(_Strict):
-    """Facebook Page options."""
-
-    videoType: Literal["video", "reel"] | None = Field(default=None, description="How a video is published.")
-
-
-class InstagramOptions(_Strict):
-    """Instagram options."""
-
-    contentType: Literal["feed", "story", "reel"] | None = Field(default=None, description="feed (default), story or reel.")
-
-
-class ThreadsOptions(_Strict):
-    """Threads options."""
-
-    replyToId: str | None = Field(default=None, min_length=1, max_length=64, description="Threads media id to reply to.")
-
-
-class PinterestOptions(_Strict):
-    """Pinterest options."""
-
-    boardId: str | None = Field(default=None, min_length=1, max_length=64, description="Board to pin to (else the account default).")
-    destinationUrl: str | None = Field(default=None, min_length=1, description="Click-through link of the pin.")
-    title: str | None = Field(default=None, description="Pin title.")
 
 
 class TiktokOptions(_Strict):
@@ -132,75 +82,54 @@ class _Content(_Strict):
     )
 
 
-# Per-platform override objects given once at top level: the common content fields plus
-# that platform's own option fields, flattened ({"instagram": {"contentType": "reel"}}).
-class BlueskyOverride(_Content, BlueskyOptions):
-    """Overrides for every Bluesky target."""
-
-
-class TwitterOverride(_Content, TwitterOptions):
-    """Overrides for every X target."""
-
-
-class LinkedInOverride(_Content, LinkedInOptions):
-    """Overrides for every LinkedIn target."""
-
-
-class FacebookOverride(_Content, FacebookOptions):
-    """Overrides for every Facebook target."""
-
-
-class InstagramOverride(_Content, InstagramOptions):
-    """Overrides for every Instagram target."""
-
-
-class ThreadsOverride(_Content, ThreadsOptions):
-    """Overrides for every Threads target."""
-
-
-class PinterestOverride(_Content, PinterestOptions):
-    """Overrides for every Pinterest target."""
-
-
-class PlatformOverrides(_Strict):
-    """Per-platform overrides, folded into every target of that platform; a target's own values win."""
-
-    bluesky: BlueskyOverride | None = None
-    x: TwitterOverride | None = None
-    twitter: TwitterOverride | None = None
-    linkedin: LinkedInOverride | None = None
-    facebook: FacebookOverride | None = None
-    instagram: InstagramOverride | None = None
-    threads: ThreadsOverride | None = None
-    pinterest: PinterestOverride | None = None
-
+class _PlatformOverridesBase(_Strict):
     def for_platform(self, platform: Platform) -> _Content | None:
-        """The override object for one platform (X accepts `x` or `twitter`)."""
-        if platform is Platform.X:
-            return self.x or self.twitter
-        return getattr(self, platform.value)
+        """The override object for one platform (under its id or an alias: X accepts `x` or `twitter`)."""
+        return next((o for key in _aliases(platform) if (o := getattr(self, key, None)) is not None), None)
 
 
-class Target(_Content):
-    """One destination: an account, or (for validation without accounts) just a platform."""
+def _aliases(platform: Platform) -> list[str]:
+    return [name for name, p in PLATFORM_ALIASES.items() if p is platform]
 
+
+class _Destination(_Content):
     accountId: str | None = Field(default=None, min_length=1, max_length=64, description="Connected account (acc_…).")
     platform: PlatformId | None = Field(default=None, description="Platform to validate for when no account is named.")
-    bluesky: BlueskyOptions | None = None
-    twitter: TwitterOptions | None = None
-    linkedin: LinkedInOptions | None = None
-    facebook: FacebookOptions | None = None
-    instagram: InstagramOptions | None = None
-    threads: ThreadsOptions | None = None
-    pinterest: PinterestOptions | None = None
-    tiktok: TiktokOptions | None = None
-    youtube: YoutubeOptions | None = None
 
     @model_validator(mode="after")
-    def _names_a_destination(self) -> "Target":
+    def _names_a_destination(self) -> "_Destination":
         if self.accountId is None and self.platform is None:
             raise ValueError("name an accountId, or a platform to validate without an account")
         return self
+
+
+# The per-platform fields come from the registry (platforms/registry.py), in its order: a target's option object
+# per platform, and per-platform override objects given once at top level, which are the common content fields
+# plus that platform's own option fields, flattened ({"instagram": {"contentType": "reel"}}).
+_OPTIONS = [(Platform(p), spec.options) for p, spec in PLATFORMS.items() if spec.options is not None]
+
+
+def _override(platform: Platform, options: type[BaseModel]) -> type[_Content]:
+    name = options.__name__.removesuffix("Options") + "Override"
+    return create_model(name, __base__=(_Content, options), __doc__=f"Overrides for every {DISPLAY_NAME[platform]} target.",
+                        __module__=__name__)
+
+
+_OVERRIDES = [(platform, _override(platform, options)) for platform, options in _OPTIONS]
+
+PlatformOverrides = create_model(
+    "PlatformOverrides", __base__=_PlatformOverridesBase, __module__=__name__,
+    __doc__="Per-platform overrides, folded into every target of that platform; a target's own values win.",
+    **{key: (override | None, None) for platform, override in _OVERRIDES for key in _aliases(platform)},
+)
+
+Target = create_model(
+    "Target", __base__=_Destination, __module__=__name__,
+    __doc__="One destination: an account, or (for validation without accounts) just a platform.",
+    **{OPTION_KEY[platform]: (options | None, None) for platform, options in _OPTIONS},
+    tiktok=(TiktokOptions | None, None),
+    youtube=(YoutubeOptions | None, None),
+)
 
 
 class PostRequest(_Content):

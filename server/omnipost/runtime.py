@@ -86,7 +86,6 @@ class Runtime:
         await anyio.to_thread.run_sync(_import_store)
         from omnipost.accounts import Accounts
         from omnipost.idempotency import Idempotency
-        from omnipost.platforms.sandbox import SandboxAdapter
         from omnipost.publishing import PublishService
         from omnipost.store.crypto import Vault, load_key
         from omnipost.store.db import Database
@@ -108,18 +107,8 @@ class Runtime:
                                            transport=self._guarded_transport(limits))
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
-        from omnipost.media.fetch import SystemResolver
-        from omnipost.platforms.bluesky import BlueskyAdapter, session_expiry
-
-        async def bluesky_rotated(account_id: str, credentials: dict[str, Any]) -> None:
-            await self.accounts_.update_credentials(account_id, credentials, expires_at=session_expiry(credentials))
-
         # Every adapter is registered before recovery, which may need any of them.
-        self.adapters = {
-            "sandbox": SandboxAdapter(self.http, self.sandbox_url, timeout=s.upstream_timeout),
-            "bluesky": BlueskyAdapter(self.http, timeout=s.upstream_timeout, on_credentials=bluesky_rotated, clock=self.clock,
-                                      resolver=self.extra.get("resolver") or SystemResolver()),
-        }
+        self.adapters = self._adapters()
         self.media_ = self._media_service()
         from omnipost.webhooks import build_webhook_service
 
@@ -137,6 +126,19 @@ class Runtime:
         counts = await self.publisher_.recover()
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
+
+    def _adapters(self) -> dict[str, PlatformAdapter]:
+        """One adapter per platform that has one, each built by its spec's factory (platforms/registry.py)."""
+        from omnipost.media.fetch import SystemResolver
+        from omnipost.platforms.registry import PLATFORMS, AdapterDeps
+
+        async def save_credentials(account_id: str, credentials: dict[str, Any], expires_at: Any) -> None:
+            await self.accounts.update_credentials(account_id, credentials, expires_at=expires_at)
+
+        assert self.http is not None
+        deps = AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
+                           save_credentials=save_credentials, resolver=self.extra.get("resolver") or SystemResolver())
+        return {p: spec.build(deps) for p, spec in PLATFORMS.items() if spec.build is not None}
 
     def _guarded_transport(self, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
         """The network transport of the runtime's client: every connection goes to an address the SSRF guard vetted

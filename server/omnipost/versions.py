@@ -1,6 +1,7 @@
 """Platform API versions (PRODUCT §10): what each adapter speaks upstream, and when that stops working.
 
-The table below is data, with where each value came from and when it was checked. `status_of` turns
+The pins are data on each platform's spec (platforms/registry.py, `api_version`), with where each value came
+from and when it was checked; `pinned()` (also `VERSIONS`) lists them. `status_of` turns
 one entry into ok | deprecated_soon | past_sunset for a given instant; `check_versions` emits
 `version.deprecated` once per (platform, version) when a sunset is within WARN_DAYS.
 
@@ -62,39 +63,17 @@ class ApiVersion:
         return f"{EVENT}:{self.platform}:{self.version}"
 
 
-_META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' table "
-                   "(https://developers.facebook.com/docs/graph-api/changelog/versions): v24.0 introduced 2025-10-08, "
-                   "available until 2028-02-18; platforms.md §4 says pin a recent version (2026 docs show v24/v25)")
+def pinned() -> tuple[ApiVersion, ...]:
+    """Every platform's pinned version, from the platform registry (each spec's `api_version`), in its order."""
+    from omnipost.platforms.registry import PLATFORMS  # not at import: the registry imports ApiVersion from here
 
-VERSIONS: tuple[ApiVersion, ...] = (
-    ApiVersion("bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
-               source="platforms.md §1 (atproto lexicon snapshot 2026-08): lexicons evolve by backwards-compatible "
-                      "additions; there is no versioned endpoint and no published sunset",
-               checked="2026-11-24"),
-    ApiVersion("x", "X API", "v2", None,
-               source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
-                      "no published sunset for v2",
-               checked="2026-11-24"),
-    ApiVersion("linkedin", "LinkedIn-Version header (versioned REST)", "202607", date(2027, 7, 15),
-               source="platforms.md §3: `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
-                      "version's sunset about a year after release (202601: 2027-01-15, 202602: 2027-02-15, "
-                      "202603: 2027-03-16); 202607 (July 2026) is the newest version in our sources",
-               checked="2026-12-04", confirmed=False,
-               note="202607's sunset is not yet listed in our sources: estimated as the 15th of the same month a year "
-                    "later, as for the listed versions. Bump to a newer month before it."),
-    ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG, checked="2026-11-24"),
-    ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
-               source=_META_CHANGELOG, checked="2026-11-24"),
-    ApiVersion("threads", "Threads API (graph.threads.net)", "v1.0", None,
-               source="platforms.md §6: base https://graph.threads.net/v1.0",
-               checked="2026-11-24", confirmed=False,
-               note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists."),
-    ApiVersion("pinterest", "Pinterest API", "v5", None,
-               source="platforms.md §7: base https://api.pinterest.com/v5",
-               checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed)."),
-    ApiVersion("sandbox", "omnipost sandbox (local simulated platform)", "v1", None,
-               source="omnipost's own sandbox upstream (/v1/…); versioned with omnipost", checked="2026-11-24"),
-)
+    return tuple(spec.api_version for spec in PLATFORMS.values() if spec.api_version is not None)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VERSIONS":  # the pins as a module constant, as callers have always read them
+        return pinned()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def status_of(v: ApiVersion, now: datetime, warn_days: int = WARN_DAYS) -> tuple[Status, int | None]:
@@ -111,10 +90,10 @@ def status_of(v: ApiVersion, now: datetime, warn_days: int = WARN_DAYS) -> tuple
     return "ok", days
 
 
-def listing(now: datetime, versions: Iterable[ApiVersion] = VERSIONS) -> list[dict[str, Any]]:
+def listing(now: datetime, versions: Iterable[ApiVersion] | None = None) -> list[dict[str, Any]]:
     """Every pinned version with its status at `now` (the platform_versions tool's rows)."""
     out = []
-    for v in versions:
+    for v in pinned() if versions is None else versions:
         status, days = status_of(v, now)
         out.append({"platform": v.platform, "api": v.api, "version": v.version, "sunsetAt": v.sunset_at,
                     "daysLeft": days, "status": status, "confirmed": v.confirmed, "source": v.source,
@@ -137,7 +116,7 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 async def check_versions(now: datetime, emit: Emit, *, sent: set[tuple[str, str]] | None = None,
-                         versions: Iterable[ApiVersion] = VERSIONS, warn_days: int = WARN_DAYS) -> list[ApiVersion]:
+                         versions: Iterable[ApiVersion] | None = None, warn_days: int = WARN_DAYS) -> list[ApiVersion]:
     """Emit version.deprecated for each version whose sunset is within `warn_days` of `now` (or past),
     unless (platform, version) is already in `sent`; the pairs emitted are added to `sent`. Returns them.
 
@@ -146,7 +125,7 @@ async def check_versions(now: datetime, emit: Emit, *, sent: set[tuple[str, str]
     """
     sent = sent if sent is not None else set()
     fired: list[ApiVersion] = []
-    for v in versions:
+    for v in pinned() if versions is None else versions:
         status, _ = status_of(v, now, warn_days)
         if status == "ok" or (v.platform, v.version) in sent:
             continue

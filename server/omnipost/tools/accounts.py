@@ -7,8 +7,9 @@ from pydantic import BaseModel, Field
 
 from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
-from omnipost.domain import PLATFORM_ALIASES
+from omnipost.domain import PLATFORM_ALIASES, Platform
 from omnipost.errors import ValidationFailedError, echo
+from omnipost.platforms.registry import CONNECT_HELP, CONNECTABLE
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of, reach_of
 
 if TYPE_CHECKING:
@@ -34,9 +35,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register the account and profile tools."""
 
     async def connect_account(
-        platform: Annotated[Literal["sandbox", "bluesky"], Field(description="bluesky (handle + app password), or sandbox: a local simulated platform.")],
+        platform: Annotated[Literal[CONNECTABLE], Field(description=CONNECT_HELP)],
         handle: Annotated[str, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any display handle).")],
-        emulates: Annotated[str | None, Field(description="For sandbox: the platform whose rules apply (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")] = None,
+        emulates: Annotated[str | None, Field(description=f"For sandbox: the platform whose rules apply ({', '.join(Platform)}).")] = None,
         appPassword: Annotated[str | None, Field(description="For bluesky: an app password (Settings → App passwords), never the account password.")] = None,
         pdsUrl: Annotated[str | None, Field(description="For bluesky: the PDS to log in to (default https://bsky.social).")] = None,
         profileId: ProfileArg = None,

@@ -1,0 +1,202 @@
+"""The platform registry (ARCHITECTURE §2): one `PlatformSpec` per platform, in `PLATFORMS`.
+
+Everything the rest of the program needs to know about a platform is data on its spec: the connect tool's
+platform list, the request's per-platform option objects (request.py), the runtime's adapters (built through
+`spec.build`), the preview builders (platforms/__init__.py), the pinned API versions (versions.py), the daily
+caps (caps.py) and the manifest's platform keywords (manifest.py) are all read from here.
+tests/test_registry.py fails when a platform lacks a part (spec field, rules, preflight cases, fake, tests).
+
+Adding a platform: its modules (preview builder platforms/<p>.py, options/credentials in platforms/models.py,
+an adapter when it publishes), preflight/rules/<p>.py, a `Platform` member in domain.py, and one entry below.
+
+Ids are the canonical platform ids (domain.Platform values) plus "sandbox", the local simulated platform,
+which has no rules of its own (a sandbox account applies the rules of the platform it emulates).
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import ModuleType
+from typing import Any, Literal
+
+import httpx2
+from pydantic import BaseModel
+
+from omnipost.clock import Clock
+from omnipost.domain import Platform
+from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
+from omnipost.platforms import models as m
+from omnipost.platforms.base import PlatformAdapter
+from omnipost.preflight.model import PlatformRules, ResolvedTarget
+from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
+from omnipost.versions import ApiVersion
+
+ConnectKind = Literal["app_password", "oauth2", "token", "sandbox", "none"]  # "none": no connect flow built yet
+Strategy = Literal["caller_id", "idempotency_key", "container", "search", "none"]  # how exactly-once is reached
+SaveCredentials = Callable[[str, dict[str, Any], datetime | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a platform can carry, as the preflight rules encode it (see `_capabilities`)."""
+
+    threads: bool
+    first_comment: bool
+    video: bool
+    alt_text: bool
+    media_by_url_only: bool
+
+
+@dataclass(frozen=True)
+class AdapterDeps:
+    """What every adapter factory gets: the one shape adapters are built from, outside the composition root.
+
+    `save_credentials(account_id, credentials, expires_at)` persists rotated credentials (e.g. a refreshed
+    session) durably; `resolver` is DNS for fetches an adapter makes itself (link cards)."""
+
+    http: httpx2.AsyncClient
+    clock: Clock
+    timeout: float
+    sandbox_url: str
+    save_credentials: SaveCredentials
+    resolver: Any
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """Everything the program knows about one platform."""
+
+    platform: str  # the canonical id (a domain.Platform value, or "sandbox")
+    adapter: type[PlatformAdapter] | None  # None: validation and previews only, no publishing yet
+    build: Callable[[AdapterDeps], PlatformAdapter] | None  # builds `adapter` from the shared deps
+    credentials: type[BaseModel] | None  # what a connect stores; None while there is no connect flow
+    options: type[BaseModel] | None  # a target's option object for this platform; None: takes none
+    preview: Callable[[ResolvedTarget], dict[str, Any]] | None  # the request body validate_post previews
+    connect: ConnectKind
+    connect_help: str  # how a user connects, for the connect tool's description
+    capabilities: Capabilities
+    exactly_once: Strategy
+    api_version: ApiVersion | None
+    daily_cap: int | None  # posts per account per rolling 24 h (caps.py), from the rules' daily_post_cap
+    errors: Any = None  # the platform's ErrorMap (platforms/errormap.py) once it exists: module constant ERRORS
+    rules: PlatformRules | None = field(default=None, repr=False)  # None only for the sandbox (it emulates)
+
+    @property
+    def real(self) -> bool:
+        """A real platform (with rules of its own), not the sandbox, which emulates one."""
+        return self.rules is not None
+
+    @property
+    def publishes(self) -> bool:
+        """Whether omnipost can publish to (and connect) this platform."""
+        return self.adapter is not None
+
+
+def _capabilities(p: Platform) -> Capabilities:
+    """Read from the rules: threads / first comments as the rules allow them, video when an accepted media type
+    is a video, alt text when a rule bounds it, media only by public URL for the URL-ingest platforms."""
+    rules = RULES[p]
+    mimes = [str(v) for r in rules.rules if r.id.endswith("mime_allowed") for v in (r.limit or ())]
+    return Capabilities(threads=rules.supports_thread, first_comment=rules.supports_first_comment,
+                        video=any(v.startswith("video/") for v in mimes),
+                        alt_text=any("alt_text" in r.id for r in rules.rules),
+                        media_by_url_only=p in URL_ONLY_MEDIA)
+
+
+def _errors(module: ModuleType) -> Any:
+    """The module's ErrorMap (`ERRORS`), when the platform has one."""
+    return getattr(module, "ERRORS", None)
+
+
+def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_once: Strategy,
+          api_version: ApiVersion, connect: ConnectKind = "none", connect_help: str = "",
+          adapter: type[PlatformAdapter] | None = None, build: Callable[[AdapterDeps], PlatformAdapter] | None = None,
+          credentials: type[BaseModel] | None = None) -> PlatformSpec:
+    """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
+    rules = RULES[p]
+    return PlatformSpec(platform=p.value, adapter=adapter, build=build, credentials=credentials, options=options,
+                        preview=module.build_post, connect=connect, connect_help=connect_help,
+                        capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
+                        daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules)
+
+
+def _build_bluesky(d: AdapterDeps) -> PlatformAdapter:
+    async def rotated(account_id: str, credentials: dict[str, Any]) -> None:
+        await d.save_credentials(account_id, credentials, bluesky.session_expiry(credentials))
+
+    return bluesky.BlueskyAdapter(d.http, timeout=d.timeout, on_credentials=rotated, clock=d.clock, resolver=d.resolver)
+
+
+def _build_sandbox(d: AdapterDeps) -> PlatformAdapter:
+    return sandbox.SandboxAdapter(d.http, d.sandbox_url, timeout=d.timeout)
+
+
+# API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
+_META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' table "
+                   "(https://developers.facebook.com/docs/graph-api/changelog/versions): v24.0 introduced 2025-10-08, "
+                   "available until 2028-02-18; platforms.md §4 says pin a recent version (2026 docs show v24/v25)")
+
+PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
+    _spec(Platform.BLUESKY, bluesky, options=m.BlueskyOptions, exactly_once="caller_id",
+          adapter=bluesky.BlueskyAdapter, build=_build_bluesky, credentials=m.BlueskyCredentials, connect="app_password",
+          connect_help="bluesky (handle + app password)",
+          api_version=ApiVersion(
+              "bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
+              source="platforms.md §1 (atproto lexicon snapshot 2026-08): lexicons evolve by backwards-compatible "
+                     "additions; there is no versioned endpoint and no published sunset",
+              checked="2026-11-24")),
+    _spec(Platform.X, x, options=m.TwitterOptions, exactly_once="search",
+          api_version=ApiVersion(
+              "x", "X API", "v2", None,
+              source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
+                     "no published sunset for v2",
+              checked="2026-11-24")),
+    _spec(Platform.LINKEDIN, linkedin, options=m.LinkedInOptions, exactly_once="search",
+          api_version=ApiVersion(
+              "linkedin", "LinkedIn-Version header (versioned REST)", "202607", date(2027, 7, 15),
+              source="platforms.md §3: `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
+                     "version's sunset about a year after release (202601: 2027-01-15, 202602: 2027-02-15, "
+                     "202603: 2027-03-16); 202607 (July 2026) is the newest version in our sources",
+              checked="2026-12-04", confirmed=False,
+              note="202607's sunset is not yet listed in our sources: estimated as the 15th of the same month a year "
+                   "later, as for the listed versions. Bump to a newer month before it.")),
+    _spec(Platform.FACEBOOK, facebook, options=m.FacebookOptions, exactly_once="search",
+          api_version=ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG,
+                                 checked="2026-11-24")),
+    _spec(Platform.INSTAGRAM, instagram, options=m.InstagramOptions, exactly_once="container",
+          api_version=ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
+                                 source=_META_CHANGELOG, checked="2026-11-24")),
+    _spec(Platform.THREADS, threads, options=m.ThreadsOptions, exactly_once="container",
+          api_version=ApiVersion(
+              "threads", "Threads API (graph.threads.net)", "v1.0", None,
+              source="platforms.md §6: base https://graph.threads.net/v1.0",
+              checked="2026-11-24", confirmed=False,
+              note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists.")),
+    _spec(Platform.PINTEREST, pinterest, options=m.PinterestOptions, exactly_once="search",
+          api_version=ApiVersion(
+              "pinterest", "Pinterest API", "v5", None,
+              source="platforms.md §7: base https://api.pinterest.com/v5",
+              checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed).")),
+    # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
+    # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.
+    PlatformSpec(
+        platform="sandbox", adapter=sandbox.SandboxAdapter, build=_build_sandbox, credentials=m.SandboxCredentials,
+        options=None, preview=None, connect="sandbox", connect_help="sandbox: a local simulated platform",
+        capabilities=Capabilities(threads=True, first_comment=True, video=True, alt_text=True, media_by_url_only=False),
+        exactly_once="caller_id",
+        api_version=ApiVersion("sandbox", "omnipost sandbox (local simulated platform)", "v1", None,
+                               source="omnipost's own sandbox upstream (/v1/…); versioned with omnipost", checked="2026-11-24"),
+        daily_cap=None, errors=_errors(sandbox)),
+)}
+
+CONNECTABLE: tuple[str, ...] = tuple(sorted((p for p, s in PLATFORMS.items() if s.publishes), key=lambda p: PLATFORMS[p].real))
+"""The platforms connect_account takes (those with an adapter), the sandbox first."""
+
+CONNECT_HELP = (", ".join(PLATFORMS[p].connect_help for p in CONNECTABLE if PLATFORMS[p].real) + ", or "
+                + ", ".join(PLATFORMS[p].connect_help for p in CONNECTABLE if not PLATFORMS[p].real) + ".")
+"""How to connect each of them (the connect tool's `platform` description)."""
+
+
+def spec_of(platform: str | None) -> PlatformSpec | None:
+    """The spec of a canonical platform id (not an alias), or None."""
+    return PLATFORMS.get(platform) if platform else None
