@@ -55,6 +55,7 @@ CALL_TIMEOUT = 30.0
 KNOWN_CODES = frozenset({  # PRODUCT.md §3, less internal_error
     "validation_failed", "preflight_failed", "not_found", "idempotency_conflict", "unauthorized", "unauthenticated",
     "rate_limited", "platform_auth_failed", "platform_rejected", "platform_unavailable", "platform_outcome_unknown",
+    "platform_forbidden", "platform_duplicate",
 })
 PUBLIC_IP = "93.184.216.34"  # every name resolves here, and nothing is mounted at it: connects fail
 PDS_IP = "93.184.216.35"  # pds.test resolves here, and the fake PDS is mounted at both (for a guard that pins addresses)

@@ -22,7 +22,6 @@ from omnipost.errors import (
     PlatformAuthError,
     PlatformRateLimitError,
     PlatformRejectedError,
-    PlatformUnavailableError,
     UnknownOutcomeError,
 )
 from omnipost.platforms.base import AccountContext, MediaFile, PublishJob
@@ -211,12 +210,13 @@ async def test_bad_or_missing_token_is_auth_error(sandbox: Sandbox) -> None:
     assert list_posts(sandbox.store) == []
 
 
-async def test_fault_5xx_is_unavailable_and_stores_nothing(sandbox: Sandbox) -> None:
+async def test_fault_5xx_after_a_write_is_an_unknown_outcome_that_find_settles(sandbox: Sandbox) -> None:
     await sandbox.faults(kinds=["5xx"], failRate=1.0)
-    with pytest.raises(PlatformUnavailableError) as err:
+    with pytest.raises(UnknownOutcomeError) as err:
         await sandbox.adapter().publish(_job(sandbox.account))
-    assert type(err.value) is PlatformUnavailableError and err.value.status == 503
+    assert err.value.code == "platform_outcome_unknown" and err.value.status == 503 and not err.value.retryable
     assert list_posts(sandbox.store) == []
+    assert await sandbox.adapter().find(_job(sandbox.account)) is None  # reads are not faulted: certainly absent
 
 
 async def test_fault_429_is_rate_limit_with_retry_after(sandbox: Sandbox) -> None:
@@ -257,7 +257,7 @@ async def test_faults_apply_to_writes_only(sandbox: Sandbox) -> None:
     await sandbox.adapter().publish(_job(sandbox.account, "r1"))
     await sandbox.faults(kinds=["5xx"], failRate=1.0)
     assert await sandbox.adapter().find(_job(sandbox.account, "r1")) is not None
-    with pytest.raises(PlatformUnavailableError):
+    with pytest.raises(UnknownOutcomeError):  # a 5xx to a write: the platform may have acted
         await sandbox.adapter().delete(sandbox.account, "r1")
     plan = (await sandbox.http.get("/v1/_control/faults")).json()
     assert plan["injected"] == 1 and plan["kinds"] == ["5xx"]
@@ -274,7 +274,7 @@ async def _outcomes(sandbox: Sandbox, prefix: str) -> list[str]:
             out.append("ok")
         except PlatformRateLimitError:
             out.append("429")
-        except PlatformUnavailableError:
+        except UnknownOutcomeError:
             out.append("5xx")
     return out
 

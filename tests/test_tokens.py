@@ -3,6 +3,7 @@ at all is announced with token.expiring (once per expiry), and a refused refresh
 
 The fake PDS issues real JWT-shaped tokens whose `exp` follows its own clock; both clocks are moved by hand."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from fakes.bluesky import PDS_URL, FakeBluesky
 from fakes.webhook_sink import WebhookSink
 from mcp import Client
+from starlette.types import ASGIApp
 from test_webhooks import HOOK, MapResolver, sink_client
 from toolresult import ok
 
@@ -31,12 +33,13 @@ REFRESH = "com.atproto.server.refreshSession"
 class Setup:
     """A server wired to the fake PDS (and the embedded sandbox) with a webhook sink subscribed to token events."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, sandbox: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
+        """`sandbox` wraps the sandbox app (e.g. tests/fakes/scripted.py's Scripted)."""
         self.clock = FixedClock(NOW)
         self.fake = FakeBluesky(clock=lambda: self.clock.now().timestamp(), refresh_ttl=10 * 86400.0)
         self.fake.add_account("alice.test", PASSWORD)
         self.sink = WebhookSink(clock=self.clock)
-        self.http = self.fake.client(mounts={SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db", clock=self.clock)})
+        self.http = self.fake.client(mounts={SANDBOX_HOST: sandbox(create_sandbox_app(settings.data_dir / "sandbox.db", clock=self.clock))})
         self.server: OmnipostServer = build_server(settings.model_copy(update={"scheduler_enabled": False}),
                                                    clock=self.clock, http=self.http)
         self.rt = self.server.runtime

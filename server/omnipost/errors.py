@@ -11,11 +11,13 @@
     ├── RateLimitedError          rate_limited: the caller's own per-key limit; .retry_after
     ├── ConfigError               platform not configured / credentials missing: the user must act
     ├── PlatformError             raised only by adapters; .status, .platform_response (truncated, redacted)
-    │   ├── PlatformAuthError     platform_auth_failed: token missing/expired/revoked; reconnect
+    │   ├── PlatformAuthError     platform_auth_failed: the token was refused (missing/expired/revoked); reconnect
+    │   ├── PlatformForbiddenError platform_forbidden: permission/scope refusal; the account stays healthy
+    │   ├── PlatformDuplicateError platform_duplicate: the platform refused duplicate content; permanent
     │   ├── PlatformRejectedError platform_rejected: the platform refused the content; permanent
     │   ├── PlatformRateLimitError platform_unavailable (retryable) with .retry_after
-    │   ├── PlatformUnavailableError platform_unavailable: 5xx, connect failure; retryable
-    │   └── UnknownOutcomeError   platform_outcome_unknown: sent, no definite answer; never retried blind
+    │   ├── PlatformUnavailableError platform_unavailable: 5xx on a read, nothing sent (connect failure); retryable
+    │   └── UnknownOutcomeError   platform_outcome_unknown: a write sent, then 5xx/reset/timeout; never retried blind
     └── InternalError             internal_error: our bug; carries only a request id
 
 Classes carry attributes, not positional args, and each maps to exactly one public code.
@@ -216,6 +218,18 @@ class PlatformAuthError(PlatformError):
     """The account's token is missing, expired or revoked: the user must reconnect."""
 
     code = "platform_auth_failed"
+
+
+class PlatformForbiddenError(PlatformError):
+    """The platform refused the action for lack of permission or scope; the token itself is fine (no reconnect)."""
+
+    code = "platform_forbidden"
+
+
+class PlatformDuplicateError(PlatformError):
+    """The platform refused the content as a duplicate of a post the account already has."""
+
+    code = "platform_duplicate"
 
 
 class PlatformRejectedError(PlatformError):

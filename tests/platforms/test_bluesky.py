@@ -19,6 +19,7 @@ from mediagen import make_image, make_video
 from omnipost.domain import Platform
 from omnipost.errors import (
     PlatformAuthError,
+    PlatformForbiddenError,
     PlatformRateLimitError,
     PlatformRejectedError,
     PlatformUnavailableError,
@@ -361,11 +362,36 @@ async def test_lexicon_rejection_keeps_the_raw_body(env: Env) -> None:
     assert env.fake.posts() == [] and len(env.fake.calls(GET)) == 1  # it checked that the rkey was not taken
 
 
-async def test_server_error_is_unavailable(env: Env) -> None:
-    env.fake.fail_next(CREATE, 503, {"error": "NotEnoughResources", "message": "busy"})
-    with anyio.fail_after(WAIT), pytest.raises(PlatformUnavailableError) as caught:
+@pytest.mark.parametrize("status, name", [(500, "InternalServerError"), (502, "UpstreamFailure"), (503, "NotEnoughResources"),
+                                          (504, "UpstreamTimeout")])
+async def test_a_5xx_after_the_write_is_an_unknown_outcome_not_unavailable(env: Env, status: int, name: str) -> None:
+    env.fake.fail_next(CREATE, status, {"error": name, "message": "busy"})
+    with anyio.fail_after(WAIT), pytest.raises(UnknownOutcomeError) as caught:
         await env.adapter().publish(make_job(env.account))
-    assert type(caught.value) is PlatformUnavailableError and caught.value.retryable and env.fake.posts() == []
+    error = caught.value.to_error_object()
+    assert (error.code, error.retryable, caught.value.status) == ("platform_outcome_unknown", False, status)
+    assert env.fake.posts() == [] and len(env.fake.calls(GET)) == 1  # it read the rkey back before saying so
+
+
+async def test_a_5xx_on_a_read_is_retryable_unavailable(env: Env) -> None:
+    env.fake.fail_next(GET, 503, {"error": "NotEnoughResources", "message": "busy"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformUnavailableError) as caught:
+        await env.adapter().find(make_job(env.account))
+    assert type(caught.value) is PlatformUnavailableError and caught.value.code == "platform_unavailable" and caught.value.retryable
+
+
+async def test_a_403_without_a_token_error_is_a_permission_refusal_not_auth(env: Env) -> None:
+    # Any 403 whose XRPC name is not a refused token: the account's token is fine, it may not do this.
+    env.fake.fail_next(CREATE, 403, {"error": "Forbidden", "message": "Missing required scope"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformForbiddenError) as caught:
+        await env.adapter().publish(make_job(env.account))
+    assert caught.value.code == "platform_forbidden" and not caught.value.retryable and env.fake.calls(REFRESH) == []
+
+
+async def test_a_403_naming_a_refused_token_is_still_auth(env: Env) -> None:
+    env.fake.fail_next(CREATE, 403, {"error": "AccountDeactivated", "message": "Account is deactivated"})
+    with anyio.fail_after(WAIT), pytest.raises(PlatformAuthError):
+        await env.adapter().publish(make_job(env.account))
 
 
 async def test_lost_answer_after_the_write_is_unknown_outcome_then_found(env: Env) -> None:

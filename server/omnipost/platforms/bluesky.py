@@ -53,12 +53,15 @@ Ids. `Published.upstream_id` (and `uri`, `thread_ids`, `first_comment_ids`) are 
 (`at://<did>/app.bsky.feed.post/<rkey>`); `delete` accepts such an at-uri or a bare rkey (of the account's repo).
 The web URL is `https://bsky.app/profile/<did>/post/<rkey>` (the DID, which survives handle changes).
 
-Errors (platforms.md §1.6): statuses become errors in platforms/http.py; `_classify` then refines them by the XRPC
-`error` name: AuthenticationRequired, AuthMissing, InvalidToken, ExpiredToken (after a failed refresh),
-AccountTakedown, AccountDeactivated, AuthFactorTokenRequired → PlatformAuthError; 429 / RateLimitExceeded →
-PlatformRateLimitError with retry_after = RateLimit-Reset (epoch seconds) − now; other 4xx (InvalidRequest,
-InvalidMimeType, InvalidSize, PayloadTooLarge, ...) → PlatformRejectedError; 5xx → PlatformUnavailableError. The
-upstream body is kept as `platform_response`. A write whose answer is lost is UnknownOutcomeError (http.send).
+Errors (platforms.md §1.6): the map `ERRORS` (platforms/errormap.py), applied by platforms/http.py, turns the status
+and the XRPC `error` name into the family: AuthenticationRequired, AuthMissing, InvalidToken, ExpiredToken (after a
+failed refresh), AccountTakedown, AccountDeactivated, AuthFactorTokenRequired, or a bare 401 → PlatformAuthError (the
+account needs reconnecting); any other 403 → PlatformForbiddenError (the account stays connected); 429 /
+RateLimitExceeded → PlatformRateLimitError with retry_after = RateLimit-Reset (epoch seconds) − now; other 4xx
+(InvalidRequest, InvalidMimeType, InvalidSize, PayloadTooLarge, ...) → PlatformRejectedError; 5xx →
+PlatformUnavailableError on a read, UnknownOutcomeError on a write (createRecord, deleteRecord: the PDS may have acted
+before failing; createRecord first reads the rkey back, see above). The upstream body is kept as `platform_response`.
+A write whose answer is lost (reset, timeout) is UnknownOutcomeError too (http.send).
 """
 
 import base64
@@ -85,6 +88,7 @@ from omnipost.errors import (
     MediaError,
     PlatformAuthError,
     PlatformError,
+    PlatformForbiddenError,
     PlatformRateLimitError,
     PlatformRejectedError,
     PlatformUnavailableError,
@@ -95,7 +99,8 @@ from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
 from omnipost.platforms.base import AccountContext, MediaFile, Published, PublishJob
 from omnipost.platforms.common import is_video, pending
-from omnipost.platforms.http import raise_for_status, send
+from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
+from omnipost.platforms.http import error_for, send
 from omnipost.preflight.facets import LINK, MENTION, detect_facets, detect_mentions
 from omnipost.preflight.model import MediaRef, ResolvedTarget
 
@@ -276,42 +281,35 @@ def _json_of(response: httpx2.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _reset_wait(response: httpx2.Response, now: float) -> float | None:
-    """Seconds until RateLimit-Reset (a Unix epoch in seconds on Bluesky), if the header is there."""
-    value = response.headers.get("ratelimit-reset")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value) - now)
-    except ValueError:
-        return None
+def _xrpc_name(body: Any) -> str | None:
+    return _xrpc_error(body)[0]
+
+
+def _xrpc_message(body: Any) -> str | None:
+    return _xrpc_error(body)[1]
+
+
+# platforms.md §1.6: bodies are XRPC `{"error": <Name>, "message"}`; 429 RateLimitExceeded with RateLimit-Reset
+# (Unix epoch seconds). A refused token is one of AUTH_ERRORS (at 400 or 401); a 403 without one of them is a
+# permission refusal (the defaults: 401 auth, 403 forbidden, 5xx unavailable, other 4xx rejected).
+ERRORS = ErrorMap(
+    rules=(Rule(RATE_LIMITED, code="RateLimitExceeded"), *(Rule(AUTH_REFUSED, code=name) for name in sorted(AUTH_ERRORS))),
+    code=_xrpc_name, message=_xrpc_message,
+    retry_after=first_of(reset_header("ratelimit-reset"), retry_after_header),
+)
 
 
 def _classify(response: httpx2.Response, nsid: str, now: float) -> PlatformError:
-    """The PlatformError for a failed XRPC answer: http.py's class, refined by the XRPC error name."""
-    try:
-        raise_for_status(response, PLATFORM)
-    except PlatformError as exc:
-        generic = exc
-    else:
+    """The PlatformError for a failed XRPC answer, by ERRORS (a 5xx to a write is an unknown outcome)."""
+    error = error_for(response, f"Bluesky {nsid}", errors=ERRORS, now=now)
+    if error is None:
         return PlatformUnavailableError(f"Bluesky {nsid} answered an unexpected HTTP {response.status_code}.", status=response.status_code,
                                         remediation="Retry later.")
-    status = response.status_code
-    name, message = _xrpc_error(generic.platform_response)
-    what = f"Bluesky {nsid} answered HTTP {status}" + (f" {name}" if name else "") + (f": {message}" if message else "")
-    kw: dict[str, Any] = {"status": status, "platform_response": generic.platform_response}
-    if status == 429 or name == "RateLimitExceeded":
-        wait = _reset_wait(response, now)
-        return PlatformRateLimitError(f"{what}.", retry_after=wait if wait is not None else generic.retry_after,
-                                      remediation="Retry after retryAfter seconds; omnipost's worker does this.", **kw)
-    if name in AUTH_ERRORS or status in (401, 403):
-        remediation = "Reconnect the Bluesky account (connect_account with a new app password)."
-        if name == "AuthFactorTokenRequired":
-            remediation = "Connect with an app password (Settings → Privacy and security → App passwords), not the account password."
-        return PlatformAuthError(f"{what}.", remediation=remediation, **kw)
-    if status >= 500:
-        return PlatformUnavailableError(f"{what}.", retry_after=generic.retry_after, remediation="Retry later.", **kw)
-    return PlatformRejectedError(f"{what}.", remediation="Read platformResponse, change the post, and publish again.", **kw)
+    if isinstance(error, PlatformAuthError):
+        error.remediation = ("Connect with an app password (Settings → Privacy and security → App passwords), not the account password."
+                             if _xrpc_name(error.platform_response) == "AuthFactorTokenRequired"
+                             else "Reconnect the Bluesky account (connect_account with a new app password).")
+    return error
 
 
 def _jwt_exp(token: str | None) -> float | None:
@@ -588,7 +586,7 @@ class BlueskyAdapter:
             response = await self._call(s.pds, "POST", REFRESH_SESSION, write=False, token=s.refresh)
             if not response.is_success:
                 error = _classify(response, REFRESH_SESSION, self._now())
-                if isinstance(error, PlatformAuthError | PlatformRejectedError):
+                if isinstance(error, PlatformAuthError | PlatformForbiddenError | PlatformRejectedError):
                     raise PlatformAuthError(f"The Bluesky session could not be refreshed: {error.message}", status=error.status,
                                             platform_response=error.platform_response,
                                             remediation="Reconnect the Bluesky account (connect_account with an app password).") from error

@@ -15,10 +15,21 @@ import anyio.to_thread
 import httpx2
 
 from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, Published
+from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.http import raise_for_status, send
 
 PLATFORM = "sandbox"
 _CHUNK = 1 << 20
+
+# The sandbox's own answers (sandbox/upstream.py): `{"error": <code>, "message"}`; 429 carries Retry-After
+# in seconds. `duplicate_content` and `forbidden` are the codes its own-id mode and scope refusals answer with.
+ERRORS = ErrorMap(rules=(
+    Rule(AUTH_REFUSED, status=401, code="unauthorized"),
+    Rule(FORBIDDEN, code="forbidden"),
+    Rule(DUPLICATE, code="duplicate_content"),
+    Rule(RATE_LIMITED, code="rate_limited"),
+    Rule(UNAVAILABLE, code="unavailable"),
+))
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -46,7 +57,7 @@ async def _descriptor(m: MediaFile) -> dict[str, Any]:
 
 
 def _headers(account: AccountContext) -> dict[str, str]:
-    # No token → no header: the sandbox answers 401 and http.py makes that PlatformAuthError.
+    # No token → no header: the sandbox answers 401 unauthorized, which ERRORS makes PlatformAuthError.
     token = account.credentials.get("token")
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -74,7 +85,7 @@ async def register_account(http: httpx2.AsyncClient, base_url: str, handle: str,
     """Create (or log in again to) a sandbox account: `{"account", "token", "handle", "emulates"}`."""
     response = await send(http, "POST", f"{base_url.rstrip('/')}/v1/accounts", platform=PLATFORM, write=True,
                           timeout=timeout, json={"handle": handle, "emulates": emulates})
-    raise_for_status(response, PLATFORM)
+    raise_for_status(response, PLATFORM, errors=ERRORS)
     return _json(response)
 
 
@@ -98,7 +109,7 @@ class SandboxAdapter:
                               timeout=self.timeout, json=body, headers=_headers(account))
         if (stored := _already_exists(response)) is not None:
             return stored, response.status_code, True
-        raise_for_status(response, PLATFORM)
+        raise_for_status(response, PLATFORM, errors=ERRORS)
         return _json(response), response.status_code, False
 
     async def _get(self, account: AccountContext, post_id: str) -> dict[str, Any] | None:
@@ -107,7 +118,7 @@ class SandboxAdapter:
                               timeout=self.timeout, headers=_headers(account))
         if response.status_code == 404:
             return None
-        raise_for_status(response, PLATFORM)
+        raise_for_status(response, PLATFORM, errors=ERRORS)
         return _json(response)
 
     async def publish(self, job: PublishJob) -> Published:
@@ -155,4 +166,4 @@ class SandboxAdapter:
         """Delete one post (only that post: replies stay, as on most platforms)."""
         response = await send(self.http, "DELETE", self._url(upstream_id), platform=PLATFORM, write=True,
                               timeout=self.timeout, headers=_headers(account))
-        raise_for_status(response, PLATFORM)
+        raise_for_status(response, PLATFORM, errors=ERRORS)
