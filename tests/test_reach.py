@@ -221,6 +221,7 @@ TABLE: dict[str, Reaches | Lists | Creates | Same] = {
     "list_posts": Lists(lambda w, kind: w.post(kind, "published"), _ids("posts", "postId")),
     "cancel_post": Reaches(lambda w, kind: _named("postId", w.post(kind, "queued"), idempotencyKey=f"cancel-{w.n()}")),
     "delete_post": Reaches(lambda w, kind: _named("postId", w.post(kind, "published"), idempotencyKey=f"delete-{w.n()}")),
+    "resolve_post": Reaches(lambda w, kind: _named("postId", _unknown(w, kind), resolution="resend", idempotencyKey=f"resolve-{w.n()}")),
     # media
     "upload_media": Creates(lambda w: {"bytesBase64": b64(make_image(width=10 + w.n(), height=10))}, lambda r: r["id"],
                             "list_media", _ids("media")),
@@ -253,6 +254,16 @@ async def _with(args: Awaitable[dict[str, Any]], **more: Any) -> dict[str, Any]:
 
 async def _batch_id(batch: Awaitable[dict[str, Any]]) -> str:
     return (await batch)["id"]
+
+
+async def _unknown(w: World, kind: str) -> str:
+    """A post whose outcome is unknown (a stored draft, as a lost answer that could not be reconciled leaves it)."""
+    post_id = await w.post(kind, "draft")
+    error = {"code": "platform_outcome_unknown", "message": "The answer was lost.", "retryable": False}
+    async with w.db.session() as s:
+        await s.exec(sa_update(Post).where(col(Post.id) == post_id).values(status="unknown", error=error))
+        await s.commit()
+    return post_id
 
 
 async def _connect_args(w: World, kind: str) -> dict[str, Any]:

@@ -10,10 +10,8 @@ What happens to each adapter error:
 | error | post status | retried automatically |
 |---|---|---|
 | PlatformUnavailableError / PlatformRateLimitError | failed (retryable) | scheduled posts: by the scheduler (scheduler.py) |
-| UnknownOutcomeError (a write, then 5xx/reset/timeout) | reconciled at once: published, failed (certainly absent or partial), else unknown | never blind |
-| PlatformAuthError (the token was refused) | rejected; account marked needs_reconnect, token.revoked | no |
-| PlatformForbiddenError (permission/scope) | rejected; the account stays active | no |
-| PlatformDuplicateError | rejected; after an earlier unknown outcome of the post: reconciled like one | no |
+| UnknownOutcomeError | reconciled at once: published, failed (certainly absent), else unknown | never blind |
+| PlatformAuthError | rejected; account marked needs_reconnect | no |
 | PlatformRejectedError, input errors | rejected | no |
 | anything else | failed, logged as a bug | no |
 """
@@ -22,7 +20,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 from typing import Any
@@ -44,7 +42,6 @@ from omnipost.errors import (
     ErrorObject,
     NotFoundError,
     PlatformAuthError,
-    PlatformDuplicateError,
     PlatformError,
     PlatformUnavailableError,
     PreflightError,
@@ -115,6 +112,16 @@ def outcome(post: Post) -> TargetOutcome:
         warnings=[Warning_(**w) for w in post.warnings or []],
         error=ErrorObject(**post.error) if post.error else None,
     )
+
+
+def not_retried_warning(post: Post) -> Warning_:
+    """What retry_post says about a target whose outcome is unknown: it was left alone, why, and the way out."""
+    return Warning_(
+        code="retry.outcome_unknown", rule="retry.outcome_unknown",
+        message=f"Post {post.id} was not retried: its outcome is unknown (the request reached {post.platform} and no "
+                f"definite answer came back), so sending it again blindly could publish it twice.",
+        remediation=f"Check the account on the platform, then call resolve_post with postId {post.id}: resolution "
+                    f"'published' with its URL or id if it is there, or 'resend' if it is not.")
 
 
 def batch_status(statuses: Sequence[str], mode: str) -> str:
@@ -481,17 +488,7 @@ class PublishService:
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except PlatformUnavailableError as exc:
             return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
-        except PlatformDuplicateError as exc:
-            refused = _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
-            if not await self._had_unknown(post.id):
-                return refused
-            # An earlier try of this target ended unknown: the duplicate may be that very post, so look for it.
-            return await self._settle_unknown(post.id, attempt_id, adapter, job, UnknownOutcomeError(
-                f"{exc.message} An earlier try of this post had an unknown outcome, so that duplicate may be this post.",
-                status=exc.status, platform_response=exc.platform_response,
-                remediation="Check the account on the platform, then resolve_post: 'published' with its URL if it is there."),
-                absent=refused)
-        except PlatformError as exc:  # Forbidden (scope), Rejected: the account stays as it is
+        except PlatformError as exc:
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except UpstreamForbiddenError as exc:  # the account's server now resolves to a non-public address: nothing sent
             await self.mark_account(account.id, "needs_reconnect")
@@ -502,36 +499,21 @@ class PublishService:
         return _Result(post.id, attempt_id, published, None, "published", "published")
 
     async def _settle_unknown(self, post_id: str, attempt_id: str, adapter: PlatformAdapter, job: PublishJob,
-                              exc: UnknownOutcomeError, *, absent: "_Result | None" = None) -> "_Result":
-        """Reconcile at once after an unknown outcome: never retried blind. `absent`: the result when a
-        caller-chosen-id platform certainly has no such post (default: failed, retryable)."""
+                              exc: UnknownOutcomeError) -> "_Result":
+        """Reconcile at once after an unknown outcome: never retried blind."""
         try:
             found = await adapter.find(job)
         except PlatformError:
             found = None
         else:
-            if found is not None and adapter.caller_chosen_ids and not _whole(found, job):
-                # The post is there but its thread or comment stopped part-way; a retry under the same ids completes it.
-                return _Result(post_id, attempt_id, None, PlatformUnavailableError(
-                    f"{exc.message} The post is there, but not all of its thread and first comment.",
-                    remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True)
             if found is not None:
                 return _Result(post_id, attempt_id, found, None, "reconciled", "published")
-            if adapter.caller_chosen_ids and absent is not None:
-                return absent
             if adapter.caller_chosen_ids:
                 # Certainly absent upstream, and a retry reuses the same id: safe to retry later.
                 return _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
                     "failed", "failed", will_retry=True)
         return _Result(post_id, attempt_id, None, exc, "unknown", "unknown")
-
-    async def _had_unknown(self, post_id: str) -> bool:
-        """Whether an earlier try of this post ended with an unknown outcome (sent, no definite answer)."""
-        async with self.db.session() as s:
-            return (await s.exec(select(Attempt.id).where(
-                Attempt.post_id == post_id,
-                (col(Attempt.outcome) == "unknown") | (col(Attempt.error_code) == UnknownOutcomeError.code)).limit(1))).first() is not None
 
     async def publish_post_row(self, post_id: str, *, reconcile_first: bool = False) -> str:
         """Publish (or, after a crash, reconcile) one stored post exactly once; returns its final status."""
@@ -825,6 +807,118 @@ class PublishService:
             await s.commit()
             return outcome(row)
 
+    # ------------------------------------------------------------------ a way out of `unknown`
+
+    async def resolve(self, scope: Reach | str, post_id: str, resolution: str, upstream: str | None, *, by: str) -> TargetOutcome:
+        """The user settles a target whose outcome is unknown: `published` (it is there, at `upstream`: a URL or an
+        upstream id, checked upstream where the platform can tell) or `resend` (it is not: publish it again now,
+        through the fan-out, under the same deterministic upstream key, so a caller-chosen-id platform still
+        cannot get it twice). Each resolution is recorded as an attempt saying who resolved it and whether it
+        was verified upstream; `published` emits post.published like a publish.
+
+        Raises:
+            NotFoundError: unknown post or out of reach. ValidationFailedError: the post is not `unknown` (path
+            postId), `upstream` missing or superfluous, or the platform has no such post (path upstream).
+            PlatformError: the upstream check itself failed (nothing changed).
+        """
+        post = await self._own_post(scope, post_id)
+        if post.status != "unknown":
+            raise ValidationFailedError(f"Post {post_id} is {post.status}: only a post whose outcome is unknown can be resolved.",
+                                        path="postId", remediation="get_post shows its status; retry_post retries failed targets.")
+        if resolution == "published" and not upstream:
+            raise ValidationFailedError("Say where the post is: its URL or upstream id on the platform.", path="upstream",
+                                        remediation="Pass upstream, or resolution 'resend' if the post is not on the platform.")
+        if resolution == "resend" and upstream:
+            raise ValidationFailedError("resolution 'resend' publishes the post again and takes no upstream.", path="upstream",
+                                        remediation="Leave upstream out, or use resolution 'published' if the post is there.")
+        async with self.db.session() as s:
+            account = await s.get(Account, post.account_id)
+        assert account is not None
+        record = {"tool": "resolve_post", "resolvedBy": by, "resolution": resolution}
+        if resolution == "resend":
+            await self._resend(post, record)
+            row = await self._own_post(scope, post_id)
+            await self.batch_result(row.batch_id)
+            return outcome(row)
+        assert upstream is not None
+        published, verified = await self._check_there(post, account, upstream)
+        record |= {"upstream": upstream, "verifiedUpstream": verified}
+        published = replace(published, response=record | ({"found": published.response} if published.response else {}))
+        await self._claim_unknown(post_id)
+        await self._write(_Result(post_id, None, published, None, "resolved_published" if verified else "resolved_unverified",
+                                  "published"))
+        row = await self._own_post(scope, post_id)
+        await self.batch_result(row.batch_id)
+        result = outcome(row)
+        if not verified:
+            result.warnings.append(Warning_(
+                code="resolve.unverified", rule="resolve.unverified", path="upstream",
+                message=f"{account.platform} cannot be asked whether this post exists: it was marked published on your word.",
+                remediation="Check the link yourself; get_post's attempts record that this was not verified."))
+        return result
+
+    async def _check_there(self, post: Post, account: Account, upstream: str) -> tuple[Published, bool]:
+        """What the platform says about the post the user says is at `upstream`: (what to record, verified?).
+
+        A platform that takes our deterministic id (caller_chosen_ids) can tell: its `find` reads that id, and
+        the user's URL or id must name the post found there. Otherwise the user's word is taken, unverified."""
+        adapter = self.adapters.get(account.platform)
+        said = upstream.strip()
+        unverified = Published(upstream_id=said, url=said if re.match(r"https?://", said, re.I) else None)
+        if adapter is None:
+            return unverified, False
+        found = await adapter.find(await self._job(post, account))
+        if found is None:
+            if not adapter.caller_chosen_ids:
+                return unverified, False
+            raise ValidationFailedError(f"{account.platform} has no such post for this target: it was not published.",
+                                        path="upstream", remediation="Check the link; if the post is missing, call resolve_post "
+                                                                     "with resolution 'resend' to publish it.")
+        names = {found.upstream_id, found.uri, found.url} - {None}
+        if said not in names and _last_segment(said) not in {_last_segment(n) for n in names if n}:
+            raise ValidationFailedError(f"{account.platform} has this target's post at {found.url or found.upstream_id}, "
+                                        f"not at '{echo(said)}'.", path="upstream",
+                                        remediation=f"Pass {found.url or found.upstream_id} (the post omnipost sent), or check the link.")
+        return found, True
+
+    async def _claim_unknown(self, post_id: str, then: Callable[[Any], Awaitable[None]] | None = None) -> None:
+        """Take an `unknown` post for resolving (a conditional UPDATE: one resolver wins; a live lease is respected),
+        run `then(session)` in the same transaction and commit.
+
+        Raises:
+            ValidationFailedError: the post is no longer unknown, or someone is resolving it right now."""
+        now = self.clock.now()
+        async with self.db.session() as s:
+            taken = await s.exec(sa_update(Post).where(
+                col(Post.id) == post_id, col(Post.status) == "unknown",
+                (col(Post.lease_until).is_(None)) | (col(Post.lease_until) < now),
+            ).values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.lease_seconds), updated_at=now))
+            if taken.rowcount != 1:
+                await s.rollback()
+                raise ValidationFailedError(f"Post {post_id} is being resolved or published right now.", path="postId",
+                                            remediation="get_post shows its outcome.")
+            if then is not None:
+                await then(s)
+            await s.commit()
+
+    async def _resend(self, post: Post, record: dict[str, Any]) -> None:
+        """`resend`: record the resolution and open the new attempt in one transaction, then publish through the fan-out."""
+        opened: dict[str, Any] = {}
+
+        async def begin(s: Any) -> None:
+            count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post.id))).all())
+            now = self.clock.now()
+            s.add(Attempt(id=new_id("att"), post_id=post.id, number=count + 1, started_at=now, finished_at=now,
+                          outcome="resolved_resend", will_retry=True, response_body=_clip(record)))
+            row = (await s.exec(select(Post).where(col(Post.id) == post.id).execution_options(populate_existing=True))).one()
+            row.error = None
+            opened["post"] = row
+            opened["attempts"] = self._begin_attempts(s, [row], {post.id: count + 1})
+            opened["accounts"] = await self._accounts_of(s, [row])
+
+        await self._claim_unknown(post.id, begin)
+        await self._run_fan_out([opened["post"]], opened["accounts"], opened["attempts"], None)
+
     async def _own_post(self, scope: Reach | str, post_id: str) -> Post:
         """A post of the profile within reach (raises NotFoundError, the same for an unknown id and one out of reach)."""
         reach = as_reach(scope)
@@ -922,9 +1016,9 @@ def _event_data(post: Post) -> dict[str, Any]:
     return {"postId": post.id, "batchId": post.batch_id, "accountId": post.account_id, "platform": post.platform}
 
 
-def _whole(found: Published, job: PublishJob) -> bool:
-    """Whether what `find` found holds every piece of the target: each thread part and the first comment."""
-    return len(found.thread_ids) >= len(job.target.thread) and (not job.target.first_comment or bool(found.first_comment_ids))
+def _last_segment(name: str) -> str:
+    """The last path segment of a URL, at-uri or id (a record key, a post id), for matching one name against another."""
+    return name.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 def _clip(body: Any) -> str | None:

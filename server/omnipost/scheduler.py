@@ -395,18 +395,26 @@ async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_
 
 
 async def retry(publisher: "PublishService", scope: "Reach | str", batch_id: str) -> Any:
-    """Re-queue the failed targets of a batch, due now; published, rejected and unknown ones stay as they are.
+    """Re-queue the failed targets of a batch, due now; published, rejected and unknown ones stay as they are
+    (each unknown one gets a warning in the answer: not retried, why, and resolve_post as the way out).
 
     Raises:
         NotFoundError; ValidationFailedError: nothing failed.
     """
     from omnipost.errors import ValidationFailedError
+    from omnipost.publishing import not_retried_warning
 
     batch_id, posts = await _targets(publisher, scope, batch_id)
     failed = [p for p in posts if p.status == "failed"]
+    unknown = {p.id: not_retried_warning(p) for p in posts if p.status == "unknown"}
     if not failed:
+        if unknown:
+            raise ValidationFailedError(f"Batch {batch_id} has no failed target to retry; the outcome of "
+                                        f"{', '.join(unknown)} is unknown, so it was not sent again.", path="batchId",
+                                        remediation="Check the account on the platform, then call resolve_post for each: "
+                                                    "resolution 'published' with its URL or id if it is there, or 'resend' if not.")
         raise ValidationFailedError(f"Batch {batch_id} has no failed target to retry.", path="batchId",
-                                    remediation="Only failed targets are retried; an unknown outcome needs checking on the platform.")
+                                    remediation="Only failed targets are retried; resolve_post settles an unknown outcome.")
     now = publisher.clock.now()
     lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
     async with publisher.db.session() as s:
@@ -414,7 +422,9 @@ async def retry(publisher: "PublishService", scope: "Reach | str", batch_id: str
             await s.exec(sa_update(Post).where(col(Post.id) == p.id, col(Post.status) == "failed", lease_free)
                          .values(status="queued", next_attempt_at=now, error=None, updated_at=now))
         await s.commit()
-    return await publisher.batch_result(batch_id)
+    result = await publisher.batch_result(batch_id)
+    return result.model_copy(update={"results": [r.model_copy(update={"warnings": [*r.warnings, unknown[r.postId]]})
+                                                 if r.postId in unknown else r for r in result.results]})
 
 
 async def status(db: "Database", now: datetime, tick: float, scope: "Reach | str | None") -> dict[str, Any]:

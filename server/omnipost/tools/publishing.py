@@ -1,14 +1,14 @@
-"""Publishing tools: publish_post, publish_draft, and the post history (get, list, cancel, delete)."""
+"""Publishing tools: publish_post, publish_draft, resolve_post, and the post history (get, list, cancel, delete)."""
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, Field
 
-from omnipost.auth import Reach, as_reach
+from omnipost.auth import Reach, as_reach, current_caller
 from omnipost.drafting import validate_request
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
@@ -59,7 +59,7 @@ async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: st
 
 
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
-    """Register publish_post, publish_draft, get_post, list_posts, cancel_post and delete_post."""
+    """Register publish_post, publish_draft, resolve_post, get_post, list_posts, cancel_post and delete_post."""
 
     async def confirm_publish(request: PostRequest, ctx: Context) -> Confirm | Elicit[Confirm]:
         accounts = {t.accountId for t in request.targets if t.accountId}
@@ -117,6 +117,31 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(publish_draft, name="publish_draft", title="Publish a draft",
                     description="Publish a post stored with draft: true (or every draft of a batch) now. Returns the batch with each target's outcome.",
+                    annotations=PUBLISH)
+
+    async def resolve_post(
+        postId: Annotated[str, Field(description="post_… id of a target whose status is unknown.")],
+        resolution: Annotated[Literal["published", "resend"], Field(description=(
+            "published: the post is on the platform (give upstream); resend: it is not, publish it again now."))],
+        upstream: Annotated[str | None, Field(min_length=1, max_length=2048,
+                                              description="With published: the post's URL or id on the platform.")] = None,
+        profileId: ProfileArg = None, idempotencyKey: KeyArg = None,
+    ) -> TargetOutcome:
+        reach = await reach_of(rt, profileId)
+        caller = current_caller()
+        by = f"key {caller.key_id}" if caller.key_id else "the local user"
+        body = {"postId": postId, "resolution": resolution, "upstream": upstream}
+        return await with_idempotency(rt, reach, "resolve_post", idempotencyKey, body,
+                                      lambda: rt.publisher.resolve(reach, postId, resolution, upstream, by=by), TargetOutcome)
+
+    server.add_tool(resolve_post, name="resolve_post", title="Resolve an unknown outcome",
+                    description=(
+                        "Settle a target whose outcome is unknown (the request reached the platform and no definite answer "
+                        "came back). resolution published + upstream (its URL or id): checked on the platform where it can "
+                        "tell (refused if the post is not there), else taken on your word and recorded as unverified; the "
+                        "target becomes published. resolution resend: it is published again now, under the same upstream "
+                        "id where the platform takes ours, so it cannot appear twice. Only unknown targets can be resolved; "
+                        "get_post's attempts record every resolution."),
                     annotations=PUBLISH)
 
     async def get_post(postId: Annotated[str, Field(description="post_… id.")], profileId: ProfileArg = None) -> PostDetail:

@@ -85,8 +85,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(retry_post, name="retry_post", title="Retry failed targets",
                     description=("Re-queue only the failed targets of a batch so the scheduler publishes them again at once; "
-                                 "published targets are never sent again, and unknown outcomes are left for you to check on the "
-                                 "platform. Returns the batch (status queued until the scheduler has run)."),
+                                 "published targets are never sent again, and an unknown outcome is not retried: the answer says "
+                                 "so on that target, and resolve_post settles it. Returns the batch (status queued until the "
+                                 "scheduler has run)."),
                     annotations=PUBLISH)
 
     async def scheduler_status(profileId: ProfileArg = None) -> SchedulerStatus:
