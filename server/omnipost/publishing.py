@@ -10,8 +10,10 @@ What happens to each adapter error:
 | error | post status | retried automatically |
 |---|---|---|
 | PlatformUnavailableError / PlatformRateLimitError | failed (retryable) | scheduled posts: by the scheduler (scheduler.py) |
-| UnknownOutcomeError | reconciled at once: published, failed (certainly absent), else unknown | never blind |
-| PlatformAuthError | rejected; account marked needs_reconnect | no |
+| UnknownOutcomeError (a write, then 5xx/reset/timeout) | reconciled at once: published, failed (certainly absent or partial), else unknown | never blind |
+| PlatformAuthError (the token was refused) | rejected; account marked needs_reconnect, token.revoked | no |
+| PlatformForbiddenError (permission/scope) | rejected; the account stays active | no |
+| PlatformDuplicateError | rejected; after an earlier unknown outcome of the post: reconciled like one | no |
 | PlatformRejectedError, input errors | rejected | no |
 | anything else | failed, logged as a bug | no |
 """
@@ -42,6 +44,7 @@ from omnipost.errors import (
     ErrorObject,
     NotFoundError,
     PlatformAuthError,
+    PlatformDuplicateError,
     PlatformError,
     PlatformUnavailableError,
     PreflightError,
@@ -488,7 +491,17 @@ class PublishService:
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except PlatformUnavailableError as exc:
             return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
-        except PlatformError as exc:
+        except PlatformDuplicateError as exc:
+            refused = _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+            if not await self._had_unknown(post.id):
+                return refused
+            # An earlier try of this target ended unknown: the duplicate may be that very post, so look for it.
+            return await self._settle_unknown(post.id, attempt_id, adapter, job, UnknownOutcomeError(
+                f"{exc.message} An earlier try of this post had an unknown outcome, so that duplicate may be this post.",
+                status=exc.status, platform_response=exc.platform_response,
+                remediation="Check the account on the platform, then resolve_post: 'published' with its URL if it is there."),
+                absent=refused)
+        except PlatformError as exc:  # Forbidden (scope), Rejected: the account stays as it is
             return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
         except UpstreamForbiddenError as exc:  # the account's server now resolves to a non-public address: nothing sent
             await self.mark_account(account.id, "needs_reconnect")
@@ -499,21 +512,36 @@ class PublishService:
         return _Result(post.id, attempt_id, published, None, "published", "published")
 
     async def _settle_unknown(self, post_id: str, attempt_id: str, adapter: PlatformAdapter, job: PublishJob,
-                              exc: UnknownOutcomeError) -> "_Result":
-        """Reconcile at once after an unknown outcome: never retried blind."""
+                              exc: UnknownOutcomeError, *, absent: "_Result | None" = None) -> "_Result":
+        """Reconcile at once after an unknown outcome: never retried blind. `absent`: the result when a
+        caller-chosen-id platform certainly has no such post (default: failed, retryable)."""
         try:
             found = await adapter.find(job)
         except PlatformError:
             found = None
         else:
+            if found is not None and adapter.caller_chosen_ids and not _whole(found, job):
+                # The post is there but its thread or comment stopped part-way; a retry under the same ids completes it.
+                return _Result(post_id, attempt_id, None, PlatformUnavailableError(
+                    f"{exc.message} The post is there, but not all of its thread and first comment.",
+                    remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True)
             if found is not None:
                 return _Result(post_id, attempt_id, found, None, "reconciled", "published")
+            if adapter.caller_chosen_ids and absent is not None:
+                return absent
             if adapter.caller_chosen_ids:
                 # Certainly absent upstream, and a retry reuses the same id: safe to retry later.
                 return _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
                     "failed", "failed", will_retry=True)
         return _Result(post_id, attempt_id, None, exc, "unknown", "unknown")
+
+    async def _had_unknown(self, post_id: str) -> bool:
+        """Whether an earlier try of this post ended with an unknown outcome (sent, no definite answer)."""
+        async with self.db.session() as s:
+            return (await s.exec(select(Attempt.id).where(
+                Attempt.post_id == post_id,
+                (col(Attempt.outcome) == "unknown") | (col(Attempt.error_code) == UnknownOutcomeError.code)).limit(1))).first() is not None
 
     async def publish_post_row(self, post_id: str, *, reconcile_first: bool = False) -> str:
         """Publish (or, after a crash, reconcile) one stored post exactly once; returns its final status."""
@@ -1014,6 +1042,11 @@ class _ReplayedError(AppError):
 def _event_data(post: Post) -> dict[str, Any]:
     """The identifying part of every post.* webhook payload."""
     return {"postId": post.id, "batchId": post.batch_id, "accountId": post.account_id, "platform": post.platform}
+
+
+def _whole(found: Published, job: PublishJob) -> bool:
+    """Whether what `find` found holds every piece of the target: each thread part and the first comment."""
+    return len(found.thread_ids) >= len(job.target.thread) and (not job.target.first_comment or bool(found.first_comment_ids))
 
 
 def _last_segment(name: str) -> str:
