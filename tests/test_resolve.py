@@ -13,8 +13,10 @@ import anyio
 import pytest
 from fakes.bluesky import PDS_URL
 from mcp import Client
+from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 from sqlalchemy import update as sa_update
 from sqlmodel import col
+from test_store import Backend, backend  # noqa: F401 - the fixture: SQLite and PostgreSQL
 from test_tokens import PASSWORD, Setup
 from test_webhooks import HOOK
 from toolresult import err, ok
@@ -75,8 +77,8 @@ class Env(Setup):
 
 
 @pytest.fixture
-async def env(settings: Settings) -> Any:
-    e = Env(settings)
+async def env(settings: Settings, backend: Backend) -> Any:
+    e = Env(settings.model_copy(update={"database_url": backend.url}))
     with anyio.fail_after(60):
         async with e.http, Client(e.server) as client:
             await e.open(client)
