@@ -272,3 +272,23 @@ async def test_resolve_post_is_announced_as_a_tool_that_may_publish(env: Env) ->
     assert (tool.annotations.open_world_hint, tool.annotations.read_only_hint, tool.annotations.idempotent_hint) == (True, False, False)
     assert tool.input_schema["properties"]["resolution"]["enum"] == ["published", "resend"]
     assert tool.input_schema["required"] == ["postId", "resolution"]
+
+
+async def test_a_post_whose_thread_stopped_part_way_is_not_there_and_resend_completes_it(env: Env, settings: Settings) -> None:
+    batch = ok(await env.call("publish_post", {"text": "Thread, part one", "thread": ["Part two", "Part three"], "draft": True,
+                                               "targets": [{"accountId": env.sandbox}]}))
+    post_id = batch["results"][0]["postId"]
+    await env.lost_answer(post_id, reached=True)
+    publisher = env.rt.publisher
+    async with publisher.db.session() as s:
+        post, account = await s.get(Post, post_id), await s.get(Account, env.sandbox)
+        assert post is not None and account is not None
+    job = await publisher._job(post, account)
+    await publisher.adapters["sandbox"].delete(job.account, f"{post_id}-t2")  # the send stopped after part two
+    url = sandbox_posts(settings, post_id)[0]["url"]
+    error = err(await env.call("resolve_post", {"postId": post_id, "resolution": "published", "upstream": url}))
+    assert (error["code"], error["rule"]) == ("validation_failed", "upstream") and "resend" in error["remediation"]
+    result = ok(await env.call("resolve_post", {"postId": post_id, "resolution": "resend"}))
+    assert result["status"] == "published" and len(result["thread"]) == 2
+    pieces = [p["id"] for p in list_posts(settings.data_dir / "sandbox.db") if p["id"].startswith(post_id)]
+    assert sorted(pieces) == [post_id, f"{post_id}-t1", f"{post_id}-t2"]  # each piece once

@@ -895,13 +895,19 @@ class PublishService:
         unverified = Published(upstream_id=said, url=said if re.match(r"https?://", said, re.I) else None)
         if adapter is None:
             return unverified, False
-        found = await adapter.find(await self._job(post, account))
+        job = await self._job(post, account)
+        found = await adapter.find(job)
         if found is None:
             if not adapter.caller_chosen_ids:
                 return unverified, False
             raise ValidationFailedError(f"{account.platform} has no such post for this target: it was not published.",
                                         path="upstream", remediation="Check the link; if the post is missing, call resolve_post "
                                                                      "with resolution 'resend' to publish it.")
+        if adapter.caller_chosen_ids and not _whole(found, job):
+            raise ValidationFailedError(f"{account.platform} has this target's post, but not all of its thread and first "
+                                        "comment: it is not fully published.", path="upstream",
+                                        remediation="Call resolve_post with resolution 'resend': the parts already there "
+                                                    "are not sent again.")
         names = {found.upstream_id, found.uri, found.url} - {None}
         if said not in names and _last_segment(said) not in {_last_segment(n) for n in names if n}:
             raise ValidationFailedError(f"{account.platform} has this target's post at {found.url or found.upstream_id}, "
