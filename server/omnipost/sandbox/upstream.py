@@ -9,11 +9,30 @@ Wire format (JSON bodies, JSON answers; errors are `{"error": <code>, "message":
 Auth: `Authorization: Bearer <token>` on every `/v1/posts` call; a missing or unknown token is
 401 `{"error": "unauthorized"}` (with `WWW-Authenticate: Bearer`).
 
-`POST /v1/accounts` `{"handle": "alice", "emulates": "x"}` → 201
-    `{"account": "<sandbox account id>", "token": "<random>", "handle", "emulates"}`.
+`POST /v1/accounts` `{"handle": "alice", "emulates": "x", "mode"?: "caller_id" | "own_id" | "container"}` → 201
+    `{"account": "<sandbox account id>", "token": "<random>", "handle", "emulates", "mode"}`.
     `handle` is `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`; `emulates` is an omnipost platform id (or
     alias, stored canonical). Registering a handle again is a re-login: 200, same account, a
-    fresh token (earlier tokens stay valid), `emulates` updated. Only a hash of each token is stored.
+    fresh token (earlier tokens stay valid), `emulates` updated, and `mode` when given (a new account
+    without one takes caller_id). Only a hash of each token is stored.
+
+An account's mode says how it creates posts; a create of another mode answers 400 `{"error": "wrong_mode"}`:
+- caller_id (like Bluesky): `PUT /v1/posts/{id}` below.
+- own_id (like X, LinkedIn): `POST /v1/posts` with the PUT body → 201 the stored post under an id the
+  sandbox assigns. The same non-empty text from the account within DUPLICATE_WINDOW (24 h) is refused with
+  403 in X's shape: `{"error": "duplicate_content", "message", "detail": "You are not allowed to create a
+  Tweet with duplicate content.", "type": "about:blank", "title": "Forbidden", "status": 403}`.
+  Reconcile by search with `GET /v1/posts?text=&since=` (below), filtering media count client-side.
+- container (like Instagram, Threads): `POST /v1/containers` with the PUT body → 201 `{"id": "ctr_…",
+  "status": "IN_PROGRESS"}`; `GET /v1/containers/{id}` → `{"id", "status", "postId"?}`, status
+  IN_PROGRESS | FINISHED | EXPIRED | PUBLISHED; each read is a poll. A container is FINISHED after
+  `readyAfterPolls` reads answered IN_PROGRESS (default 1) or `readyAfterSeconds` after its creation by the
+  app's clock, whichever comes first (`POST /v1/_control/processing` `{"readyAfterPolls": int|null,
+  "readyAfterSeconds": int|null}` sets both); unpublished for CONTAINER_LIFETIME (24 h) it is EXPIRED.
+  `POST /v1/containers/{id}/publish` → 201 the post (id assigned); again → 200 the same post. Refusals
+  are Meta's Graph error object, HTTP 400: not finished → `{"error": {"message", "type": "OAuthException",
+  "code": 9007, "error_subcode": 2207027, "is_transient": true, "fbtrace_id"}}`; expired → code 100,
+  error_subcode 2207008. No such container → 404 `not_found`.
 
 `PUT /v1/posts/{id}` — the caller chooses the id (like Bluesky's rkey), `[A-Za-z0-9_-]{1,80}`:
     `{"text": str, "media": [{"mime", "size", "sha256", "altText"?, "url"?}],
@@ -26,9 +45,9 @@ Auth: `Authorization: Bearer <token>` on every `/v1/posts` call; a missing or un
     "post": {...the stored post...}}` and nothing is stored. `replyTo` names no stored post
     → 400 `{"error": "invalid_request"}`. Any other malformed input → 400 `invalid_request`.
 `GET /v1/posts/{id}` → 200 the post | 404 `{"error": "not_found"}`.
-`GET /v1/posts?text=<exact text>&limit=<1..100, default 20>` → 200 `{"count", "posts"}`: the
-    account's most recent posts, newest first, optionally only those whose text is exactly `text`
-    (what a reconciliation after a crash looks for).
+`GET /v1/posts?text=<exact text>&since=<ISO-8601>&limit=<1..100, default 20>` → 200 `{"count", "posts"}`:
+    the account's most recent posts, newest first, optionally only those whose text is exactly `text`
+    and created at or after `since` (what a reconciliation after a crash looks for).
 `DELETE /v1/posts/{id}` → 204 | 404 `not_found`.
 
 A post is `{"id", "account", "handle", "url": "https://sandbox.omnipost.local/<handle>/<id>",
@@ -42,13 +61,16 @@ Control (no auth: the sandbox is local and simulated; the CLI binds it to loopba
 `GET /v1/_control/faults` → 200 the plan. `DELETE /v1/_control/faults` → 204, no faults.
 `GET /v1/_control/posts` → 200 `{"count", "posts"}`: every stored post of every account, oldest first.
 
-Faults apply only to write calls (PUT and DELETE of `/v1/posts/{id}`), after authentication.
+Faults apply only to write calls (PUT and DELETE of `/v1/posts/{id}`, POST of `/v1/posts`, `/v1/containers`
+and `/v1/containers/{id}/publish`), after authentication.
 `latencyMs` delays every write. Then, with probability `failRate`, one of `kinds` is chosen; both
 draws come from `random.Random(seed)`, so a seeded plan injects the same faults in the same order:
 - "5xx": 503 `{"error": "unavailable"}`, nothing stored.
 - "429": 429 `{"error": "rate_limited"}` with `Retry-After: 2`, nothing stored.
 - "timeout_after_accept": the write is performed and committed, then the answer is withheld until
   the client goes away (at most HANG_SECONDS), so the client times out on a write that took effect.
+- "5xx_after_accept": the write is performed and committed, then answered 503 `unavailable` (a
+  platform that failed after acting: the outcome of a non-idempotent write is unknown).
 - "reset": nothing is stored and the connection is dropped without an answer. ASGI has no way to
   close a socket, so the app starts a response (status line and headers promising a body) and then
   raises `SimulatedConnectionReset`: uvicorn logs "Exception in ASGI application" and closes the
@@ -71,10 +93,10 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,7 +119,11 @@ POST_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 HANDLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 POST_KINDS = ("post", "reply", "comment")
-FAULT_KINDS = ("5xx", "429", "timeout_after_accept", "reset")
+FAULT_KINDS = ("5xx", "429", "timeout_after_accept", "reset", "5xx_after_accept")
+MODES = ("caller_id", "own_id", "container")
+DUPLICATE_WINDOW = timedelta(hours=24)  # own_id: the same text again from the same account within it is refused
+CONTAINER_LIFETIME = timedelta(hours=24)  # as Meta's: an unpublished container then answers EXPIRED
+READY_AFTER_POLLS_DEFAULT = 1
 RETRY_AFTER_SECONDS = 2
 HANG_SECONDS = 300.0  # bounded so a server with a hung request can still shut down
 LIST_LIMIT_DEFAULT = 20
@@ -150,6 +176,10 @@ _SCHEMA = (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(id), id TEXT NOT NULL,
         kind TEXT NOT NULL, text TEXT NOT NULL, media TEXT NOT NULL, reply_to TEXT, created_at TEXT NOT NULL,
         UNIQUE (account, id))""",
+    # container mode: what a publish will post; post_id is set once, when it is published
+    """CREATE TABLE IF NOT EXISTS containers (
+        id TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(id), kind TEXT NOT NULL, text TEXT NOT NULL,
+        media TEXT NOT NULL, reply_to TEXT, created_at TEXT NOT NULL, polls INTEGER NOT NULL DEFAULT 0, post_id TEXT)""",
 )
 
 _POST_SELECT = ("SELECT p.id, p.account, a.handle, p.kind, p.text, p.media, p.reply_to, p.created_at "
@@ -194,6 +224,29 @@ def _post_out(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
+def _mode(conn: sqlite3.Connection, account: str) -> str:
+    row = conn.execute("SELECT mode FROM accounts WHERE id = ?", (account,)).fetchone()
+    return "caller_id" if row is None else str(row["mode"])
+
+
+def _reply_exists(conn: sqlite3.Connection, account: str, reply_to: str | None) -> bool:
+    """Whether `reply_to` (if any) names a stored post of the account."""
+    return reply_to is None or conn.execute(
+        "SELECT 1 FROM posts WHERE account = ? AND id = ?", (account, reply_to)).fetchone() is not None
+
+
+def _new_post_id() -> str:
+    return "sbp" + secrets.token_hex(9)  # an id the platform chose (own_id and container modes)
+
+
+def _insert_post(conn: sqlite3.Connection, account: str, post_id: str, post: dict[str, Any], now: str) -> dict[str, Any]:
+    conn.execute(
+        "INSERT INTO posts (account, id, kind, text, media, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (account, post_id, post["kind"], post["text"], json.dumps(post["media"]), post["replyTo"], now))
+    stored = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
+    return _post_out(stored)
+
+
 class SandboxStore:
     """The sandbox's own SQLite file, through one connection per thread that uses it.
 
@@ -230,23 +283,27 @@ class SandboxStore:
             with _write(conn):
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                # a store made before the modes existed: its accounts all take caller-chosen ids
+                if "mode" not in {r["name"] for r in conn.execute("PRAGMA table_info(accounts)")}:
+                    conn.execute("ALTER TABLE accounts ADD COLUMN mode TEXT NOT NULL DEFAULT 'caller_id'")
 
-    def register(self, handle: str, emulates: str, now: str) -> tuple[dict[str, Any], bool]:
-        """Create the account (or log in again to an existing handle) and issue a new token."""
+    def register(self, handle: str, emulates: str, mode: str | None, now: str) -> tuple[dict[str, Any], bool]:
+        """Create the account (or log in again to an existing handle) and issue a new token. `mode` None keeps
+        an existing account's mode (a new one takes caller_id)."""
         token = "sbx_" + secrets.token_urlsafe(32)
         with self._tx() as conn:
-            row = conn.execute("SELECT id FROM accounts WHERE handle = ?", (handle,)).fetchone()
+            row = conn.execute("SELECT id, mode FROM accounts WHERE handle = ?", (handle,)).fetchone()
             created = row is None
             if created:
-                account = "sbxacc_" + secrets.token_hex(8)
-                conn.execute("INSERT INTO accounts (id, handle, emulates, created_at) VALUES (?, ?, ?, ?)",
-                             (account, handle, emulates, now))
+                account, mode = "sbxacc_" + secrets.token_hex(8), mode or "caller_id"
+                conn.execute("INSERT INTO accounts (id, handle, emulates, mode, created_at) VALUES (?, ?, ?, ?, ?)",
+                             (account, handle, emulates, mode, now))
             else:
-                account = row["id"]
-                conn.execute("UPDATE accounts SET emulates = ? WHERE id = ?", (emulates, account))
+                account, mode = row["id"], mode or row["mode"]
+                conn.execute("UPDATE accounts SET emulates = ?, mode = ? WHERE id = ?", (emulates, mode, account))
             conn.execute("INSERT INTO tokens (token_sha256, account, created_at) VALUES (?, ?, ?)",
                          (_token_hash(token), account, now))
-        return {"account": account, "token": token, "handle": handle, "emulates": emulates}, created
+        return {"account": account, "token": token, "handle": handle, "emulates": emulates, "mode": mode}, created
 
     def account_for(self, token: str) -> str | None:
         """The account a bearer token belongs to."""
@@ -255,20 +312,74 @@ class SandboxStore:
         return None if row is None else str(row["account"])
 
     def put(self, account: str, post_id: str, post: dict[str, Any], now: str) -> tuple[str, dict[str, Any] | None]:
-        """Store a post under its caller-chosen id: ("created" | "exists" | "bad_reply", post)."""
+        """Store a post under its caller-chosen id: ("created" | "exists" | "bad_reply" | "wrong_mode", post)."""
         with self._tx() as conn:
+            if _mode(conn, account) != "caller_id":
+                return "wrong_mode", None
             existing = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
             if existing is not None:
                 return "exists", _post_out(existing)
-            reply_to = post["replyTo"]
-            if reply_to is not None and conn.execute(
-                    "SELECT 1 FROM posts WHERE account = ? AND id = ?", (account, reply_to)).fetchone() is None:
+            if not _reply_exists(conn, account, post["replyTo"]):
                 return "bad_reply", None
-            conn.execute(
-                "INSERT INTO posts (account, id, kind, text, media, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (account, post_id, post["kind"], post["text"], json.dumps(post["media"]), reply_to, now))
-            stored = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
-        return "created", _post_out(stored)
+            return "created", _insert_post(conn, account, post_id, post, now)
+
+    def create(self, account: str, post: dict[str, Any], now: datetime) -> tuple[str, dict[str, Any] | None]:
+        """own_id mode: store a post under an id the sandbox assigns: ("created" | "duplicate" | "bad_reply" |
+        "wrong_mode", post). The same non-empty text from the account within DUPLICATE_WINDOW is a duplicate."""
+        with self._tx() as conn:
+            if _mode(conn, account) != "own_id":
+                return "wrong_mode", None
+            if post["text"] and conn.execute(
+                    "SELECT 1 FROM posts WHERE account = ? AND text = ? AND created_at > ?",
+                    (account, post["text"], _iso(now - DUPLICATE_WINDOW))).fetchone() is not None:
+                return "duplicate", None
+            if not _reply_exists(conn, account, post["replyTo"]):
+                return "bad_reply", None
+            return "created", _insert_post(conn, account, _new_post_id(), post, _iso(now))
+
+    def create_container(self, account: str, post: dict[str, Any], now: str) -> tuple[str, dict[str, Any] | None]:
+        """container mode: a container for one post: ("created" | "bad_reply" | "wrong_mode", {"id", "status"})."""
+        with self._tx() as conn:
+            if _mode(conn, account) != "container":
+                return "wrong_mode", None
+            if not _reply_exists(conn, account, post["replyTo"]):
+                return "bad_reply", None
+            container_id = "ctr_" + secrets.token_hex(10)
+            conn.execute("INSERT INTO containers (id, account, kind, text, media, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (container_id, account, post["kind"], post["text"], json.dumps(post["media"]), post["replyTo"], now))
+        return "created", {"id": container_id, "status": "IN_PROGRESS"}
+
+    def container_status(self, account: str, container_id: str, now: datetime,
+                         plan: "ProcessingPlan") -> dict[str, Any] | None:
+        """One status read of a container (it counts as a poll): {"id", "status", "postId"?} or None."""
+        with self._tx() as conn:
+            conn.execute("UPDATE containers SET polls = polls + 1 WHERE account = ? AND id = ?", (account, container_id))
+            row = conn.execute("SELECT * FROM containers WHERE account = ? AND id = ?", (account, container_id)).fetchone()
+        if row is None:
+            return None
+        # this read answers FINISHED once readyAfterPolls reads before it answered IN_PROGRESS
+        status = plan.status(row, now, polls_before=row["polls"] - 1)
+        return {"id": container_id, "status": status, **({"postId": row["post_id"]} if row["post_id"] else {})}
+
+    def publish_container(self, account: str, container_id: str, now: datetime,
+                          plan: "ProcessingPlan") -> tuple[str, dict[str, Any] | None]:
+        """Publish a container once: ("created" | "published" (before: the same post) | "not_found" | "not_ready" |
+        "expired", post)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM containers WHERE account = ? AND id = ?", (account, container_id)).fetchone()
+            if row is None:
+                return "not_found", None
+            status = plan.status(row, now, polls_before=row["polls"])
+            if status == "PUBLISHED":
+                stored = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, row["post_id"])).fetchone()
+                return "published", None if stored is None else _post_out(stored)
+            if status != "FINISHED":
+                return status.lower().replace("in_progress", "not_ready"), None
+            post = {"kind": row["kind"], "text": row["text"], "media": json.loads(row["media"]), "replyTo": row["reply_to"]}
+            post_id = _new_post_id()
+            stored_post = _insert_post(conn, account, post_id, post, _iso(now))
+            conn.execute("UPDATE containers SET post_id = ? WHERE id = ?", (post_id, container_id))
+        return "created", stored_post
 
     def get(self, account: str, post_id: str) -> dict[str, Any] | None:
         """One post of the account."""
@@ -276,12 +387,15 @@ class SandboxStore:
             row = conn.execute(f"{_POST_SELECT} WHERE p.account = ? AND p.id = ?", (account, post_id)).fetchone()
         return None if row is None else _post_out(row)
 
-    def recent(self, account: str, text: str | None, limit: int) -> list[dict[str, Any]]:
-        """The account's newest posts, optionally only those with exactly this text."""
+    def recent(self, account: str, text: str | None, limit: int, since: str | None = None) -> list[dict[str, Any]]:
+        """The account's newest posts, optionally only those with exactly this text, or created at or after `since`."""
         query, args = f"{_POST_SELECT} WHERE p.account = ?", [account]
         if text is not None:
             query += " AND p.text = ?"
             args.append(text)
+        if since is not None:
+            query += " AND p.created_at >= ?"
+            args.append(since)
         with self._conn() as conn:
             rows = conn.execute(query + " ORDER BY p.seq DESC LIMIT ?", (*args, limit)).fetchall()
         return [_post_out(r) for r in rows]
@@ -341,6 +455,32 @@ class FaultPlan:
         """The plan as the control API shows it."""
         return {"latencyMs": self.latency_ms, "failRate": self.fail_rate, "kinds": list(self.kinds),
                 "seed": self.seed, "maxFaults": self.max_faults, "injected": self.injected}
+
+
+@dataclass
+class ProcessingPlan:
+    """When a container finishes processing: after `ready_after_polls` status reads answered IN_PROGRESS, or once
+    `ready_after_seconds` passed since it was created (by the app's clock), whichever comes first (None: never)."""
+
+    ready_after_polls: int | None = READY_AFTER_POLLS_DEFAULT
+    ready_after_seconds: int | None = None
+
+    def status(self, row: sqlite3.Row, now: datetime, *, polls_before: int) -> str:
+        """IN_PROGRESS | FINISHED | EXPIRED | PUBLISHED for a stored container."""
+        if row["post_id"] is not None:
+            return "PUBLISHED"
+        created = datetime.fromisoformat(str(row["created_at"]).replace("Z", "+00:00"))
+        now = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        if now >= created + CONTAINER_LIFETIME:
+            return "EXPIRED"
+        if self.ready_after_polls is not None and polls_before >= self.ready_after_polls:
+            return "FINISHED"
+        if self.ready_after_seconds is not None and now >= created + timedelta(seconds=self.ready_after_seconds):
+            return "FINISHED"
+        return "IN_PROGRESS"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"readyAfterPolls": self.ready_after_polls, "readyAfterSeconds": self.ready_after_seconds}
 
 
 def _int_field(body: dict[str, Any], name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int | None:
@@ -462,6 +602,27 @@ def _error(status: int, error: str, message: str, headers: dict[str, str] | None
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
 
+def _duplicate() -> JSONResponse:
+    """own_id mode's duplicate refusal: X's 403 problem body, plus the sandbox's own `error` code."""
+    detail = "You are not allowed to create a Tweet with duplicate content."
+    return JSONResponse({"error": "duplicate_content", "message": detail, "detail": detail, "type": "about:blank",
+                         "title": "Forbidden", "status": 403}, status_code=403)
+
+
+def _graph_error(message: str, code: int, subcode: int, *, transient: bool) -> JSONResponse:
+    """container mode's refusals: Meta's Graph API error object (HTTP 400)."""
+    return JSONResponse({"error": {"message": message, "type": "OAuthException", "code": code, "error_subcode": subcode,
+                                   "is_transient": transient, "fbtrace_id": "sandbox" + secrets.token_hex(6)}},
+                        status_code=400)
+
+
+def _container_id(request: Request) -> str:
+    container_id = str(request.path_params["container_id"])
+    if not POST_ID.match(container_id):
+        raise _invalid("A container id is 1-80 characters of A-Z, a-z, 0-9, '_' and '-'.")
+    return container_id
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     """Withhold the answer until the client goes away (bounded, so the server can still stop)."""
     with anyio.move_on_after(HANG_SECONDS):
@@ -475,6 +636,7 @@ class _Sandbox:
     def __init__(self, store: SandboxStore, clock: Callable[[], datetime]) -> None:
         self.store, self.clock = store, clock
         self.faults = FaultPlan()
+        self.processing = ProcessingPlan()
         self._tokens: dict[str, str] = {}  # bearer token -> account, for tokens seen valid (saves a read per call)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -502,6 +664,18 @@ class _Sandbox:
             await anyio.sleep(self.faults.latency_ms / 1000)
         return self.faults.draw()
 
+    async def _faulted(self, request: Request, write: Callable[[], Awaitable[Response]]) -> Response:
+        """A write call under the fault plan: refused before `write`, or `write` done and its answer spoiled after."""
+        fault = await self._write_fault()
+        if (refusal := self._refusal(fault)) is not None:
+            return refusal
+        response = await write()
+        if fault == "5xx_after_accept":  # the write is committed; the platform still answers 503
+            return _error(503, "unavailable", "The sandbox is simulating an outage after the write (fault '5xx_after_accept').")
+        if fault == "timeout_after_accept":
+            await _wait_for_disconnect(request)  # the write is committed; the answer never arrives in time
+        return response
+
     @staticmethod
     def _refusal(fault: str | None) -> Response | None:
         """The answer for a fault that stops the write before anything is stored."""
@@ -523,28 +697,84 @@ class _Sandbox:
         if not isinstance(emulates, str) or emulates.lower() not in PLATFORM_ALIASES:
             raise _invalid(f"emulates must be one of {', '.join(sorted(PLATFORM_ALIASES))}.")
         canonical = PLATFORM_ALIASES[emulates.lower()].value
-        out, created = await self._run(self.store.register, handle, canonical, self._now())
+        mode = body.get("mode")
+        if mode is not None and mode not in MODES:
+            raise _invalid(f"mode must be one of {', '.join(MODES)}.")
+        out, created = await self._run(self.store.register, handle, canonical, mode, self._now())
         return JSONResponse(out, status_code=201 if created else 200)
 
     async def put_post(self, request: Request) -> Response:
         """PUT /v1/posts/{post_id}."""
         account = await self._account(request)
         post_id = _post_id(request)
-        fault = await self._write_fault()
-        if (refusal := self._refusal(fault)) is not None:
-            return refusal
-        post = _parse_post(await _json_object(request))
-        outcome, stored = await self._run(self.store.put, account, post_id, post, self._now())
-        if outcome == "exists":
-            response: Response = JSONResponse({"error": "already_exists", "message": f"Post '{post_id}' already exists.",
-                                               "post": stored}, status_code=409)
-        elif outcome == "bad_reply":
-            response = _error(400, "invalid_request", f"replyTo '{post['replyTo']}' names no post of this account.")
-        else:
-            response = JSONResponse(stored, status_code=201)
-        if fault == "timeout_after_accept":
-            await _wait_for_disconnect(request)  # the write is committed; the answer never arrives in time
-        return response
+
+        async def write() -> Response:
+            post = _parse_post(await _json_object(request))
+            outcome, stored = await self._run(self.store.put, account, post_id, post, self._now())
+            if outcome == "exists":
+                return JSONResponse({"error": "already_exists", "message": f"Post '{post_id}' already exists.",
+                                     "post": stored}, status_code=409)
+            return self._created(outcome, post, stored)
+
+        return await self._faulted(request, write)
+
+    def _created(self, outcome: str, post: dict[str, Any], stored: dict[str, Any] | None) -> Response:
+        """The answer to a create of any mode, for the outcomes they share."""
+        if outcome == "bad_reply":
+            return _error(400, "invalid_request", f"replyTo '{post['replyTo']}' names no post of this account.")
+        if outcome == "wrong_mode":
+            return _error(400, "wrong_mode", "This account's platform does not create posts this way "
+                                             "(caller_id: PUT /v1/posts/{id}; own_id: POST /v1/posts; container: POST /v1/containers).")
+        return JSONResponse(stored, status_code=201)
+
+    async def create_post(self, request: Request) -> Response:
+        """POST /v1/posts (own_id mode)."""
+        account = await self._account(request)
+
+        async def write() -> Response:
+            post = _parse_post(await _json_object(request))
+            outcome, stored = await self._run(self.store.create, account, post, self.clock())
+            return _duplicate() if outcome == "duplicate" else self._created(outcome, post, stored)
+
+        return await self._faulted(request, write)
+
+    async def create_container(self, request: Request) -> Response:
+        """POST /v1/containers (container mode)."""
+        account = await self._account(request)
+
+        async def write() -> Response:
+            post = _parse_post(await _json_object(request))
+            outcome, container = await self._run(self.store.create_container, account, post, self._now())
+            return self._created(outcome, post, container)
+
+        return await self._faulted(request, write)
+
+    async def get_container(self, request: Request) -> Response:
+        """GET /v1/containers/{container_id}: one status read (a poll)."""
+        account = await self._account(request)
+        status = await self._run(self.store.container_status, account, _container_id(request), self.clock(), self.processing)
+        if status is None:
+            return _error(404, "not_found", "No such container.")
+        return JSONResponse(status)
+
+    async def publish_container(self, request: Request) -> Response:
+        """POST /v1/containers/{container_id}/publish: publish once; again answers the same post."""
+        account = await self._account(request)
+        container_id = _container_id(request)
+
+        async def write() -> Response:
+            outcome, post = await self._run(self.store.publish_container, account, container_id, self.clock(), self.processing)
+            if outcome == "not_found":
+                return _error(404, "not_found", "No such container.")
+            if outcome == "not_ready":
+                return _graph_error("The media is not ready for publishing, please wait for a moment", 9007, 2207027,
+                                    transient=True)
+            if outcome == "expired":
+                return _graph_error("The media container has expired (containers live 24 hours); create a new one.",
+                                    100, 2207008, transient=False)
+            return JSONResponse(post, status_code=201 if outcome == "created" else 200)
+
+        return await self._faulted(request, write)
 
     async def get_post(self, request: Request) -> Response:
         """GET /v1/posts/{post_id}."""
@@ -555,26 +785,30 @@ class _Sandbox:
         return JSONResponse(post)
 
     async def list_account_posts(self, request: Request) -> Response:
-        """GET /v1/posts?text=&limit=."""
+        """GET /v1/posts?text=&since=&limit=."""
         account = await self._account(request)
         raw_limit = request.query_params.get("limit", str(LIST_LIMIT_DEFAULT))
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_LIMIT_MAX:
             raise _invalid(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}.")
-        posts = await self._run(self.store.recent, account, request.query_params.get("text"), int(raw_limit))
+        since = request.query_params.get("since")
+        if since is not None:
+            try:
+                since = _iso(datetime.fromisoformat(since.replace("Z", "+00:00")))
+            except ValueError as exc:
+                raise _invalid("since must be an ISO-8601 time.") from exc
+        posts = await self._run(self.store.recent, account, request.query_params.get("text"), int(raw_limit), since)
         return JSONResponse({"count": len(posts), "posts": posts})
 
     async def delete_post(self, request: Request) -> Response:
         """DELETE /v1/posts/{post_id}."""
         account = await self._account(request)
         post_id = _post_id(request)
-        fault = await self._write_fault()
-        if (refusal := self._refusal(fault)) is not None:
-            return refusal
-        deleted = await self._run(self.store.delete, account, post_id)
-        response = Response(status_code=204) if deleted else _error(404, "not_found", "No such post.")
-        if fault == "timeout_after_accept":
-            await _wait_for_disconnect(request)
-        return response
+
+        async def write() -> Response:
+            deleted = await self._run(self.store.delete, account, post_id)
+            return Response(status_code=204) if deleted else _error(404, "not_found", "No such post.")
+
+        return await self._faulted(request, write)
 
     async def set_faults(self, request: Request) -> Response:
         """POST /v1/_control/faults."""
@@ -584,6 +818,14 @@ class _Sandbox:
     async def get_faults(self, request: Request) -> Response:
         """GET /v1/_control/faults."""
         return JSONResponse(self.faults.as_json())
+
+    async def set_processing(self, request: Request) -> Response:
+        """POST /v1/_control/processing: when containers finish."""
+        body = await _json_object(request)
+        self.processing = ProcessingPlan(
+            ready_after_polls=_int_field(body, "readyAfterPolls", READY_AFTER_POLLS_DEFAULT, minimum=0),
+            ready_after_seconds=_int_field(body, "readyAfterSeconds", None, minimum=0))
+        return JSONResponse(self.processing.as_json())
 
     async def clear_faults(self, request: Request) -> Response:
         """DELETE /v1/_control/faults."""
@@ -618,12 +860,17 @@ def create_sandbox_app(store_path: Path, *, clock: Clock) -> Starlette:
     routes = [
         Route("/v1/accounts", sb.register, methods=["POST"]),
         Route("/v1/posts", sb.list_account_posts, methods=["GET"]),
+        Route("/v1/posts", sb.create_post, methods=["POST"]),
+        Route("/v1/containers", sb.create_container, methods=["POST"]),
+        Route("/v1/containers/{container_id}", sb.get_container, methods=["GET"]),
+        Route("/v1/containers/{container_id}/publish", sb.publish_container, methods=["POST"]),
         Route("/v1/posts/{post_id}", sb.put_post, methods=["PUT"]),
         Route("/v1/posts/{post_id}", sb.get_post, methods=["GET"]),
         Route("/v1/posts/{post_id}", sb.delete_post, methods=["DELETE"]),
         Route("/v1/_control/faults", sb.set_faults, methods=["POST"]),
         Route("/v1/_control/faults", sb.get_faults, methods=["GET"]),
         Route("/v1/_control/faults", sb.clear_faults, methods=["DELETE"]),
+        Route("/v1/_control/processing", sb.set_processing, methods=["POST"]),
         Route("/v1/_control/posts", sb.all_posts, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={_ApiError: _api_error, HTTPException: _http_error})
