@@ -56,7 +56,7 @@ from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
-from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob
+from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob, chooses_ids
 from omnipost.platforms.http import MAX_BODY
 from omnipost.preflight.engine import resolve
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
@@ -520,16 +520,16 @@ class PublishService:
         except PlatformError:
             found = None
         else:
-            if found is not None and adapter.caller_chosen_ids and not _whole(found, job):
+            if found is not None and chooses_ids(adapter, job.account) and not _whole(found, job):
                 # The post is there but its thread or comment stopped part-way; a retry under the same ids completes it.
                 return _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The post is there, but not all of its thread and first comment.",
                     remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True)
             if found is not None:
                 return _Result(post_id, attempt_id, found, None, "reconciled", "published")
-            if adapter.caller_chosen_ids and absent is not None:
+            if chooses_ids(adapter, job.account) and absent is not None:
                 return absent
-            if adapter.caller_chosen_ids:
+            if chooses_ids(adapter, job.account):
                 # Certainly absent upstream, and a retry reuses the same id: safe to retry later.
                 return _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
@@ -560,7 +560,7 @@ class PublishService:
                 return await self._write(_Result(post_id, pending, None, exc, "unknown", "unknown"))
             if found is not None:
                 return await self._write(_Result(post_id, pending, found, None, "reconciled", "published"))
-            if not adapter.caller_chosen_ids:
+            if not chooses_ids(adapter, job.account):
                 return await self._write(_Result(post_id, pending, None, UnknownOutcomeError(
                     "The server stopped while this post was being sent and the platform cannot tell whether it arrived.",
                     remediation="Check the account on the platform; if the post is missing, publish it again."), "unknown", "unknown"))
@@ -898,12 +898,12 @@ class PublishService:
         job = await self._job(post, account)
         found = await adapter.find(job)
         if found is None:
-            if not adapter.caller_chosen_ids:
+            if not chooses_ids(adapter, job.account):
                 return unverified, False
             raise ValidationFailedError(f"{account.platform} has no such post for this target: it was not published.",
                                         path="upstream", remediation="Check the link; if the post is missing, call resolve_post "
                                                                      "with resolution 'resend' to publish it.")
-        if adapter.caller_chosen_ids and not _whole(found, job):
+        if chooses_ids(adapter, job.account) and not _whole(found, job):
             raise ValidationFailedError(f"{account.platform} has this target's post, but not all of its thread and first "
                                         "comment: it is not fully published.", path="upstream",
                                         remediation="Call resolve_post with resolution 'resend': the parts already there "

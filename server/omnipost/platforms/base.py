@@ -84,6 +84,13 @@ class PlatformAdapter(Protocol):
         ...
 
 
+def chooses_ids(adapter: PlatformAdapter, account: AccountContext) -> bool:
+    """Whether this account's posts go upstream under our deterministic ids: the adapter's `caller_chosen_ids`,
+    unless it decides per account with `caller_chosen_ids_for(account)` (the sandbox: only its caller_id mode)."""
+    per_account = getattr(adapter, "caller_chosen_ids_for", None)
+    return bool(per_account(account)) if callable(per_account) else adapter.caller_chosen_ids
+
+
 @runtime_checkable
 class RefreshingAdapter(Protocol):
     """An adapter whose account tokens expire and can be renewed without the user (tokens.py drives it)."""

@@ -128,7 +128,7 @@ def _build_bluesky(d: AdapterDeps) -> PlatformAdapter:
 
 
 def _build_sandbox(d: AdapterDeps) -> PlatformAdapter:
-    return sandbox.SandboxAdapter(d.http, d.sandbox_url, timeout=d.timeout)
+    return sandbox.SandboxAdapter(d.http, d.sandbox_url, timeout=d.timeout, clock=d.clock)
 
 
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).

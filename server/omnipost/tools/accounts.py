@@ -42,6 +42,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         pdsUrl: Annotated[str | None, Field(description="For bluesky: the PDS to log in to (default https://bsky.social).")] = None,
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
+        sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=(
+            "For sandbox: how the simulated platform takes posts. caller_id: omnipost chooses each post's id (as Bluesky); "
+            "own_id: the platform assigns ids and refuses the same text twice within 24 h (as X, LinkedIn); container: a post "
+            "is a container that processes, then is published (as Instagram, Threads). Default caller_id, whatever it "
+            "emulates."))] = None,
     ) -> AccountOut:
         profile, caller = await profile_of(rt, profileId)
         assert rt.http is not None
@@ -67,8 +72,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             raise ValidationFailedError(f"Unknown platform '{echo(emulates)}'.", path="emulates",
                                         remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
         real = PLATFORM_ALIASES[emulates.strip().lower()].value
-        issued = await register_account(rt.http, rt.sandbox_url, handle, real)
-        merged = dict(defaults or {})
+        mode = sandboxMode or "caller_id"
+        issued = await register_account(rt.http, rt.sandbox_url, handle, real, mode=mode)
+        merged = dict(defaults or {}) | {"sandboxMode": mode}  # the adapter publishes in the account's mode
         if real == "linkedin":
             # A real LinkedIn connect reads the member id from /v2/userinfo; the sandbox's account id plays it.
             merged.setdefault("authorUrn", "urn:li:person:" + re.sub(r"[^A-Za-z0-9_-]", "", str(issued["account"])))
