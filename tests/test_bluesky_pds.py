@@ -49,8 +49,8 @@ async def test_publish_text_with_facets_images_and_a_thread_reads_back_as_sent(l
         text = f"Ünïcode hello @{bob['handle']} see https://example.com/page #omnipost"
         batch = ok(await client.call_tool("publish_post", {"text": text, "targets": [{"accountId": acc}]}))
         result = batch["results"][0]
-        assert result["status"] == "published" and result["uri"].startswith(f"at://{alice['did']}/app.bsky.feed.post/")
-        record = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(result["uri"]))["value"]
+        assert result["status"] == "published" and result["extras"]["uri"].startswith(f"at://{alice['did']}/app.bsky.feed.post/")
+        record = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(result["extras"]["uri"]))["value"]
         assert record["text"] == text
         raw = text.encode()
         spans = {f["features"][0]["$type"].rsplit("#", 1)[1]: (raw[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode(), f["features"][0])
@@ -61,7 +61,7 @@ async def test_publish_text_with_facets_images_and_a_thread_reads_back_as_sent(l
 
         image = ok(await client.call_tool("publish_post", {"text": "A chart", "targets": [{"accountId": acc}],
                                                            "media": [{"bytesBase64": b64(make_image("png", 640, 480)), "altText": "Sales by month"}]}))
-        got = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(image["results"][0]["uri"]))["value"]
+        got = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(image["results"][0]["extras"]["uri"]))["value"]
         assert got["embed"]["$type"] == "app.bsky.embed.images"
         assert got["embed"]["images"][0]["alt"] == "Sales by month"
         assert got["embed"]["images"][0]["aspectRatio"] == {"width": 640, "height": 480}
@@ -70,17 +70,18 @@ async def test_publish_text_with_facets_images_and_a_thread_reads_back_as_sent(l
         thread = ok(await client.call_tool("publish_post", {"text": "Part one", "thread": ["Part two", "Part three"],
                                                             "firstComment": "Comments welcome", "targets": [{"accountId": acc}]}))
         t = thread["results"][0]
-        root = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(t["uri"]))
+        root = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(t["extras"]["uri"]))
         replies = [local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(u))["value"] for u in t["thread"]]
         assert [r["text"] for r in replies] == ["Part two", "Part three"]
-        assert all(r["reply"]["root"]["uri"] == t["uri"] and r["reply"]["root"]["cid"] == root["cid"] for r in replies)
-        assert replies[0]["reply"]["parent"]["uri"] == t["uri"] and replies[1]["reply"]["parent"]["uri"] == t["thread"][0]
+        assert all(r["reply"]["root"]["uri"] == t["extras"]["uri"] and r["reply"]["root"]["cid"] == root["cid"] for r in replies)
+        assert t["extras"] == {"uri": t["upstreamId"], "cid": root["cid"]}  # Bluesky's upstream id is its at-uri
+        assert replies[0]["reply"]["parent"]["uri"] == t["extras"]["uri"] and replies[1]["reply"]["parent"]["uri"] == t["thread"][0]
         comment = local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(t["firstComment"][0]))["value"]
-        assert comment["text"] == "Comments welcome" and comment["reply"]["parent"]["uri"] == t["uri"]
+        assert comment["text"] == "Comments welcome" and comment["reply"]["parent"]["uri"] == t["extras"]["uri"]
 
         deleted = ok(await client.call_tool("delete_post", {"postId": image["results"][0]["postId"]}))
         assert deleted["status"] == "deleted"
-        assert local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(image["results"][0]["uri"])) is None
+        assert local_pds.get_record(alice["did"], "app.bsky.feed.post", rkey(image["results"][0]["extras"]["uri"])) is None
 
 
 async def test_300_graphemes_publish_and_301_are_stopped_before_the_pds(local_pds: Any, settings: Settings, clock: Any) -> None:
@@ -108,12 +109,12 @@ async def test_a_retry_after_a_crash_posts_nothing_twice(local_pds: Any, setting
     db = await Database.open(None, settings.data_dir, clock.now())
     async with db.session() as s:  # as if the server died after the PDS stored the record
         post = (await s.exec(select(Post).where(Post.id == post_id))).one()
-        post.status, post.upstream_id, post.uri = left_as, None, None
+        post.status, post.upstream_id, post.extras = left_as, None, {}
         s.add(post)
         await s.commit()
     await db.close()
     async with Client(server_for(settings, clock)) as client:
         detail = ok(await client.call_tool("get_post", {"postId": post_id}))
-    assert detail["status"] == "published" and detail["uri"] == batch["results"][0]["uri"]
+    assert detail["status"] == "published" and detail["extras"]["uri"] == batch["results"][0]["extras"]["uri"]
     texts = [r["value"]["text"] for r in local_pds.list_records(alice["did"], "app.bsky.feed.post")]
     assert texts.count(f"Exactly once ({left_as})") == 1

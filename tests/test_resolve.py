@@ -162,7 +162,7 @@ async def test_bluesky_unknown_after_a_lost_answer_is_resolved_by_reading_the_re
     [record] = env.fake.posts()
     web = "https://bsky.app/profile/alice.test/post/" + record["uri"].rsplit("/", 1)[-1]
     result = ok(await env.call("resolve_post", {"postId": target["postId"], "resolution": "published", "upstream": web}))
-    assert (result["status"], result["upstreamId"], result["uri"], result["cid"]) == ("published", record["uri"], record["uri"], record["cid"])
+    assert (result["status"], result["upstreamId"], result["extras"]) == ("published", record["uri"], {"uri": record["uri"], "cid": record["cid"]})
     assert last_attempt(ok(await env.call("get_post", {"postId": target["postId"]})))["outcome"] == "resolved_published"
 
 
@@ -201,6 +201,8 @@ async def test_resend_on_bluesky_reuses_the_record_key(env: Env) -> None:
     result = ok(await env.call("resolve_post", {"postId": post_id, "resolution": "resend"}))
     [record] = env.fake.posts()
     assert (result["status"], result["upstreamId"]) == ("published", record["uri"])
+    [event] = await env.published_events(post_id)  # the webhook carries Bluesky's fields under extras too
+    assert (event["upstreamId"], event["extras"]) == (record["uri"], {"uri": record["uri"], "cid": record["cid"]})
 
 
 async def test_resolve_replays_for_the_same_idempotency_key(env: Env, settings: Settings) -> None:

@@ -21,7 +21,7 @@ from sqlmodel import SQLModel, select
 from omnipost.store import migrations
 from omnipost.store.crypto import CredentialsError, Vault, load_key
 from omnipost.store.db import Database
-from omnipost.store.models import Account, Profile  # Account also registers every table on SQLModel.metadata
+from omnipost.store.models import Account, Post, Profile  # Account also registers every table on SQLModel.metadata
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
@@ -79,6 +79,37 @@ async def check_upgrade_keeps_data(url: str | None, tmp_path: Path, timestamp: s
 async def test_a_database_written_by_the_previous_schema_is_upgraded_with_its_data(tmp_path: Path, backend: Backend) -> None:
     await check_upgrade_keeps_data(backend.url, tmp_path, TIMESTAMP[backend.name])
     assert (tmp_path / "omnipost.db").exists() == (backend.name == "sqlite")  # PostgreSQL writes nothing to SQLite
+
+
+async def test_upgrading_moves_a_posts_bluesky_uri_and_cid_into_its_extras(tmp_path: Path, backend: Backend) -> None:
+    """v6: the shared post row loses `uri`/`cid`; their values live on under `extras`, {} for posts without them."""
+    old = await Database.open(backend.url, tmp_path, NOW, target_version=5)
+    ts = TIMESTAMP[backend.name]
+    async with old.engine.begin() as conn:
+        for sql in [
+            f"INSERT INTO profiles (id, name, created_at) VALUES ('prf_old', 'legacy', '{ts}')",
+            "INSERT INTO accounts (id, profile_id, platform, handle, defaults, health, created_at) "
+            f"VALUES ('acc_old', 'prf_old', 'bluesky', 'oldie', '{{}}', 'active', '{ts}')",
+            "INSERT INTO batches (id, profile_id, request_hash, mode, status, created_at) "
+            f"VALUES ('bat_old', 'prf_old', 'h', 'now', 'published', '{ts}')",
+        ] + [
+            "INSERT INTO posts (id, batch_id, profile_id, account_id, position, platform, status, text, text_hash, content, "
+            "upstream_id, uri, url, cid, first_comment_ids, thread_ids, warnings, created_at, updated_at) VALUES "
+            f"('{pid}', 'bat_old', 'prf_old', 'acc_old', {n}, 'bluesky', 'published', 'hi', 'h', '{{}}', {upstream}, {upstream}, "
+            f"NULL, {cid}, '[]', '[]', '[]', '{ts}', '{ts}')"
+            for n, (pid, upstream, cid) in enumerate([("pst_bsky", "'at://did:plc:a/app.bsky.feed.post/k'", "'bafycid'"),
+                                                      ("pst_none", "NULL", "NULL")])
+        ]:
+            await conn.execute(sa.text(sql))
+    await old.close()
+    new = await Database.open(backend.url, tmp_path, NOW)
+    async with new.session() as s:
+        bsky, none = await s.get(Post, "pst_bsky"), await s.get(Post, "pst_none")
+        assert bsky is not None and none is not None
+        assert bsky.extras == {"uri": "at://did:plc:a/app.bsky.feed.post/k", "cid": "bafycid"}
+        assert bsky.upstream_id == "at://did:plc:a/app.bsky.feed.post/k"
+        assert none.extras == {}
+    await new.close()
 
 
 async def test_migrated_schema_has_exactly_the_models_columns_with_native_types(db: Database, backend: Backend) -> None:

@@ -55,10 +55,10 @@ class TargetOutcome(BaseModel):
     accountId: str
     platform: str
     status: str = Field(description="draft, validated, publishing, published, failed, rejected, cancelled or unknown.")
-    upstreamId: str | None = None
-    uri: str | None = None
-    url: str | None = None
-    cid: str | None = None
+    upstreamId: str | None = Field(default=None, description="The platform's id of the published post.")
+    url: str | None = Field(default=None, description="The published post's web address.")
+    extras: dict[str, Any] = Field(default_factory=lambda: {}, description=(
+        "Platform-specific upstream fields, {} if none. Bluesky: uri (the record's at:// URI) and cid (its content hash)."))
     firstComment: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the first comment.")
     thread: list[str] = Field(default_factory=lambda: [], description="Upstream ids of the thread segments.")
     warnings: list[Warning_] = Field(default_factory=lambda: [])

@@ -110,7 +110,7 @@ def outcome(post: Post) -> TargetOutcome:
     """The public view of a post row."""
     return TargetOutcome(
         postId=post.id, accountId=post.account_id, platform=post.platform, status=post.status, upstreamId=post.upstream_id,
-        uri=post.uri, url=post.url, cid=post.cid, firstComment=list(post.first_comment_ids or []),
+        url=post.url, extras=dict(post.extras or {}), firstComment=list(post.first_comment_ids or []),
         thread=list(post.thread_ids or []),
         warnings=[Warning_(**w) for w in post.warnings or []],
         error=ErrorObject(**post.error) if post.error else None,
@@ -625,8 +625,8 @@ class PublishService:
             # Every row carries every key: one statement, executed for all rows at once.
             post_rows.append({
                 "id": r.post_id, "status": r.status, "updated_at": now,
-                "upstream_id": p.upstream_id if p else None, "url": p.url if p else None, "uri": p.uri if p else None,
-                "cid": p.cid if p else None, "published_at": now if p else None,
+                "upstream_id": p.upstream_id if p else None, "url": p.url if p else None,
+                "extras": dict(p.extras) if p else {}, "published_at": now if p else None,
                 "first_comment_ids": list(p.first_comment_ids) if p else [], "thread_ids": list(p.thread_ids) if p else [],
                 "error": obj.model_dump(exclude_none=True) if obj else None,
             })
@@ -671,7 +671,8 @@ class PublishService:
             r = settled[post.id]
             if r.status == "published" and r.published is not None:
                 p = r.published
-                event = ("post.published", _event_data(post) | {"upstreamId": p.upstream_id, "url": p.url, "uri": p.uri, "publishedAt": now})
+                data = {"upstreamId": p.upstream_id, "url": p.url, "extras": dict(p.extras), "publishedAt": now}
+                event = ("post.published", _event_data(post) | data)
             else:
                 error = r.error.to_error_object().model_dump(exclude_none=True) if r.error is not None else None
                 event = ("post.rejected" if r.status == "rejected" else "post.failed", _event_data(post) | {"status": r.status, "error": error})
@@ -908,7 +909,7 @@ class PublishService:
                                         "comment: it is not fully published.", path="upstream",
                                         remediation="Call resolve_post with resolution 'resend': the parts already there "
                                                     "are not sent again.")
-        names = {found.upstream_id, found.uri, found.url} - {None}
+        names = {found.upstream_id, found.url} - {None}  # Bluesky's upstream id is its at-uri
         if said not in names and _last_segment(said) not in {_last_segment(n) for n in names if n}:
             raise ValidationFailedError(f"{account.platform} has this target's post at {found.url or found.upstream_id}, "
                                         f"not at '{echo(said)}'.", path="upstream",

@@ -178,8 +178,8 @@ async def test_text_with_link_mention_and_tag_facets_in_byte_offsets(env: Env) -
     ]  # @nobody.test does not resolve: its facet is dropped, not sent with an empty DID
     assert [c.params["handle"] for c in env.fake.calls("com.atproto.identity.resolveHandle")] == ["bob.test", "nobody.test"]
     rkey = tid_for(KEY)
-    assert published.upstream_id == published.uri == stored["uri"] == f"at://{env.did}/app.bsky.feed.post/{rkey}"
-    assert published.cid == stored["cid"] and published.already_existed is False and published.http_status == 200
+    assert published.upstream_id == published.extras["uri"] == stored["uri"] == f"at://{env.did}/app.bsky.feed.post/{rkey}"
+    assert published.extras["cid"] == stored["cid"] and published.already_existed is False and published.http_status == 200
     assert published.url == f"https://bsky.app/profile/{env.did}/post/{rkey}"
     assert "embed" not in record  # no resolver was given, so no link card ...
     assert published.response is not None and "no resolver" in published.response["warnings"][0]  # ... and it says so
@@ -300,7 +300,7 @@ async def test_expired_token_is_refreshed_once_rotated_and_persisted(env: Env) -
     adapter = env.adapter()
     with anyio.fail_after(WAIT):
         published = await adapter.publish(make_job(env.account))
-    assert published.uri == env.stored(KEY)["uri"]
+    assert published.extras["uri"] == env.stored(KEY)["uri"]
     assert len(env.fake.calls(REFRESH)) == 1 and env.fake.calls(REFRESH)[0].auth == "refresh"
     assert len(env.fake.calls(CREATE)) == 2  # 400 ExpiredToken, then the same call with the new token
     [(account_id, new)] = env.persisted
@@ -404,8 +404,8 @@ async def test_lost_answer_after_the_write_is_unknown_outcome_then_found(env: En
         found = await adapter.find(job)
         again = await adapter.publish(job)
     stored = env.stored(KEY)
-    assert found is not None and found.uri == stored["uri"] and found.cid == stored["cid"]
-    assert again.already_existed and again.uri == stored["uri"] and len(env.fake.posts()) == 1
+    assert found is not None and found.extras == {"uri": stored["uri"], "cid": stored["cid"]}
+    assert again.already_existed and again.extras["uri"] == stored["uri"] and len(env.fake.posts()) == 1
 
 
 # --- exactly once ----------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ async def test_the_same_job_twice_makes_one_record_per_piece(tmp_path: Path, dup
             first = await adapter.publish(job)
             second = await adapter.publish(job)
     assert not first.already_existed and second.already_existed
-    assert (second.uri, second.cid, second.thread_ids, second.first_comment_ids) == (first.uri, first.cid, first.thread_ids, first.first_comment_ids)
+    assert (second.extras, second.thread_ids, second.first_comment_ids) == (first.extras, first.thread_ids, first.first_comment_ids)
     assert len(fake.posts()) == 3 and len(fake.calls(CREATE)) == 6 and len(fake.calls(GET)) == 3
 
 
@@ -439,8 +439,8 @@ async def test_find_before_and_after_then_delete(env: Env) -> None:
         published = await adapter.publish(job)
         found = await adapter.find(job)
         assert found is not None and found.already_existed
-        assert (found.uri, found.cid, found.url, found.thread_ids, found.first_comment_ids) == (
-            published.uri, published.cid, published.url, published.thread_ids, published.first_comment_ids)
+        assert (found.extras, found.url, found.thread_ids, found.first_comment_ids) == (
+            published.extras, published.url, published.thread_ids, published.first_comment_ids)
         await adapter.delete(env.account, published.upstream_id)
         assert await adapter.find(job) is None
         await adapter.delete(env.account, tid_for(f"{KEY}-c"))  # a bare rkey works too

@@ -56,8 +56,7 @@ class Published:
 
     upstream_id: str
     url: str | None = None
-    uri: str | None = None
-    cid: str | None = None
+    extras: dict[str, Any] = field(default_factory=lambda: {})  # platform-specific fields (Bluesky: uri, cid), stored as is
     first_comment_ids: tuple[str, ...] = ()
     thread_ids: tuple[str, ...] = ()
     http_status: int | None = None

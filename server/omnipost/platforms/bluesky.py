@@ -861,7 +861,7 @@ class BlueskyAdapter:
         response = dict(main)
         if p.warnings:
             response["warnings"] = list(p.warnings)
-        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), uri=main["uri"], cid=main["cid"],
+        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), extras={"uri": main["uri"], "cid": main["cid"]},
                          thread_ids=tuple(thread_ids), first_comment_ids=comment_ids, http_status=status,
                          response=response, already_existed=existed)
 
@@ -882,7 +882,7 @@ class BlueskyAdapter:
         comment_ids: tuple[str, ...] = ()
         if job.target.first_comment and (comment := await self._get_record(s, tid_for(piece_key(key, "c")))) is not None:
             comment_ids = (comment["uri"],)
-        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), uri=main["uri"], cid=main["cid"],
+        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), extras={"uri": main["uri"], "cid": main["cid"]},
                          thread_ids=tuple(thread_ids), first_comment_ids=comment_ids, http_status=200, response=main,
                          already_existed=True)
 

@@ -177,7 +177,25 @@ def _v5(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN mode VARCHAR NOT NULL DEFAULT 'live'"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection) -> None:
+    """Bluesky-only fields leave the shared post row: `uri` and `cid` move into `extras`, one JSON object of
+    platform-specific upstream fields ({} for the others). The old columns are dropped, not kept: one place
+    holds each value, and the schema is exactly the models' (an older omnipost refuses a newer schema anyway)."""
+    json = sa.JSON().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE posts ADD COLUMN extras {json} NOT NULL DEFAULT '{{}}'"))
+    posts = sa.table("posts", sa.column("id", sa.String), sa.column("uri", sa.String), sa.column("cid", sa.String),
+                     sa.column("extras", sa.JSON))
+    rows = conn.execute(sa.select(posts.c.id, posts.c.uri, posts.c.cid)
+                        .where(sa.or_(posts.c.uri.is_not(None), posts.c.cid.is_not(None)))).all()
+    if rows:
+        conn.execute(sa.update(posts).where(posts.c.id == sa.bindparam("pid")).values(extras=sa.bindparam("new_extras")),
+                     [{"pid": r.id, "new_extras": {k: v for k, v in (("uri", r.uri), ("cid", r.cid)) if v is not None}}
+                      for r in rows])
+    for column in ("uri", "cid"):
+        conn.execute(sa.text(f"ALTER TABLE posts DROP COLUMN {column}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)
 
 

@@ -83,10 +83,10 @@ class Post(SQLModel, table=True):
     text: str
     text_hash: str
     content: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))  # resolved target
-    upstream_id: str | None = None
-    uri: str | None = None
+    upstream_id: str | None = None  # the platform's id of the main post
     url: str | None = None
-    cid: str | None = None
+    # Platform-specific upstream fields (Bluesky: the record's at-uri and cid); {} for the others.
+    extras: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     first_comment_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     thread_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     warnings: list[dict[str, Any]] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
