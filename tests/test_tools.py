@@ -126,6 +126,20 @@ async def test_unknown_field_and_too_many_targets_are_validation_failed(client: 
     assert err["rule"] == "targets[0].platform"
 
 
+async def test_connect_account_says_and_enforces_which_platform_takes_which_argument(client: Client) -> None:
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    properties = tools["connect_account"].input_schema["properties"]
+    for argument, platform in [("appPassword", "bluesky"), ("pdsUrl", "bluesky"), ("emulates", "sandbox"), ("sandboxMode", "sandbox")]:
+        assert properties[argument]["description"].startswith(f"Only for platform {platform} "), argument
+    for args, path in [({"platform": "sandbox", "emulates": "x", "appPassword": "abcd-efgh-ijkl-mnop"}, "appPassword"),
+                       ({"platform": "sandbox", "emulates": "x", "pdsUrl": "https://pds.example.com"}, "pdsUrl"),
+                       ({"platform": "bluesky", "appPassword": "abcd-efgh-ijkl-mnop", "emulates": "x"}, "emulates"),
+                       ({"platform": "bluesky", "appPassword": "abcd-efgh-ijkl-mnop", "sandboxMode": "own_id"}, "sandboxMode")]:
+        err = error_of(await client.call_tool("connect_account", {"handle": "someone.test", **args}))
+        assert (err["code"], err["rule"]) == ("validation_failed", path), args
+    assert (await client.call_tool("list_accounts", {})).structured_content == {"accounts": []}  # nothing was connected
+
+
 async def test_publish_now_with_scheduled_at_is_mode_conflict(client: Client) -> None:
     request = {"text": "hi", "targets": [{"platform": "x"}], "publishNow": True, "scheduledAt": "2030-01-01T00:00:00Z"}
     err = error_of(await client.call_tool("validate_post", request))

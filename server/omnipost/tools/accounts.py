@@ -17,6 +17,23 @@ if TYPE_CHECKING:
     from omnipost.runtime import Runtime
 
 ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
+PLATFORM_ARGS: dict[str, str] = {"emulates": "sandbox", "sandboxMode": "sandbox", "appPassword": "bluesky", "pdsUrl": "bluesky"}
+"""connect_account's platform-specific arguments and the one platform that takes each (its description says so);
+given for another platform, the call is refused naming the argument. handle, profileId and defaults are for all."""
+
+
+def only_for(argument: str, description: str) -> str:
+    """An argument's description, saying which platform takes it."""
+    return f"Only for platform {PLATFORM_ARGS[argument]} (refused for the others): {description}"
+
+
+def refuse_foreign_arguments(platform: str, given: dict[str, object]) -> None:
+    """validation_failed naming the first argument given that `platform` does not take."""
+    for argument, value in given.items():
+        owner = PLATFORM_ARGS[argument]
+        if value is not None and owner != platform:
+            raise ValidationFailedError(f"{argument} is only for {owner} accounts, not {platform}.", path=argument,
+                                        remediation=f"Leave {argument} out when connecting a {platform} account.")
 
 
 class AccountList(BaseModel):
@@ -37,18 +54,22 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def connect_account(
         platform: Annotated[Literal[CONNECTABLE], Field(description=CONNECT_HELP)],
         handle: Annotated[str, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any display handle).")],
-        emulates: Annotated[str | None, Field(description=f"For sandbox: the platform whose rules apply ({', '.join(Platform)}).")] = None,
-        appPassword: Annotated[str | None, Field(description="For bluesky: an app password (Settings → App passwords), never the account password.")] = None,
-        pdsUrl: Annotated[str | None, Field(description="For bluesky: the PDS to log in to (default https://bsky.social).")] = None,
+        emulates: Annotated[str | None, Field(description=only_for(
+            "emulates", f"the platform whose rules apply ({', '.join(Platform)})."))] = None,
+        appPassword: Annotated[str | None, Field(description=only_for(
+            "appPassword", "an app password (Settings → App passwords), never the account password."))] = None,
+        pdsUrl: Annotated[str | None, Field(description=only_for("pdsUrl", "the PDS to log in to (default https://bsky.social)."))] = None,
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
-        sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=(
-            "For sandbox: how the simulated platform takes posts. caller_id: omnipost chooses each post's id (as Bluesky); "
+        sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
+            "how the simulated platform takes posts. caller_id: omnipost chooses each post's id (as Bluesky); "
             "own_id: the platform assigns ids and refuses the same text twice within 24 h (as X, LinkedIn); container: a post "
             "is a container that processes, then is published (as Instagram, Threads). Default caller_id, whatever it "
             "emulates."))] = None,
     ) -> AccountOut:
         profile, caller = await profile_of(rt, profileId)
+        refuse_foreign_arguments(platform, {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword,
+                                            "pdsUrl": pdsUrl})
         assert rt.http is not None
         if platform == "bluesky":
             if caller.test_mode:
