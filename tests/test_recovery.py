@@ -2,10 +2,11 @@
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from datetime import timedelta
 from typing import Any
 
@@ -172,3 +173,20 @@ def test_only_a_process_of_this_host_that_has_exited_counts_as_gone() -> None:
     assert not owner_is_gone(_live_owner()) and not owner_is_gone(new_owner_id())
     assert not owner_is_gone("some-other-host:1:abcdef")  # its processes cannot be seen from here: wait for the lease
     assert not owner_is_gone("garbage") and not owner_is_gone(f"{_live_owner().split(':')[0]}:notapid:x")
+
+
+async def test_a_post_whose_first_comment_the_crash_cut_off_is_completed_not_sent_again(settings: Settings, clock: Any) -> None:
+    async with Client(build_server(settings, clock=clock)) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "sandbox", "emulates": "bluesky", "handle": "cut"}))["id"]
+        batch = ok(await client.call_tool("publish_post", {"text": "Cut short", "firstComment": "The comment",
+                                                           "targets": [{"accountId": account}]}))
+    post_id = batch["results"][0]["postId"]
+    # Killed after the main post was stored upstream and before its first comment was sent.
+    with closing(sqlite3.connect(settings.data_dir / "sandbox.db")) as conn, conn:
+        assert conn.execute("DELETE FROM posts WHERE id = ?", (f"{post_id}-c",)).rowcount == 1
+    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    async with Client(build_server(settings, clock=clock)) as client:
+        detail = ok(await client.call_tool("get_post", {"postId": post_id}))
+    assert detail["status"] == "published" and detail["firstComment"] == [f"{post_id}-c"]
+    assert sorted((p["id"], p["kind"]) for p in list_posts(settings.data_dir / "sandbox.db")) == [
+        (post_id, "post"), (f"{post_id}-c", "comment")]

@@ -558,13 +558,16 @@ class PublishService:
                 found = await adapter.find(job)
             except PlatformError as exc:
                 return await self._write(_Result(post_id, pending, None, exc, "unknown", "unknown"))
-            if found is not None:
+            if found is not None and (_whole(found, job) or not chooses_ids(adapter, job.account)):
                 return await self._write(_Result(post_id, pending, found, None, "reconciled", "published"))
-            if not chooses_ids(adapter, job.account):
+            if found is None and not chooses_ids(adapter, job.account):
                 return await self._write(_Result(post_id, pending, None, UnknownOutcomeError(
                     "The server stopped while this post was being sent and the platform cannot tell whether it arrived.",
                     remediation="Check the account on the platform; if the post is missing, publish it again."), "unknown", "unknown"))
-            if pending is not None:  # certainly absent upstream: close the interrupted attempt, then send again
+            # Certainly absent upstream, or there without all of its thread and first comment (the crash came between the
+            # pieces): close the interrupted attempt, then send again under the same ids, which completes it and sends
+            # nothing twice.
+            if pending is not None:
                 await self._write(_Result(post_id, pending, None, None, "failed", "publishing", will_retry=True))
         attempt_id = await self._begin_attempt(post_id)
         return await self._write(await self._attempt(post, account, attempt_id))
