@@ -2,10 +2,17 @@
 that every target was published exactly once or ended failed/unknown with a reason.
 
 The server and the sandbox upstream are separate processes on loopback; the sandbox keeps what
-it received in its own store, so duplicates are counted from outside. OMNIPOST_CRASH_KILLS sets
-the number of kills (50 in CI; 200 by hand).
+it received in its own store, so duplicates are counted from outside. It runs once per sandbox mode
+(caller_id, own_id, container: the accounts are connected with `sandboxMode`). OMNIPOST_CRASH_KILLS
+sets the number of kills per mode (50 in CI; 200 by hand). The invariants:
+- 0 duplicates upstream, counted by (account, text, kind, parent): own_id and container ids are the sandbox's;
+- 0 lost: a `published` target's post and first comment are upstream under the ids it recorded, and nothing is
+  upstream that no published target claims; any other target is failed/unknown/rejected with its error, and
+  `unknown` only if the post was `publishing` with a committed attempt when a kill came (its write may have left);
+- 0 stuck: no target left `publishing`/`validated` or leased.
 """
 
+import json
 import os
 import random
 import signal
@@ -13,9 +20,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,16 +106,31 @@ async def call(port: int, tool: str, args: dict[str, Any], on_progress: Any = No
             return await client.call_tool(tool, args, progress_callback=on_progress)
 
 
-def db_posts(data_dir: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(data_dir / "omnipost.db") as conn:
+# The known bug the own_id and container runs hit (so they are expected to fail until it is fixed).
+_CUT_OFF = ("a kill between a post and its first comment: recovery finds the post without the comment and, for an account "
+            "that does not take our ids, can only mark it published (its adapter cannot send the comment alone, and sending "
+            "the post again would duplicate it), so the comment is lost. Completing it needs the pieces ledger (issue 10 item 3).")
+
+
+def db_rows(data_dir: Path, query: str) -> list[sqlite3.Row]:
+    with closing(sqlite3.connect(data_dir / "omnipost.db")) as conn:
         conn.row_factory = sqlite3.Row
-        return list(conn.execute("SELECT id, account_id, text, status, error FROM posts"))
+        return list(conn.execute(query))
+
+
+def in_flight(data_dir: Path) -> set[str]:
+    """The targets whose attempt was committed (so its write may have gone out) when the server was killed."""
+    return {r["id"] for r in db_rows(data_dir, "SELECT DISTINCT p.id FROM posts p JOIN attempts a ON a.post_id = p.id "
+                                               "WHERE p.status = 'publishing' AND a.outcome = 'pending'")}
 
 
 @pytest.mark.anyio
-async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["caller_id", *(pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=_CUT_OFF)) for m in ("own_id", "container"))])
+async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_path: Path, mode: str) -> None:
+    started = time.monotonic()
     rng = random.Random(20261124)
     data_dir, store = tmp_path / "data", tmp_path / "sandbox.db"
+    may_hold: set[str] = set()  # targets in flight at some kill: the only ones that may end `unknown`
     with sandbox_upstream(store) as sandbox_url:
         async with httpx2.AsyncClient() as http:  # every write takes a little while, so kills land mid-call
             (await http.post(f"{sandbox_url}/v1/_control/faults", json={"latencyMs": 20})).raise_for_status()
@@ -116,7 +139,8 @@ async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_p
         accounts = []
         with anyio.fail_after(120):
             for i in range(25):
-                r = await call(port, "connect_account", {"platform": "sandbox", "emulates": PLATFORMS[i % 5], "handle": f"crash{i}"})
+                r = await call(port, "connect_account", {"platform": "sandbox", "emulates": PLATFORMS[i % 5], "handle": f"crash{i}",
+                                                         "sandboxMode": mode})
                 assert not r.is_error, r.content[0].text
                 accounts.append(r.structured_content["id"])
         kills = 0
@@ -147,6 +171,7 @@ async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_p
                     server.kill()
                     kills += 1
                     tg.cancel_scope.cancel()
+            may_hold |= in_flight(data_dir)
             server = start_server(data_dir, sandbox_url, port)
             with anyio.fail_after(120):  # any tool call waits until start-up recovery has finished
                 assert not (await call(port, "list_profiles", {})).is_error
@@ -158,20 +183,35 @@ async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_p
         server.kill()
     assert kills == KILLS
 
-    posts = db_posts(data_dir)
-    upstream = [p for p in list_posts(store) if p["kind"] == "post"]
-    upstream_ids = Counter(p["id"] for p in upstream)
-    assert not [p for p in posts if p["status"] in ("publishing", "validated")], "a post was left mid-publish"
+    posts = db_rows(data_dir, "SELECT p.id, a.handle, p.text, p.status, p.error, p.upstream_id, p.first_comment_ids, "
+                              "p.lease_owner FROM posts p JOIN accounts a ON a.id = p.account_id")
+    upstream = list_posts(store)
+    by_id = {(p["handle"], p["id"]): p for p in upstream}
+    # 0 duplicates: at most one upstream post per (account, text, kind, parent). An own_id or container account's ids are
+    # assigned by the sandbox, so a second copy would have an id of its own: only the content can tell.
+    copies = Counter((p["handle"], p["text"], p["kind"], p["replyTo"]) for p in upstream)
+    duplicates = [k for k, v in copies.items() if v > 1]
+    # 0 stuck: nothing left mid-publish or leased once recovery has run.
+    stuck = [p["id"] for p in posts if p["status"] in ("publishing", "validated") or p["lease_owner"] is not None]
+    # 0 lost: a published target's post and first comment are upstream under the ids it recorded; any other target ended
+    # failed/unknown/rejected with a reason, and `unknown` only if its write was in flight at a kill (the platform may hold it).
+    lost, known = [], set()
     for p in posts:
+        comment_ids = json.loads(p["first_comment_ids"] or "[]")
         if p["status"] == "published":
-            assert upstream_ids[p["id"]] == 1
-        else:
-            assert upstream_ids[p["id"]] == 0
-            assert p["status"] in ("failed", "unknown", "rejected") and p["error"], dict(p)
-    # Never twice: at most one upstream post per (account, text), and none we do not know of.
-    by_content = Counter((p["handle"], p["text"]) for p in upstream)
-    assert max(by_content.values(), default=1) == 1, [k for k, v in by_content.items() if v > 1]
-    assert set(upstream_ids) <= {p["id"] for p in posts}
-    published = sum(p["status"] == "published" for p in posts)
-    print(f"crash test: {KILLS} kills, {len(posts)} target rows, {published} published, "
-          f"{len(posts) - published} failed/unknown, {len(upstream)} upstream posts")
+            main, comment = by_id.get((p["handle"], p["upstream_id"])), by_id.get((p["handle"], (comment_ids or [None])[0]))
+            known |= {(p["handle"], p["upstream_id"]), *((p["handle"], c) for c in comment_ids)}
+            if main is None or main["text"] != p["text"] or main["kind"] != "post" or comment is None or comment["replyTo"] != main["id"]:
+                lost.append(dict(p))
+        elif p["status"] not in ("failed", "unknown", "rejected") or not p["error"] or (p["status"] == "unknown" and p["id"] not in may_hold):
+            lost.append(dict(p))
+    # Nothing upstream that no target knows of: a post (or comment) there whose target is not `published` was missed by reconcile.
+    unclaimed = [p for p in upstream if (p["handle"], p["id"]) not in known]
+    statuses = Counter(p["status"] for p in posts)
+    print(f"crash test [{mode}]: {KILLS} kills, {len(posts)} targets, {statuses['published']} published, {statuses['failed']} failed, "
+          f"{statuses['unknown']} unknown, {statuses['rejected']} rejected, {len(duplicates)} duplicates, {len(lost)} lost, "
+          f"{len(stuck)} stuck, {len(unclaimed)} upstream posts unclaimed, {time.monotonic() - started:.0f} s")
+    assert not duplicates, duplicates
+    assert not stuck, stuck
+    assert not lost, [(p["status"], p["upstream_id"], p["first_comment_ids"], p["error"]) for p in lost[:5]]
+    assert not unclaimed, unclaimed[:5]
