@@ -33,13 +33,17 @@ REFRESH = "com.atproto.server.refreshSession"
 class Setup:
     """A server wired to the fake PDS (and the embedded sandbox) with a webhook sink subscribed to token events."""
 
-    def __init__(self, settings: Settings, *, sandbox: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
-        """`sandbox` wraps the sandbox app (e.g. tests/fakes/scripted.py's Scripted)."""
+    def __init__(self, settings: Settings, *, sandbox: Callable[[ASGIApp], ASGIApp] = lambda app: app,
+                 pds: Callable[[ASGIApp], ASGIApp] = lambda app: app, mounts: dict[str, ASGIApp] | None = None) -> None:
+        """`sandbox` and `pds` wrap the sandbox app and the fake PDS (e.g. tests/fakes/scripted.py's Scripted);
+        `mounts`: more fakes by origin."""
         self.clock = FixedClock(NOW)
         self.fake = FakeBluesky(clock=lambda: self.clock.now().timestamp(), refresh_ttl=10 * 86400.0)
         self.fake.add_account("alice.test", PASSWORD)
+        self.fake.pds_app = pds(self.fake.pds_app)
         self.sink = WebhookSink(clock=self.clock)
-        self.http = self.fake.client(mounts={SANDBOX_HOST: sandbox(create_sandbox_app(settings.data_dir / "sandbox.db", clock=self.clock))})
+        self.http = self.fake.client(mounts={SANDBOX_HOST: sandbox(create_sandbox_app(settings.data_dir / "sandbox.db", clock=self.clock)),
+                                            **(mounts or {})})
         self.server: OmnipostServer = build_server(settings.model_copy(update={"scheduler_enabled": False}),
                                                    clock=self.clock, http=self.http)
         self.rt = self.server.runtime

@@ -22,6 +22,7 @@ class _Line:
     body: Any
     headers: dict[str, str] = field(default_factory=lambda: {})
     after: bool = False
+    skip: int = 0  # matching requests to let through before this line answers
 
 
 class Scripted:
@@ -31,19 +32,26 @@ class Scripted:
         self.app = app
         self.script: list[_Line] = []
         self.answered: list[tuple[str, str, int]] = []  # (method, path, status) of each scripted answer given
+        self.seen: list[tuple[str, str]] = []  # (method, path) of every HTTP request, scripted or not
 
     def next(self, method: str, path: str, status: int, body: Any, *, headers: dict[str, str] | None = None,
-             after: bool = False) -> None:
-        """The next `method` request whose path matches `path` (re.search) is answered `status` `body`."""
-        self.script.append(_Line(method, path, status, body, dict(headers or {}), after))
+             after: bool = False, skip: int = 0) -> None:
+        """The next `method` request whose path matches `path` (re.search) is answered `status` `body`; with `skip`,
+        the one after `skip` matching requests went through (e.g. skip=1: the second write fails)."""
+        self.script.append(_Line(method, path, status, body, dict(headers or {}), after, skip))
 
     def _take(self, scope: Scope) -> _Line | None:
         for i, line in enumerate(self.script):
             if scope["method"] == line.method and re.search(line.path, scope["path"]):
+                if line.skip:
+                    line.skip -= 1
+                    return None
                 return self.script.pop(i)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
         line = self._take(scope) if scope["type"] == "http" else None
         if line is None:
             await self.app(scope, receive, send)
