@@ -23,7 +23,7 @@ from typing import Any
 import httpcore2
 import httpx2
 
-from omnipost.errors import ErrorObject, InputError
+from omnipost.errors import ErrorObject, InputError, ValidationFailedError
 from omnipost.media.fetch import Resolver, UrlForbiddenError, UrlUnreachableError, parse_target, vetted_addresses
 
 UPSTREAM_FORBIDDEN = "upstream.url_forbidden"
@@ -120,8 +120,6 @@ def check_base_url(url: str, *, path: str) -> str:
     Only the shape is judged here (http/https, a host, no credentials, query or fragment); where it may connect is
     the guard's decision at connect time.
     """
-    from omnipost.errors import ValidationFailedError
-
     def bad(why: str) -> ValidationFailedError:
         return ValidationFailedError(f"{path} is not a usable server URL: {why}.", path=path,
                                      remediation="Give the server's base URL, e.g. https://bsky.social.")

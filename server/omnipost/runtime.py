@@ -127,9 +127,15 @@ class Runtime:
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
 
+    @property
+    def resolver(self) -> Any:
+        """DNS for every SSRF decision (upstream calls, media, webhooks): the system's, or a test's (extra["resolver"])."""
+        from omnipost.media.fetch import SystemResolver
+
+        return self.extra.get("resolver") or SystemResolver()
+
     def _adapters(self) -> dict[str, PlatformAdapter]:
         """One adapter per platform that has one, each built by its spec's factory (platforms/registry.py)."""
-        from omnipost.media.fetch import SystemResolver
         from omnipost.platforms.registry import PLATFORMS, AdapterDeps
 
         async def save_credentials(account_id: str, credentials: dict[str, Any], expires_at: Any) -> None:
@@ -137,32 +143,30 @@ class Runtime:
 
         assert self.http is not None
         deps = AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
-                           save_credentials=save_credentials, resolver=self.extra.get("resolver") or SystemResolver())
+                           save_credentials=save_credentials, resolver=self.resolver)
         return {p: spec.build(deps) for p, spec in PLATFORMS.items() if spec.build is not None}
 
     def _guarded_transport(self, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
         """The network transport of the runtime's client: every connection goes to an address the SSRF guard vetted
         (netguard.py); the operator's external sandbox is trusted as configured."""
-        from omnipost.media.fetch import SystemResolver
+        from omnipost.media.fetch import DEFAULT_PORTS
         from omnipost.netguard import GuardedBackend, GuardedTransport
 
         trusted = []
         if self.settings.sandbox_url:
             url = httpx2.URL(self.settings.sandbox_url)
-            trusted.append((url.host, url.port or (443 if url.scheme == "https" else 80)))
-        backend = GuardedBackend(self.extra.get("resolver") or SystemResolver(), trusted=trusted,
+            trusted.append((url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80)))
+        backend = GuardedBackend(self.resolver, trusted=trusted,
                                  allow_loopback=self.settings.upstream_allow_loopback, inner=self.extra.get("network_backend"))
         return GuardedTransport(backend, limits=limits)
 
     def _media_service(self) -> Any:
-        from omnipost.media.fetch import SystemResolver
         from omnipost.media.service import MediaService
         from omnipost.media.storage import MediaStore
 
         assert self.db is not None and self.http is not None
-        resolver = self.extra.get("resolver") or SystemResolver()
         store = MediaStore(self.settings.data_dir, self.settings.media_roots)
-        return MediaService(self.db, store, resolver, self.http, self.clock)
+        return MediaService(self.db, store, self.resolver, self.http, self.clock)
 
     def media_port(self) -> Any:
         """The media operations publishing needs (and the reachability check of other URLs a post carries)."""

@@ -508,15 +508,13 @@ def build_webhook_service(rt: "Runtime") -> WebhookService:
 
     Uses a dedicated HTTP client (never the shared one, so no cookie or default header of another
     integration rides along), unless a test put one in `rt.extra["webhook_http"]`. The resolver is
-    `rt.extra["resolver"]` or the system's; `rt.extra["webhook_allow_loopback"]` is for tests only.
+    the runtime's (`Runtime.resolver`); `rt.extra["webhook_allow_loopback"]` is for tests only.
     """
-    from omnipost.media.fetch import SystemResolver
-
     assert rt.db is not None
     http = rt.extra.get("webhook_http")
     owned = http is None
     if http is None:
         http = httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=DEFAULT_TIMEOUT)
-    return WebhookService(rt.db, rt.accounts.vault, rt.clock, http, rt.extra.get("resolver") or SystemResolver(),
+    return WebhookService(rt.db, rt.accounts.vault, rt.clock, http, rt.resolver,
                           allow_loopback=bool(rt.extra.get("webhook_allow_loopback")),
                           local_receivers=rt.settings.webhook_allow_loopback, owns_http=owned)

@@ -99,12 +99,9 @@ async def send(client: httpx2.AsyncClient, method: str, url: str, *, platform: s
     try:
         with anyio.fail_after(timeout):
             response = await client.request(method, url, **kwargs)
-    except httpx2.ConnectError as exc:
-        refused = refused_reason(exc)
-        if refused is not None:  # the SSRF guard: nothing was sent
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+        if (refused := refused_reason(exc)) is not None:  # the SSRF guard: nothing was sent
             raise UpstreamForbiddenError(f"omnipost does not connect to {platform} at that address: {refused}.") from None
-        raise PlatformUnavailableError(f"Could not reach {platform}: {type(exc).__name__}.", remediation="Retry later.") from exc
-    except (httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
         raise PlatformUnavailableError(f"Could not reach {platform}: {type(exc).__name__}.", remediation="Retry later.") from exc
     except (httpx2.ReadTimeout, httpx2.WriteTimeout, httpx2.RemoteProtocolError, httpx2.ReadError, TimeoutError) as exc:
         if write:
