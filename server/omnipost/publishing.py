@@ -520,18 +520,16 @@ class PublishService:
         except PlatformError:
             found = None
         else:
-            if found is not None and chooses_ids(adapter, job.account) and not _whole(found, job):
+            ours = chooses_ids(adapter, job.account)  # a retry reuses the same ids: safe once we know what is there
+            if found is not None and ours and not _whole(found, job):
                 # The post is there but its thread or comment stopped part-way; a retry under the same ids completes it.
                 return _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The post is there, but not all of its thread and first comment.",
                     remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True)
             if found is not None:
                 return _Result(post_id, attempt_id, found, None, "reconciled", "published")
-            if chooses_ids(adapter, job.account) and absent is not None:
-                return absent
-            if chooses_ids(adapter, job.account):
-                # Certainly absent upstream, and a retry reuses the same id: safe to retry later.
-                return _Result(post_id, attempt_id, None, PlatformUnavailableError(
+            if ours:  # certainly absent upstream
+                return absent or _Result(post_id, attempt_id, None, PlatformUnavailableError(
                     f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
                     "failed", "failed", will_retry=True)
         return _Result(post_id, attempt_id, None, exc, "unknown", "unknown")
