@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 
-
 @dataclass(frozen=True)
 class Caller:
     """The caller's reach: a bound profile (None = all), and whether it is a test (sandbox-only) key."""

@@ -19,7 +19,6 @@ PUBLISH = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempote
 UPSTREAM_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
-
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
