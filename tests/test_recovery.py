@@ -38,12 +38,14 @@ async def stored(settings: Settings, clock: Any) -> AsyncIterator[AsyncSession]:
         await db.close()
 
 
-async def set_state(settings: Settings, clock: Any, post_id: str, status: str, *, with_attempt: bool) -> None:
-    """Rewrite a post as a crash would have left it (the server is not running)."""
+async def set_state(settings: Settings, clock: Any, post_id: str, status: str, *, with_attempt: bool,
+                    pieces: dict[str, Any] | None = None) -> None:
+    """Rewrite a post as a crash would have left it (the server is not running). `pieces`: its ledger then (default
+    empty: killed before its first piece's answer was in; the open attempt stands for the main post's marker)."""
     async with stored(settings, clock) as s:
         post = await s.get(Post, post_id)
         assert post is not None
-        post.status, post.upstream_id, post.url = status, None, None
+        post.status, post.upstream_id, post.url, post.pieces = status, None, None, pieces or {}
         s.add(post)
         if with_attempt:
             s.add(Attempt(id=new_id("att"), post_id=post_id, number=9, started_at=clock.now()))
@@ -181,10 +183,11 @@ async def test_a_post_whose_first_comment_the_crash_cut_off_is_completed_not_sen
         batch = ok(await client.call_tool("publish_post", {"text": "Cut short", "firstComment": "The comment",
                                                            "targets": [{"accountId": account}]}))
     post_id = batch["results"][0]["postId"]
-    # Killed after the main post was stored upstream and before its first comment was sent.
+    # Killed after the main post was stored upstream and the comment's marker committed, before the comment was sent.
     with closing(sqlite3.connect(settings.data_dir / "sandbox.db")) as conn, conn:
         assert conn.execute("DELETE FROM posts WHERE id = ?", (f"{post_id}-c",)).rowcount == 1
-    await set_state(settings, clock, post_id, "publishing", with_attempt=True)
+    await set_state(settings, clock, post_id, "publishing", with_attempt=True,
+                    pieces={"post": {"status": "done", "id": post_id}, "c": {"status": "sending"}})
     async with Client(build_server(settings, clock=clock)) as client:
         detail = ok(await client.call_tool("get_post", {"postId": post_id}))
     assert detail["status"] == "published" and detail["firstComment"] == [f"{post_id}-c"]

@@ -83,7 +83,7 @@ def missing_parts(spec: PlatformSpec, contract: Path = CONTRACT) -> list[str]:
         out.append("connect")
     if spec.build is None:
         out.append("build")
-    if not all(callable(getattr(spec.adapter, m, None)) for m in ("publish", "find", "delete")):
+    if not all(callable(getattr(spec.adapter, m, None)) for m in ("publish", "delete")):
         out.append("adapter")
     if spec.credentials is None or not _secret_fields(spec.credentials):
         out.append("credentials")

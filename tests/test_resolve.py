@@ -21,6 +21,7 @@ from test_tokens import PASSWORD, Setup
 from test_webhooks import HOOK
 from toolresult import err, ok
 
+from omnipost.errors import UnknownOutcomeError
 from omnipost.config import Settings
 from omnipost.platforms.sandbox import SandboxAdapter
 from omnipost.sandbox.upstream import list_posts
@@ -134,10 +135,8 @@ async def test_it_is_there_must_name_the_post_the_platform_has(env: Env) -> None
 
 async def test_a_platform_that_cannot_tell_takes_the_users_word_recorded_as_unverified(env: Env) -> None:
     class CannotTell(SandboxAdapter):  # the real adapter on the real sandbox, on a platform with no way to look a post up
-        caller_chosen_ids = False
-
-        async def find(self, job: Any) -> None:
-            return None
+        async def _get(self, account: Any, post_id: str) -> None:  # its reconcile read
+            raise UnknownOutcomeError("This platform cannot look a post up.")
 
     real = env.rt.publisher.adapters["sandbox"]
     assert isinstance(real, SandboxAdapter)

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from omnipost.errors import (
     PlatformRejectedError,
     UnknownOutcomeError,
 )
-from omnipost.platforms.base import AccountContext, MediaFile, PublishJob
+from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, find
+from omnipost.platforms.pieces import Ledger
 from omnipost.platforms.sandbox import SandboxAdapter, register_account
 from omnipost.preflight.model import AccountInfo, ResolvedTarget
 from omnipost.sandbox.upstream import SimulatedConnectionReset, create_sandbox_app, list_posts
@@ -121,7 +122,7 @@ async def test_thread_and_first_comment_chain(sandbox: Sandbox) -> None:
 async def test_same_job_twice_is_stored_once(sandbox: Sandbox) -> None:
     job = _job(sandbox.account, "twice", thread=("more",), first_comment="first!")
     first = await sandbox.adapter().publish(job)
-    second = await sandbox.adapter().publish(job)
+    second = await sandbox.adapter().publish(replace(job, ledger=Ledger()))  # no record of the first: the 409s tell
     assert not first.already_existed and second.already_existed
     assert second.http_status == 409
     assert (second.upstream_id, second.url, second.thread_ids, second.first_comment_ids) == (
@@ -135,7 +136,7 @@ async def test_retry_completes_a_partial_chain(sandbox: Sandbox) -> None:
     early = await sandbox.http.put("/v1/posts/part", json={"text": "one", "media": [], "replyTo": None, "kind": "post"},
                                    headers={"Authorization": f"Bearer {sandbox.account.credentials['token']}"})
     assert early.status_code == 201
-    found = await sandbox.adapter().find(job)
+    found = await find(sandbox.adapter(), job)
     assert found is not None and found.thread_ids == () and found.first_comment_ids == ()
     published = await sandbox.adapter().publish(job)
     assert published.already_existed and published.thread_ids == ("part-t1",) and published.first_comment_ids == ("part-c",)
@@ -145,14 +146,14 @@ async def test_retry_completes_a_partial_chain(sandbox: Sandbox) -> None:
 async def test_find_and_delete(sandbox: Sandbox) -> None:
     adapter = sandbox.adapter()
     job = _job(sandbox.account, "f1", thread=("t",), first_comment="c")
-    assert await adapter.find(job) is None
+    assert await find(adapter, job) is None
     published = await adapter.publish(job)
-    found = await adapter.find(job)
+    found = await find(adapter, replace(job, ledger=Ledger()))  # read upstream, not from the ledger
     assert found is not None and found.already_existed
     assert (found.upstream_id, found.url, found.thread_ids, found.first_comment_ids) == (
         published.upstream_id, published.url, published.thread_ids, published.first_comment_ids)
     await adapter.delete(sandbox.account, published.upstream_id)
-    assert await adapter.find(job) is None
+    assert await find(adapter, replace(job, ledger=Ledger())) is None
     assert sorted(p["id"] for p in list_posts(sandbox.store)) == ["f1-c", "f1-t1"]  # replies stay
     with pytest.raises(PlatformRejectedError) as err:  # 404 through raise_for_status
         await adapter.delete(sandbox.account, published.upstream_id)
@@ -206,7 +207,7 @@ async def test_bad_or_missing_token_is_auth_error(sandbox: Sandbox) -> None:
     assert err.value.status == 401
     none = AccountContext(id="acc_x", platform="sandbox", handle="alice", credentials={})
     with pytest.raises(PlatformAuthError):
-        await sandbox.adapter().find(_job(none))
+        await find(sandbox.adapter(), _job(none))
     assert list_posts(sandbox.store) == []
 
 
@@ -216,7 +217,7 @@ async def test_fault_5xx_after_a_write_is_an_unknown_outcome_that_find_settles(s
         await sandbox.adapter().publish(_job(sandbox.account))
     assert err.value.code == "platform_outcome_unknown" and err.value.status == 503 and not err.value.retryable
     assert list_posts(sandbox.store) == []
-    assert await sandbox.adapter().find(_job(sandbox.account)) is None  # reads are not faulted: certainly absent
+    assert await find(sandbox.adapter(), _job(sandbox.account)) is None  # reads are not faulted: certainly absent
 
 
 async def test_fault_429_is_rate_limit_with_retry_after(sandbox: Sandbox) -> None:
@@ -233,7 +234,7 @@ async def test_fault_timeout_after_accept_is_unknown_but_stored(sandbox: Sandbox
     with pytest.raises(UnknownOutcomeError):
         await sandbox.adapter(timeout=SHORT_TIMEOUT).publish(job)
     assert [p["id"] for p in list_posts(sandbox.store)] == ["slow"]  # it went through upstream
-    found = await sandbox.adapter().find(job)  # reconciliation sees it
+    found = await find(sandbox.adapter(), job)  # reconciliation sees it
     assert found is not None and found.upstream_id == "slow"
     retried = await sandbox.adapter().publish(job)  # and a retry does not duplicate it
     assert retried.already_existed and len(list_posts(sandbox.store)) == 1
@@ -250,13 +251,13 @@ async def test_fault_reset_in_process_is_unknown_and_stores_nothing(sandbox: San
     assert isinstance(err.value.__cause__, SimulatedConnectionReset)
     await sandbox.http.delete("/v1/_control/faults")
     assert list_posts(sandbox.store) == []
-    assert await sandbox.adapter().find(job) is None  # reads are never faulted: reconciliation can tell
+    assert await find(sandbox.adapter(), job) is None  # reads are never faulted: reconciliation can tell
 
 
 async def test_faults_apply_to_writes_only(sandbox: Sandbox) -> None:
     await sandbox.adapter().publish(_job(sandbox.account, "r1"))
     await sandbox.faults(kinds=["5xx"], failRate=1.0)
-    assert await sandbox.adapter().find(_job(sandbox.account, "r1")) is not None
+    assert await find(sandbox.adapter(), _job(sandbox.account, "r1")) is not None
     with pytest.raises(UnknownOutcomeError):  # a 5xx to a write: the platform may have acted
         await sandbox.adapter().delete(sandbox.account, "r1")
     plan = (await sandbox.http.get("/v1/_control/faults")).json()
@@ -363,7 +364,7 @@ async def test_real_server_over_loopback(tmp_path: Path) -> None:
                     # over TCP the client sees the connection end mid-answer, not the server's exception;
                     # which transport error it is depends on when the client was reading
                     assert isinstance(err.value.__cause__, (httpx2.RemoteProtocolError, httpx2.ReadError))
-                    assert await adapter.find(lost) is None
+                    assert await find(adapter, lost) is None
                     assert [p["id"] for p in list_posts(store)] == ["tcp1", "tcp1-t1"]
 
                     plan = {"kinds": ["timeout_after_accept"], "maxFaults": 1}

@@ -1,9 +1,11 @@
 """PublishService: schema -> shallow preflight (atomic) -> store -> deep checks -> fan-out publish.
 
-Exactly once (PRODUCT §5): every upstream call is preceded by a committed attempt row and the
-post's `publishing` status; adapters that accept a caller-chosen id get one derived from the post
-id, so a repeat is recognised upstream. After a crash, `recover()` reconciles every post left in
-`publishing` through the adapter before anything is sent again.
+Exactly once (PRODUCT §5): every try is preceded by a committed attempt row and the post's `publishing`
+status, and every piece of the target (post, thread parts, first comment) by a committed marker in the
+post's pieces ledger (platforms/pieces.py; the main post's marker is the attempt row itself). A retry,
+recovery after a crash (`recover()`) or a scheduler taking over a lapsed lease resumes at the first piece
+not done: a piece an earlier try sent is reconciled by the platform's strategy before anything is sent, and
+a piece done is never sent again.
 
 What happens to each adapter error:
 
@@ -56,7 +58,8 @@ from omnipost.leases import new_owner_id, owner_is_gone
 from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
-from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob, chooses_ids
+from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob, probe
+from omnipost.platforms.pieces import DONE, MAIN, Ledger, Piece, load as load_pieces
 from omnipost.platforms.http import MAX_BODY
 from omnipost.preflight.engine import resolve
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
@@ -450,7 +453,7 @@ class PublishService:
         return {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_({p.account_id for p in posts})))).all()}
 
     async def _run_fan_out(self, posts: Sequence[Post], accounts: dict[str, Account], attempt_of: dict[str, str],
-                           progress: Progress | None) -> None:
+                           progress: Progress | None, *, assume_absent: bool = False) -> None:
         """The upstream calls of posts whose attempts are committed: concurrent across accounts, in order within one."""
         by_account: dict[str, list[Post]] = {}
         for p in posts:
@@ -463,7 +466,7 @@ class PublishService:
             nonlocal done
             for post in chain:
                 async with self._limiter:
-                    result = await self._attempt(post, accounts[post.account_id], attempt_of[post.id])
+                    result = await self._attempt(post, accounts[post.account_id], attempt_of[post.id], assume_absent=assume_absent)
                 await writer.put(result)
                 done += 1
                 if progress is not None:
@@ -474,65 +477,79 @@ class PublishService:
                 tg.start_soon(run, chain)
         await writer.drain()
 
-    async def _attempt(self, post: Post, account: Account, attempt_id: str) -> "_Result":
-        """One upstream try for a post whose attempt row is already committed; no database writes."""
+    async def _attempt(self, post: Post, account: Account, attempt_id: str, *, assume_absent: bool = False,
+                       interrupted_at: datetime | None = None) -> "_Result":
+        """One upstream try for a post whose attempt row is already committed. The adapter goes piece by piece through
+        the post's ledger (platforms/pieces.py), which commits its markers itself; everything else is the result.
+        `interrupted_at`: the attempt was cut off (a crash) after it started then, so its main post may be upstream."""
         adapter = self.adapters.get(account.platform)
         if adapter is None or account.health != "active":  # disconnected or needing reconnection since the post was stored
             return _Result(post.id, attempt_id, None, PlatformAuthError(
                 f"Account {account.id} cannot publish ({'no adapter for ' + account.platform if adapter is None else account.health}).",
-                remediation="Reconnect the account."), "rejected", "rejected")
+                remediation="Reconnect the account."), "rejected", "rejected", pieces=dict(post.pieces or {}))
         job = await self._job(post, account)
+        ledger = job.ledger
+        ledger.assume_absent = assume_absent
+        if interrupted_at is not None:
+            ledger.assume_main_sent(interrupted_at)
+
+        def refused(exc: AppError, outcome: str, status: str, *, will_retry: bool = False) -> _Result:
+            ledger.not_sent()  # a definite answer: the piece being sent did not reach the platform
+            return _Result(post.id, attempt_id, None, exc, outcome, status, will_retry=will_retry, pieces=ledger.dump())
+
         try:
             published = await adapter.publish(job)
         except UnknownOutcomeError as exc:
             return await self._settle_unknown(post.id, attempt_id, adapter, job, exc)
         except PlatformAuthError as exc:
             await self.mark_account(account.id, "needs_reconnect")
-            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+            return refused(exc, "rejected", "rejected")
         except PlatformUnavailableError as exc:
-            return _Result(post.id, attempt_id, None, exc, "failed", "failed", will_retry=True)
+            return refused(exc, "failed", "failed", will_retry=True)
         except PlatformDuplicateError as exc:
-            refused = _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
             if not await self._had_unknown(post.id):
-                return refused
+                return refused(exc, "rejected", "rejected")
             # An earlier try of this target ended unknown: the duplicate may be that very post, so look for it.
             return await self._settle_unknown(post.id, attempt_id, adapter, job, UnknownOutcomeError(
                 f"{exc.message} An earlier try of this post had an unknown outcome, so that duplicate may be this post.",
                 status=exc.status, platform_response=exc.platform_response,
                 remediation="Check the account on the platform, then resolve_post: 'published' with its URL if it is there."),
-                absent=refused)
+                absent=lambda pieces: _Result(post.id, attempt_id, None, exc, "rejected", "rejected", pieces=pieces))
         except PlatformError as exc:  # Forbidden (scope), Rejected: the account stays as it is
-            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+            return refused(exc, "rejected", "rejected")
         except UpstreamForbiddenError as exc:  # the account's server now resolves to a non-public address: nothing sent
             await self.mark_account(account.id, "needs_reconnect")
-            return _Result(post.id, attempt_id, None, exc, "rejected", "rejected")
+            return refused(exc, "rejected", "rejected")
         except Exception as exc:  # noqa: BLE001 - the fan-out boundary: one target's bug must not sink the batch
-            logger.exception("unexpected error publishing %s", post.id)
-            return _Result(post.id, attempt_id, None, AppError(f"Internal error while publishing ({type(exc).__name__})."), "failed", "failed")
-        return _Result(post.id, attempt_id, published, None, "published", "published")
+            logger.exception("unexpected error publishing %s", post.id)  # what it was sending stays `sending`: reconciled
+            return _Result(post.id, attempt_id, None, AppError(f"Internal error while publishing ({type(exc).__name__})."),
+                           "failed", "failed", pieces=ledger.dump())
+        # Nothing sent by this try: every piece was there already (found by reconcile after an interruption).
+        return _Result(post.id, attempt_id, published, None, "published" if ledger.sent else "reconciled", "published",
+                       pieces=ledger.dump())
 
     async def _settle_unknown(self, post_id: str, attempt_id: str, adapter: PlatformAdapter, job: PublishJob,
-                              exc: UnknownOutcomeError, *, absent: "_Result | None" = None) -> "_Result":
-        """Reconcile at once after an unknown outcome: never retried blind. `absent`: the result when a
-        caller-chosen-id platform certainly has no such post (default: failed, retryable)."""
+                              exc: UnknownOutcomeError, *, absent: "Callable[[dict[str, Any]], _Result] | None" = None) -> "_Result":
+        """Reconcile at once after an unknown outcome, never retrying blind: look for every piece not done (probe).
+        All there: published. Some: failed, retryable (the retry sends only what is missing). The main post certainly
+        absent: `absent(pieces)` (default: failed, retryable). The platform cannot tell: unknown, its marker kept."""
         try:
-            found = await adapter.find(job)
+            found, seen = await probe(adapter, job)
         except PlatformError:
-            found = None
-        else:
-            ours = chooses_ids(adapter, job.account)  # a retry reuses the same ids: safe once we know what is there
-            if found is not None and ours and not _whole(found, job):
-                # The post is there but its thread or comment stopped part-way; a retry under the same ids completes it.
-                return _Result(post_id, attempt_id, None, PlatformUnavailableError(
-                    f"{exc.message} The post is there, but not all of its thread and first comment.",
-                    remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True)
-            if found is not None:
-                return _Result(post_id, attempt_id, found, None, "reconciled", "published")
-            if ours:  # certainly absent upstream
-                return absent or _Result(post_id, attempt_id, None, PlatformUnavailableError(
-                    f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
-                    "failed", "failed", will_retry=True)
-        return _Result(post_id, attempt_id, None, exc, "unknown", "unknown")
+            return _Result(post_id, attempt_id, None, exc, "unknown", "unknown", pieces=job.ledger.dump())
+        pieces = seen.dump()
+        if found is not None and not _whole(found, job):
+            return _Result(post_id, attempt_id, None, PlatformUnavailableError(
+                f"{exc.message} The post is there, but not all of its thread and first comment.",
+                remediation="Retry the post: the parts already there are not sent again."), "failed", "failed", will_retry=True,
+                pieces=pieces)
+        if found is not None:
+            return _Result(post_id, attempt_id, found, None, "reconciled", "published", pieces=pieces)
+        if absent is not None:
+            return absent(pieces)
+        return _Result(post_id, attempt_id, None, PlatformUnavailableError(
+            f"{exc.message} The platform has no such post, so it was not published.", remediation="Retry the post."),
+            "failed", "failed", will_retry=True, pieces=pieces)
 
     async def _had_unknown(self, post_id: str) -> bool:
         """Whether an earlier try of this post ended with an unknown outcome (sent, no definite answer)."""
@@ -542,35 +559,23 @@ class PublishService:
                 (col(Attempt.outcome) == "unknown") | (col(Attempt.error_code) == UnknownOutcomeError.code)).limit(1))).first() is not None
 
     async def publish_post_row(self, post_id: str, *, reconcile_first: bool = False) -> str:
-        """Publish (or, after a crash, reconcile) one stored post exactly once; returns its final status."""
+        """Publish one stored post exactly once; returns its final status. `reconcile_first` (recovery, a scheduler
+        taking over a lapsed lease): an attempt left open was interrupted, so its main post may have gone out. The
+        ledger says so (a `sending` marker at the attempt's start) before the attempt is closed, and the new try
+        reconciles every piece not done before sending anything: it resumes, it never re-sends."""
         async with self.db.session() as s:
             post = await s.get(Post, post_id)
             assert post is not None
             account = await s.get(Account, post.account_id)
             assert account is not None
-        adapter = self.adapters.get(account.platform)
-        if reconcile_first and adapter is not None:
-            pending = await self._pending_attempt(post_id)  # the attempt the crash interrupted
-            job = await self._job(post, account)
-            try:
-                found = await adapter.find(job)
-            except PlatformError as exc:
-                return await self._write(_Result(post_id, pending, None, exc, "unknown", "unknown"))
-            if found is not None and (_whole(found, job) or not chooses_ids(adapter, job.account)):
-                return await self._write(_Result(post_id, pending, found, None, "reconciled", "published"))
-            if found is None and not chooses_ids(adapter, job.account):
-                return await self._write(_Result(post_id, pending, None, UnknownOutcomeError(
-                    "The server stopped while this post was being sent and the platform cannot tell whether it arrived.",
-                    remediation="Check the account on the platform; if the post is missing, publish it again."), "unknown", "unknown"))
-            # Certainly absent upstream, or there without all of its thread and first comment (the crash came between the
-            # pieces): close the interrupted attempt, then send again under the same ids, which completes it and sends
-            # nothing twice.
-            if pending is not None:
-                await self._write(_Result(post_id, pending, None, None, "failed", "publishing", will_retry=True))
-        attempt_id = await self._begin_attempt(post_id)
-        return await self._write(await self._attempt(post, account, attempt_id))
+        pending = await self._pending_attempt(post_id) if reconcile_first else None
+        if pending is None:
+            return await self._write(await self._attempt(post, account, await self._begin_attempt(post_id)))
+        # The interrupted attempt is this try's: it stays open (still the main post's marker) until its outcome is in.
+        return await self._write(await self._attempt(post, account, pending.id, interrupted_at=pending.started_at))
 
     async def _job(self, post: Post, account: Account) -> PublishJob:
+        """What the adapter needs for one try at a stored post, with its ledger (saving through this service)."""
         from omnipost.accounts import info
 
         facts: dict[str, MediaFacts] = {}
@@ -590,13 +595,22 @@ class PublishService:
         target = load_target(post.position, post.content, info(account), facts)
         ctx = AccountContext(id=account.id, platform=account.platform, handle=account.handle,
                              credentials=self.accounts.credentials(account), defaults=dict(account.defaults or {}), emulates=account.emulates)
-        return PublishJob(post_id=post.id, upstream_key=post.id, account=ctx, target=target, media=tuple(files))
+        # The attempt row committed before this try stands for the main post's marker (pieces.py).
+        ledger = Ledger(load_pieces(post.pieces), clock=self.clock, save=self._saver(post.id), main_marker_free=True)
+        return PublishJob(post_id=post.id, upstream_key=post.id, account=ctx, target=target, media=tuple(files), ledger=ledger)
 
-    async def _pending_attempt(self, post_id: str) -> str | None:
+    def _saver(self, post_id: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """How a post's ledger is committed: one UPDATE of its `pieces`, in a transaction of its own."""
+        async def save(pieces: dict[str, Any]) -> None:
+            async with self.db.session() as s:
+                await s.exec(sa_update(Post).where(col(Post.id) == post_id).values(pieces=pieces, updated_at=self.clock.now()))
+                await s.commit()
+        return save
+
+    async def _pending_attempt(self, post_id: str) -> Attempt | None:
         async with self.db.session() as s:
-            row = (await s.exec(select(Attempt).where(Attempt.post_id == post_id, Attempt.outcome == "pending")
-                                .order_by(col(Attempt.number).desc()))).first()
-            return row.id if row is not None else None
+            return (await s.exec(select(Attempt).where(Attempt.post_id == post_id, Attempt.outcome == "pending")
+                                 .order_by(col(Attempt.number).desc()))).first()
 
     async def _begin_attempt(self, post_id: str) -> str:
         """Commit the attempt row and the `publishing` status before the upstream call."""
@@ -630,7 +644,7 @@ class PublishService:
                 "extras": dict(p.extras) if p else {}, "published_at": now if p else None,
                 "first_comment_ids": list(p.first_comment_ids) if p else [], "thread_ids": list(p.thread_ids) if p else [],
                 "error": obj.model_dump(exclude_none=True) if obj else None,
-            })
+            } | ({"pieces": r.pieces} if r.pieces is not None else {}))
             values = {
                 "finished_at": now, "outcome": r.outcome, "will_retry": r.will_retry,
                 "http_status": p.http_status if p else (platform_error.status if platform_error else None),
@@ -647,7 +661,8 @@ class PublishService:
                 s.add(Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now, **values))
             if attempt_rows:
                 await s.exec(sa_update(Attempt), params=attempt_rows)
-            await s.exec(sa_update(Post), params=post_rows)
+            for keys in {tuple(row) for row in post_rows}:  # one statement per shape (with or without the ledger)
+                await s.exec(sa_update(Post), params=[row for row in post_rows if tuple(row) == keys])
             settled = [r.post_id for r in results if r.status != "publishing"]
             if settled:  # this process's leases end with the outcome (a scheduler's are released by its worker)
                 await s.exec(sa_update(Post).where(col(Post.id).in_(settled), col(Post.lease_owner) == self.owner)
@@ -871,12 +886,12 @@ class PublishService:
             await self.batch_result(row.batch_id)
             return outcome(row)
         assert upstream is not None
-        published, verified = await self._check_there(post, account, upstream)
+        published, verified, pieces = await self._check_there(post, account, upstream)
         record |= {"upstream": upstream, "verifiedUpstream": verified}
         published = replace(published, response=record | ({"found": published.response} if published.response else {}))
         await self._claim_unknown(post_id)
         await self._write(_Result(post_id, None, published, None, "resolved_published" if verified else "resolved_unverified",
-                                  "published"))
+                                  "published", pieces=pieces))
         row = await self._own_post(scope, post_id)
         await self.batch_result(row.batch_id)
         result = outcome(row)
@@ -887,25 +902,30 @@ class PublishService:
                 remediation="Check the link yourself; get_post's attempts record that this was not verified."))
         return result
 
-    async def _check_there(self, post: Post, account: Account, upstream: str) -> tuple[Published, bool]:
-        """What the platform says about the post the user says is at `upstream`: (what to record, verified?).
+    async def _check_there(self, post: Post, account: Account, upstream: str) -> tuple[Published, bool, dict[str, Any]]:
+        """What the platform says about the post the user says is at `upstream`: (what to record, verified?, the ledger).
 
-        A platform that takes our deterministic id (caller_chosen_ids) can tell: its `find` reads that id, and
-        the user's URL or id must name the post found there. Otherwise the user's word is taken, unverified."""
+        The platform is asked the way a reconcile asks it (base.probe: the id we chose, the container we recorded, a
+        search of the account's posts since the send); the user's URL or id must name the post found there. Where
+        the platform cannot tell, the user's word is taken, unverified."""
         adapter = self.adapters.get(account.platform)
         said = upstream.strip()
         unverified = Published(upstream_id=said, url=said if re.match(r"https?://", said, re.I) else None)
+        pieces = load_pieces(post.pieces)
+        pieces[MAIN] = Piece(DONE, upstream_id=unverified.upstream_id, url=unverified.url)
+        on_word = (unverified, False, {name: p.dump() for name, p in pieces.items()})
         if adapter is None:
-            return unverified, False
+            return on_word
         job = await self._job(post, account)
-        found = await adapter.find(job)
+        try:
+            found, seen = await probe(adapter, job)
+        except UnknownOutcomeError:  # the platform cannot tell (a failed read raises its own error: nothing changes)
+            return on_word
         if found is None:
-            if not chooses_ids(adapter, job.account):
-                return unverified, False
             raise ValidationFailedError(f"{account.platform} has no such post for this target: it was not published.",
                                         path="upstream", remediation="Check the link; if the post is missing, call resolve_post "
                                                                      "with resolution 'resend' to publish it.")
-        if chooses_ids(adapter, job.account) and not _whole(found, job):
+        if not _whole(found, job):
             raise ValidationFailedError(f"{account.platform} has this target's post, but not all of its thread and first "
                                         "comment: it is not fully published.", path="upstream",
                                         remediation="Call resolve_post with resolution 'resend': the parts already there "
@@ -915,7 +935,7 @@ class PublishService:
             raise ValidationFailedError(f"{account.platform} has this target's post at {found.url or found.upstream_id}, "
                                         f"not at '{echo(said)}'.", path="upstream",
                                         remediation=f"Pass {found.url or found.upstream_id} (the post omnipost sent), or check the link.")
-        return found, True
+        return found, True, seen.dump()
 
     async def _claim_unknown(self, post_id: str, then: Callable[[Any], Awaitable[None]] | None = None) -> None:
         """Take an `unknown` post for resolving (a conditional UPDATE: one resolver wins; a live lease is respected),
@@ -953,7 +973,8 @@ class PublishService:
             opened["accounts"] = await self._accounts_of(s, [row])
 
         await self._claim_unknown(post.id, begin)
-        await self._run_fan_out([opened["post"]], opened["accounts"], opened["attempts"], None)
+        # The user says it is not there: a piece an earlier try sent is sent again unless the platform shows it.
+        await self._run_fan_out([opened["post"]], opened["accounts"], opened["attempts"], None, assume_absent=True)
 
     async def _own_post(self, scope: Reach | str, post_id: str) -> Post:
         """A post of the profile within reach (raises NotFoundError, the same for an unknown id and one out of reach)."""
@@ -1012,6 +1033,7 @@ class _Result:
     outcome: str  # the attempt's outcome
     status: str  # the post's new status
     will_retry: bool = False
+    pieces: dict[str, Any] | None = None  # the ledger after the try, written with the result (None: left as it is)
 
 
 class _ResultWriter:

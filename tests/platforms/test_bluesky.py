@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from omnipost.errors import (
     UnknownOutcomeError,
 )
 from omnipost.media.probe import MediaFacts
-from omnipost.platforms.base import AccountContext, MediaFile, PublishJob
+from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, find
+from omnipost.platforms.pieces import Ledger
 from omnipost.platforms.bluesky import (
     TID_ALPHABET,
     TID_PATTERN,
@@ -376,7 +377,7 @@ async def test_a_5xx_after_the_write_is_an_unknown_outcome_not_unavailable(env: 
 async def test_a_5xx_on_a_read_is_retryable_unavailable(env: Env) -> None:
     env.fake.fail_next(GET, 503, {"error": "NotEnoughResources", "message": "busy"})
     with anyio.fail_after(WAIT), pytest.raises(PlatformUnavailableError) as caught:
-        await env.adapter().find(make_job(env.account))
+        await find(env.adapter(), make_job(env.account))
     assert type(caught.value) is PlatformUnavailableError and caught.value.code == "platform_unavailable" and caught.value.retryable
 
 
@@ -401,7 +402,7 @@ async def test_lost_answer_after_the_write_is_unknown_outcome_then_found(env: En
     with anyio.fail_after(WAIT):
         with pytest.raises(UnknownOutcomeError):
             await adapter.publish(job)
-        found = await adapter.find(job)
+        found = await find(adapter, job)
         again = await adapter.publish(job)
     stored = env.stored(KEY)
     assert found is not None and found.extras == {"uri": stored["uri"], "cid": stored["cid"]}
@@ -425,24 +426,40 @@ async def test_the_same_job_twice_makes_one_record_per_piece(tmp_path: Path, dup
         job = make_job(account, "once", thread=("twice?",), first_comment="thrice?")
         with anyio.fail_after(WAIT):
             first = await adapter.publish(job)
-            second = await adapter.publish(job)
+            second = await adapter.publish(unrecorded(job))  # no record of the first: the PDS dedupes by our rkeys
     assert not first.already_existed and second.already_existed
     assert (second.extras, second.thread_ids, second.first_comment_ids) == (first.extras, first.thread_ids, first.first_comment_ids)
     assert len(fake.posts()) == 3 and len(fake.calls(CREATE)) == 6 and len(fake.calls(GET)) == 3
+
+
+def unrecorded(job: PublishJob) -> PublishJob:
+    """The job with an empty ledger: as if nothing had been recorded of earlier tries (each piece is read upstream)."""
+    return replace(job, ledger=Ledger())
+
+
+async def test_a_second_try_with_the_ledger_sends_nothing_again(env: Env) -> None:
+    adapter = env.adapter()
+    job = make_job(env.account, "ledger", thread=("part two",), first_comment="comment")
+    with anyio.fail_after(WAIT):
+        first = await adapter.publish(job)
+        creates, reads = len(env.fake.calls(CREATE)), len(env.fake.calls(GET))
+        second = await adapter.publish(job)
+    assert (creates, len(env.fake.calls(CREATE)), len(env.fake.calls(GET))) == (3, 3, reads)  # not even a read
+    assert second.already_existed and (second.extras, second.thread_ids) == (first.extras, first.thread_ids)
 
 
 async def test_find_before_and_after_then_delete(env: Env) -> None:
     adapter = env.adapter()
     job = make_job(env.account, "find me", thread=("part two",), first_comment="comment")
     with anyio.fail_after(WAIT):
-        assert await adapter.find(job) is None
+        assert await find(adapter, job) is None
         published = await adapter.publish(job)
-        found = await adapter.find(job)
+        found = await find(adapter, unrecorded(job))
         assert found is not None and found.already_existed
         assert (found.extras, found.url, found.thread_ids, found.first_comment_ids) == (
             published.extras, published.url, published.thread_ids, published.first_comment_ids)
         await adapter.delete(env.account, published.upstream_id)
-        assert await adapter.find(job) is None
+        assert await find(adapter, unrecorded(job)) is None
         await adapter.delete(env.account, tid_for(f"{KEY}-c"))  # a bare rkey works too
     assert [r["value"]["text"] for r in env.fake.posts()] == ["part two"]
 

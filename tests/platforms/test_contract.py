@@ -86,18 +86,8 @@ NOT_APPLICABLE = {
 }
 
 # (case, harness) pairs the product does not pass yet, and why. Each is xfail(strict=True): it flips when fixed.
-LEDGER, PROCESSING = "no pieces ledger yet (issue 10 item 3)", "no persisted `processing` state yet (issue 10 item 5)"
+PROCESSING = "no persisted `processing` state yet (issue 10 item 5)"
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("part_two_fails", "sandbox-caller_id"): f"the retry PUTs the done part 1 again (answered 409 already_exists): {LEDGER}",
-    ("part_two_fails", "sandbox-own_id"): "the retry POSTs the done part 1 again, the platform refuses it as duplicate "
-                                          f"content and the target ends rejected: {LEDGER}",
-    ("part_two_fails", "sandbox-container"): "the retry creates and publishes a new container for the done part 1, which "
-                                             f"is then on the platform twice: {LEDGER}",
-    ("part_two_fails", "bluesky"): "the retry sends the done part 1's createRecord again (the taken rkey answers 500 and "
-                                   f"the adapter reads it back): {LEDGER}",
-    ("duplicate_after_unknown", "sandbox-container"): "the platform refuses no duplicate and resolve_post resend creates "
-        "and publishes a new container instead of reading the status of the one created before the unknown outcome "
-        f"(its id lives only in the adapter's memory, not stored before publish); the post is then there twice: {LEDGER}",
     ("pending", "sandbox-container"): "a container still processing fails the attempt as retryable platform_unavailable "
                                       f"instead of pending, polled later by the worker: {PROCESSING}",
     ("pending", "bluesky"): "the adapter polls the video job inside publish(), sleeping while it holds the post's lease, "

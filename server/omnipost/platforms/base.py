@@ -5,10 +5,12 @@ their own (one is injected). They raise the PlatformError family from errors.py,
 platforms/http.py from statuses and transport exceptions.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from omnipost.errors import PlatformError, UnknownOutcomeError
+from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Ledger, Made, NotSent, part
 from omnipost.preflight.model import ResolvedTarget
 
 
@@ -48,6 +50,7 @@ class PublishJob:
     account: AccountContext
     target: ResolvedTarget
     media: tuple[MediaFile, ...] = ()
+    ledger: Ledger = field(default_factory=Ledger)  # the pieces already upstream; adapters publish through its step()
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,58 @@ class PlatformAdapter(Protocol):
     caller_chosen_ids: bool  # the platform accepts our deterministic id (exactly-once by construction)
 
     async def publish(self, job: PublishJob) -> Published:
-        """Publish the target (text, media, thread, first comment); raise a PlatformError on failure."""
-        ...
-
-    async def find(self, job: PublishJob) -> Published | None:
-        """Look for this post upstream (reconciliation after a crash); None = certainly not there."""
+        """Publish the target (text, media, thread, first comment), each piece through `job.ledger.step` (which skips
+        the pieces done and reconciles those an earlier try sent); raise a PlatformError on failure.
+        `find` runs it with a probing ledger: then nothing may be uploaded or sent before a piece's step."""
         ...
 
     async def delete(self, account: AccountContext, upstream_id: str) -> None:
         """Delete a published post upstream."""
         ...
+
+
+def assembled(ledger: Ledger, target: ResolvedTarget, main: Made | None = None) -> Published | None:
+    """The post as the ledger has it: the main post and the thread parts and first comment done so far (a chain is
+    written in order: nothing after a gap). None when the main post is not done."""
+    rec = ledger.get(MAIN)
+    if main is None:
+        if rec is None or rec.status != DONE or rec.upstream_id is None:
+            return None
+        main = Made(rec.upstream_id, rec.url, dict(rec.data), existed=True)
+    thread: list[str] = []
+    for i in range(1, len(target.thread) + 1):
+        p = ledger.get(part(i))
+        if p is None or p.status != DONE or p.upstream_id is None:
+            break
+        thread.append(p.upstream_id)
+    comment = ledger.get(COMMENT)
+    comments = (comment.upstream_id,) if target.first_comment and comment and comment.status == DONE and comment.upstream_id else ()
+    return Published(upstream_id=main.upstream_id, url=main.url, extras=dict(main.data), thread_ids=tuple(thread),
+                     first_comment_ids=comments, http_status=main.status if main.status is not None else 200,
+                     response=main.body or {"id": main.upstream_id, "resumed": True}, already_existed=main.existed)
+
+
+async def probe(adapter: PlatformAdapter, job: PublishJob) -> tuple[Published | None, Ledger]:
+    """Look for the target upstream without sending anything: each piece not done is reconciled in order (one with
+    no record as if it had been sent), up to the first one absent. Returns what is there (None: not even the main
+    post) and the probing ledger, which holds the truth found.
+
+    Raises:
+        UnknownOutcomeError: the platform cannot tell whether a piece is there. PlatformError: reading it failed."""
+    looking = replace(job, ledger=job.ledger.prober())
+    try:
+        return await adapter.publish(looking), looking.ledger
+    except NotSent:
+        return assembled(looking.ledger, job.target), looking.ledger
+    except UnknownOutcomeError as exc:
+        if isinstance(exc.__cause__, PlatformError):
+            raise exc.__cause__ from None
+        raise
+
+
+async def find(adapter: PlatformAdapter, job: PublishJob) -> Published | None:
+    """What of the target is upstream (see probe)."""
+    return (await probe(adapter, job))[0]
 
 
 def chooses_ids(adapter: PlatformAdapter, account: AccountContext) -> bool:

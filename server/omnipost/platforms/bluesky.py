@@ -97,10 +97,11 @@ from omnipost.errors import (
 from omnipost.media.fetch import Resolver, fetch
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
-from omnipost.platforms.base import AccountContext, MediaFile, Published, PublishJob
+from omnipost.platforms.base import AccountContext, MediaFile, Published, PublishJob, assembled
 from omnipost.platforms.common import is_video, pending
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
 from omnipost.platforms.http import error_for, send
+from omnipost.platforms.pieces import COMMENT, MAIN, Made, part
 from omnipost.preflight.facets import LINK, MENTION, detect_facets, detect_mentions
 from omnipost.preflight.model import MediaRef, ResolvedTarget
 
@@ -827,64 +828,52 @@ class BlueskyAdapter:
     # ------------------------------------------------------------------ the adapter interface
 
     async def publish(self, job: PublishJob) -> Published:
-        """Publish the post, then the thread as a reply chain, then the first comment (each under its own TID)."""
-        s = self._session(job.account)
-        target, key = job.target, job.upstream_key
+        """Publish the post, then the thread as a reply chain, then the first comment (each under its own TID), each
+        piece through the job's ledger: one done is never created again, one an earlier try sent is read back first
+        (getRecord at its rkey). A record is completed (blobs, mention DIDs, link card) only when it is sent."""
+        ledger, target, key = job.ledger, job.target, job.upstream_key
+        s = self._session(job.account, need_token=not ledger.probe)
         p = _Piece(s, {f.index: f for f in job.media}, [])
-        media = tuple(_with_facts(m, p.files.get(m.index)) for m in target.media)
         langs = target.options.get("langs")
         started = self._now()
 
-        body = build_post(replace(target, media=media))
-        rkey = tid_for(piece_key(key, ""))
-        record = await self._complete(p, body["record"], media, _iso(started), "post")
-        main, status, existed = await self._create(s, rkey, record)
-        root = {"uri": main["uri"], "cid": main["cid"]}
+        async def piece(name: str, label: str, offset: int, build: Callable[[], dict[str, Any]],
+                        media: tuple[MediaRef, ...] = ()) -> Made:
+            rkey = tid_for(piece_key(key, "" if name == MAIN else name))
 
-        parent, thread_ids = root, []
+            async def create() -> Made:
+                record = await self._complete(p, build(), media, _iso(started + offset / 1000), label)
+                return self._made(s, rkey, *await self._create(s, rkey, record))
+
+            async def read(_: Any) -> Made | None:
+                found = await self._get_record(s, rkey)
+                return None if found is None else self._made(s, rkey, found, 200, True)
+
+            return await ledger.step(name, create, read)
+
+        media = tuple(_with_facts(m, p.files.get(m.index)) for m in target.media)
+        main = await piece(MAIN, "post", 0, lambda: build_post(replace(target, media=media))["record"], media)
+        root = {"uri": main.data["uri"], "cid": main.data["cid"]}
+        parent = root
         for i, segment in enumerate(target.thread, start=1):
-            rec = build_record(segment, (), langs)
-            rec["reply"] = {"root": root, "parent": parent}
-            rec = await self._complete(p, rec, (), _iso(started + i / 1000), f"thread[{i}]")
-            piece, _, _ = await self._create(s, tid_for(piece_key(key, f"t{i}")), rec)
-            parent = {"uri": piece["uri"], "cid": piece["cid"]}
-            thread_ids.append(piece["uri"])
-
-        comment_ids: tuple[str, ...] = ()
+            def reply(text: str = segment, to: dict[str, str] = parent) -> dict[str, Any]:
+                return build_record(text, (), langs) | {"reply": {"root": root, "parent": to}}
+            made = await piece(part(i), f"thread[{i}]", i, reply)
+            parent = {"uri": made.data["uri"], "cid": made.data["cid"]}
         if target.first_comment:
-            rec = build_record(target.first_comment, (), langs)
-            rec["reply"] = {"root": root, "parent": root}
-            rec = await self._complete(p, rec, (), _iso(started + (len(target.thread) + 1) / 1000), "firstComment")
-            comment, _, _ = await self._create(s, tid_for(piece_key(key, "c")), rec)
-            comment_ids = (comment["uri"],)
-
-        response = dict(main)
+            comment = target.first_comment
+            await piece(COMMENT, "firstComment", len(target.thread) + 1,
+                        lambda: build_record(comment, (), langs) | {"reply": {"root": root, "parent": root}})
         if p.warnings:
-            response["warnings"] = list(p.warnings)
-        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), extras={"uri": main["uri"], "cid": main["cid"]},
-                         thread_ids=tuple(thread_ids), first_comment_ids=comment_ids, http_status=status,
-                         response=response, already_existed=existed)
+            main = replace(main, body=(main.body or {}) | {"warnings": list(p.warnings)})
+        published = assembled(ledger, target, main)
+        assert published is not None
+        return published
 
-    async def find(self, job: PublishJob) -> Published | None:
-        """The post under its deterministic rkey (None: certainly not there), with the pieces found so far."""
-        s = self._session(job.account, need_token=False)
-        key = job.upstream_key
-        rkey = tid_for(piece_key(key, ""))
-        main = await self._get_record(s, rkey)
-        if main is None:
-            return None
-        thread_ids: list[str] = []
-        for i in range(1, len(job.target.thread) + 1):
-            piece = await self._get_record(s, tid_for(piece_key(key, f"t{i}")))
-            if piece is None:
-                break  # a chain is written in order: nothing after a gap
-            thread_ids.append(piece["uri"])
-        comment_ids: tuple[str, ...] = ()
-        if job.target.first_comment and (comment := await self._get_record(s, tid_for(piece_key(key, "c")))) is not None:
-            comment_ids = (comment["uri"],)
-        return Published(upstream_id=main["uri"], url=web_url(s.did, rkey), extras={"uri": main["uri"], "cid": main["cid"]},
-                         thread_ids=tuple(thread_ids), first_comment_ids=comment_ids, http_status=200, response=main,
-                         already_existed=True)
+    @staticmethod
+    def _made(s: _Session, rkey: str, body: dict[str, Any], status: int, existed: bool) -> Made:
+        """A record as a piece: its at-uri is the upstream id, its web URL the url; uri and cid are the extras."""
+        return Made(body["uri"], web_url(s.did, rkey), {"uri": body["uri"], "cid": body["cid"]}, dict(body), status, existed)
 
     async def delete(self, account: AccountContext, upstream_id: str) -> None:
         """Delete one record: `upstream_id` is its at-uri, or a bare rkey of an app.bsky.feed.post of this account."""

@@ -1,19 +1,18 @@
 """The sandbox adapter: publishes to the local simulated platform (omnipost.sandbox.upstream).
 
-Every piece of a post is written with PUT under a deterministic id derived from the job's
-upstream_key (`<key>`, `<key>-t1`, `<key>-t2`, ..., `<key>-c`), so repeating a publish after a
-crash or an unknown outcome cannot duplicate anything: a piece that already got through answers
-409 already_exists with the stored post, and is taken as done.
-
-That is the account's `caller_id` mode (like Bluesky). An account connected in another mode
-(`sandboxMode` in its defaults, sent to the sandbox at registration) publishes as the next platforms do:
+Each piece (the post, each thread part, the first comment) goes through the job's ledger
+(platforms/pieces.py): a piece done is never sent again, and one an earlier try sent is reconciled
+first by the account's mode's strategy (`sandboxMode` in its defaults, sent to the sandbox at registration):
+- `caller_id` (like Bluesky): each piece is PUT under a deterministic id derived from the job's upstream_key
+  (`<key>`, `<key>-t1`, ..., `<key>-c`); reconcile reads that id, and a piece that already got through
+  answers 409 already_exists with the stored post anyway.
 - `own_id` (X, LinkedIn, Facebook, Pinterest): each piece is POSTed and the sandbox assigns its id; the
-  same text again is refused as a duplicate. No id of ours reaches the platform, so exactly-once rests
-  on reconcile by search: `find` looks for the account's own posts since the send with the same text and
-  media count; an absent post stays `unknown` (caller_chosen_ids_for is False), never re-sent blind.
-- `container` (Instagram, Threads): each piece is a container, polled until FINISHED (a bounded number
-  of status reads, no sleeping: `_await_container`), then published; publishing a container again
-  answers the same post. `find` reads the status of the container this adapter created for the job.
+  same text again is refused as a duplicate. Reconcile searches the account's own posts since the piece's
+  marker (less CLOCK_SKEW) for its text, media count, kind and parent; the sandbox's search is consistent,
+  so finding nothing means the piece is certainly absent.
+- `container` (Instagram, Threads): each piece is a container, polled until FINISHED (a bounded number of
+  status reads, no sleeping: `_await_container`); its id is committed as the piece's marker, then it is
+  published. Reconcile reads that container's status, which says whether it was published.
 """
 
 import hashlib
@@ -28,7 +27,8 @@ import httpx2
 
 from omnipost.clock import Clock
 from omnipost.errors import PlatformRejectedError, PlatformUnavailableError
-from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, Published
+from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, Published, assembled
+from omnipost.platforms.pieces import COMMENT, MAIN, Made, Mark, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.http import raise_for_status, send
 
@@ -39,9 +39,11 @@ MAX_STATUS_POLLS = 5  # container status reads per piece before giving up for no
 RECONCILE_WINDOW = timedelta(hours=24)  # how far back `find` searches when it does not know when the post was sent
 CLOCK_SKEW = timedelta(minutes=1)  # searched before the send time too: the platform's clock may be behind ours
 SEARCH_LIMIT = 100
-_REMEMBERED = 1000  # send times / container ids kept per adapter for find (the ledger will hold them durably)
 
-Write = Callable[[str, dict[str, Any]], Awaitable[tuple[dict[str, Any], int, bool]]]  # (piece suffix, body) -> put's answer
+
+def _suffix(piece: str) -> str:
+    """The suffix of a piece's id in caller_id mode: `` for the post, `-t<i>` for thread part i, `-c` for the comment."""
+    return "" if piece == MAIN else f"-{piece}"
 
 
 def mode_of(account: AccountContext) -> str:
@@ -132,34 +134,28 @@ class SandboxAdapter:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.clock = clock  # without one, find searches an own_id account's posts with no time bound
-        self._sent_at: dict[str, datetime] = {}  # upstream key -> when its first piece was sent (own_id, container)
-        self._containers: dict[str, str] = {}  # upstream key + piece suffix -> the container created for it
+        self.clock = clock  # without one, an own_id piece sent at an unknown time is searched with no time bound
 
     def caller_chosen_ids_for(self, account: AccountContext) -> bool:
         """Whether the account's platform takes our deterministic ids (only in caller_id mode)."""
         return self.caller_chosen_ids and mode_of(account) == "caller_id"
 
-    def _remember(self, memory: dict[str, Any], key: str, value: Any) -> None:
-        if len(memory) >= _REMEMBERED:
-            memory.pop(next(iter(memory)))
-        memory[key] = value
-
     def _url(self, post_id: str) -> str:
         return f"{self.base_url}/v1/posts/{quote(post_id, safe='')}"
 
-    async def _put(self, account: AccountContext, post_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
-        """Write one piece: (the stored post, HTTP status, whether it already existed)."""
+    async def _put(self, account: AccountContext, post_id: str, body: dict[str, Any]) -> Made:
+        """Write one piece under our id (a piece that already got through answers 409 with the stored post)."""
         response = await send(self.http, "PUT", self._url(post_id), platform=PLATFORM, write=True,
                               timeout=self.timeout, json=body, headers=_headers(account))
         if (stored := _already_exists(response)) is not None:
-            return stored, response.status_code, True
+            return self._made(stored, response.status_code, True)
         raise_for_status(response, PLATFORM, errors=ERRORS)
-        return _json(response), response.status_code, False
+        return self._made(_json(response), response.status_code, False)
 
-    async def _get(self, account: AccountContext, post_id: str) -> dict[str, Any] | None:
+    async def _get(self, account: AccountContext, post_id: str) -> Made | None:
         """One stored post, or None when the sandbox has no such id."""
-        return await self._read(account, f"/v1/posts/{quote(post_id, safe='')}")
+        post = await self._read(account, f"/v1/posts/{quote(post_id, safe='')}")
+        return None if post is None else self._made(post, 200, True)
 
     async def _read(self, account: AccountContext, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """A GET of the sandbox's API: the JSON object, or None on 404."""
@@ -171,50 +167,52 @@ class SandboxAdapter:
         return _json(response)
 
     async def publish(self, job: PublishJob) -> Published:
-        """Publish the post, then its thread as a reply chain, then the first comment on the post."""
-        account, key, mode = job.account, job.upstream_key, mode_of(job.account)
-        write: Write
-        if mode == "caller_id":
-            async def write(suffix: str, body: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
-                return await self._put(account, f"{key}{suffix}", body)
-        else:
-            if self.clock is not None and key not in self._sent_at:
-                self._remember(self._sent_at, key, self.clock.now())  # before the first irreversible call
-
-            async def write(suffix: str, body: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
-                if mode == "own_id":
-                    return await self._create(account, "/v1/posts", body)
-                return await self._via_container(account, f"{key}{suffix}", body)
+        """Publish the post, then its thread as a reply chain, then the first comment on the post: each piece through
+        the job's ledger, so a piece done is never sent again and one an earlier try sent is reconciled first."""
+        account, key, mode, ledger = job.account, job.upstream_key, mode_of(job.account), job.ledger
         target = job.target
-        media = [await _descriptor(m) for m in job.media]
-        post, status, existed = await write("", {"text": target.text, "media": media, "replyTo": None, "kind": "post"})
-        main_id = str(post.get("id", key))
-        thread_ids: list[str] = []
-        parent = main_id
-        for i, segment in enumerate(target.thread, start=1):
-            reply, _, _ = await write(f"-t{i}", {"text": segment, "media": [], "replyTo": parent, "kind": "reply"})
-            parent = str(reply.get("id", f"{key}-t{i}"))
-            thread_ids.append(parent)
-        comment_ids: tuple[str, ...] = ()
-        if target.first_comment:
-            comment, _, _ = await write("-c", {"text": target.first_comment, "media": [], "replyTo": main_id, "kind": "comment"})
-            comment_ids = (str(comment.get("id", f"{key}-c")),)
-        return Published(upstream_id=main_id, url=post.get("url"), thread_ids=tuple(thread_ids),
-                         first_comment_ids=comment_ids, http_status=status, response=post, already_existed=existed)
 
-    async def _create(self, account: AccountContext, path: str, body: dict[str, Any] | None = None) -> tuple[dict[str, Any], int, bool]:
+        async def piece(name: str, body: dict[str, Any]) -> Made:
+            async def sent(make: Callable[[dict[str, Any]], Awaitable[Made]]) -> Made:  # the attachments hashed only to send
+                return await make(body | {"media": [await _descriptor(m) for m in body["media"]]})
+
+            if mode == "caller_id":
+                upstream_id = key + _suffix(name)
+                return await ledger.step(name, lambda: sent(lambda b: self._put(account, upstream_id, b)),
+                                         lambda _: self._get(account, upstream_id))
+            if mode == "own_id":
+                return await ledger.step(name, lambda: sent(lambda b: self._create(account, "/v1/posts", b)),
+                                         lambda rec: self._search(account, body, rec.sent_at))
+            return await ledger.step(name, lambda mark: sent(lambda b: self._via_container(account, b, mark)),
+                                     lambda rec: self._published_container(account, rec.handle), marks=True)
+
+        main = await piece(MAIN, {"text": target.text, "media": job.media, "replyTo": None, "kind": "post"})
+        parent = main.upstream_id
+        for i, segment in enumerate(target.thread, start=1):
+            parent = (await piece(part(i), {"text": segment, "media": [], "replyTo": parent, "kind": "reply"})).upstream_id
+        if target.first_comment:
+            await piece(COMMENT, {"text": target.first_comment, "media": [], "replyTo": main.upstream_id, "kind": "comment"})
+        published = assembled(ledger, target, main)
+        assert published is not None
+        return published
+
+    @staticmethod
+    def _made(post: dict[str, Any], status: int, existed: bool) -> Made:
+        return Made(str(post["id"]), post.get("url"), body=post, status=status, existed=existed)
+
+    async def _create(self, account: AccountContext, path: str, body: dict[str, Any] | None = None) -> Made:
         """One non-idempotent write that makes something new (own_id post, container, container publish)."""
         response = await send(self.http, "POST", f"{self.base_url}{path}", platform=PLATFORM, write=True,
                               timeout=self.timeout, json=body or {}, headers=_headers(account))
         raise_for_status(response, PLATFORM, errors=ERRORS)
-        return _json(response), response.status_code, False
+        return self._made(_json(response), response.status_code, False)
 
-    async def _via_container(self, account: AccountContext, piece: str, body: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
-        """container mode: create the piece's container, wait until it is FINISHED, publish it."""
-        container, _, _ = await self._create(account, "/v1/containers", body)
-        container_id = str(container["id"])
-        self._remember(self._containers, piece, container_id)  # before publishing: find reads its status
+    async def _via_container(self, account: AccountContext, body: dict[str, Any], mark: Mark) -> Made:
+        """container mode: create the piece's container, wait until it is FINISHED, record its id (the ledger's marker,
+        committed), publish it. A container never published is invisible, so creating one is not the irreversible step."""
+        container_id = (await self._create(account, "/v1/containers", body)).upstream_id
         await self._await_container(account, container_id)
+        await mark(container_id)
         return await self._create(account, f"/v1/containers/{quote(container_id, safe='')}/publish")
 
     async def _await_container(self, account: AccountContext, container_id: str) -> None:
@@ -235,57 +233,27 @@ class SandboxAdapter:
         """One status read of a container: {"id", "status", "postId"?}, or None when there is no such container."""
         return await self._read(account, f"/v1/containers/{quote(container_id, safe='')}")
 
-    async def _search(self, account: AccountContext, piece: dict[str, Any], since: datetime | None) -> dict[str, Any] | None:
-        """The account's first post since `since` with the piece's text, media count, kind and parent (search reconcile)."""
+    async def _published_container(self, account: AccountContext, container_id: str | None) -> Made | None:
+        """container reconcile: the container recorded before its publish says whether it was published (None: it
+        was not, or no container was recorded, so nothing of this piece is public)."""
+        if container_id is None:
+            return None
+        status = await self._container(account, container_id) or {}
+        if not status.get("postId"):
+            return None
+        return await self._get(account, str(status["postId"]))
+
+    async def _search(self, account: AccountContext, piece: dict[str, Any], sent_at: datetime | None) -> Made | None:
+        """own_id reconcile: the account's first post since the piece was sent (less the clock skew; without a send
+        time, the last RECONCILE_WINDOW) with its text, media count, kind and parent."""
+        since = sent_at - CLOCK_SKEW if sent_at is not None else (self.clock.now() - RECONCILE_WINDOW if self.clock else None)
         params: dict[str, Any] = {"text": piece["text"], "limit": SEARCH_LIMIT}
         if since is not None:
             params["since"] = _iso(since)
         found = await self._read(account, "/v1/posts", params=params)
         matches = [p for p in (found or {}).get("posts", []) if isinstance(p, dict) and len(p.get("media") or []) == len(piece["media"])
                    and p.get("kind") == piece["kind"] and p.get("replyTo") == piece["replyTo"]]
-        return matches[-1] if matches else None  # newest first: the earliest since the send is ours
-
-    def _since(self, key: str) -> datetime | None:
-        if key in self._sent_at:
-            return self._sent_at[key] - CLOCK_SKEW
-        return None if self.clock is None else self.clock.now() - RECONCILE_WINDOW
-
-    async def find(self, job: PublishJob) -> Published | None:
-        """The post and the thread and comment pieces found so far: under its deterministic ids (caller_id), through
-        the containers this adapter created for it (container), or by searching the account's posts (own_id, or a
-        container this process did not create)."""
-        # Fewer thread_ids than the target's thread (or no first comment id) means an earlier attempt
-        # stopped part-way; publishing again completes it without duplicating what exists (caller_id).
-        account, key, mode = job.account, job.upstream_key, mode_of(job.account)
-        since = self._since(key)
-
-        async def read(suffix: str, piece: dict[str, Any]) -> dict[str, Any] | None:
-            if mode == "caller_id":
-                return await self._get(account, f"{key}{suffix}")
-            if mode == "container" and (container_id := self._containers.get(f"{key}{suffix}")) is not None:
-                status = await self._container(account, container_id) or {}
-                # the container tells the truth: published or not
-                return await self._get(account, str(status["postId"])) if status.get("postId") else None
-            return await self._search(account, piece, since)
-
-        target = job.target
-        post = await read("", {"text": target.text, "media": job.media, "replyTo": None, "kind": "post"})
-        if post is None:
-            return None
-        main_id = str(post.get("id", key))
-        thread_ids: list[str] = []
-        parent = main_id
-        for i, segment in enumerate(target.thread, start=1):
-            if (reply := await read(f"-t{i}", {"text": segment, "media": (), "replyTo": parent, "kind": "reply"})) is None:
-                break  # a chain is written in order: nothing after a gap
-            parent = str(reply.get("id", f"{key}-t{i}"))
-            thread_ids.append(parent)
-        comment_ids: tuple[str, ...] = ()
-        if target.first_comment and (comment := await read("-c", {"text": target.first_comment, "media": (), "replyTo": main_id,
-                                                                   "kind": "comment"})) is not None:
-            comment_ids = (str(comment.get("id", f"{key}-c")),)
-        return Published(upstream_id=main_id, url=post.get("url"), thread_ids=tuple(thread_ids),
-                         first_comment_ids=comment_ids, http_status=200, response=post, already_existed=True)
+        return self._made(matches[-1], 200, True) if matches else None  # newest first: the earliest since the send is ours
 
     async def delete(self, account: AccountContext, upstream_id: str) -> None:
         """Delete one post (only that post: replies stay, as on most platforms)."""

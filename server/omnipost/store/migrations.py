@@ -195,7 +195,14 @@ def _v6(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE posts DROP COLUMN {column}"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: Connection) -> None:
+    """The pieces ledger (platforms/pieces.py): one JSON object per post, piece name -> its record. Posts stored
+    before start empty: recovery reads an interrupted attempt as "the main post may have gone out", as before."""
+    json = sa.JSON().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE posts ADD COLUMN pieces {json} NOT NULL DEFAULT '{{}}'"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 LATEST = len(MIGRATIONS)
 
 

@@ -89,6 +89,8 @@ class Post(SQLModel, table=True):
     extras: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     first_comment_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     thread_ids: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
+    # The pieces ledger (platforms/pieces.py): what of this target exists upstream, piece by piece.
+    pieces: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     warnings: list[dict[str, Any]] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
     error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _ts()
