@@ -234,10 +234,12 @@ async def test_container_publish_answered_5xx_is_reconciled_from_the_container(
     assert [p["id"] for p in received(settings)] == [result["upstreamId"]]
 
 
-async def test_a_container_never_finished_fails_retryably_and_publishes_nothing(
+async def test_a_container_still_processing_is_stored_processing_and_publishes_nothing(
         client: Client, server: OmnipostServer, settings: Settings) -> None:
     account = await connect(client, "threads", "slow", sandboxMode="container")
     await processing(server, readyAfterPolls=None, readyAfterSeconds=3600)
     result = await publish(client, account, "Not yet")
-    assert result["status"] == "failed" and result["error"]["code"] == "platform_unavailable" and result["error"]["retryable"]
+    assert (result["status"], result["error"]) == ("processing", None), result
+    detail = ok(await client.call_tool("get_post", {"postId": result["postId"]}))
+    assert detail["status"] == "processing" and detail["attempts"][-1]["outcome"] == "processing"
     assert received(settings) == []

@@ -54,7 +54,7 @@ class TargetOutcome(BaseModel):
     postId: str
     accountId: str
     platform: str
-    status: str = Field(description="draft, validated, publishing, published, failed, rejected, cancelled or unknown.")
+    status: str = Field(description="draft, validated, publishing, processing (the platform is still processing a container or video; checked again by the scheduler), published, failed, rejected, cancelled or unknown.")
     upstreamId: str | None = Field(default=None, description="The platform's id of the published post.")
     url: str | None = Field(default=None, description="The published post's web address.")
     extras: dict[str, Any] = Field(default_factory=lambda: {}, description=(

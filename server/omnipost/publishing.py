@@ -17,6 +17,7 @@ What happens to each adapter error:
 | PlatformForbiddenError (permission/scope) | rejected; the account stays active | no |
 | PlatformDuplicateError | rejected; after an earlier unknown outcome of the post: reconciled like one | no |
 | PlatformRejectedError, input errors | rejected | no |
+| pieces.Processing (a container, a video still processing) | processing, next_attempt_at = its check time | checked again by the scheduler, lease-free meanwhile |
 | anything else | failed, logged as a bug | no |
 """
 
@@ -59,7 +60,7 @@ from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
 from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob, probe
-from omnipost.platforms.pieces import DONE, MAIN, Ledger, Piece, load as load_pieces
+from omnipost.platforms.pieces import DONE, MAIN, Ledger, Piece, Processing, load as load_pieces
 from omnipost.platforms.http import MAX_BODY
 from omnipost.preflight.engine import resolve
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
@@ -70,7 +71,7 @@ from omnipost.store.models import Account, Attempt, Batch, Post
 logger = logging.getLogger("omnipost.publishing")
 
 DUPLICATE_WINDOW = timedelta(hours=24)
-LIVE_STATUSES = ("validated", "publishing", "published", "queued", "unknown")
+LIVE_STATUSES = ("validated", "publishing", "processing", "published", "queued", "unknown")
 Progress = Callable[[int, int, str], Awaitable[None]]
 
 
@@ -134,7 +135,7 @@ def batch_status(statuses: Sequence[str], mode: str) -> str:
     """published (all), failed (none), partial_failed (some); drafts and in-flight batches say so."""
     if mode == "draft" and all(s == "draft" for s in statuses):
         return "draft"
-    if any(s in ("validated", "publishing") for s in statuses):
+    if any(s in ("validated", "publishing", "processing") for s in statuses):
         return "publishing"
     if any(s == "queued" for s in statuses):
         return "queued"
@@ -499,6 +500,8 @@ class PublishService:
 
         try:
             published = await adapter.publish(job)
+        except Processing as exc:  # the platform is still at work: stored `processing`, checked again by a worker
+            return _Result(post.id, attempt_id, None, None, "processing", "processing", pieces=ledger.dump(), check_at=exc.check_at)
         except UnknownOutcomeError as exc:
             return await self._settle_unknown(post.id, attempt_id, adapter, job, exc)
         except PlatformAuthError as exc:
@@ -644,7 +647,8 @@ class PublishService:
                 "extras": dict(p.extras) if p else {}, "published_at": now if p else None,
                 "first_comment_ids": list(p.first_comment_ids) if p else [], "thread_ids": list(p.thread_ids) if p else [],
                 "error": obj.model_dump(exclude_none=True) if obj else None,
-            } | ({"pieces": r.pieces} if r.pieces is not None else {}))
+            } | ({"pieces": r.pieces} if r.pieces is not None else {})
+              | ({"next_attempt_at": r.check_at} if r.status == "processing" else {}))
             values = {
                 "finished_at": now, "outcome": r.outcome, "will_retry": r.will_retry,
                 "http_status": p.http_status if p else (platform_error.status if platform_error else None),
@@ -1034,6 +1038,7 @@ class _Result:
     status: str  # the post's new status
     will_retry: bool = False
     pieces: dict[str, Any] | None = None  # the ledger after the try, written with the result (None: left as it is)
+    check_at: datetime | None = None  # processing: when a worker checks it again (the post's next_attempt_at)
 
 
 class _ResultWriter:

@@ -8,13 +8,16 @@ One tick (`run_due`) is deterministic given `now`:
    `... WHERE id = :id AND status = :status AND (lease_until IS NULL OR lease_until < :now)`; the
    worker whose UPDATE changed the row owns it. (On PostgreSQL this becomes one
    `SELECT ... FOR UPDATE SKIP LOCKED` + UPDATE; the predicate is the same.)
-4. publish: claimed `queued`/`failed` posts through `PublishService._fan_out` (the exactly-once
+4. publish: claimed `queued`/`failed` posts, and `processing` posts due for their next status check (the
+   platform was still processing a container or a video: the adapter checks the same handle once, from the
+   post's pieces ledger, and publishes it or leaves it `processing` again), through `PublishService._fan_out` (the exactly-once
    machinery: attempt row + `publishing` committed before the upstream call); a claimed post found in
    `publishing` belongs to a worker whose lease lapsed (it crashed), so it is reconciled through
    `publish_post_row(reconcile_first=True)`, never sent blind;
 5. settle: transient failures (`platform_unavailable`) get `next_attempt_at = now + backoff`
    (exponential with jitter from the injected `random.Random`; the platform's retry-after wins) until
-   `max_attempts` tries; `platform_outcome_unknown` is never retried automatically. The lease is released.
+   `max_attempts` tries (status checks of a `processing` post are not tries); `platform_outcome_unknown` is never
+   retried automatically. A `processing` post keeps the check time its platform set. The lease is released.
 """
 
 import logging
@@ -111,9 +114,10 @@ def no_scheduler_warning() -> Warning_:
 
 
 def due_filter(now: datetime) -> Any:
-    """Posts a worker may claim at `now`: due queued posts, due retries, and lapsed leases of crashed workers."""
+    """Posts a worker may claim at `now`: due queued posts, due retries, due checks of posts the platform is still
+    processing, and lapsed leases of crashed workers."""
     lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
-    waiting = and_(col(Post.status).in_(("queued", "failed")), col(Post.next_attempt_at).is_not(None),
+    waiting = and_(col(Post.status).in_(("queued", "failed", "processing")), col(Post.next_attempt_at).is_not(None),
                    col(Post.next_attempt_at) <= now, lease_free)
     orphaned = and_(Post.status == "publishing", col(Post.lease_owner).is_not(None), col(Post.lease_until) < now)
     return or_(waiting, orphaned)
@@ -162,9 +166,10 @@ class Scheduler:
             await s.commit()
 
     async def run_due(self, now: datetime | None = None) -> dict[str, int]:
-        """One tick; returns counts: claimed, published, failed, retrying, missed, reconciled."""
+        """One tick; returns counts: claimed, published, failed, retrying, missed, reconciled, deferred, processing."""
         now = now or self.clock.now()
-        counts = {"claimed": 0, "published": 0, "failed": 0, "retrying": 0, "missed": 0, "reconciled": 0, "deferred": 0}
+        counts = {"claimed": 0, "published": 0, "failed": 0, "retrying": 0, "missed": 0, "reconciled": 0, "deferred": 0,
+                  "processing": 0}
         await self.heartbeat(now)
         counts["missed"] = await self._fail_missed(now)
         claimed = await self._claim(now)
@@ -173,7 +178,8 @@ class Scheduler:
             return counts
         orphaned = [pid for pid, status in claimed if status == "publishing"]
         fresh = [pid for pid, status in claimed if status != "publishing"]
-        deferred = await self._defer_capped(fresh, now)  # per-account daily caps (PRODUCT §6)
+        # per-account daily caps (PRODUCT §6); a post the platform is processing already has its slot
+        deferred = await self._defer_capped([pid for pid, status in claimed if status in ("queued", "failed")], now)
         counts["deferred"] = len(deferred)
         fresh = [pid for pid in fresh if pid not in deferred]
         claimed = [(pid, status) for pid, status in claimed if pid not in deferred]
@@ -273,14 +279,17 @@ class Scheduler:
         """After publishing: schedule retries of transient failures, release the leases, refresh batches."""
         async with self.db.session() as s:
             posts = list((await s.exec(select(Post).where(col(Post.id).in_(post_ids)))).all())
-            tries = dict((await s.exec(select(Attempt.post_id, sa_func.count()).where(col(Attempt.post_id).in_(post_ids))
-                                       .group_by(Attempt.post_id))).all())
+            tries = dict((await s.exec(select(Attempt.post_id, sa_func.count()).where(  # status checks are not tries
+                col(Attempt.post_id).in_(post_ids), col(Attempt.outcome) != "processing").group_by(Attempt.post_id))).all())
             for post in posts:
                 if post.status == "publishing":
                     continue  # interrupted mid-send: keep the lease, so its expiry hands the post to reconciliation
                 values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "next_attempt_at": None}
                 error = post.error or {}
-                if post.status == "published":
+                if post.status == "processing":  # checked again at the time the platform's answer set, by any worker
+                    values["next_attempt_at"] = post.next_attempt_at
+                    counts["processing"] += 1
+                elif post.status == "published":
                     counts["published"] += 1
                     logger.info("published post %s (batch %s) to %s", post.id, post.batch_id, post.platform)
                 elif post.status == "failed" and error.get("code") == "platform_unavailable" and error.get("retryable"):

@@ -32,6 +32,7 @@ from omnipost.platforms.registry import PLATFORMS
 from omnipost.runtime import SANDBOX_HOST
 from omnipost.sandbox.upstream import list_posts
 from omnipost.scheduler import Scheduler
+from omnipost.store.models import Attempt, Post
 
 pytestmark = pytest.mark.anyio
 
@@ -86,13 +87,7 @@ NOT_APPLICABLE = {
 }
 
 # (case, harness) pairs the product does not pass yet, and why. Each is xfail(strict=True): it flips when fixed.
-PROCESSING = "no persisted `processing` state yet (issue 10 item 5)"
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("pending", "sandbox-container"): "a container still processing fails the attempt as retryable platform_unavailable "
-                                      f"instead of pending, polled later by the worker: {PROCESSING}",
-    ("pending", "bluesky"): "the adapter polls the video job inside publish(), sleeping while it holds the post's lease, "
-                            f"and answers published, never pending: {PROCESSING}",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}  # none since the pieces ledger and the processing state landed
 
 
 def cases(name: str, needs: str | None = None) -> list[Any]:
@@ -335,20 +330,31 @@ async def test_a_duplicate_refusal_after_an_unknown_outcome_is_reconciled_as_pub
         assert await health(client, account) == "active"
 
 
+async def slow_processing(env: Env, h: Harness, tmp_path: Path) -> dict[str, Any]:
+    """Make the platform's processing slow (sandbox: a container finishes 10 minutes after its creation; Bluesky: the
+    video service is still encoding at the first two status reads); the publish arguments that need it."""
+    if h.platform == "sandbox":
+        plan = await env.rt.http.post(f"{SANDBOX_HOST}/v1/_control/processing", json={"readyAfterPolls": None, "readyAfterSeconds": 600})
+        assert plan.status_code == 200
+        return {}
+    env.fake.video_polls = 3
+    clip = write_video(tmp_path / "clip.mp4", width=640, height=360, frames=24).read_bytes()
+    return {"media": [{"bytesBase64": b64(clip), "altText": "A clip"}]}
+
+
+def processing_started(env: Env, h: Harness) -> int:
+    """How many times the platform was asked to start processing (containers created, videos uploaded)."""
+    if h.platform == "sandbox":
+        return sum(1 for m, p in env.script.seen if m == "POST" and re.fullmatch(r"/v1/containers", p))
+    return len(env.fake.calls("app.bsky.video.uploadVideo"))
+
+
 @pytest.mark.parametrize("h", cases("pending", needs="processing"))
 async def test_pending_is_polled_then_published(settings: Settings, h: Harness, tmp_path: Path) -> None:
     env = env_of(settings, h)
     async with env.http, Client(env.server) as client:
         account = await env.connect(client)
-        if h.platform == "sandbox":  # a container finishes 10 minutes after its creation
-            plan = await env.rt.http.post(f"{SANDBOX_HOST}/v1/_control/processing",
-                                          json={"readyAfterPolls": None, "readyAfterSeconds": 600})
-            assert plan.status_code == 200
-            extra: dict[str, Any] = {}
-        else:  # a video the video service is still encoding
-            env.fake.video_polls = 3  # encoding for the first two status reads
-            clip = write_video(tmp_path / "clip.mp4", width=640, height=360, frames=24).read_bytes()
-            extra = {"media": [{"bytesBase64": b64(clip), "altText": "A clip"}]}
+        extra = await slow_processing(env, h, tmp_path)
         first = await publish(client, account, "Contract: processing", **extra)
         assert first["status"] == "processing", first  # persisted; no adapter waits holding the lease
         assert env.upstream() == []
@@ -357,6 +363,33 @@ async def test_pending_is_polled_then_published(settings: Settings, h: Harness, 
         await env.run_due()
         done = await post(client, first["postId"])
         assert done["status"] == "published" and [p["id"] for p in env.upstream()] == [done["upstreamId"]]
+        assert processing_started(env, h) == 1  # the same container / video job was checked, never started again
+
+
+@pytest.mark.parametrize("h", cases("takeover", needs="processing"))
+async def test_a_lapsed_lease_while_processing_is_resumed_not_resent(settings: Settings, h: Harness, tmp_path: Path) -> None:
+    """A worker claims a post due for its processing check and dies mid-check: once its lease lapses another worker
+    takes the post over and resumes from the ledger (the same container or video job), sending nothing twice."""
+    env = env_of(settings, h)
+    async with env.http, Client(env.server) as client:
+        account = await env.connect(client)
+        first = await publish(client, account, "Contract: taken over", **await slow_processing(env, h, tmp_path))
+        assert first["status"] == "processing", first
+        env.clock.at = env.clock.now() + timedelta(minutes=10)
+        async with env.rt.db.session() as s:  # what the dead worker left: claimed, its attempt open, its lease lapsing
+            row = await s.get(Post, first["postId"])
+            assert row is not None
+            row.status, row.lease_owner, row.lease_until = "publishing", "worker-gone", env.clock.now() + timedelta(minutes=5)
+            s.add(row)
+            s.add(Attempt(id="att_dead_worker", post_id=row.id, number=9, started_at=env.clock.now()))
+            await s.commit()
+        env.fake.video_polls = 1
+        assert (await env.run_due())["claimed"] == 0  # its lease still runs: left alone
+        env.clock.at = env.clock.now() + timedelta(minutes=6)
+        assert (await env.run_due())["reconciled"] == 1
+        done = await post(client, first["postId"])
+        assert done["status"] == "published" and [p["id"] for p in env.upstream()] == [done["upstreamId"]]
+        assert processing_started(env, h) == 1 and env.creates() == 1
 
 
 @pytest.mark.parametrize("h", cases("delete"))
@@ -373,3 +406,19 @@ def test_every_case_runs_on_every_harness_unless_not_applicable_or_a_known_gap()
     """The parametrization itself: a harness lacks a case only for a capability NOT_APPLICABLE explains."""
     assert set(NOT_APPLICABLE) == {c for h in HARNESSES for c in h.caps}
     assert {h for _, h in KNOWN_GAPS} <= {h.id for h in HARNESSES}
+
+
+def test_no_adapter_sleeps() -> None:
+    """ARCHITECTURE §2: an adapter never waits while it holds a post; a slow platform answers pieces.Processing."""
+    import ast
+
+    import omnipost.platforms as package
+
+    sleepers = []
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name == "sleep":
+                    sleepers.append(f"{path.name}:{node.lineno}")
+    assert sleepers == []

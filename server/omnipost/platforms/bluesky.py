@@ -38,8 +38,9 @@ piece is taken as done (`already_existed=True` for the main post). If it is not 
 Pieces. The main post carries text, link/tag facets (`detect_facets`), mention facets (each `detect_mentions`
 handle resolved with com.atproto.identity.resolveHandle; handles that do not resolve are dropped, not sent with an
 empty DID), `langs`, and one embed: images (`uploadBlob`, raw bytes; alt; aspectRatio), one video (video service:
-getServiceAuth with aud `did:web:<PDS host>`, uploadVideo, getJobStatus polled every `poll_interval` seconds up to
-`video_max_wait`), or else a link card for the first link (below). Thread segments reply with root = main post and
+getServiceAuth with aud `did:web:<PDS host>`, uploadVideo, then ONE getJobStatus read per try: a job still
+encoding raises pieces.Processing with the job id, so the post waits `processing` (not this adapter, holding it) and
+a worker reads the same job again `poll_interval` seconds later, up to `video_max_wait` after it started), or else a link card for the first link (below). Thread segments reply with root = main post and
 parent = the previous piece; the first comment replies to the main post (root = parent = main).
 
 Link cards (`app.bsky.embed.external`). The page is fetched through omnipost.media.fetch (SSRF-safe: public
@@ -73,7 +74,7 @@ import mimetypes
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from io import BytesIO
 from pathlib import Path
@@ -101,7 +102,7 @@ from omnipost.platforms.base import AccountContext, MediaFile, Published, Publis
 from omnipost.platforms.common import is_video, pending
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
 from omnipost.platforms.http import error_for, send
-from omnipost.platforms.pieces import COMMENT, MAIN, Made, part
+from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Made, Processing, part
 from omnipost.preflight.facets import LINK, MENTION, detect_facets, detect_mentions
 from omnipost.preflight.model import MediaRef, ResolvedTarget
 
@@ -497,6 +498,8 @@ class _Piece:
     files: dict[int, MediaFile]
     warnings: list[str]
     handles: dict[str, str | None] = field(default_factory=lambda: {})
+    video_job: str | None = None  # the video service job an earlier try started (the main post's pending handle)
+    video_since: datetime | None = None  # when that job started
 
 
 class BlueskyAdapter:
@@ -512,7 +515,8 @@ class BlueskyAdapter:
                  media_timeout: float = 600.0, card_timeout: float = 10.0, fetch_http: httpx2.AsyncClient | None = None) -> None:
         """`resolver`: DNS for link-card pages (None: no link cards). `clock`: the program's injected clock (token
         expiry, record timestamps and rate-limit resets are judged by it, never by the wall clock).
-        `poll_interval`/`video_max_wait`: video processing polls. `fetch_http`: client for link-card pages
+        `poll_interval`: how long a video still encoding waits (stored `processing`) before its job is read again;
+        `video_max_wait`: how long after its start a job still encoding is given up (retryable). `fetch_http`: client for link-card pages
         (default: `http`). `media_timeout` bounds one blob/video upload, `card_timeout` one page or thumb fetch."""
         self.http = http
         self.timeout = timeout
@@ -674,7 +678,10 @@ class BlueskyAdapter:
         return f
 
     async def _upload_video(self, p: _Piece, f: MediaFile) -> dict[str, Any]:
-        """The video service flow (platforms.md §1.4): service auth, uploadVideo, poll getJobStatus until a blob."""
+        """The video service flow (platforms.md §1.4): service auth, uploadVideo, then one getJobStatus read (a job an
+        earlier try started is read, not uploaded again). Still encoding: pieces.Processing with the job id."""
+        if p.video_job is not None:
+            return await self._video_blob(p.video_job, p.video_since)
         s = p.session
         assert f.path is not None
         host = httpx2.URL(s.pds).host
@@ -707,25 +714,29 @@ class BlueskyAdapter:
             raise PlatformRejectedError(f"Bluesky {UPLOAD_VIDEO} refused the video" + (f": {name_}" if name_ else "") +
                                         (f" ({message})" if message else "") + ".", status=response.status_code, platform_response=body,
                                         remediation="Check the account's email is verified and the daily video limits; then publish again.")
-        deadline = anyio.current_time() + self.video_max_wait
-        while True:
-            response = await send(self.http, "GET", f"{self.video_service}/xrpc/{GET_JOB_STATUS}", platform=PLATFORM, write=False,
-                                  timeout=self.timeout, params={"jobId": job_id})
-            if not response.is_success:
-                raise self._error(response, GET_JOB_STATUS)
-            body = _json_of(response)
-            status = body.get("jobStatus") if isinstance(body.get("jobStatus"), dict) else body
-            if isinstance(status.get("blob"), dict):
-                return status["blob"]
-            if status.get("state") == "JOB_STATE_FAILED":
-                code, message = status.get("error"), status.get("message")
-                raise PlatformRejectedError(f"Bluesky's video service could not process the video ({code or 'failed'}"
-                                            + (f": {message}" if message else "") + ").", status=response.status_code,
-                                            platform_response=body, remediation="Re-encode the video (H.264 MP4) and publish again.")
-            if anyio.current_time() >= deadline:
-                raise PlatformUnavailableError(f"Bluesky's video service was still processing the video after {self.video_max_wait:g} s.",
-                                               platform_response=body, remediation="Retry later; the processed video is reused.")
-            await anyio.sleep(self.poll_interval)
+        return await self._video_blob(job_id, None)
+
+    async def _video_blob(self, job_id: str, since: datetime | None) -> dict[str, Any]:
+        """One getJobStatus read: the blob, or Processing(job id, when to read again); a failed job is rejected, one
+        still encoding `video_max_wait` after it started is given up (retryable: a retry uploads again)."""
+        response = await send(self.http, "GET", f"{self.video_service}/xrpc/{GET_JOB_STATUS}", platform=PLATFORM, write=False,
+                              timeout=self.timeout, params={"jobId": job_id})
+        if not response.is_success:
+            raise self._error(response, GET_JOB_STATUS)
+        body = _json_of(response)
+        status = body.get("jobStatus") if isinstance(body.get("jobStatus"), dict) else body
+        if isinstance(status.get("blob"), dict):
+            return status["blob"]
+        if status.get("state") == "JOB_STATE_FAILED":
+            code, message = status.get("error"), status.get("message")
+            raise PlatformRejectedError(f"Bluesky's video service could not process the video ({code or 'failed'}"
+                                        + (f": {message}" if message else "") + ").", status=response.status_code,
+                                        platform_response=body, remediation="Re-encode the video (H.264 MP4) and publish again.")
+        now = self.clock.now()
+        if since is not None and (now - since).total_seconds() >= self.video_max_wait:
+            raise PlatformUnavailableError(f"Bluesky's video service was still processing the video after {self.video_max_wait:g} s.",
+                                           platform_response=body, remediation="Retry later.")
+        raise Processing(job_id, now + timedelta(seconds=self.poll_interval), f"video job {job_id} is {status.get('state') or 'processing'}")
 
     async def _resolve(self, p: _Piece, handle: str) -> str | None:
         if handle in p.handles:
@@ -834,6 +845,8 @@ class BlueskyAdapter:
         ledger, target, key = job.ledger, job.target, job.upstream_key
         s = self._session(job.account, need_token=not ledger.probe)
         p = _Piece(s, {f.index: f for f in job.media}, [])
+        if (rec := ledger.get(MAIN)) is not None and rec.status != DONE and rec.handle:  # a video job still encoding
+            p.video_job, p.video_since = rec.handle, rec.pending_since
         langs = target.options.get("langs")
         started = self._now()
 

@@ -3,7 +3,13 @@
 A target is published as pieces: the main post (`post`), each thread part (`t1`, `t2`, ...) and the first
 comment (`c`). Media uploads are not pieces: an upload nobody references is invisible and is simply redone.
 
-    piece: (no record) -> sending(sent_at, handle) -> done(upstream_id, url, data)
+    piece: (no record) -> [pending(handle, since)] -> sending(sent_at, handle) -> done(upstream_id, url, data)
+
+`pending`: the platform is still processing what the piece needs (an Instagram/Threads container, a Bluesky video
+job); nothing of it is public yet. The adapter raises `Processing(handle, check_at)` from `send` instead of waiting;
+the publisher stores the post as `processing` with `next_attempt_at = check_at`, releases it, and a scheduler worker
+tries it again then: `send` finds the pending record (`Ledger.get(name).handle`) and makes ONE status check of that
+handle instead of starting over. No adapter sleeps while it holds a post.
 
 Adapters drive it through `Ledger.step(name, send, reconcile)`:
 - a `done` piece is never sent again: its recorded id is used;
@@ -28,7 +34,7 @@ from omnipost.clock import Clock
 from omnipost.errors import PlatformError, UnknownOutcomeError
 
 MAIN, COMMENT = "post", "c"
-SENDING, DONE = "sending", "done"
+SENDING, DONE, PENDING = "sending", "done", "pending"
 
 
 def part(i: int) -> str:
@@ -40,8 +46,9 @@ def part(i: int) -> str:
 class Piece:
     """One piece's record."""
 
-    status: str  # SENDING | DONE
+    status: str  # SENDING | DONE | PENDING
     sent_at: datetime | None = None  # when its irreversible call was (first) sent
+    pending_since: datetime | None = None  # when the platform started processing it (PENDING)
     upstream_id: str | None = None
     url: str | None = None
     handle: str | None = None  # what the platform gave before the piece is public (a container id)
@@ -51,6 +58,8 @@ class Piece:
         out: dict[str, Any] = {"status": self.status}
         if self.sent_at is not None:
             out["sentAt"] = self.sent_at.isoformat()
+        if self.pending_since is not None:
+            out["pendingSince"] = self.pending_since.isoformat()
         out |= {k: v for k, v in (("id", self.upstream_id), ("url", self.url), ("handle", self.handle)) if v is not None}
         if self.data:
             out["data"] = dict(self.data)
@@ -58,9 +67,9 @@ class Piece:
 
     @classmethod
     def load(cls, raw: dict[str, Any]) -> "Piece":
-        sent = raw.get("sentAt")
+        sent, since = raw.get("sentAt"), raw.get("pendingSince")
         return cls(status=raw.get("status", SENDING), sent_at=datetime.fromisoformat(sent) if sent else None,
-                   upstream_id=raw.get("id"), url=raw.get("url"), handle=raw.get("handle"), data=dict(raw.get("data") or {}))
+                   pending_since=datetime.fromisoformat(since) if since else None, upstream_id=raw.get("id"), url=raw.get("url"), handle=raw.get("handle"), data=dict(raw.get("data") or {}))
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,15 @@ class Made:
     body: dict[str, Any] | None = None  # the platform's answer (for the attempt record)
     status: int | None = None
     existed: bool = False  # it was already there (done before, or found by reconcile)
+
+
+class Processing(Exception):
+    """Raised by an adapter's `send`: the platform is still processing the piece's `handle` (a container, a video
+    job); check again at `check_at`. Nothing of the piece is public yet."""
+
+    def __init__(self, handle: str, check_at: datetime, detail: str = "") -> None:
+        super().__init__(detail or f"still processing {handle}")
+        self.handle, self.check_at, self.detail = handle, check_at, detail
 
 
 class NotSent(Exception):
@@ -132,7 +150,9 @@ class Ledger:
         """Record that `name` is about to be sent (with the handle the platform gave for it); committed before returning."""
         now = self.clock.now() if self.clock is not None else None
         earlier = self.pieces.get(name)
-        self.pieces[name] = Piece(SENDING, sent_at=earlier.sent_at if earlier and earlier.sent_at else now, handle=handle)
+        self.pieces[name] = Piece(SENDING, sent_at=earlier.sent_at if earlier and earlier.sent_at else now,
+                                  handle=handle if handle is not None or earlier is None else earlier.handle,
+                                  pending_since=earlier.pending_since if earlier else None)
         self._fresh.add(name)
         if self._save is None:
             return
@@ -166,9 +186,12 @@ class Ledger:
         rec = self.pieces.get(name)
         if rec is not None and rec.status == DONE and rec.upstream_id is not None:
             return Made(rec.upstream_id, rec.url, dict(rec.data), existed=True)
-        if self.probe and rec is None:
+        if rec is not None and rec.status == PENDING:
+            if self.probe:
+                raise NotSent(name)  # still processing: nothing of it is public
+        elif self.probe and rec is None:
             rec = Piece(SENDING)
-        if rec is not None:
+        if rec is not None and rec.status == SENDING:
             found = await self._reconcile(name, rec, reconcile)
             if found is not None:
                 self.done(name, found)
@@ -176,11 +199,19 @@ class Ledger:
             self.pieces.pop(name, None)  # certainly absent (or the user says so): send it
         if self.probe:
             raise NotSent(name)
-        if marks:
-            made = await send(lambda handle=None: self.mark(name, handle))
-        else:
-            await self.mark(name)
-            made = await send()
+        try:
+            if marks:
+                made = await send(lambda handle=None: self.mark(name, handle))
+            else:
+                await self.mark(name)
+                made = await send()
+        except Processing as exc:
+            now = self.clock.now() if self.clock is not None else None
+            self.pieces[name] = Piece(PENDING, handle=exc.handle, pending_since=rec.pending_since if rec and rec.pending_since
+                                      else now)
+            self._fresh.discard(name)
+            self._unsaved = True
+            raise
         self.sent += 1
         self.done(name, made)
         return made

@@ -11,8 +11,9 @@ first by the account's mode's strategy (`sandboxMode` in its defaults, sent to t
   marker (less CLOCK_SKEW) for its text, media count, kind and parent; the sandbox's search is consistent,
   so finding nothing means the piece is certainly absent.
 - `container` (Instagram, Threads): each piece is a container, polled until FINISHED (a bounded number of
-  status reads, no sleeping: `_await_container`); its id is committed as the piece's marker, then it is
-  published. Reconcile reads that container's status, which says whether it was published.
+  status reads, no sleeping: `_await_container`; still processing after them, the post is left `processing` and a
+  worker checks the same container later); its id is committed as the piece's marker, then it is published.
+  Reconcile reads that container's status, which says whether it was published.
 """
 
 import hashlib
@@ -28,14 +29,15 @@ import httpx2
 from omnipost.clock import Clock
 from omnipost.errors import PlatformRejectedError, PlatformUnavailableError
 from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, Published, assembled
-from omnipost.platforms.pieces import COMMENT, MAIN, Made, Mark, part
+from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Processing, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.http import raise_for_status, send
 
 PLATFORM = "sandbox"
 _CHUNK = 1 << 20
 MODES = ("caller_id", "own_id", "container")
-MAX_STATUS_POLLS = 5  # container status reads per piece before giving up for now (nothing is published then)
+MAX_STATUS_POLLS = 5  # container status reads in a row per try before the piece is left `processing`
+CHECK_AFTER = timedelta(seconds=30)  # when a worker checks a container still processing again
 RECONCILE_WINDOW = timedelta(hours=24)  # how far back `find` searches when it does not know when the post was sent
 CLOCK_SKEW = timedelta(minutes=1)  # searched before the send time too: the platform's clock may be behind ours
 SEARCH_LIMIT = 100
@@ -183,7 +185,9 @@ class SandboxAdapter:
             if mode == "own_id":
                 return await ledger.step(name, lambda: sent(lambda b: self._create(account, "/v1/posts", b)),
                                          lambda rec: self._search(account, body, rec.sent_at))
-            return await ledger.step(name, lambda mark: sent(lambda b: self._via_container(account, b, mark)),
+            rec = ledger.get(name)
+            pending = rec.handle if rec is not None and rec.status == PENDING else None
+            return await ledger.step(name, lambda mark: sent(lambda b: self._via_container(account, b, mark, pending)),
                                      lambda rec: self._published_container(account, rec.handle), marks=True)
 
         main = await piece(MAIN, {"text": target.text, "media": job.media, "replyTo": None, "kind": "post"})
@@ -207,18 +211,20 @@ class SandboxAdapter:
         raise_for_status(response, PLATFORM, errors=ERRORS)
         return self._made(_json(response), response.status_code, False)
 
-    async def _via_container(self, account: AccountContext, body: dict[str, Any], mark: Mark) -> Made:
-        """container mode: create the piece's container, wait until it is FINISHED, record its id (the ledger's marker,
-        committed), publish it. A container never published is invisible, so creating one is not the irreversible step."""
-        container_id = (await self._create(account, "/v1/containers", body)).upstream_id
+    async def _via_container(self, account: AccountContext, body: dict[str, Any], mark: Mark, pending: str | None) -> Made:
+        """container mode: create the piece's container (or take the one still processing from an earlier try,
+        `pending`), check it is FINISHED, record its id (the ledger's marker, committed), publish it. A container
+        never published is invisible, so creating one is not the irreversible step."""
+        container_id = pending or (await self._create(account, "/v1/containers", body)).upstream_id
         await self._await_container(account, container_id)
         await mark(container_id)
         return await self._create(account, f"/v1/containers/{quote(container_id, safe='')}/publish")
 
     async def _await_container(self, account: AccountContext, container_id: str) -> None:
-        """Read the container's status until it is FINISHED: at most MAX_STATUS_POLLS reads, never sleeping (a
-        container still processing fails the attempt as retryable: nothing was published, a retry starts afresh).
-        One small function so the poll can move into a persisted `processing` state."""
+        """Read the container's status until it is FINISHED: at most MAX_STATUS_POLLS reads in a row, never sleeping.
+        Still IN_PROGRESS after them: raise Processing, so the post is stored `processing` and a worker checks the same
+        container again after CHECK_AFTER (the sandbox counts status reads as processing time, so reading a few in a
+        row is what finishes a default container at once)."""
         for _ in range(MAX_STATUS_POLLS):
             status = (await self._container(account, container_id) or {}).get("status")
             if status == "FINISHED":
@@ -226,8 +232,10 @@ class SandboxAdapter:
             if status != "IN_PROGRESS":
                 raise PlatformRejectedError(f"The sandbox container {container_id} is {status or 'gone'}; nothing was published.",
                                             remediation="Publish the post again (a new container is created).")
-        raise PlatformUnavailableError(f"The sandbox container {container_id} was still processing after {MAX_STATUS_POLLS} "
-                                       "status reads; nothing was published.", remediation="Retry later.")
+        if self.clock is None:
+            raise PlatformUnavailableError(f"The sandbox container {container_id} was still processing after {MAX_STATUS_POLLS} "
+                                           "status reads; nothing was published.", remediation="Retry later.")
+        raise Processing(container_id, self.clock.now() + CHECK_AFTER, f"container {container_id} is still processing")
 
     async def _container(self, account: AccountContext, container_id: str) -> dict[str, Any] | None:
         """One status read of a container: {"id", "status", "postId"?}, or None when there is no such container."""

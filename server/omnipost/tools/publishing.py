@@ -155,7 +155,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def list_posts(
         profileId: ProfileArg = None,
         platform: Annotated[str | None, Field(description="Only this platform (sandbox accounts: sandbox's emulated platform id).")] = None,
-        status: Annotated[str | None, Field(description="draft, validated, publishing, published, failed, rejected, cancelled, deleted or unknown.")] = None,
+        status: Annotated[str | None, Field(description="draft, validated, publishing, processing, published, failed, rejected, cancelled, deleted or unknown.")] = None,
         errorCode: Annotated[str | None, Field(description="Only posts whose error has this code.")] = None,
         after: Annotated[Instant | None, Field(description="Created at or after (ISO-8601; without an offset it is UTC).")] = None,
         before: Annotated[Instant | None, Field(description="Created before (ISO-8601; without an offset it is UTC).")] = None,
