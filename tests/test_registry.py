@@ -76,14 +76,12 @@ def missing_parts(spec: PlatformSpec, contract: Path = CONTRACT) -> list[str]:
         if not (TESTS / "preflight" / "cases" / f"{p}.yaml").exists():
             out.append("preflight cases")
     if spec.adapter is None:  # validation and previews only: no connect flow, nothing to build
-        if spec.build is not None or spec.credentials is not None or spec.connect != "none":
+        if spec.credentials is not None or spec.connect != "none":
             out.append("adapter")
         return out
     if spec.connect == "none":
         out.append("connect")
-    if spec.build is None:
-        out.append("build")
-    if not all(callable(getattr(spec.adapter, m, None)) for m in ("publish", "delete")):
+    if not all(callable(getattr(spec.adapter, m, None)) for m in ("from_deps", "publish", "delete")):
         out.append("adapter")
     if spec.credentials is None or not _secret_fields(spec.credentials):
         out.append("credentials")
@@ -106,7 +104,8 @@ def test_every_platform_has_every_part(platform: str) -> None:
 
 def test_a_missing_part_is_named(tmp_path: Path) -> None:
     bluesky = PLATFORMS["bluesky"]
-    assert missing_parts(dataclasses.replace(bluesky, credentials=None, build=None)) == ["build", "credentials"]
+    assert missing_parts(dataclasses.replace(bluesky, credentials=None)) == ["credentials"]
+    assert missing_parts(dataclasses.replace(bluesky, adapter=type("NoFromDeps", (), {"publish": 1, "delete": 1}))) == ["adapter"]
     assert missing_parts(dataclasses.replace(PLATFORMS["x"], exactly_once="caller_id", api_version=None)) == [
         "exactly_once", "api_version"]
     assert missing_parts(dataclasses.replace(PLATFORMS["x"], connect="oauth2")) == ["adapter"]

@@ -135,8 +135,9 @@ class Runtime:
         return self.extra.get("resolver") or SystemResolver()
 
     def _adapters(self) -> dict[str, PlatformAdapter]:
-        """One adapter per platform that has one, each built by its spec's factory (platforms/registry.py)."""
-        from omnipost.platforms.registry import PLATFORMS, AdapterDeps
+        """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""
+        from omnipost.platforms.base import AdapterDeps
+        from omnipost.platforms.registry import PLATFORMS
 
         async def save_credentials(account_id: str, credentials: dict[str, Any], expires_at: Any) -> None:
             await self.accounts.update_credentials(account_id, credentials, expires_at=expires_at)
@@ -144,7 +145,7 @@ class Runtime:
         assert self.http is not None
         deps = AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
                            save_credentials=save_credentials, resolver=self.resolver)
-        return {p: spec.build(deps) for p, spec in PLATFORMS.items() if spec.build is not None}
+        return {p: spec.adapter.from_deps(deps) for p, spec in PLATFORMS.items() if spec.adapter is not None}
 
     def _guarded_transport(self, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
         """The network transport of the runtime's client: every connection goes to an address the SSRF guard vetted

@@ -5,9 +5,15 @@ their own (one is injected). They raise the PlatformError family from errors.py,
 platforms/http.py from statuses and transport exceptions.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
+
+import httpx2
+
+from omnipost.clock import Clock
 
 from omnipost.errors import PlatformError, UnknownOutcomeError
 from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Ledger, Made, NotSent, part
@@ -67,11 +73,35 @@ class Published:
     already_existed: bool = False  # found upstream under the deterministic id: a retry, not a new post
 
 
+SaveCredentials = Callable[[str, dict[str, Any], datetime | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AdapterDeps:
+    """What every adapter is built from (`Adapter.from_deps(deps)`, the one constructor shape), by the runtime only.
+
+    `save_credentials(account_id, credentials, expires_at)` persists rotated credentials (e.g. a refreshed
+    session) durably; `resolver` is DNS for fetches an adapter makes itself (link cards); `sandbox_url` is where
+    the sandbox upstream answers."""
+
+    http: httpx2.AsyncClient
+    clock: Clock
+    timeout: float
+    sandbox_url: str
+    save_credentials: SaveCredentials
+    resolver: Any
+
+
 class PlatformAdapter(Protocol):
     """Publishing on one platform."""
 
     platform: str
     caller_chosen_ids: bool  # the platform accepts our deterministic id (exactly-once by construction)
+
+    @classmethod
+    def from_deps(cls, deps: AdapterDeps) -> Self:
+        """The adapter as the runtime builds it: every adapter takes the same dependencies."""
+        ...
 
     async def publish(self, job: PublishJob) -> Published:
         """Publish the target (text, media, thread, first comment), each piece through `job.ledger.step` (which skips

@@ -98,7 +98,7 @@ from omnipost.errors import (
 from omnipost.media.fetch import Resolver, fetch
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
-from omnipost.platforms.base import AccountContext, MediaFile, Published, PublishJob, assembled
+from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, assembled
 from omnipost.platforms.common import is_video, pending
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
 from omnipost.platforms.http import error_for, send
@@ -531,6 +531,14 @@ class BlueskyAdapter:
         self.fetch_http = fetch_http
         self._rotations: dict[str, _Rotation] = {}
         self._locks: dict[str, anyio.Lock] = {}
+
+    @classmethod
+    def from_deps(cls, deps: AdapterDeps) -> "BlueskyAdapter":
+        """As the runtime builds it: rotated sessions are saved with their expiry, link cards resolved through DNS."""
+        async def rotated(account_id: str, credentials: dict[str, Any]) -> None:
+            await deps.save_credentials(account_id, credentials, session_expiry(credentials))
+
+        return cls(deps.http, timeout=deps.timeout, on_credentials=rotated, clock=deps.clock, resolver=deps.resolver)
 
     # ------------------------------------------------------------------ sessions and calls
 

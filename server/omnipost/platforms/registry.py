@@ -2,7 +2,7 @@
 
 Everything the rest of the program needs to know about a platform is data on its spec: the connect tool's
 platform list, the request's per-platform option objects (request.py), the runtime's adapters (built through
-`spec.build`), the preview builders (platforms/__init__.py), the pinned API versions (versions.py), the daily
+`spec.adapter.from_deps`), the preview builders (platforms/__init__.py), the pinned API versions (versions.py), the daily
 caps (caps.py) and the manifest's platform keywords (manifest.py) are all read from here.
 tests/test_registry.py fails when a platform lacks a part (spec field, rules, preflight cases, fake, tests).
 
@@ -13,9 +13,9 @@ Ids are the canonical platform ids (domain.Platform values) plus "sandbox", the 
 which has no rules of its own (a sandbox account applies the rules of the platform it emulates).
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from types import ModuleType
 from typing import Any, Literal
 
@@ -33,7 +33,6 @@ from omnipost.versions import ApiVersion
 
 ConnectKind = Literal["app_password", "oauth2", "token", "sandbox", "none"]  # "none": no connect flow built yet
 Strategy = Literal["caller_id", "idempotency_key", "container", "search", "none"]  # how exactly-once is reached
-SaveCredentials = Callable[[str, dict[str, Any], datetime | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -48,27 +47,11 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class AdapterDeps:
-    """What every adapter factory gets: the one shape adapters are built from, outside the composition root.
-
-    `save_credentials(account_id, credentials, expires_at)` persists rotated credentials (e.g. a refreshed
-    session) durably; `resolver` is DNS for fetches an adapter makes itself (link cards)."""
-
-    http: httpx2.AsyncClient
-    clock: Clock
-    timeout: float
-    sandbox_url: str
-    save_credentials: SaveCredentials
-    resolver: Any
-
-
-@dataclass(frozen=True)
 class PlatformSpec:
     """Everything the program knows about one platform."""
 
     platform: str  # the canonical id (a domain.Platform value, or "sandbox")
-    adapter: type[PlatformAdapter] | None  # None: validation and previews only, no publishing yet
-    build: Callable[[AdapterDeps], PlatformAdapter] | None  # builds `adapter` from the shared deps
+    adapter: type[PlatformAdapter] | None  # None: validation and previews only; built with adapter.from_deps(deps)
     credentials: type[BaseModel] | None  # what a connect stores; None while there is no connect flow
     options: type[BaseModel] | None  # a target's option object for this platform; None: takes none
     preview: Callable[[ResolvedTarget], dict[str, Any]] | None  # the request body validate_post previews
@@ -110,25 +93,13 @@ def _errors(module: ModuleType) -> Any:
 
 def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_once: Strategy,
           api_version: ApiVersion, connect: ConnectKind = "none", connect_help: str = "",
-          adapter: type[PlatformAdapter] | None = None, build: Callable[[AdapterDeps], PlatformAdapter] | None = None,
-          credentials: type[BaseModel] | None = None) -> PlatformSpec:
+          adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
-    return PlatformSpec(platform=p.value, adapter=adapter, build=build, credentials=credentials, options=options,
+    return PlatformSpec(platform=p.value, adapter=adapter, credentials=credentials, options=options,
                         preview=module.build_post, connect=connect, connect_help=connect_help,
                         capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
                         daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules)
-
-
-def _build_bluesky(d: AdapterDeps) -> PlatformAdapter:
-    async def rotated(account_id: str, credentials: dict[str, Any]) -> None:
-        await d.save_credentials(account_id, credentials, bluesky.session_expiry(credentials))
-
-    return bluesky.BlueskyAdapter(d.http, timeout=d.timeout, on_credentials=rotated, clock=d.clock, resolver=d.resolver)
-
-
-def _build_sandbox(d: AdapterDeps) -> PlatformAdapter:
-    return sandbox.SandboxAdapter(d.http, d.sandbox_url, timeout=d.timeout, clock=d.clock)
 
 
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
@@ -138,7 +109,7 @@ _META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' tab
 
 PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.BLUESKY, bluesky, options=m.BlueskyOptions, exactly_once="caller_id",
-          adapter=bluesky.BlueskyAdapter, build=_build_bluesky, credentials=m.BlueskyCredentials, connect="app_password",
+          adapter=bluesky.BlueskyAdapter, credentials=m.BlueskyCredentials, connect="app_password",
           connect_help="bluesky (handle + app password)",
           api_version=ApiVersion(
               "bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
@@ -180,7 +151,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
     # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.
     PlatformSpec(
-        platform="sandbox", adapter=sandbox.SandboxAdapter, build=_build_sandbox, credentials=m.SandboxCredentials,
+        platform="sandbox", adapter=sandbox.SandboxAdapter, credentials=m.SandboxCredentials,
         options=None, preview=None, connect="sandbox", connect_help="sandbox: a local simulated platform",
         capabilities=Capabilities(threads=True, first_comment=True, video=True, alt_text=True, media_by_url_only=False),
         exactly_once="caller_id",

@@ -28,7 +28,7 @@ import httpx2
 
 from omnipost.clock import Clock
 from omnipost.errors import PlatformRejectedError, PlatformUnavailableError
-from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, Published, assembled
+from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, PublishJob, Published, assembled
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Processing, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.http import raise_for_status, send
@@ -137,6 +137,10 @@ class SandboxAdapter:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.clock = clock  # without one, an own_id piece sent at an unknown time is searched with no time bound
+
+    @classmethod
+    def from_deps(cls, deps: AdapterDeps) -> "SandboxAdapter":
+        return cls(deps.http, deps.sandbox_url, timeout=deps.timeout, clock=deps.clock)
 
     def caller_chosen_ids_for(self, account: AccountContext) -> bool:
         """Whether the account's platform takes our deterministic ids (only in caller_id mode)."""
