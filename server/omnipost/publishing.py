@@ -39,7 +39,7 @@ from omnipost import caps
 from omnipost.accounts import Accounts, ProfileDirectory, hides_batches, real_batches
 from omnipost.auth import Reach, as_reach
 from omnipost.clock import Clock
-from omnipost.domain import Platform
+from omnipost.domain import OPTION_KEY, Platform
 from omnipost.drafting import TargetResult, Warning_, check_request, judge_target, violation_error
 from omnipost.outputs import AttemptOut, BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.errors import (
@@ -60,6 +60,7 @@ from omnipost.idempotency import Idempotency, request_hash
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
 from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, Published, PublishJob, probe
+from omnipost.platforms.registry import spec_of
 from omnipost.platforms.pieces import DONE, MAIN, Ledger, Piece, Processing, load as load_pieces
 from omnipost.platforms.http import MAX_BODY
 from omnipost.preflight.engine import resolve
@@ -368,12 +369,16 @@ class PublishService:
         return ids, errors
 
     async def _check_links(self, targets: Sequence[ResolvedTarget]) -> dict[int, ErrorObject]:
-        """Deep check of the links a platform fetches itself (a pin's destinationUrl): once per distinct URL,
-        concurrently; a link that does not answer 2xx fails that target only."""
+        """Deep check of the links a platform fetches itself (its spec's `checked_links`, e.g. a pin's destinationUrl):
+        once per distinct URL, concurrently; a link that does not answer 2xx fails that target only."""
         if self.media is None or self.media.check_url is None:
             return {}
         check = self.media.check_url
-        wanted = {t.index: url for t in targets if t.platform == Platform.PINTEREST and (url := t.options.get("destinationUrl"))}
+        wanted: dict[tuple[int, str, str], str] = {}  # (target, option, rule) -> url
+        for t in targets:
+            for option, rule in (spec.checked_links if (spec := spec_of(t.platform.value)) else ()):
+                if url := t.options.get(option):
+                    wanted[(t.index, option, rule)] = url
         if not wanted:
             return {}
         outcome: dict[str, AppError | None] = {}
@@ -389,14 +394,14 @@ class PublishService:
             for url in set(wanted.values()):
                 tg.start_soon(one, url)
         errors: dict[int, ErrorObject] = {}
-        for index, url in wanted.items():
-            if (exc := outcome[url]) is not None:
+        platform_of = {t.index: t.platform for t in targets}
+        for (index, option, rule), url in wanted.items():
+            if (exc := outcome[url]) is not None and index not in errors:
                 obj = exc.to_error_object()
                 errors[index] = obj.model_copy(update={
-                    "code": "preflight_failed", "rule": "pinterest.destination_url.reachable",
-                    "path": f"targets[{index}].pinterest.destinationUrl",
-                    "message": f"The pin's destination link cannot be used: {obj.message}",
-                    "remediation": "Fix destinationUrl so it answers 200 to an anonymous request from the internet, or remove it."})
+                    "code": "preflight_failed", "rule": rule, "path": f"targets[{index}].{OPTION_KEY[platform_of[index]]}.{option}",
+                    "message": f"The {option} link cannot be used: {obj.message}",
+                    "remediation": f"Fix {option} so it answers 200 to an anonymous request from the internet, or remove it."})
         return errors
 
     async def _upload(self, scope: Reach, t: ResolvedTarget, m: MediaRef) -> str | AppError:
@@ -1101,8 +1106,8 @@ def _clip(body: Any) -> str | None:
 def _deep_error(t: ResolvedTarget, m: MediaRef, exc: AppError) -> ErrorObject:
     """A deep-check failure for one target, under the platform's own rule id where it has one."""
     rule = exc.rule or "media.url_unreachable"
-    if rule == "media.url_unreachable":
-        rule = {Platform.INSTAGRAM: "instagram.media.reachable", Platform.PINTEREST: "pinterest.image_url.reachable"}.get(t.platform, rule)
+    if rule == "media.url_unreachable" and (spec := spec_of(t.platform.value)) is not None and spec.media_reachable_rule:
+        rule = spec.media_reachable_rule
     obj = exc.to_error_object()
     return obj.model_copy(update={"code": "preflight_failed" if rule.endswith("reachable") or rule.startswith("media.") else obj.code,
                                   "rule": rule, "path": f"{t.path}.media[{m.index}]"})

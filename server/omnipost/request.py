@@ -130,6 +130,8 @@ Target = create_model(
     tiktok=(TiktokOptions | None, None),
     youtube=(YoutubeOptions | None, None),
 )
+OPTION_OBJECTS: tuple[str, ...] = tuple(k for k in Target.model_fields if k not in _Destination.model_fields)
+"""The per-platform option objects a target may carry (bluesky, twitter, ..., tiktok, youtube)."""
 
 
 class PostRequest(_Content):

@@ -62,6 +62,10 @@ class PlatformSpec:
     api_version: ApiVersion | None
     daily_cap: int | None  # posts per account per rolling 24 h (caps.py), from the rules' daily_post_cap
     errors: Any = None  # the platform's ErrorMap (platforms/errormap.py) once it exists: module constant ERRORS
+    # Deep checks (made once the media are fetched, before anything is sent): the rule a medium the platform fetches
+    # by URL breaks when that URL does not answer, and the option links the platform fetches itself, each with its rule.
+    media_reachable_rule: str | None = None
+    checked_links: tuple[tuple[str, str], ...] = ()  # (option name, rule id)
     rules: PlatformRules | None = field(default=None, repr=False)  # None only for the sandbox (it emulates)
 
     @property
@@ -93,13 +97,15 @@ def _errors(module: ModuleType) -> Any:
 
 def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_once: Strategy,
           api_version: ApiVersion, connect: ConnectKind = "none", connect_help: str = "",
-          adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None) -> PlatformSpec:
+          adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None,
+          media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = ()) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
     return PlatformSpec(platform=p.value, adapter=adapter, credentials=credentials, options=options,
                         preview=module.build_post, connect=connect, connect_help=connect_help,
                         capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
-                        daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules)
+                        daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules,
+                        media_reachable_rule=media_reachable_rule, checked_links=checked_links)
 
 
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
@@ -135,6 +141,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
           api_version=ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG,
                                  checked="2026-11-24")),
     _spec(Platform.INSTAGRAM, instagram, options=m.InstagramOptions, exactly_once="container",
+          media_reachable_rule="instagram.media.reachable",
           api_version=ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
                                  source=_META_CHANGELOG, checked="2026-11-24")),
     _spec(Platform.THREADS, threads, options=m.ThreadsOptions, exactly_once="container",
@@ -144,6 +151,8 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               checked="2026-11-24", confirmed=False,
               note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists.")),
     _spec(Platform.PINTEREST, pinterest, options=m.PinterestOptions, exactly_once="search",
+          media_reachable_rule="pinterest.image_url.reachable",
+          checked_links=(("destinationUrl", "pinterest.destination_url.reachable"),),
           api_version=ApiVersion(
               "pinterest", "Pinterest API", "v5", None,
               source="platforms.md §7: base https://api.pinterest.com/v5",

@@ -13,10 +13,9 @@ from omnipost.errors import MediaError, NotFoundError, echo
 from omnipost.media.probe import MediaFacts, decode_base64, probe_bytes
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget, Violation
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA, generic
-from omnipost.request import MediaItem, PostRequest, Target
+from omnipost.request import OPTION_OBJECTS, MediaItem, PostRequest, Target
 
 _CONTENT = ("text", "media", "firstComment", "thread", "title", "visibility")
-_OPTION_OBJECTS = ("bluesky", "twitter", "linkedin", "facebook", "instagram", "threads", "pinterest", "tiktok", "youtube")
 
 
 class AccountLookup(Protocol):
@@ -98,7 +97,7 @@ async def resolve(request: PostRequest, accounts: AccountLookup, media: MediaLoo
                 visibility=_pick("visibility", *layers),
                 options=_merge_options(platform, target, override),
                 foreign_options=tuple(
-                    k for k in _OPTION_OBJECTS if getattr(target, k) is not None and k != OPTION_KEY[platform]
+                    k for k in OPTION_OBJECTS if getattr(target, k) is not None and k != OPTION_KEY[platform]
                 ),
             )
         )
