@@ -1,0 +1,297 @@
+"""Intake: a publish request from the tool call to stored posts (see Intake)."""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+from typing import Any
+
+import anyio
+from sqlmodel import col, select
+
+from omnipost import caps
+from omnipost.accounts import ProfileDirectory
+from omnipost.auth import Reach
+from omnipost.domain import OPTION_KEY
+from omnipost.drafting import TargetResult, check_request, judge_target, violation_error
+from omnipost.outputs import BatchResult
+from omnipost.errors import (
+    AppError,
+    ErrorObject,
+    NotFoundError,
+    PreflightError,
+    ValidationFailedError,
+)
+from omnipost.idempotency import request_hash
+from omnipost.platforms.registry import spec_of
+from omnipost.preflight.engine import resolve
+from omnipost.preflight.model import MediaRef, ResolvedTarget, Violation
+from omnipost.request import PostRequest
+from omnipost.store.db import new_id
+from omnipost.store.models import Batch, Post
+from omnipost.publishing.common import Progress, text_hash, dump_target, outcome, _event_data
+
+DUPLICATE_WINDOW = timedelta(hours=24)
+LIVE_STATUSES = ("validated", "publishing", "processing", "published", "queued", "unknown")
+
+
+class Intake:
+    """Taking a request in: schema, shallow preflight, idempotency, duplicates, deep checks (media, links), daily
+    caps, storing the batch with its attempts opened, then handing the immediate targets to the fan-out
+    (Dispatch). Mixed into PublishService (service.py), whose fields it uses."""
+
+    async def publish(self, req: PostRequest, body: dict[str, Any], *, tool: str, profile_id: str, test_mode: bool = False,
+                      progress: Progress | None = None) -> BatchResult:
+        """Run the whole pipeline for one request; see the module docstring.
+
+        Raises:
+            ValidationFailedError, NotFoundError, PreflightError, ConflictError: the request as a whole is refused.
+        """
+        mode = check_request(req, self.clock)
+        claim = None
+        if req.idempotencyKey:
+            key = Reach(profile_id, test_mode).idempotency_key(req.idempotencyKey)  # a test key's never replays a live answer
+            claim = await self.idempotency.claim(profile_id, key, tool, request_hash(tool, body))
+            if claim.replay is not None:
+                if claim.replay_is_error:
+                    raise _ReplayedError(claim.replay)
+                return BatchResult.model_validate(claim.replay | {"replay": True})
+        try:
+            result = await self._publish_claimed(req, mode, profile_id, test_mode, progress, claim.record_id if claim else None)
+            if claim is not None and claim.record_id is not None:
+                await self.idempotency.complete(claim.record_id, result.model_dump(mode="json"))
+        except BaseException:  # a refusal, a bug (internal_error) or a cancellation: never leave the key "still running"
+            if claim is not None and claim.record_id is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._finish_claim(claim.record_id, (await self.idempotency.progress(claim.record_id)).get("batchId"))
+            raise
+        if mode == "scheduled":
+            result = await self._with_liveness(result)
+        return result
+
+    async def _finish_claim(self, record_id: str, batch_id: str | None) -> None:
+        """Settle a claim whose request ended without its answer (an error, a crash): nothing stored frees the key for a
+        retry; a stored batch becomes the answer to replay, so the retry cannot publish it twice."""
+        if batch_id is None:
+            await self.idempotency.release(record_id)
+        else:
+            await self.idempotency.complete(record_id, (await self.batch_result(batch_id)).model_dump(mode="json"))
+
+    async def _with_liveness(self, result: BatchResult) -> BatchResult:
+        """A schedule answer warns on every target when no scheduler worker is alive (heartbeat within 2 ticks)."""
+        from omnipost.scheduler import alive_workers, no_scheduler_warning
+
+        if await alive_workers(self.db, self.clock.now(), self.scheduler_tick):
+            return result
+        note = no_scheduler_warning()
+        return result.model_copy(update={"results": [r.model_copy(update={"warnings": [*r.warnings, note]}) for r in result.results]})
+
+    async def _publish_claimed(self, req: PostRequest, mode: str, profile_id: str, test_mode: bool,
+                               progress: Progress | None, claim_id: str | None) -> BatchResult:
+        directory = ProfileDirectory(self.accounts, self.db, profile_id, test_mode=test_mode)
+        await directory.prime({t.accountId for t in req.targets if t.accountId})
+        resolution = await resolve(req, directory, directory)
+        judged: list[TargetResult] = []
+        violations: list[ErrorObject] = []
+        for t in resolution.targets:
+            if t.account is None:
+                raise ValidationFailedError("Publishing needs an accountId on every target (a platform alone is for validate_post).",
+                                            path=f"targets[{t.index}].accountId", remediation="Call list_accounts and name an account.")
+            r = judge_target(t, resolution.early.get(t.index, []))
+            judged.append(r)
+            violations += r.errors
+        if not req.skipDuplicateCheck:
+            async with self.db.session() as s:
+                violations += await self._duplicates(s, resolution.targets)
+        if violations:
+            raise PreflightError(violations)
+        now = self.clock.now()
+        when, schedule_warnings = None, []
+        if mode == "scheduled":
+            from omnipost.drafting import parse_time
+            from omnipost.scheduler import local_time_warnings
+
+            assert req.scheduledAt is not None
+            when = parse_time(req.scheduledAt, ZoneInfo(req.timezone) if req.timezone else timezone.utc)
+            schedule_warnings = [w.model_dump(exclude_none=True) for w in local_time_warnings(req.scheduledAt, req.timezone)]
+        first_status = {"draft": "draft", "scheduled": "queued"}.get(mode, "validated")
+        batch = Batch(id=new_id("bat"), profile_id=profile_id, idempotency_key=req.idempotencyKey,
+                      request_hash=request_hash("publish", req.model_dump(mode="json")), mode=mode,
+                      status={"draft": "draft", "scheduled": "queued"}.get(mode, "publishing"), created_at=now, scheduled_at=when)
+        media_ids, media_errors = await self._materialise_media(Reach(profile_id, test_mode), resolution.targets)
+        for index, error in (await self._check_links(resolution.targets)).items():
+            media_errors.setdefault(index, error)
+        posts: list[Post] = []
+        for t, r in zip(resolution.targets, judged):
+            assert t.account is not None
+            error = media_errors.get(t.index)
+            posts.append(Post(
+                id=new_id("post"), batch_id=batch.id, profile_id=profile_id, account_id=t.account.id, position=t.index,
+                platform=t.platform.value, status="draft" if mode == "draft" else ("rejected" if error else first_status),
+                text=t.text, text_hash=text_hash(t.text), content=dump_target(t, media_ids.get(t.index, {})),
+                warnings=[w.model_dump(exclude_none=True) for w in r.warnings] + schedule_warnings,
+                error=error.model_dump(exclude_none=True) if error else None, created_at=now, updated_at=now,
+                next_attempt_at=when if mode == "scheduled" and not error else None,
+            ))
+        async with self.db.session() as s:
+            # Decisions about these accounts' new posts are serialised across processes (caps.lock: an advisory lock
+            # per account on PostgreSQL, the write lock on SQLite) and taken again against what is committed, so
+            # concurrent identical publishes cannot all pass post.duplicate; a refusal here stores nothing.
+            await caps.lock(s, list({p.account_id for p in posts}))
+            if not req.skipDuplicateCheck and (found := await self._duplicates(s, resolution.targets)):
+                raise PreflightError(found)
+            if mode == "immediate":
+                await self._defer_capped(s, posts, now)
+            s.add(batch)
+            await s.flush()  # the batch row must exist before its posts (foreign key)
+            s.add_all(posts)
+            events: list[tuple[str, dict[str, Any]]] = []
+            for p in posts:  # the events commit with the rows they describe, so none is lost or invented
+                if p.status == "queued":
+                    events.append(("post.queued", _event_data(p) | {"scheduledAt": p.next_attempt_at}))
+                elif p.status == "validated":
+                    events.append(("post.validated", _event_data(p) | {"warnings": p.warnings}))
+                elif p.status == "rejected":
+                    events.append(("post.rejected", _event_data(p) | {"error": p.error}))
+            if self.events is not None and events:
+                await self.events.emit_many(profile_id, events, session=s)
+            live = [p for p in posts if p.status == "validated"] if mode == "immediate" else []
+            # An immediate publish opens its attempts in this same transaction: one commit before the
+            # first upstream call, and no window in which a post is stored but not yet being published.
+            attempt_of = self._begin_attempts(s, live, {})
+            accounts = await self._accounts_of(s, live)
+            if claim_id is not None:  # with the batch: a key is never freed for a request whose batch was stored
+                await self.idempotency.attach(claim_id, {"batchId": batch.id}, session=s)
+            await s.commit()
+        if live:
+            await self._run_fan_out(live, accounts, attempt_of, progress)
+        return await self.batch_result(batch.id)
+
+    async def _defer_capped(self, s: Any, posts: Sequence[Post], now: datetime) -> None:
+        """Immediate targets past their account's daily cap (caps.py) are queued for when a slot frees, with a
+        warning, instead of being sent to a platform that would refuse them. Runs in the storing transaction, under caps.lock."""
+        live = [p for p in posts if p.status == "validated"]
+        capped = {p.account_id: cap for p in live if (cap := caps.daily_cap(p.platform)) is not None}
+        if not capped:
+            return
+        counted = await caps.used(s, capped, now, None)  # our own publishes in flight count too
+        for account_id, cap in capped.items():
+            mine = [p for p in live if p.account_id == account_id]
+            for p, until in zip(mine, caps.waits(counted[account_id], cap, len(mine), now)):
+                if until is not None:
+                    p.status, p.next_attempt_at = "queued", until
+                    p.warnings = [*(p.warnings or []), caps.deferred_warning(p.platform, cap, len(counted[account_id]), until)]
+
+    async def _duplicates(self, s: Any, targets: Sequence[ResolvedTarget]) -> list[ErrorObject]:
+        """post.duplicate violations: the targets whose text went to their account within the window (stored posts only)."""
+        since = self.clock.now() - DUPLICATE_WINDOW
+        found: list[ErrorObject] = []
+        wanted = {(t.account.id, text_hash(t.text)) for t in targets if t.account is not None}
+        rows = (await s.exec(select(Post).where(  # one query for the whole batch, matched in memory
+            col(Post.account_id).in_({a for a, _ in wanted}), col(Post.text_hash).in_({h for _, h in wanted}),
+            col(Post.status).in_(LIVE_STATUSES), Post.created_at >= since).order_by(col(Post.created_at).desc()))).all()
+        latest: dict[tuple[str, str], Post] = {}
+        for row in rows:
+            latest.setdefault((row.account_id, row.text_hash), row)
+        if latest:
+            for t in targets:
+                assert t.account is not None
+                earlier = latest.get((t.account.id, text_hash(t.text)))
+                if earlier is not None:
+                    found.append(violation_error(Violation(
+                        "post.duplicate", f"targets[{t.index}].text",
+                        f"The same text went to account {t.account.id} at {earlier.created_at.isoformat()} (post {earlier.id}).",
+                        f"Change the text, or set skipDuplicateCheck: true to post it again (earlier post: {earlier.id}).",
+                        actual=earlier.id, limit=24)))
+        return found
+
+    async def _materialise_media(self, scope: Reach, targets: Sequence[ResolvedTarget]) -> tuple[dict[int, dict[int, str]], dict[int, ErrorObject]]:
+        """Store inline bytes and fetch URL media once per distinct source (deep check); a failure fails that target only."""
+        ids: dict[int, dict[int, str]] = {}
+        errors: dict[int, ErrorObject] = {}
+        if self.media is None:
+            return ids, errors
+        cache: dict[str, str | AppError] = {}
+        for t in targets:
+            for m in t.media:
+                if m.source == "mediaId":
+                    continue
+                key = m.url or f"b64:{m.index}:{t.index}"
+                if m.source == "bytesBase64":
+                    key = "b64:" + (m.facts.sha256 if m.facts else key)
+                if key not in cache:
+                    cache[key] = await self._upload(scope, t, m)
+                got = cache[key]
+                if isinstance(got, AppError):
+                    errors.setdefault(t.index, _deep_error(t, m, got))
+                else:
+                    ids.setdefault(t.index, {})[m.index] = got
+        return ids, errors
+
+    async def _check_links(self, targets: Sequence[ResolvedTarget]) -> dict[int, ErrorObject]:
+        """Deep check of the links a platform fetches itself (its spec's `checked_links`, e.g. a pin's destinationUrl):
+        once per distinct URL, concurrently; a link that does not answer 2xx fails that target only."""
+        if self.media is None or self.media.check_url is None:
+            return {}
+        check = self.media.check_url
+        wanted: dict[tuple[int, str, str], str] = {}  # (target, option, rule) -> url
+        for t in targets:
+            for option, rule in (spec.checked_links if (spec := spec_of(t.platform.value)) else ()):
+                if url := t.options.get(option):
+                    wanted[(t.index, option, rule)] = url
+        if not wanted:
+            return {}
+        outcome: dict[str, AppError | None] = {}
+
+        async def one(url: str) -> None:
+            try:
+                await check(url)
+                outcome[url] = None
+            except AppError as exc:
+                outcome[url] = exc
+
+        async with anyio.create_task_group() as tg:
+            for url in set(wanted.values()):
+                tg.start_soon(one, url)
+        errors: dict[int, ErrorObject] = {}
+        platform_of = {t.index: t.platform for t in targets}
+        for (index, option, rule), url in wanted.items():
+            if (exc := outcome[url]) is not None and index not in errors:
+                obj = exc.to_error_object()
+                errors[index] = obj.model_copy(update={
+                    "code": "preflight_failed", "rule": rule, "path": f"targets[{index}].{OPTION_KEY[platform_of[index]]}.{option}",
+                    "message": f"The {option} link cannot be used: {obj.message}",
+                    "remediation": f"Fix {option} so it answers 200 to an anonymous request from the internet, or remove it."})
+        return errors
+
+    async def _upload(self, scope: Reach, t: ResolvedTarget, m: MediaRef) -> str | AppError:
+        """Store one inline or URL medium, in the mode of the caller's key; its id, or why it could not be."""
+        assert self.media is not None
+        try:
+            if m.source == "url":
+                record = await self.media.upload(scope, url=m.url, alt_text=m.alt_text)
+            else:
+                record = await self.media.upload(scope, bytes_base64=m.inline, alt_text=m.alt_text)
+            return record.id
+        except AppError as exc:
+            return exc
+
+
+class _ReplayedError(AppError):
+    """A stored error answer replayed for a repeated idempotency key."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__(stored.get("message", "replayed error"))
+        self.stored = stored
+
+    def to_error_object(self, request_id: str | None = None) -> ErrorObject:
+        return ErrorObject.model_validate(self.stored)
+
+
+def _deep_error(t: ResolvedTarget, m: MediaRef, exc: AppError) -> ErrorObject:
+    """A deep-check failure for one target, under the platform's own rule id where it has one."""
+    rule = exc.rule or "media.url_unreachable"
+    if rule == "media.url_unreachable" and (spec := spec_of(t.platform.value)) is not None and spec.media_reachable_rule:
+        rule = spec.media_reachable_rule
+    obj = exc.to_error_object()
+    return obj.model_copy(update={"code": "preflight_failed" if rule.endswith("reachable") or rule.startswith("media.") else obj.code,
+                                  "rule": rule, "path": f"{t.path}.media[{m.index}]"})
