@@ -1,0 +1,171 @@
+"""Bluesky sessions and the XRPC wire: error bodies and their classes (ERRORS), session expiry, the
+DID document's PDS, connect_bluesky (createSession)."""
+
+import base64
+import binascii
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+
+from omnipost.clock import Clock
+from omnipost.errors import (
+    PlatformAuthError,
+    PlatformError,
+    PlatformUnavailableError,
+)
+from omnipost.netguard import UpstreamForbiddenError, check_base_url
+from omnipost.platforms.base import MediaFile
+from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
+from omnipost.platforms.http import error_for, send
+from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_SESSION, DEFAULT_PDS, GET_SESSION, PLATFORM, POST
+
+def _xrpc_error(body: Any) -> tuple[str | None, str | None]:
+    """The XRPC `error` name and `message` of an error body (also inside the video service's `jobStatus`)."""
+    if not isinstance(body, dict):
+        return None, None
+    inner = body.get("jobStatus")
+    source = body if "error" in body or not isinstance(inner, dict) else inner
+    name, message = source.get("error"), source.get("message")
+    return (name if isinstance(name, str) else None), (message[:500] if isinstance(message, str) else None)
+
+
+def _json_of(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _xrpc_name(body: Any) -> str | None:
+    return _xrpc_error(body)[0]
+
+
+def _xrpc_message(body: Any) -> str | None:
+    return _xrpc_error(body)[1]
+
+
+# platforms.md §1.6: bodies are XRPC `{"error": <Name>, "message"}`; 429 RateLimitExceeded with RateLimit-Reset
+# (Unix epoch seconds). A refused token is one of AUTH_ERRORS (at 400 or 401); a 403 without one of them is a
+# permission refusal (the defaults: 401 auth, 403 forbidden, 5xx unavailable, other 4xx rejected).
+ERRORS = ErrorMap(
+    rules=(Rule(RATE_LIMITED, code="RateLimitExceeded"), *(Rule(AUTH_REFUSED, code=name) for name in sorted(AUTH_ERRORS))),
+    code=_xrpc_name, message=_xrpc_message,
+    retry_after=first_of(reset_header("ratelimit-reset"), retry_after_header),
+)
+
+
+def _classify(response: httpx2.Response, nsid: str, now: float) -> PlatformError:
+    """The PlatformError for a failed XRPC answer, by ERRORS (a 5xx to a write is an unknown outcome)."""
+    error = error_for(response, f"Bluesky {nsid}", errors=ERRORS, now=now)
+    if error is None:
+        return PlatformUnavailableError(f"Bluesky {nsid} answered an unexpected HTTP {response.status_code}.", status=response.status_code,
+                                        remediation="Retry later.")
+    if isinstance(error, PlatformAuthError):
+        error.remediation = ("Connect with an app password (Settings → Privacy and security → App passwords), not the account password."
+                             if _xrpc_name(error.platform_response) == "AuthFactorTokenRequired"
+                             else "Reconnect the Bluesky account (connect_account with a new app password).")
+    return error
+
+
+def _jwt_exp(token: str | None) -> float | None:
+    """The `exp` claim of a JWT (not verified: only used to decide whether to refresh first)."""
+    if not token or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def session_expiry(credentials: dict[str, Any]) -> datetime | None:
+    """When a stored session ends unless refreshed: the refresh token's `exp` (each refresh issues a new one)."""
+    exp = _jwt_exp(credentials.get("refreshJwt"))
+    return datetime.fromtimestamp(exp, timezone.utc) if exp is not None else None
+
+
+def pds_from_did_doc(doc: Any) -> str | None:
+    """The #atproto_pds service endpoint of a DID document, if it has an http(s) one."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("service"), list):
+        return None
+    for service in doc["service"]:
+        if not isinstance(service, dict):
+            continue
+        sid, endpoint = service.get("id"), service.get("serviceEndpoint")
+        if isinstance(sid, str) and sid.endswith("#atproto_pds") and isinstance(endpoint, str) \
+                and endpoint.startswith(("https://", "http://")):
+            return endpoint.rstrip("/")
+    return None
+
+
+def _iso(ts: float) -> str:
+    at = datetime.fromtimestamp(ts, timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def _mime_of(f: MediaFile) -> str:
+    if f.mime:
+        return f.mime
+    guessed = mimetypes.guess_type(f.path.name)[0] if f.path is not None else None
+    return guessed or "application/octet-stream"
+
+
+async def _file_chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as f:
+        while chunk := await f.read(size):
+            yield chunk
+
+
+async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_password: str, pds_url: str = DEFAULT_PDS,
+                          *, clock: Clock, timeout: float = 30.0) -> dict[str, Any]:
+    """Log in with an app password (com.atproto.server.createSession).
+
+    Returns `{"did", "handle", "pdsUrl", "credentials": {"accessJwt", "refreshJwt", "did", "pdsUrl"}}`; pdsUrl is
+    the DID document's #atproto_pds endpoint when present (else `pds_url`). The app password is not returned.
+
+    The DID document is the PDS's word, not ours: its endpoint must be a well-formed server URL, and when it is
+    not `pds_url` the new session is checked there (getSession) before anything is stored, so a connection the
+    SSRF guard refuses (netguard.py) fails the connect instead of a later publish that would carry the token.
+
+    Raises:
+        ValidationFailedError: `pds_url` (path pdsUrl) is not a usable server URL.
+        UpstreamForbiddenError: `pds_url`, or the DID document's endpoint, is at a non-public address.
+        PlatformAuthError: wrong identifier/password, 2FA required, account taken down.
+        PlatformError: any other failure (see _classify).
+    """
+    base = check_base_url(pds_url, path="pdsUrl")
+    try:
+        response = await send(http, "POST", f"{base}/xrpc/{CREATE_SESSION}", platform=PLATFORM, write=False,
+                              timeout=timeout, json={"identifier": identifier, "password": app_password})
+    except UpstreamForbiddenError as exc:
+        raise UpstreamForbiddenError(f"pdsUrl: {exc.message}", path="pdsUrl") from None
+    if not response.is_success:
+        raise _classify(response, CREATE_SESSION, clock.now().timestamp())
+    body = _json_of(response)
+    did, handle = body.get("did"), body.get("handle")
+    access, refresh = body.get("accessJwt"), body.get("refreshJwt")
+    if not all(isinstance(v, str) and v for v in (did, handle, access, refresh)):
+        raise PlatformUnavailableError("Bluesky createSession answered without a complete session.", status=response.status_code,
+                                       remediation="Retry later.")
+    pds = pds_from_did_doc(body.get("didDoc")) or base
+    if pds != base:
+        pds = check_base_url(pds, path="pdsUrl")
+        try:
+            checked = await send(http, "GET", f"{pds}/xrpc/{GET_SESSION}", platform=PLATFORM, write=False, timeout=timeout,
+                                 headers={"Authorization": f"Bearer {access}"})
+        except UpstreamForbiddenError as exc:
+            raise UpstreamForbiddenError(f"The PDS's DID document names {pds[:200]}, where omnipost does not connect "
+                                         f"({exc.message})", path="pdsUrl") from None
+        if not checked.is_success:
+            raise _classify(checked, GET_SESSION, clock.now().timestamp())
+    return {"did": did, "handle": handle, "pdsUrl": pds,
+            "credentials": {"accessJwt": access, "refreshJwt": refresh, "did": did, "pdsUrl": pds}}
