@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import anyio
 
 from omnipost.clock import FixedClock
-from omnipost.drafting import validate_request
+from omnipost.validation import validate_request
 from omnipost.preflight.engine import NoAccounts, NoMedia
 from omnipost.request import PostRequest
 

@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         server.run()
         return 0
-    from omnipost.http import serve_http
+    from omnipost.transports import serve_http
 
     serve_http(server, settings, args.transport, args.host, args.port)
     return 0

@@ -291,7 +291,7 @@ def build_server(
 
     `http` replaces the HTTP client (tests mount fake upstreams on it); `accounts`/`media` replace
     validate_post's lookups; `resolver` replaces DNS for the SSRF guard (tests). `token_verifier` and
-    `auth` turn on the SDK's bearer authentication for the HTTP transports (see http.py).
+    `auth` turn on the SDK's bearer authentication for the HTTP transports (see transports.py).
     """
     from omnipost import prompts, resources, tools
     from omnipost.ratelimit import RateLimiter

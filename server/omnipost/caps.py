@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from omnipost.drafting import Warning_
+from omnipost.validation import Warning_
 from omnipost.store.models import Account, Post
 
 WINDOW = timedelta(hours=24)

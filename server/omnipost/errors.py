@@ -199,7 +199,7 @@ class RateLimitedError(AppError):
 
 
 class PlatformError(AppError):
-    """Raised only by adapters (through platforms/http.py); carries the upstream answer."""
+    """Raised only by adapters (through platforms/calls.py); carries the upstream answer."""
 
     code = "platform_unavailable"
 

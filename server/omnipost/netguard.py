@@ -13,7 +13,7 @@ Hosts the operator configured (the external sandbox, `OMNIPOST_SANDBOX_URL`) are
 development against a PDS on this machine, `OMNIPOST_UPSTREAM_ALLOW_LOOPBACK=1` admits loopback, and only loopback.
 
 A refusal is `AddressRefused` (an httpcore ConnectError, so the client maps it to httpx2.ConnectError);
-`platforms.http.send` turns it into `UpstreamForbiddenError`: nothing was sent, no upstream body is reflected.
+`platforms.calls.send` turns it into `UpstreamForbiddenError`: nothing was sent, no upstream body is reflected.
 """
 
 import ssl

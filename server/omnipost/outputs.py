@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from omnipost.drafting import ValidateResult, Warning_
+from omnipost.validation import ValidateResult, Warning_
 from omnipost.errors import ErrorObject
 
 if TYPE_CHECKING:

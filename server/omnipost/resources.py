@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver.resources import FunctionResource
 
-from omnipost.drafting import rule_uri
+from omnipost.validation import rule_uri
 from omnipost.preflight.render import rule_markdown
 from omnipost.preflight.rules import CATALOGUE
 

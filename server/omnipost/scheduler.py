@@ -38,7 +38,7 @@ from omnipost.background import repeat
 from omnipost import caps
 from omnipost.clock import Clock
 from omnipost.leases import new_owner_id
-from omnipost.drafting import Warning_
+from omnipost.validation import Warning_
 from omnipost.store.models import Attempt, Post, SchedulerHeartbeat
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_
         NotFoundError; ValidationFailedError: bad time or zone, nothing queued, or already claimed
         by a worker (rule post.already_publishing).
     """
-    from omnipost.drafting import check_request
+    from omnipost.validation import check_request
     from omnipost.errors import ValidationFailedError
     from omnipost.request import PostRequest
     from omnipost.store.models import Batch
@@ -372,7 +372,7 @@ async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_
     probe = PostRequest.model_validate({"text": "-", "targets": [{"platform": "bluesky"}], "scheduledAt": scheduled_at,
                                         "timezone": zone})
     check_request(probe, publisher.clock)  # same rules as scheduling: parseable, known zone, at least 1 s ahead
-    from omnipost.drafting import parse_time
+    from omnipost.validation import parse_time
 
     when = parse_time(scheduled_at, ZoneInfo(zone) if zone else timezone.utc)
     notes = [w.model_dump(exclude_none=True) for w in local_time_warnings(scheduled_at, zone)]

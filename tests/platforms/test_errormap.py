@@ -1,4 +1,4 @@
-"""Error maps (platforms/errormap.py) and the HTTP layer that applies them (platforms/http.py)."""
+"""Error maps (platforms/errormap.py) and the HTTP layer that applies them (platforms/calls.py)."""
 
 from typing import Any
 
@@ -26,7 +26,7 @@ from omnipost.platforms.errormap import (
     reset_header,
     retry_after_header,
 )
-from omnipost.platforms.http import error_for, send
+from omnipost.platforms.calls import error_for, send
 
 pytestmark = pytest.mark.anyio
 

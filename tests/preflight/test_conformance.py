@@ -4,7 +4,7 @@ import pytest
 from casekit import Case, load_cases
 
 from omnipost.clock import FixedClock
-from omnipost.drafting import validate_request
+from omnipost.validation import validate_request
 from omnipost.request import PostRequest
 
 from conftest import NOW

@@ -1,6 +1,17 @@
-"""Platforms: the registry of per-platform specs (registry.py), the preview builders (<p>.py: the request bodies
-adapters send, so `validate_post`'s preview is what would go upstream), the adapters and the upstream HTTP
-boundary (http.py)."""
+"""Platforms: everything that knows a platform.
+
+- registry.py: one PlatformSpec per platform, the only registry (connect list, option models, adapters, versions,
+  caps, manifest keywords are all read from it).
+- <p>.py (x, linkedin, facebook, instagram, threads, pinterest): the platform's module. Today it holds the preview
+  builder (the request body its adapter will send, so `validate_post`'s preview is what would go upstream) and,
+  where there is one, its ErrorMap; its adapter, credentials and connect flow join it here when the platform is
+  built. bluesky/ and sandbox.py are complete examples.
+- base.py: the adapter contract (PlatformAdapter, AdapterDeps, PublishJob, Published; probe/find).
+- pieces.py: the pieces ledger adapters publish through (exactly-once, processing).
+- calls.py: the one boundary every upstream call goes through (statuses and transport errors -> PlatformError);
+  errormap.py: the per-platform tables it reads. (omnipost/transports.py, by contrast, is our own server's HTTP.)
+- models.py: per-platform option and credential models; common.py: helpers shared by previews.
+"""
 
 from collections.abc import Callable
 from typing import Any

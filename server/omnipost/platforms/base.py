@@ -2,7 +2,7 @@
 
 Adapters only translate: no retries, no sleeps, no database, no preflight, and no HTTP client of
 their own (one is injected). They raise the PlatformError family from errors.py, built only by
-platforms/http.py from statuses and transport exceptions.
+platforms/calls.py from statuses and transport exceptions.
 """
 
 from collections.abc import Awaitable, Callable

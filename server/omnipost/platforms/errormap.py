@@ -1,7 +1,7 @@
 """Per-platform error maps: an upstream answer (status + structured body code) -> one error family.
 
 Each adapter module exposes its map as `ERRORS` (the platform registry puts it on the PlatformSpec);
-platforms/http.py's `raise_for_status` applies it and builds the error. A map is data:
+platforms/calls.py's `raise_for_status` applies it and builds the error. A map is data:
 
 - `rules`, tried in order: (status, structured code, message substring) -> family; a field left None
   matches anything. Match on the platform's structured code; a `contains` substring only when the
@@ -12,7 +12,7 @@ platforms/http.py's `raise_for_status` applies it and builds the error. A map is
 With no rule matching, the status decides (`default_family`): 401 → AuthRefused (the token was
 refused), 403 → Forbidden (permission or scope: the account stays healthy), 429 → RateLimited,
 5xx → Unavailable, any other 4xx → Rejected. Whatever the family, a 5xx answer to a non-idempotent
-write is an unknown outcome (http.py decides that, since only it knows what was sent).
+write is an unknown outcome (calls.py decides that, since only it knows what was sent).
 """
 
 from collections.abc import Callable

@@ -31,7 +31,7 @@ from omnipost.errors import PlatformRejectedError, PlatformUnavailableError
 from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, PublishJob, Published, assembled
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Processing, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
-from omnipost.platforms.http import raise_for_status, send
+from omnipost.platforms.calls import raise_for_status, send
 
 PLATFORM = "sandbox"
 _CHUNK = 1 << 20

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from omnipost.domain import Platform
-from omnipost.drafting import Warning_
+from omnipost.validation import Warning_
 from omnipost.outputs import TargetOutcome
 from omnipost.errors import (
     AppError,
@@ -17,7 +17,7 @@ from omnipost.errors import (
 )
 from omnipost.media.probe import MediaFacts
 from omnipost.platforms.base import MediaFile, Published, PublishJob
-from omnipost.platforms.http import MAX_BODY
+from omnipost.platforms.calls import MAX_BODY
 from omnipost.preflight.model import AccountInfo, MediaRef, ResolvedTarget
 from omnipost.store.models import Post
 

@@ -12,7 +12,7 @@ from omnipost import caps
 from omnipost.accounts import ProfileDirectory
 from omnipost.auth import Reach
 from omnipost.domain import OPTION_KEY
-from omnipost.drafting import TargetResult, check_request, judge_target, violation_error
+from omnipost.validation import TargetResult, check_request, judge_target, violation_error
 from omnipost.outputs import BatchResult
 from omnipost.errors import (
     AppError,
@@ -107,7 +107,7 @@ class Intake:
         now = self.clock.now()
         when, schedule_warnings = None, []
         if mode == "scheduled":
-            from omnipost.drafting import parse_time
+            from omnipost.validation import parse_time
             from omnipost.scheduler import local_time_warnings
 
             assert req.scheduledAt is not None

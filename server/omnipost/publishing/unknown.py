@@ -10,7 +10,7 @@ from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
 from omnipost.auth import Reach
-from omnipost.drafting import Warning_
+from omnipost.validation import Warning_
 from omnipost.outputs import TargetOutcome
 from omnipost.errors import (
     NotFoundError,

@@ -77,7 +77,7 @@ draws come from `random.Random(seed)`, so a seeded plan injects the same faults 
   connection, and an HTTP client sees the connection end before the answer completed
   (httpx2.RemoteProtocolError). An in-process `httpx2.ASGITransport` client has no connection: the
   exception propagates out of `client.request` unchanged. `SimulatedConnectionReset` subclasses
-  httpx2.RemoteProtocolError so both cases look the same to a caller (platforms/http.py turns a
+  httpx2.RemoteProtocolError so both cases look the same to a caller (platforms/calls.py turns a
   write that ends this way into UnknownOutcomeError).
 
 Storage: one SQLite connection per operation, run in a worker thread, WAL mode, a busy timeout,

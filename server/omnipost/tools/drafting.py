@@ -6,7 +6,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
-from omnipost.drafting import ValidateResult, rule_uri, validate_request
+from omnipost.validation import ValidateResult, rule_uri, validate_request
 from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic

@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, Field
 
 from omnipost.auth import Reach, as_reach, current_caller
-from omnipost.drafting import validate_request
+from omnipost.validation import validate_request
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
 from omnipost.request import PostRequest

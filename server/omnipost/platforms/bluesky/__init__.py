@@ -14,7 +14,7 @@ credentials)` for the caller to persist, and repeats the call once. Rotations ar
 account, under a lock), so a job built from credentials read before a rotation uses the new tokens instead of
 spending a refresh token that no longer works. A refresh the PDS refuses is a PlatformAuthError (the caller marks
 the account needs_reconnect); a refresh that fails for transport/5xx/429 reasons keeps its own class (retryable).
-Tokens never reach a log line or an error (platforms/http.py redacts `*Jwt`/`token` fields in bodies).
+Tokens never reach a log line or an error (platforms/calls.py redacts `*Jwt`/`token` fields in bodies).
 
 Exactly once. Every createRecord carries a record key chosen here (`tid_for`), derived from the job's
 upstream_key (the omnipost post id): the main post from `<key>`, thread segment i from `<key>-t<i>`, the first
@@ -54,7 +54,7 @@ Ids. `Published.upstream_id` (and `uri`, `thread_ids`, `first_comment_ids`) are 
 (`at://<did>/app.bsky.feed.post/<rkey>`); `delete` accepts such an at-uri or a bare rkey (of the account's repo).
 The web URL is `https://bsky.app/profile/<did>/post/<rkey>` (the DID, which survives handle changes).
 
-Errors (platforms.md §1.6): the map `ERRORS` (platforms/errormap.py), applied by platforms/http.py, turns the status
+Errors (platforms.md §1.6): the map `ERRORS` (platforms/errormap.py), applied by platforms/calls.py, turns the status
 and the XRPC `error` name into the family: AuthenticationRequired, AuthMissing, InvalidToken, ExpiredToken (after a
 failed refresh), AccountTakedown, AccountDeactivated, AuthFactorTokenRequired, or a bare 401 → PlatformAuthError (the
 account needs reconnecting); any other 403 → PlatformForbiddenError (the account stays connected); 429 /
@@ -62,7 +62,7 @@ RateLimitExceeded → PlatformRateLimitError with retry_after = RateLimit-Reset 
 (InvalidRequest, InvalidMimeType, InvalidSize, PayloadTooLarge, ...) → PlatformRejectedError; 5xx →
 PlatformUnavailableError on a read, UnknownOutcomeError on a write (createRecord, deleteRecord: the PDS may have acted
 before failing; createRecord first reads the rkey back, see above). The upstream body is kept as `platform_response`.
-A write whose answer is lost (reset, timeout) is UnknownOutcomeError too (http.send).
+A write whose answer is lost (reset, timeout) is UnknownOutcomeError too (calls.send).
 
 Where each job lives: lexicon.py (method ids, limits), preview.py (the record body), keys.py (record keys),
 session.py (sessions, the XRPC wire, errors, connect), cards.py (link-card pages), adapter.py (BlueskyAdapter).

@@ -27,7 +27,7 @@ from omnipost.media.fetch import Resolver, fetch
 from omnipost.media.probe import MediaFacts
 from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, assembled
 from omnipost.platforms.common import pending
-from omnipost.platforms.http import send
+from omnipost.platforms.calls import send
 from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Made, Processing, part
 from omnipost.preflight.facets import MENTION, detect_mentions
 from omnipost.preflight.model import MediaRef

@@ -22,7 +22,7 @@ from omnipost.errors import (
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
 from omnipost.platforms.base import MediaFile
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
-from omnipost.platforms.http import error_for, send
+from omnipost.platforms.calls import error_for, send
 from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_SESSION, DEFAULT_PDS, GET_SESSION, PLATFORM, POST
 
 def _xrpc_error(body: Any) -> tuple[str | None, str | None]:
