@@ -79,7 +79,7 @@ def missing_parts(spec: PlatformSpec, contract: Path = CONTRACT) -> list[str]:
         if spec.credentials is not None or spec.connect != "none":
             out.append("adapter")
         return out
-    if spec.connect == "none":
+    if spec.connect == "none" or not callable(spec.connect_with):
         out.append("connect")
     if not all(callable(getattr(spec.adapter, m, None)) for m in ("from_deps", "publish", "delete")):
         out.append("adapter")
@@ -105,6 +105,7 @@ def test_every_platform_has_every_part(platform: str) -> None:
 def test_a_missing_part_is_named(tmp_path: Path) -> None:
     bluesky = PLATFORMS["bluesky"]
     assert missing_parts(dataclasses.replace(bluesky, credentials=None)) == ["credentials"]
+    assert missing_parts(dataclasses.replace(bluesky, connect_with=None)) == ["connect"]
     assert missing_parts(dataclasses.replace(bluesky, adapter=type("NoFromDeps", (), {"publish": 1, "delete": 1}))) == ["adapter"]
     assert missing_parts(dataclasses.replace(PLATFORMS["x"], exactly_once="caller_id", api_version=None)) == [
         "exactly_once", "api_version"]

@@ -24,6 +24,7 @@ from omnipost.platforms.base import PlatformAdapter
 
 if TYPE_CHECKING:
     from omnipost.accounts import Accounts
+    from omnipost.platforms.base import AdapterDeps
     from omnipost.publishing import PublishService
     from omnipost.scheduler import Scheduler
     from omnipost.store.db import Database
@@ -134,17 +135,22 @@ class Runtime:
 
         return self.extra.get("resolver") or SystemResolver()
 
-    def _adapters(self) -> dict[str, PlatformAdapter]:
-        """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""
+    def adapter_deps(self) -> "AdapterDeps":
+        """What adapters and connect flows are built from (platforms/base.py): the guarded client, the clock, ..."""
         from omnipost.platforms.base import AdapterDeps
-        from omnipost.platforms.registry import PLATFORMS
 
         async def save_credentials(account_id: str, credentials: dict[str, Any], expires_at: Any) -> None:
             await self.accounts.update_credentials(account_id, credentials, expires_at=expires_at)
 
         assert self.http is not None
-        deps = AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
+        return AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
                            save_credentials=save_credentials, resolver=self.resolver)
+
+    def _adapters(self) -> dict[str, PlatformAdapter]:
+        """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""
+        from omnipost.platforms.registry import PLATFORMS
+
+        deps = self.adapter_deps()
         return {p: spec.adapter.from_deps(deps) for p, spec in PLATFORMS.items() if spec.adapter is not None}
 
     def _guarded_transport(self, limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:

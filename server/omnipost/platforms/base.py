@@ -92,6 +92,29 @@ class AdapterDeps:
     resolver: Any
 
 
+@dataclass(frozen=True)
+class ConnectRequest:
+    """What connect_account hands a platform's connect flow (`PlatformSpec.connect_with`): the handle, the
+    platform-specific arguments it was given (only those in its spec's `connect_args`), the account defaults, and
+    the shared dependencies (the HTTP client is the runtime's SSRF-guarded one)."""
+
+    handle: str
+    args: dict[str, Any]
+    defaults: dict[str, Any]
+    deps: AdapterDeps
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What a connect flow established: stored as the account (credentials sealed at rest)."""
+
+    handle: str
+    credentials: dict[str, Any] = field(repr=False)
+    defaults: dict[str, Any] = field(default_factory=lambda: {})
+    token_expires_at: datetime | None = None
+    emulates: str | None = None  # the sandbox: the platform whose rules apply
+
+
 class PlatformAdapter(Protocol):
     """Publishing on one platform."""
 

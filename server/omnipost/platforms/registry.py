@@ -13,7 +13,7 @@ Ids are the canonical platform ids (domain.Platform values) plus "sandbox", the 
 which has no rules of its own (a sandbox account applies the rules of the platform it emulates).
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from types import ModuleType
@@ -26,7 +26,7 @@ from omnipost.clock import Clock
 from omnipost.domain import Platform
 from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
 from omnipost.platforms import models as m
-from omnipost.platforms.base import PlatformAdapter
+from omnipost.platforms.base import Connected, ConnectRequest, PlatformAdapter
 from omnipost.preflight.model import PlatformRules, ResolvedTarget
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
 from omnipost.versions import ApiVersion
@@ -57,6 +57,8 @@ class PlatformSpec:
     preview: Callable[[ResolvedTarget], dict[str, Any]] | None  # the request body validate_post previews
     connect: ConnectKind
     connect_help: str  # how a user connects, for the connect tool's description
+    connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None  # the connect flow (None: none built yet)
+    connect_args: tuple[str, ...]  # connect_account's arguments only this platform takes (appPassword, ...)
     capabilities: Capabilities
     exactly_once: Strategy
     api_version: ApiVersion | None
@@ -98,11 +100,13 @@ def _errors(module: ModuleType) -> Any:
 def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_once: Strategy,
           api_version: ApiVersion, connect: ConnectKind = "none", connect_help: str = "",
           adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None,
+          connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None = None, connect_args: tuple[str, ...] = (),
           media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = ()) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
     return PlatformSpec(platform=p.value, adapter=adapter, credentials=credentials, options=options,
                         preview=module.build_post, connect=connect, connect_help=connect_help,
+                        connect_with=connect_with, connect_args=connect_args,
                         capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
                         daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules,
                         media_reachable_rule=media_reachable_rule, checked_links=checked_links)
@@ -116,6 +120,7 @@ _META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' tab
 PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.BLUESKY, bluesky, options=m.BlueskyOptions, exactly_once="caller_id",
           adapter=bluesky.BlueskyAdapter, credentials=m.BlueskyCredentials, connect="app_password",
+          connect_with=bluesky.connect_account, connect_args=("appPassword", "pdsUrl"),
           connect_help="bluesky (handle + app password)",
           api_version=ApiVersion(
               "bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
@@ -162,6 +167,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     PlatformSpec(
         platform="sandbox", adapter=sandbox.SandboxAdapter, credentials=m.SandboxCredentials,
         options=None, preview=None, connect="sandbox", connect_help="sandbox: a local simulated platform",
+        connect_with=sandbox.connect_account, connect_args=("emulates", "sandboxMode"),
         capabilities=Capabilities(threads=True, first_comment=True, video=True, alt_text=True, media_by_url_only=False),
         exactly_once="caller_id",
         api_version=ApiVersion("sandbox", "omnipost sandbox (local simulated platform)", "v1", None,
@@ -175,6 +181,9 @@ CONNECTABLE: tuple[str, ...] = tuple(sorted((p for p, s in PLATFORMS.items() if 
 CONNECT_HELP = (", ".join(PLATFORMS[p].connect_help for p in CONNECTABLE if PLATFORMS[p].real) + ", or "
                 + ", ".join(PLATFORMS[p].connect_help for p in CONNECTABLE if not PLATFORMS[p].real) + ".")
 """How to connect each of them (the connect tool's `platform` description)."""
+
+CONNECT_ARGS: dict[str, str] = {arg: p for p, s in PLATFORMS.items() for arg in s.connect_args}
+"""connect_account's platform-specific arguments and the one platform that takes each."""
 
 
 def spec_of(platform: str | None) -> PlatformSpec | None:

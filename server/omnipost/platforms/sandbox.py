@@ -17,6 +17,7 @@ first by the account's mode's strategy (`sandboxMode` in its defaults, sent to t
 """
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,8 +28,9 @@ import anyio.to_thread
 import httpx2
 
 from omnipost.clock import Clock
-from omnipost.errors import PlatformRejectedError, PlatformUnavailableError
-from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, PublishJob, Published, assembled
+from omnipost.domain import PLATFORM_ALIASES
+from omnipost.errors import PlatformRejectedError, PlatformUnavailableError, ValidationFailedError, echo
+from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest, Connected, MediaFile, PublishJob, Published, assembled
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Processing, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.calls import raise_for_status, send
@@ -124,6 +126,27 @@ async def register_account(http: httpx2.AsyncClient, base_url: str, handle: str,
                           timeout=timeout, json=body)
     raise_for_status(response, PLATFORM, errors=ERRORS)
     return _json(response)
+
+
+async def connect_account(req: ConnectRequest) -> Connected:
+    """connect_account for the sandbox: registers (or logs in again to) the handle on the sandbox upstream, emulating
+    `emulates` (whose rules apply) in `sandboxMode` (default caller_id).
+
+    Raises:
+        ValidationFailedError: `emulates` missing or not a platform."""
+    emulates = req.args.get("emulates")
+    if emulates is None or emulates.strip().lower() not in PLATFORM_ALIASES:
+        raise ValidationFailedError(f"Unknown platform '{echo(emulates)}'.", path="emulates",
+                                    remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
+    real = PLATFORM_ALIASES[emulates.strip().lower()].value
+    mode = req.args.get("sandboxMode") or "caller_id"
+    issued = await register_account(req.deps.http, req.deps.sandbox_url, req.handle, real, mode=mode)
+    defaults = dict(req.defaults) | {"sandboxMode": mode}  # the adapter publishes in the account's mode
+    if real == "linkedin":
+        # A real LinkedIn connect reads the member id from /v2/userinfo; the sandbox's account id plays it.
+        defaults.setdefault("authorUrn", "urn:li:person:" + re.sub(r"[^A-Za-z0-9_-]", "", str(issued["account"])))
+    return Connected(handle=req.handle, credentials={"token": issued["token"], "account": issued["account"]},
+                     defaults=defaults, emulates=real)
 
 
 class SandboxAdapter:

@@ -1,15 +1,15 @@
-"""Profiles and accounts: connect (sandbox now), list, get, disconnect."""
+"""Profiles and accounts: connect (each platform's flow is its spec's connect_with), list, get, disconnect."""
 
-import re
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
-from omnipost.domain import PLATFORM_ALIASES, Platform
-from omnipost.errors import ValidationFailedError, echo
-from omnipost.platforms.registry import CONNECT_HELP, CONNECTABLE
+from omnipost.domain import Platform
+from omnipost.errors import ValidationFailedError
+from omnipost.platforms.base import ConnectRequest
+from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of, reach_of
 
 if TYPE_CHECKING:
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from omnipost.runtime import Runtime
 
 ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
-PLATFORM_ARGS: dict[str, str] = {"emulates": "sandbox", "sandboxMode": "sandbox", "appPassword": "bluesky", "pdsUrl": "bluesky"}
-"""connect_account's platform-specific arguments and the one platform that takes each (its description says so);
-given for another platform, the call is refused naming the argument. handle, profileId and defaults are for all."""
+PLATFORM_ARGS = CONNECT_ARGS
+"""connect_account's platform-specific arguments and the one platform that takes each (from the registry; its
+description says so); given for another platform, the call is refused naming the argument. handle, profileId and
+defaults are for all."""
 
 
 def only_for(argument: str, description: str) -> str:
@@ -68,39 +69,21 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             "emulates."))] = None,
     ) -> AccountOut:
         profile, caller = await profile_of(rt, profileId)
-        refuse_foreign_arguments(platform, {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword,
-                                            "pdsUrl": pdsUrl})
-        assert rt.http is not None
-        if platform == "bluesky":
-            if caller.test_mode:
-                from omnipost.errors import UnauthorizedError
+        given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl}
+        refuse_foreign_arguments(platform, given)
+        spec = PLATFORMS[platform]
+        if caller.test_mode and spec.real:
+            from omnipost.errors import UnauthorizedError
 
-                raise UnauthorizedError("An op_test_ key can only connect sandbox accounts.", rule="platform",
-                                        remediation="Use an op_live_ key, or connect a sandbox account.")
-            if not appPassword:
-                raise ValidationFailedError("Connecting Bluesky needs an app password.", path="appPassword",
-                                            remediation="Create one in Bluesky: Settings → Privacy and security → App passwords.")
-            from omnipost.platforms.bluesky import connect_bluesky, session_expiry
-
-            session = await connect_bluesky(rt.http, handle.strip(), appPassword, pdsUrl or "https://bsky.social", clock=rt.clock)
-            account = await rt.accounts.add(profile.id, platform="bluesky", handle=session["handle"], credentials=session["credentials"],
-                                            defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **(defaults or {})},
-                                            token_expires_at=session_expiry(session["credentials"]))
-            return account_out(account)
-        from omnipost.platforms.sandbox import register_account
-
-        if emulates is None or emulates.strip().lower() not in PLATFORM_ALIASES:
-            raise ValidationFailedError(f"Unknown platform '{echo(emulates)}'.", path="emulates",
-                                        remediation=f"Use one of {', '.join(sorted(PLATFORM_ALIASES))}.")
-        real = PLATFORM_ALIASES[emulates.strip().lower()].value
-        mode = sandboxMode or "caller_id"
-        issued = await register_account(rt.http, rt.sandbox_url, handle, real, mode=mode)
-        merged = dict(defaults or {}) | {"sandboxMode": mode}  # the adapter publishes in the account's mode
-        if real == "linkedin":
-            # A real LinkedIn connect reads the member id from /v2/userinfo; the sandbox's account id plays it.
-            merged.setdefault("authorUrn", "urn:li:person:" + re.sub(r"[^A-Za-z0-9_-]", "", str(issued["account"])))
-        account = await rt.accounts.add(profile.id, platform="sandbox", emulates=real, handle=handle,
-                                        credentials={"token": issued["token"], "account": issued["account"]}, defaults=merged)
+            raise UnauthorizedError("An op_test_ key can only connect sandbox accounts.", rule="platform",
+                                    remediation="Use an op_live_ key, or connect a sandbox account.")
+        assert spec.connect_with is not None  # CONNECTABLE: the platforms with a connect flow
+        connected = await spec.connect_with(ConnectRequest(
+            handle=handle, args={k: v for k, v in given.items() if v is not None}, defaults=dict(defaults or {}),
+            deps=rt.adapter_deps()))
+        account = await rt.accounts.add(profile.id, platform=platform, emulates=connected.emulates, handle=connected.handle,
+                                        credentials=connected.credentials, defaults=connected.defaults,
+                                        token_expires_at=connected.token_expires_at)
         return account_out(account)
 
     server.add_tool(

@@ -18,9 +18,10 @@ from omnipost.errors import (
     PlatformAuthError,
     PlatformError,
     PlatformUnavailableError,
+    ValidationFailedError,
 )
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
-from omnipost.platforms.base import MediaFile
+from omnipost.platforms.base import ConnectRequest, Connected, MediaFile
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
 from omnipost.platforms.calls import error_for, send
 from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_SESSION, DEFAULT_PDS, GET_SESSION, PLATFORM, POST
@@ -169,3 +170,20 @@ async def connect_bluesky(http: httpx2.AsyncClient, identifier: str, app_passwor
             raise _classify(checked, GET_SESSION, clock.now().timestamp())
     return {"did": did, "handle": handle, "pdsUrl": pds,
             "credentials": {"accessJwt": access, "refreshJwt": refresh, "did": did, "pdsUrl": pds}}
+
+
+async def connect_account(req: ConnectRequest) -> Connected:
+    """connect_account for Bluesky: an app password (never the account password, never stored) opens a session,
+    which is kept and refreshed; pdsUrl names a self-hosted PDS (default bsky.social).
+
+    Raises:
+        ValidationFailedError: no appPassword. See connect_bluesky for the rest."""
+    password = req.args.get("appPassword")
+    if not password:
+        raise ValidationFailedError("Connecting Bluesky needs an app password.", path="appPassword",
+                                    remediation="Create one in Bluesky: Settings → Privacy and security → App passwords.")
+    session = await connect_bluesky(req.deps.http, req.handle.strip(), password, req.args.get("pdsUrl") or DEFAULT_PDS,
+                                    clock=req.deps.clock)
+    return Connected(handle=session["handle"], credentials=session["credentials"],
+                     defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **req.defaults},
+                     token_expires_at=session_expiry(session["credentials"]))
