@@ -1,9 +1,12 @@
-"""Facebook Pages: the Graph API body for /feed, /photos or /videos."""
+"""Facebook Pages: the Graph API body for /feed, /photos or /videos, and its publish options model."""
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from omnipost.platforms.common import is_video, media_url, pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
@@ -23,3 +26,9 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
         "attached_media": [{"media_fbid": pending(f"unpublished photo id of media[{m.index}]")} for m in t.media],
         "published": True,
     }
+
+
+class FacebookOptions(Strict):
+    """Facebook Page options."""
+
+    videoType: Literal["video", "reel"] | None = Field(default=None, description="How a video is published.")

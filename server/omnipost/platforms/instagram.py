@@ -1,9 +1,12 @@
-"""Instagram: the POST /{ig-user-id}/media container parameters."""
+"""Instagram: the POST /{ig-user-id}/media container parameters, and its publish options model."""
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from omnipost.platforms.common import is_video, media_url, pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
@@ -29,3 +32,9 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
     if m.alt_text:
         body["alt_text"] = m.alt_text
     return body
+
+
+class InstagramOptions(Strict):
+    """Instagram options."""
+
+    contentType: Literal["feed", "story", "reel"] | None = Field(default=None, description="feed (default), story or reel.")

@@ -1,10 +1,13 @@
-"""LinkedIn: the POST /rest/posts body, with commentary in "little text" format."""
+"""LinkedIn: the POST /rest/posts body, with commentary in "little text" format, and its publish options model."""
 
 import re
 from typing import Any
 
+from pydantic import Field
+
 from omnipost.platforms.common import is_video, pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 # LinkedIn silently truncates commentary at the first unescaped reserved character.
 # A '#' that starts a hashtag is kept (it is meant as one); every other reserved char is escaped.
@@ -61,3 +64,9 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
             }
         }
     return body
+
+
+class LinkedInOptions(Strict):
+    """LinkedIn-only options."""
+
+    visibility: str | None = Field(default=None, description="PUBLIC, CONNECTIONS or LOGGED_IN.")

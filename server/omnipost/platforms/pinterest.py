@@ -1,9 +1,12 @@
-"""Pinterest: the POST /v5/pins body."""
+"""Pinterest: the POST /v5/pins body, and its publish options model."""
 
 from typing import Any
 
+from pydantic import Field
+
 from omnipost.platforms.common import pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
@@ -26,3 +29,11 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
             mime = m.facts.mime if m.facts else pending("content type")
             body["media_source"] = {"source_type": "image_base64", "content_type": mime, "data": pending(f"base64 of media[{m.index}]")}
     return body
+
+
+class PinterestOptions(Strict):
+    """Pinterest options."""
+
+    boardId: str | None = Field(default=None, min_length=1, max_length=64, description="Board to pin to (else the account default).")
+    destinationUrl: str | None = Field(default=None, min_length=1, description="Click-through link of the pin.")
+    title: str | None = Field(default=None, description="Pin title.")

@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from omnipost.clock import Clock
 from omnipost.domain import Platform
 from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
-from omnipost.platforms import models as m
 from omnipost.platforms.base import Connected, ConnectRequest, PlatformAdapter
 from omnipost.preflight.model import PlatformRules, ResolvedTarget
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
@@ -118,8 +117,8 @@ _META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' tab
                    "available until 2028-02-18; platforms.md §4 says pin a recent version (2026 docs show v24/v25)")
 
 PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
-    _spec(Platform.BLUESKY, bluesky, options=m.BlueskyOptions, exactly_once="caller_id",
-          adapter=bluesky.BlueskyAdapter, credentials=m.BlueskyCredentials, connect="app_password",
+    _spec(Platform.BLUESKY, bluesky, options=bluesky.BlueskyOptions, exactly_once="caller_id",
+          adapter=bluesky.BlueskyAdapter, credentials=bluesky.BlueskyCredentials, connect="app_password",
           connect_with=bluesky.connect_account, connect_args=("appPassword", "pdsUrl"),
           connect_help="bluesky (handle + app password)",
           api_version=ApiVersion(
@@ -127,13 +126,13 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               source="platforms.md §1 (atproto lexicon snapshot 2026-08): lexicons evolve by backwards-compatible "
                      "additions; there is no versioned endpoint and no published sunset",
               checked="2026-11-24")),
-    _spec(Platform.X, x, options=m.TwitterOptions, exactly_once="search",
+    _spec(Platform.X, x, options=x.TwitterOptions, exactly_once="search",
           api_version=ApiVersion(
               "x", "X API", "v2", None,
               source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
                      "no published sunset for v2",
               checked="2026-11-24")),
-    _spec(Platform.LINKEDIN, linkedin, options=m.LinkedInOptions, exactly_once="search",
+    _spec(Platform.LINKEDIN, linkedin, options=linkedin.LinkedInOptions, exactly_once="search",
           api_version=ApiVersion(
               "linkedin", "LinkedIn-Version header (versioned REST)", "202607", date(2027, 7, 15),
               source="platforms.md §3: `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
@@ -142,20 +141,20 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               checked="2026-12-04", confirmed=False,
               note="202607's sunset is not yet listed in our sources: estimated as the 15th of the same month a year "
                    "later, as for the listed versions. Bump to a newer month before it.")),
-    _spec(Platform.FACEBOOK, facebook, options=m.FacebookOptions, exactly_once="search",
+    _spec(Platform.FACEBOOK, facebook, options=facebook.FacebookOptions, exactly_once="search",
           api_version=ApiVersion("facebook", "Graph API", "v24.0", date(2028, 2, 18), source=_META_CHANGELOG,
                                  checked="2026-11-24")),
-    _spec(Platform.INSTAGRAM, instagram, options=m.InstagramOptions, exactly_once="container",
+    _spec(Platform.INSTAGRAM, instagram, options=instagram.InstagramOptions, exactly_once="container",
           media_reachable_rule="instagram.media.reachable",
           api_version=ApiVersion("instagram", "Graph API (Instagram Content Publishing)", "v24.0", date(2028, 2, 18),
                                  source=_META_CHANGELOG, checked="2026-11-24")),
-    _spec(Platform.THREADS, threads, options=m.ThreadsOptions, exactly_once="container",
+    _spec(Platform.THREADS, threads, options=threads.ThreadsOptions, exactly_once="container",
           api_version=ApiVersion(
               "threads", "Threads API (graph.threads.net)", "v1.0", None,
               source="platforms.md §6: base https://graph.threads.net/v1.0",
               checked="2026-11-24", confirmed=False,
               note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists.")),
-    _spec(Platform.PINTEREST, pinterest, options=m.PinterestOptions, exactly_once="search",
+    _spec(Platform.PINTEREST, pinterest, options=pinterest.PinterestOptions, exactly_once="search",
           media_reachable_rule="pinterest.image_url.reachable",
           checked_links=(("destinationUrl", "pinterest.destination_url.reachable"),),
           api_version=ApiVersion(
@@ -165,7 +164,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
     # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.
     PlatformSpec(
-        platform="sandbox", adapter=sandbox.SandboxAdapter, credentials=m.SandboxCredentials,
+        platform="sandbox", adapter=sandbox.SandboxAdapter, credentials=sandbox.SandboxCredentials,
         options=None, preview=None, connect="sandbox", connect_help="sandbox: a local simulated platform",
         connect_with=sandbox.connect_account, connect_args=("emulates", "sandboxMode"),
         capabilities=Capabilities(threads=True, first_comment=True, video=True, alt_text=True, media_by_url_only=False),

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 import httpx2
+from pydantic import BaseModel, SecretStr
 
 from omnipost.clock import Clock
 from omnipost.domain import PLATFORM_ALIASES
@@ -295,3 +296,10 @@ class SandboxAdapter:
         response = await send(self.http, "DELETE", self._url(upstream_id), platform=PLATFORM, write=True,
                               timeout=self.timeout, headers=_headers(account))
         raise_for_status(response, PLATFORM, errors=ERRORS)
+
+
+class SandboxCredentials(BaseModel):
+    """A sandbox account: the bearer token the local sandbox issued, and its account id there."""
+
+    token: SecretStr
+    account: str

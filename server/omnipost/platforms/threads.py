@@ -1,9 +1,12 @@
-"""Threads: the POST /{user-id}/threads container parameters."""
+"""Threads: the POST /{user-id}/threads container parameters, and its publish options model."""
 
 from typing import Any
 
+from pydantic import Field
+
 from omnipost.platforms.common import is_video, media_url, pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
@@ -26,3 +29,9 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
     if t.options.get("replyToId"):
         body["reply_to_id"] = t.options["replyToId"]
     return body
+
+
+class ThreadsOptions(Strict):
+    """Threads options."""
+
+    replyToId: str | None = Field(default=None, min_length=1, max_length=64, description="Threads media id to reply to.")

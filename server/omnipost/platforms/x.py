@@ -1,9 +1,12 @@
-"""X: the POST /2/tweets body."""
+"""X: the POST /2/tweets body, and its publish options model."""
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from omnipost.platforms.common import pending
 from omnipost.preflight.model import ResolvedTarget
+from omnipost.platforms.models import Strict
 
 
 def build_post(t: ResolvedTarget) -> dict[str, Any]:
@@ -14,3 +17,11 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
     if t.options.get("replySettings"):
         body["reply_settings"] = t.options["replySettings"]
     return body
+
+
+class TwitterOptions(Strict):
+    """X-only options."""
+
+    replySettings: Literal["following", "mentionedUsers", "subscribers", "verified"] | None = Field(
+        default=None, description="Who may reply; omit for everyone."
+    )

@@ -69,8 +69,8 @@ session.py (sessions, the XRPC wire, errors, connect), cards.py (link-card pages
 """
 
 from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_RECORD, CREATE_SESSION, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_SERVICE_AUTH, GET_SESSION, PAGE_MAX_BYTES, PLATFORM, POST, REFRESH_SESSION, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE  # noqa: F401
-from omnipost.platforms.bluesky.preview import _aspect, _card, _embed, _first_link, _mention_facets, build_post, build_record  # noqa: F401
+from omnipost.platforms.bluesky.preview import BlueskyOptions, _aspect, _card, _embed, _first_link, _mention_facets, build_post, build_record  # noqa: F401
 from omnipost.platforms.bluesky.keys import TID_ALPHABET, TID_PATTERN, _CROCKFORD, _ULID_IN_KEY, _ulid_ms, at_uri, piece_key, tid_for, web_url  # noqa: F401
-from omnipost.platforms.bluesky.session import ERRORS, _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, _xrpc_message, _xrpc_name, connect_account, connect_bluesky, pds_from_did_doc, session_expiry  # noqa: F401
+from omnipost.platforms.bluesky.session import BlueskyCredentials, ERRORS, _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, _xrpc_message, _xrpc_name, connect_account, connect_bluesky, pds_from_did_doc, session_expiry  # noqa: F401
 from omnipost.platforms.bluesky.cards import _PageMeta, _parse_page  # noqa: F401
 from omnipost.platforms.bluesky.adapter import BlueskyAdapter, _Piece, _Rotation, _Session, _with_facts  # noqa: F401

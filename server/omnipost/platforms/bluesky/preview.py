@@ -1,12 +1,16 @@
 """Bluesky: the createRecord body for an app.bsky.feed.post record (the validate_post preview; the adapter
 sends the same body with its placeholders filled in)."""
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from omnipost.platforms.common import is_video, pending
 from omnipost.preflight.facets import LINK, MENTION, detect_facets, detect_mentions
 from omnipost.preflight.model import MediaRef, ResolvedTarget
 from omnipost.platforms.bluesky.lexicon import EXTERNAL, POST
+from omnipost.platforms.models import Strict
+
 
 def _aspect(m: MediaRef) -> dict[str, int] | None:
     if m.facts is not None and m.facts.width and m.facts.height:
@@ -86,3 +90,11 @@ def build_post(t: ResolvedTarget) -> dict[str, Any]:
         "rkey": pending("record key derived from the post id"),
         "record": build_record(t.text, t.media, t.options.get("langs")),
     }
+
+
+class BlueskyOptions(Strict):
+    """Bluesky-only options."""
+
+    langs: list[Annotated[str, Field(min_length=2, max_length=35)]] | None = Field(
+        default=None, max_length=3, description="Up to 3 BCP-47 language tags."
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from pydantic import BaseModel, SecretStr
 
 from omnipost.clock import Clock
 from omnipost.errors import (
@@ -187,3 +188,12 @@ async def connect_account(req: ConnectRequest) -> Connected:
     return Connected(handle=session["handle"], credentials=session["credentials"],
                      defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **req.defaults},
                      token_expires_at=session_expiry(session["credentials"]))
+
+
+class BlueskyCredentials(BaseModel):
+    """A Bluesky session (com.atproto.server.createSession); the app password itself is never stored."""
+
+    accessJwt: SecretStr
+    refreshJwt: SecretStr
+    did: str
+    pdsUrl: str
