@@ -88,12 +88,27 @@ class Accounts:
 
     async def add(self, profile_id: str, *, platform: str, handle: str, credentials: dict[str, Any],
                   emulates: str | None = None, display_name: str | None = None, defaults: dict[str, Any] | None = None,
-                  token_expires_at: datetime | None = None) -> Account:
-        """Store a newly connected account with its credentials encrypted (and when they end, if they do)."""
-        account = Account(id=new_id("acc"), profile_id=profile_id, platform=platform, emulates=emulates, handle=handle,
-                          display_name=display_name, credentials=self.vault.seal(credentials), defaults=defaults or {},
-                          health="active", created_at=self.clock.now(), token_expires_at=token_expires_at)
+                  token_expires_at: datetime | None = None, identity: str | None = None) -> Account:
+        """Store a connected account with its credentials encrypted (and when they end, if they do).
+
+        An account of the profile already connected with the same platform and upstream `identity` is updated in
+        place (handle, credentials, expiry, emulated platform, defaults merged over its own, health active) and
+        returned, so connecting an account twice never makes two (its posts and id stay)."""
         async with self.db.session() as s:
+            if identity is not None and (row := (await s.exec(select(Account).where(
+                    Account.profile_id == profile_id, Account.platform == platform, Account.upstream_identity == identity,
+                    Account.health != "disconnected"))).first()) is not None:
+                row.handle, row.credentials, row.token_expires_at = handle, self.vault.seal(credentials), token_expires_at
+                row.emulates, row.display_name = emulates, display_name or row.display_name
+                row.defaults, row.health = dict(row.defaults or {}) | dict(defaults or {}), "active"
+                s.add(row)
+                await s.commit()
+                await s.refresh(row)
+                return row
+            account = Account(id=new_id("acc"), profile_id=profile_id, platform=platform, emulates=emulates, handle=handle,
+                              display_name=display_name, credentials=self.vault.seal(credentials), defaults=defaults or {},
+                              health="active", created_at=self.clock.now(), token_expires_at=token_expires_at,
+                              upstream_identity=identity)
             s.add(account)
             await s.commit()
         return account

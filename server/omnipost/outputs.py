@@ -2,7 +2,7 @@
 (so the server can register its tools, and answer tools/list, before the store is loaded)."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,13 +48,18 @@ def account_out(a: "Account") -> AccountOut:
                       defaults=dict(a.defaults or {}), createdAt=a.created_at)
 
 
+PostStatus = Literal["draft", "validated", "queued", "publishing", "processing", "published", "failed", "rejected",
+                     "cancelled", "deleted", "unknown"]
+"""Every status a post (one target) can have."""
+
+
 class TargetOutcome(BaseModel):
     """One target's outcome, in request order."""
 
     postId: str
     accountId: str
     platform: str
-    status: str = Field(description="draft, validated, publishing, processing (the platform is still processing a container or video; checked again by the scheduler), published, failed, rejected, cancelled or unknown.")
+    status: str = Field(description="draft, validated, queued (scheduled), publishing, processing (the platform is still processing a container or video; checked again by the scheduler), published, failed, rejected, cancelled, deleted or unknown (sent, no definite answer: see resolve_post).")
     upstreamId: str | None = Field(default=None, description="The platform's id of the published post.")
     url: str | None = Field(default=None, description="The published post's web address.")
     extras: dict[str, Any] = Field(default_factory=lambda: {}, description=(

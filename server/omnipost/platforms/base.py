@@ -113,6 +113,7 @@ class Connected:
     defaults: dict[str, Any] = field(default_factory=lambda: {})
     token_expires_at: datetime | None = None
     emulates: str | None = None  # the sandbox: the platform whose rules apply
+    identity: str | None = None  # who the account is upstream (a DID, a user id): a reconnect of it updates the account
 
 
 class PlatformAdapter(Protocol):

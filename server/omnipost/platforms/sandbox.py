@@ -147,7 +147,7 @@ async def connect_account(req: ConnectRequest) -> Connected:
         # A real LinkedIn connect reads the member id from /v2/userinfo; the sandbox's account id plays it.
         defaults.setdefault("authorUrn", "urn:li:person:" + re.sub(r"[^A-Za-z0-9_-]", "", str(issued["account"])))
     return Connected(handle=req.handle, credentials={"token": issued["token"], "account": issued["account"]},
-                     defaults=defaults, emulates=real)
+                     defaults=defaults, emulates=real, identity=str(issued["account"]))
 
 
 class SandboxAdapter:

@@ -202,7 +202,14 @@ def _v7(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE posts ADD COLUMN pieces {json} NOT NULL DEFAULT '{{}}'"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(conn: Connection) -> None:
+    """Accounts record who they are upstream (Bluesky DID, sandbox account id), so a reconnect finds its account.
+    Accounts connected before stay without one (their credentials are sealed; a migration cannot read them) and are
+    matched from their next reconnect on."""
+    conn.execute(sa.text("ALTER TABLE accounts ADD COLUMN upstream_identity VARCHAR"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 LATEST = len(MIGRATIONS)
 
 

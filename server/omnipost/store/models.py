@@ -48,6 +48,9 @@ class Account(SQLModel, table=True):
     token_expires_at: datetime | None = _ts(nullable=True)
     defaults: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
     health: str = "active"  # active | needs_reconnect | disconnected
+    # Who the account is upstream (Bluesky: its DID; sandbox: its sandbox account id): connecting the same identity
+    # again in the same profile updates this account instead of adding a second one. None: connected before v8.
+    upstream_identity: str | None = None
     created_at: datetime = _ts()
     disconnected_at: datetime | None = _ts(nullable=True)
 

@@ -83,7 +83,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             deps=rt.adapter_deps()))
         account = await rt.accounts.add(profile.id, platform=platform, emulates=connected.emulates, handle=connected.handle,
                                         credentials=connected.credentials, defaults=connected.defaults,
-                                        token_expires_at=connected.token_expires_at)
+                                        token_expires_at=connected.token_expires_at, identity=connected.identity)
         return account_out(account)
 
     server.add_tool(
@@ -92,7 +92,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                      "URL of a self-hosted server; the session is kept and refreshed, the password is not stored. Sandbox: a "
                      "local simulated platform that applies the rules of the platform it `emulates` and stores what it "
                      "receives, so publishing can be tried end to end with no real account. Returns the account (acc_…) to "
-                     "use as a target's accountId."),
+                     "use as a target's accountId; connecting an account that is already connected to the profile updates it "
+                     "(same id, fresh credentials, active again) instead of adding a second one."),
         annotations=LOCAL_WRITE,
     )
 

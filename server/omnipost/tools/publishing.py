@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from omnipost.auth import Reach, as_reach, current_caller
 from omnipost.validation import validate_request
 from omnipost.errors import InputError
-from omnipost.outputs import BatchResult, PostDetail, PostPage, TargetOutcome
+from omnipost.outputs import BatchResult, PostDetail, PostPage, PostStatus, TargetOutcome
 from omnipost.request import PostRequest
 from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, Instant, profile_of, reach_of
 
@@ -155,7 +155,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def list_posts(
         profileId: ProfileArg = None,
         platform: Annotated[str | None, Field(description="Only this platform (sandbox accounts: sandbox's emulated platform id).")] = None,
-        status: Annotated[str | None, Field(description="draft, validated, publishing, processing, published, failed, rejected, cancelled, deleted or unknown.")] = None,
+        status: Annotated[PostStatus | None, Field(description="Only posts with this status.")] = None,
         errorCode: Annotated[str | None, Field(description="Only posts whose error has this code.")] = None,
         after: Annotated[Instant | None, Field(description="Created at or after (ISO-8601; without an offset it is UTC).")] = None,
         before: Annotated[Instant | None, Field(description="Created before (ISO-8601; without an offset it is UTC).")] = None,

@@ -187,7 +187,7 @@ async def connect_account(req: ConnectRequest) -> Connected:
                                     clock=req.deps.clock)
     return Connected(handle=session["handle"], credentials=session["credentials"],
                      defaults={"did": session["did"], "pdsUrl": session["pdsUrl"], **req.defaults},
-                     token_expires_at=session_expiry(session["credentials"]))
+                     token_expires_at=session_expiry(session["credentials"]), identity=session["did"])
 
 
 class BlueskyCredentials(BaseModel):
