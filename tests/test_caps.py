@@ -160,7 +160,7 @@ async def test_a_deferred_post_still_respects_later_rescheduling(server: Omnipos
     clock.at = NOW + HOUR
     assert (await worker(server, clock).run_due(clock.at))["deferred"] == 1
     # the user can still cancel the waiting post: it is queued and lease-free
-    result: dict[str, Any] = ok(await client.call_tool("cancel_post", {"postId": ids[3]}))
+    result: dict[str, Any] = ok(await client.call_tool("cancel_post", {"id": ids[3]}))
     assert result
     assert (await rows(server, [ids[3]]))[0].status != "queued"
 

@@ -391,7 +391,7 @@ async def seed(client: Client, media_root: Path, round_: int) -> Pool:
     await call("get_post", {"postId": batches["published"]["results"][1]["postId"]})
     await call("retry_post", {"batchId": batches["pins"]["id"]}, must=False)
     await call("publish_draft", {"id": batches["draft"]["results"][0]["postId"]})
-    await call("cancel_post", {"postId": batches["draft"]["results"][1]["postId"]})
+    await call("cancel_post", {"id": batches["draft"]["results"][1]["postId"]})
     await call("delete_post", {"postId": batches["published"]["results"][0]["postId"]})
     pool.add("bluesky.text.max_graphemes", "rule_id")
     pool.add("sandbox", "platform")

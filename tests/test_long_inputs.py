@@ -66,7 +66,7 @@ async def test_a_million_character_tool_name_is_clipped(client: Client) -> None:
 @pytest.mark.parametrize("tool, arguments", [
     ("get_post", {"postId": HUGE}),
     ("publish_draft", {"id": HUGE}),
-    ("cancel_post", {"postId": HUGE}),
+    ("cancel_post", {"id": HUGE}),
     ("delete_post", {"postId": HUGE}),
 ])
 async def test_a_post_or_batch_id_is_quoted_clipped_with_its_length(client: Client, tool: str, arguments: dict[str, Any]) -> None:

@@ -184,13 +184,25 @@ async def test_draft_is_stored_then_published_later(client: Client, accounts: li
 
 async def test_a_draft_can_be_cancelled_and_a_published_post_deleted(client: Client, accounts: list[str], settings: Settings) -> None:
     draft = ok(await client.call_tool("publish_post", {"text": "Maybe", "draft": True, "targets": [{"accountId": accounts[0]}]}))
-    cancelled = ok(await client.call_tool("cancel_post", {"postId": draft["results"][0]["postId"]}))
-    assert cancelled["status"] == "cancelled"
+    cancelled = ok(await client.call_tool("cancel_post", {"id": draft["results"][0]["postId"]}))
+    assert cancelled["status"] == "cancelled" and cancelled["results"][0]["status"] == "cancelled"
+    assert ok(await client.call_tool("cancel_post", {"id": draft["results"][0]["postId"]})) == cancelled  # again: no error
     assert err(await client.call_tool("publish_draft", {"id": draft["results"][0]["postId"]}))["code"] == "not_found"
     live = ok(await client.call_tool("publish_post", {"text": "Gone soon", "targets": [{"accountId": accounts[0]}]}))
     post_id = live["results"][0]["postId"]
-    assert err(await client.call_tool("cancel_post", {"postId": post_id}))["code"] == "validation_failed"
+    assert err(await client.call_tool("cancel_post", {"id": post_id}))["code"] == "validation_failed"
     assert ok(await client.call_tool("delete_post", {"postId": post_id}))["status"] == "deleted"
+    assert received(settings) == []
+
+
+async def test_cancel_post_takes_a_batch_and_cancels_its_drafts(client: Client, accounts: list[str], settings: Settings) -> None:
+    drafts = ok(await client.call_tool("publish_post", {"text": "Both maybe", "draft": True,
+                                                         "targets": [{"accountId": a} for a in accounts[:2]]}))
+    cancelled = ok(await client.call_tool("cancel_post", {"id": drafts["id"]}))
+    assert (cancelled["id"], cancelled["status"]) == (drafts["id"], "cancelled")
+    assert [r["status"] for r in cancelled["results"]] == ["cancelled", "cancelled"]
+    assert ok(await client.call_tool("cancel_post", {"id": drafts["id"]}))["status"] == "cancelled"  # idempotent
+    assert err(await client.call_tool("cancel_post", {"id": "bat_nope"}))["code"] == "not_found"
     assert received(settings) == []
 
 

@@ -219,7 +219,7 @@ TABLE: dict[str, Reaches | Lists | Creates | Same] = {
     "publish_draft": Reaches(_draft, also=lambda args: [args | {"id": args["_post"]}]),
     "get_post": Reaches(lambda w, kind: _named("postId", w.post(kind, "published"))),
     "list_posts": Lists(lambda w, kind: w.post(kind, "published"), _ids("posts", "postId")),
-    "cancel_post": Reaches(lambda w, kind: _named("postId", w.post(kind, "queued"), idempotencyKey=f"cancel-{w.n()}")),
+    "cancel_post": Reaches(lambda w, kind: _named("id", w.post(kind, "queued"), idempotencyKey=f"cancel-{w.n()}")),
     "delete_post": Reaches(lambda w, kind: _named("postId", w.post(kind, "published"), idempotencyKey=f"delete-{w.n()}")),
     "resolve_post": Reaches(lambda w, kind: _named("postId", _unknown(w, kind), resolution="resend", idempotencyKey=f"resolve-{w.n()}")),
     # media
@@ -383,8 +383,8 @@ async def test_an_idempotency_key_a_live_key_used_replays_nothing_to_a_test_key(
     """Test and live keys have separate idempotency keys (as Stripe's modes do): a replay would hand out the real object."""
     async with connected(world):
         queued = await world.post("real", "queued")
-        ok(await world.call(LIVE, "cancel_post", {"postId": queued, "idempotencyKey": "same"}))
-        assert err(await world.call(TEST, "cancel_post", {"postId": queued, "idempotencyKey": "same"}))["code"] == "not_found"
+        ok(await world.call(LIVE, "cancel_post", {"id": queued, "idempotencyKey": "same"}))
+        assert err(await world.call(TEST, "cancel_post", {"id": queued, "idempotencyKey": "same"}))["code"] == "not_found"
         request = await _request(world, "real") | {"idempotencyKey": "publish-once"}
         batch = ok(await world.call(LIVE, "publish_post", request))
         refused = err(await world.call(TEST, "publish_post", request))

@@ -145,13 +145,13 @@ async def test_a_claimed_post_cannot_be_cancelled_an_unclaimed_one_can(server: O
                                                                        account: str, settings: Settings) -> None:
     first = await schedule(client, account, NOW + HOUR, text="Claimed")
     second = await schedule(client, account, NOW + 2 * HOUR, text="Cancelled")
-    cancelled = ok(await client.call_tool("cancel_post", {"postId": second["results"][0]["postId"]}))
-    assert cancelled["status"] == "cancelled"
+    cancelled = ok(await client.call_tool("cancel_post", {"id": second["results"][0]["postId"]}))
+    assert cancelled["results"][0]["status"] == "cancelled"
     clock.at = NOW + 2 * HOUR
     a = worker(server, clock)
     won = await a._claim(clock.at)  # the worker has claimed, not yet published
     assert [pid for pid, _ in won] == [first["results"][0]["postId"]]  # the cancelled one is not claimed
-    error = err(await client.call_tool("cancel_post", {"postId": first["results"][0]["postId"]}))
+    error = err(await client.call_tool("cancel_post", {"id": first["results"][0]["postId"]}))
     assert (error["code"], error["rule"]) == ("validation_failed", "post.already_publishing")
     await a.publisher._fan_out([pid for pid, _ in won], None)
     await a._settle([pid for pid, _ in won], clock.at, {"published": 0, "failed": 0, "retrying": 0})

@@ -109,32 +109,40 @@ class Queries:
         await self._fan_out([p.id for p in posts], progress)
         return await self.batch_result(batch_id)
 
-    async def cancel(self, scope: Reach | str, post_id: str) -> TargetOutcome:
-        """Cancel a draft or a queued post. The change is conditional (status unchanged, no live
-        scheduler lease), so a post a worker has just claimed cannot be cancelled.
+    async def cancel(self, scope: Reach | str, post_or_batch_id: str) -> BatchResult:
+        """Cancel a draft or queued post, or every draft and queued post of a batch; returns the batch. Idempotent: a
+        post already cancelled is no error. Each change is conditional (status unchanged, no live scheduler lease), so
+        a post a worker has just claimed is not cancelled (named alone, that is an error; in a batch it is left).
 
         Raises:
-            NotFoundError: unknown post; ValidationFailedError: not cancellable in its state
-            (rule post.already_publishing when a scheduler has claimed it).
+            NotFoundError: unknown id; ValidationFailedError: nothing of it can be cancelled (path id; rule
+            post.already_publishing when a scheduler has claimed the post).
         """
-        post = await self._own_post(scope, post_id)
-        if post.status not in ("draft", "queued"):
-            raise ValidationFailedError(f"A {post.status} post cannot be cancelled.", path="postId",
+        from omnipost.scheduler import _targets
+
+        batch_id, posts = await _targets(self, scope, post_or_batch_id)  # type: ignore[arg-type]
+        todo = [p for p in posts if p.status in ("draft", "queued")]
+        if not todo:
+            if any(p.status == "cancelled" for p in posts):
+                return await self.batch_result(batch_id)  # already done: the same answer again
+            status = posts[0].status if len(posts) == 1 else "/".join(sorted({p.status for p in posts}))
+            raise ValidationFailedError(f"A {status} post cannot be cancelled.", path="id",
                                         remediation="Only drafts and queued posts can be cancelled; delete_post removes a published one.")
         now = self.clock.now()
+        taken = 0
         async with self.db.session() as s:
-            result = await s.exec(sa_update(Post).where(
-                col(Post.id) == post_id, col(Post.status) == post.status,
-                (col(Post.lease_until).is_(None)) | (col(Post.lease_until) < now),
-            ).values(status="cancelled", updated_at=now, next_attempt_at=None))
+            for p in todo:
+                result = await s.exec(sa_update(Post).where(
+                    col(Post.id) == p.id, col(Post.status) == p.status,
+                    (col(Post.lease_until).is_(None)) | (col(Post.lease_until) < now),
+                ).values(status="cancelled", updated_at=now, next_attempt_at=None))
+                taken += result.rowcount
             await s.commit()
-        if result.rowcount != 1:
-            raise ValidationFailedError(f"Post {post_id} is already being published and can no longer be cancelled.",
+        if taken == 0:
+            raise ValidationFailedError(f"{post_or_batch_id} is already being published and can no longer be cancelled.",
                                         path="post.already_publishing",
                                         remediation="Wait for its outcome with get_post; delete_post removes it once published.")
-        row = await self._own_post(scope, post_id)
-        await self.batch_result(row.batch_id)
-        return outcome(row)
+        return await self.batch_result(batch_id)
 
     async def delete(self, scope: Reach | str, post_id: str) -> TargetOutcome:
         """Delete a published post upstream (where the platform allows) and mark it deleted.

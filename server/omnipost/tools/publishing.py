@@ -170,14 +170,16 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     description="List the profile's posts, newest first, filtered by platform, status, error code and creation time; pass nextCursor to page.",
                     annotations=READ)
 
-    async def cancel_post(postId: Annotated[str, Field(description="post_… id of a draft.")], profileId: ProfileArg = None,
-                          idempotencyKey: KeyArg = None) -> TargetOutcome:
+    async def cancel_post(id: Annotated[str, Field(description="A draft or queued post (post_…), or a batch (bat_…) whose drafts and queued posts to cancel.")],
+                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
         reach = await reach_of(rt, profileId)
-        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"postId": postId},
-                                      lambda: rt.publisher.cancel(reach, postId), TargetOutcome)
+        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": id},
+                                      lambda: rt.publisher.cancel(reach, id), BatchResult)
 
-    server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft",
-                    description="Cancel a draft (or queued) post so it is never published. Published posts are removed with delete_post instead.",
+    server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft or queued post",
+                    description=("Cancel a draft or queued post (or every one of a batch) so it is never published; returns the "
+                                 "batch. Cancelling again is no error. A post a scheduler has started publishing cannot be "
+                                 "cancelled (rule post.already_publishing); delete_post removes a published one."),
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def delete_post(postId: Annotated[str, Field(description="post_… id of a published post.")], profileId: ProfileArg = None,
