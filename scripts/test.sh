@@ -9,7 +9,7 @@ if command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .tools \
     @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 >/dev/null
 else
-  echo "npm not found: install Node.js >= 20 (apt-get install nodejs npm)" >&2
+  echo "npm not found: install Node.js >= 22 (the Inspector, the conformance suite and the PDS need it; apt-get install nodejs npm, or nodejs.org)" >&2
   exit 1
 fi
 export OMNIPOST_NODE_TOOLS="$PWD/.tools/node_modules/.bin"
