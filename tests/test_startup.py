@@ -1,12 +1,18 @@
-"""What the server does not load before answering tools/list, and the lazy pieces working once needed."""
+"""What the server does not load before answering tools/list, the lazy pieces working once needed, and closing
+after its background loops."""
 
 import json
 import subprocess
 import sys
+from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
+from omnipost.app import build_server
+from omnipost.clock import FixedClock
+from omnipost.config import Settings
 from omnipost.preflight import text
 
 pytestmark = pytest.mark.anyio
@@ -51,3 +57,33 @@ async def test_prompts_load_on_the_first_prompts_request_whichever_it_is(setting
         names = {p.name for p in (await client.list_prompts()).prompts}
         assert {"adapt_post", "fix_preflight", "split_thread"} <= names
         assert len((await client.list_prompts()).prompts) == len(names)  # registered once, not per request
+
+
+async def test_stopping_the_background_waits_for_a_step_in_flight(settings: Settings, clock: FixedClock,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A background loop's step in flight when the server stops (here the token check) finishes before
+    stop_background() returns, so close() never closes the database under it (it used to only signal the loops)."""
+    from omnipost.tokens import TokenWatcher
+
+    entered = anyio.Event()
+    order: list[str] = []
+    rt = build_server(settings, clock=clock).runtime
+
+    async def slow_step(self: TokenWatcher, stop: anyio.Event, clock: Any, every: float = 3600.0) -> None:
+        entered.set()
+        await stop.wait()  # the step is still at work when the server is asked to stop ...
+        await anyio.lowlevel.checkpoint()  # ... and needs a moment more
+        order.append("step finished")
+
+    monkeypatch.setattr(TokenWatcher, "run_forever", slow_step)
+    with anyio.fail_after(30):
+        await rt.open()
+        try:
+            async with anyio.create_task_group() as tg:
+                rt.start_background(tg)
+                await entered.wait()
+                await rt.stop_background()
+                order.append("stopped")
+        finally:
+            await rt.close()
+    assert order == ["step finished", "stopped"]

@@ -57,6 +57,7 @@ class Runtime:
     scheduler_: "Scheduler | None" = None
     webhooks: Any = None  # webhooks.WebhookService
     _background_stop: anyio.Event | None = None
+    _background_running: list[tuple[anyio.CancelScope, anyio.Event]] = field(default_factory=lambda: [])
     tokens: Any = None  # tokens.TokenWatcher, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
@@ -207,10 +208,21 @@ class Runtime:
 
         assert self.db is not None and self.webhooks is not None and self.tokens is not None
         self.start_scheduler(tg)
-        self._background_stop = anyio.Event()
-        tg.start_soon(self.webhooks.run_forever, self._background_stop, self.settings.webhook_tick)
-        tg.start_soon(VersionWatcher.of(self.db, self.webhooks).run_forever, self._background_stop, self.clock)
-        tg.start_soon(self.tokens.run_forever, self._background_stop, self.clock, self.settings.token_check_interval)
+        stop = self._background_stop = anyio.Event()
+        for loop in (lambda: self.webhooks.run_forever(stop, self.settings.webhook_tick),  # type: ignore[union-attr]
+                     lambda: VersionWatcher.of(self.db, self.webhooks).run_forever(stop, self.clock),  # type: ignore[arg-type]
+                     lambda: self.tokens.run_forever(stop, self.clock, self.settings.token_check_interval)):  # type: ignore[union-attr]
+            scope, done = anyio.CancelScope(), anyio.Event()
+            self._background_running.append((scope, done))
+            tg.start_soon(self._run_loop, loop, scope, done)
+
+    @staticmethod
+    async def _run_loop(loop: Any, scope: anyio.CancelScope, done: anyio.Event) -> None:
+        try:
+            with scope:
+                await loop()
+        finally:
+            done.set()
 
     def start_scheduler(self, tg: anyio.abc.TaskGroup) -> None:
         """Run the scheduler loop in `tg` until stop_scheduler() (after open())."""
@@ -240,12 +252,21 @@ class Runtime:
             await self._scheduler_done.wait()
         self._scheduler_stop = self._scheduler_done = self._scheduler_scope = None
 
-    async def stop_background(self) -> None:
-        """Stop what start_background() started (the scheduler finishes its tick first)."""
+    async def stop_background(self, patience: float = 10.0) -> None:
+        """Stop what start_background() started and wait until it has: the scheduler finishes its tick, each other
+        loop its current step (cancelled after `patience` seconds). Nothing of it still runs when this returns, so
+        close() never closes the database under a step that is using it."""
         await self.stop_scheduler()
         if self._background_stop is not None:
             self._background_stop.set()
             self._background_stop = None
+        running, self._background_running = self._background_running, []
+        with anyio.move_on_after(patience):
+            for _, done in running:
+                await done.wait()
+        for scope, done in running:
+            scope.cancel()
+            await done.wait()
 
     async def close(self) -> None:
         """Close what open() opened."""
