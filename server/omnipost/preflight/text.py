@@ -61,9 +61,33 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------------------
 
 # `regex`'s \X implements UAX #29 extended grapheme clusters (including GB9c conjuncts and GB12/13 flag pairing),
-# which is what Intl.Segmenter, and therefore Bluesky, counts. Known gap: 4 GB9c lines of GraphemeBreakTest 17.0
-# (a virama + consonant with no consonant before it), which real text does not produce.
+# which is what Intl.Segmenter, and therefore Bluesky, counts, with one bug: it applies GB9c (a conjunct: Linker ×
+# Consonant) even when no Consonant precedes the Linker (GraphemeBreakTest 17.0 lines 171, 172, 781, 782, e.g. a
+# virama at the start of a text, or after a Latin letter, then a Devanagari consonant). `_clusters` undoes exactly
+# those joins: inside a cluster, a Consonant preceded by a run of InCB Extend/Linker characters that holds a Linker
+# but does not follow a Consonant starts a new cluster (nothing else can join a Consonant to an Extend/Linker run).
 _GRAPHEME = LazyPattern(globals(), "_GRAPHEME", r"\X")
+_LINKER = LazyPattern(globals(), "_LINKER", r"\p{InCB=Linker}")
+_FALSE_CONJUNCT = LazyPattern(
+    globals(), "_FALSE_CONJUNCT",
+    r"(?<=[\p{InCB=Extend}\p{InCB=Linker}]*\p{InCB=Linker}[\p{InCB=Extend}\p{InCB=Linker}]*)"
+    r"(?<!\p{InCB=Consonant}[\p{InCB=Extend}\p{InCB=Linker}]*)(?=\p{InCB=Consonant})")
+
+
+def _clusters(text: str) -> list[str]:
+    r"""\X's clusters, with its false GB9c joins split (see above)."""
+    found = _GRAPHEME.findall(text)
+    if not _LINKER.search(text):
+        return found
+    out: list[str] = []
+    for cluster in found:
+        start = 0
+        for m in _FALSE_CONJUNCT.finditer(cluster, 1):
+            out.append(cluster[start:m.start()])
+            start = m.start()
+        out.append(cluster[start:])
+    return out
+
 
 # Most posts are mostly ASCII, and \X costs ~0.1 µs per character. Two ASCII characters are always separate
 # clusters except CR LF (GB3, GB999), so only the non-ASCII "islands" need \X, each with the one non-control ASCII
@@ -83,13 +107,13 @@ def grapheme_len(text: str) -> int:
         return total
     for m in _ISLAND.finditer(text):
         window = m.group()
-        total += len(_GRAPHEME.findall(window)) - len(window)
+        total += len(_clusters(window)) - len(window)
     return total
 
 
 def graphemes(text: str) -> list[str]:
     """The extended grapheme clusters of `text`, in order."""
-    return _GRAPHEME.findall(text)
+    return _clusters(text)
 
 
 def utf8_len(text: str) -> int:
@@ -145,7 +169,7 @@ def threads_length(text: str) -> int:
         return n
     # Emoji clusters all hold a non-ASCII code point, so they all lie within the islands (see grapheme_len).
     for m in _ISLAND.finditer(text):
-        for cluster in _GRAPHEME.findall(m.group()):
+        for cluster in _clusters(m.group()):
             if _EMOJI_SIGNAL.search(cluster) is not None:
                 n += len(cluster.encode("utf-8", "surrogatepass")) - len(cluster)
     return n
@@ -245,8 +269,8 @@ def split_thread(text: str, limit: int, unit: Unit) -> list[str]:
 
     n = len(text)
     bounds = [0]
-    for g in _GRAPHEME.finditer(text):
-        bounds.append(g.end())
+    for cluster in _clusters(text):
+        bounds.append(bounds[-1] + len(cluster))
     bound_set = set(bounds)
 
     word_cuts: list[_Cut] = []
