@@ -370,7 +370,8 @@ async def seed(client: Client, media_root: Path, round_: int) -> Pool:
                  "targets": [{"accountId": accounts["pinterest"], "pinterest": {"boardId": "1", "destinationUrl": "https://shop.example/p"}}]},
         "queued": {"text": "Later " + link, "scheduledAt": "2026-12-01T09:00:00", "timezone": "America/New_York", "skipDuplicateCheck": True,
                    "targets": [{"accountId": accounts["x"]}, {"accountId": bluesky}]},
-        "draft": {"text": "Draft " + link, "draft": True, "idempotencyKey": f"seed{round_}",
+        # Each round reconnects the same accounts (a reconnect updates the account), so its draft text is its own.
+        "draft": {"text": f"Draft {round_} " + link, "draft": True, "idempotencyKey": f"seed{round_}",
                   "targets": [{"accountId": accounts["threads"]}, {"accountId": bluesky, "text": "own text"}]},
         "dry": {"text": "Dry", "dryRun": True, "targets": everyone},
     }.items():
