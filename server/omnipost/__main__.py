@@ -83,10 +83,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from omnipost import logging as oplog
     from omnipost.app import build_server
 
+    try:
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
+    try:
+        request = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{'stdin' if args.file == '-' else args.file} is not JSON ({exc.msg} at line {exc.lineno} "
+                         f"column {exc.colno})" if raw.strip() else f"{'stdin' if args.file == '-' else args.file} is empty") from None
+    if not isinstance(request, dict):
+        raise UsageError(f"a post request is a JSON object, not a {type(request).__name__}")
     settings = _settings()
     oplog.configure("WARNING")
-    raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    request = json.loads(raw)
 
     async def run() -> int:
         async with Client(build_server(settings)) as client:
@@ -98,6 +107,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0 if payload and payload.get("valid") else 1
 
     return anyio.run(run)
+
+
+class UsageError(Exception):
+    """Bad input to a command: one line on stderr, exit code 2 (1 stays "the post is invalid")."""
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -156,12 +169,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return anyio.run(keys.cli_create, settings, None if args.org else (args.profile or "default"), args.mode, args.name)
     if args.action == "list":
         return anyio.run(keys.cli_list, settings, args.json)
+    if not args.key_id:
+        raise UsageError("keys revoke needs the key id (omnipost keys list shows them)")
     return anyio.run(keys.cli_revoke, settings, args.key_id)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `omnipost` console script."""
+    from omnipost import __version__
+
     parser = argparse.ArgumentParser(prog="omnipost", description="Publish one post to many social accounts, from any MCP client.")
+    parser.add_argument("--version", action="version", version=f"omnipost {__version__}")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio")
@@ -202,7 +220,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command is None:  # `omnipost` alone, as MCP clients launch it: serve on stdio
         args = parser.parse_args(["serve", *(argv or [])])
-    sys.exit(args.func(args))
+    sys.exit(_run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """A command, with no traceback for what the user can fix: bad input or a refused request is one line on stderr
+    and exit code 2; a reader that closed the pipe (`omnipost rules | head`) ends the command quietly."""
+    from omnipost.errors import AppError
+
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+        return code
+    except UsageError as exc:
+        print(f"omnipost {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except AppError as exc:
+        print(f"omnipost {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's final flush must not fail
+        return 0
 
 
 if __name__ == "__main__":
