@@ -18,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from conftest import NOW
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
-from omnipost.errors import NotFoundError, RateLimitedError, ValidationFailedError
+from omnipost.errors import InputError, NotFoundError, RateLimitedError, ValidationFailedError
 from omnipost.keys import KeyService, OmnipostTokenVerifier, cli_create, cli_list, cli_revoke
 from omnipost.ratelimit import RateLimiter
 from omnipost.store.db import Database, new_id
@@ -193,15 +193,18 @@ async def test_cli_create_list_revoke(settings: Settings, capsys: pytest.Capture
     org = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert org["profile"] == "org-wide"
 
-    assert await cli_create(settings, "nobody", "live", None) == 1
-    assert "no profile 'nobody'" in capsys.readouterr().err
-    assert await cli_create(settings, None, "prod", None) == 2
-    capsys.readouterr()
+    with pytest.raises(NotFoundError):  # __main__ prints it as one line on stderr, exit code 2
+        await cli_create(settings, "nobody", "live", None)
+    with pytest.raises(InputError):
+        await cli_create(settings, None, "prod", None)
+    assert await cli_create(settings, None, "test", "ci", as_json=True) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert KEY_RE.match(as_json["key"]) and as_json["mode"] == "test" and as_json["profileId"] is None
 
     assert await cli_list(settings, True) == 0
     listed = capsys.readouterr().out
     rows = json.loads(listed)
-    assert [r["id"] for r in rows] == [created["id"], org["id"]]
+    assert [r["id"] for r in rows] == [created["id"], org["id"], as_json["id"]]
     assert rows[0]["prefix"] == created["key"][:12] + "…" and rows[0]["profileName"] == "default" and rows[1]["profileId"] is None
     assert created["key"] not in listed and org["key"] not in listed
     assert await cli_list(settings, False) == 0
@@ -209,8 +212,11 @@ async def test_cli_create_list_revoke(settings: Settings, capsys: pytest.Capture
     assert created["id"] in text and created["key"] not in text
 
     assert await cli_revoke(settings, created["id"]) == 0
-    assert await cli_revoke(settings, "key_nope") == 1
-    capsys.readouterr()
+    assert capsys.readouterr().out.startswith(f"revoked {created['id']}")
+    with pytest.raises(NotFoundError):
+        await cli_revoke(settings, "key_nope")
+    assert await cli_revoke(settings, as_json["id"], as_json=True) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": as_json["id"], "prefix": as_json["key"][:12] + "…", "revoked": True}
     await cli_list(settings, True)
     assert json.loads(capsys.readouterr().out)[0]["revokedAt"] is not None
 

@@ -95,6 +95,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not isinstance(request, dict):
         raise UsageError(f"a post request is a JSON object, not a {type(request).__name__}")
     settings = _settings()
+    if settings.database_url is None and not (settings.data_dir / "omnipost.db").exists():
+        # Nothing is connected here: validate against an in-memory store and a throwaway key, creating nothing on disk.
+        import secrets
+
+        from pydantic import SecretStr
+
+        settings = settings.model_copy(update={"database_url": "sqlite+aiosqlite://",
+                                               "secret_key": SecretStr(secrets.token_urlsafe(32))})
+    settings = settings.model_copy(update={"scheduler_enabled": False})  # validating never publishes a post that is due
     oplog.configure("WARNING")
 
     async def run() -> int:
@@ -117,8 +126,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     """Print the rule catalogue (or one platform's rules)."""
     from omnipost.tools.drafting import rules_for, summarize
 
-    for rule in rules_for(args.platform):
-        s = summarize(rule)
+    summaries = [summarize(rule) for rule in rules_for(args.platform)]
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json", exclude_none=True) for s in summaries], indent=2, ensure_ascii=False))
+        return 0
+    for s in summaries:
         print(f"{s.id:45} {s.stage:8} {s.summary}")
     return 0
 
@@ -128,6 +140,9 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     from omnipost.manifest import manifest_drift
 
     drift = manifest_drift(Path(args.path))
+    if args.json:
+        print(json.dumps({"matches": not drift, "drift": drift}, indent=2, ensure_ascii=False))
+        return 1 if drift else 0
     for line in drift:
         print(line)
     if not drift:
@@ -166,12 +181,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "create":
-        return anyio.run(keys.cli_create, settings, None if args.org else (args.profile or "default"), args.mode, args.name)
+        return anyio.run(keys.cli_create, settings, None if args.org else (args.profile or "default"), args.mode, args.name,
+                         args.json)
     if args.action == "list":
         return anyio.run(keys.cli_list, settings, args.json)
     if not args.key_id:
         raise UsageError("keys revoke needs the key id (omnipost keys list shows them)")
-    return anyio.run(keys.cli_revoke, settings, args.key_id)
+    return anyio.run(keys.cli_revoke, settings, args.key_id, args.json)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,10 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     validate.set_defaults(func=cmd_validate)
     rules = sub.add_parser("rules", help="list the preflight rules")
     rules.add_argument("--platform")
+    rules.add_argument("--json", action="store_true", help="one JSON array of the rules")
     rules.set_defaults(func=cmd_rules)
     manifest = sub.add_parser("manifest", help="check manifest.json against the server")
     manifest.add_argument("--check", action="store_true", required=True)
     manifest.add_argument("--path", default="manifest.json")
+    manifest.add_argument("--json", action="store_true")
     manifest.set_defaults(func=cmd_manifest)
     demo = sub.add_parser("demo", help="connect sandbox accounts and publish one post through the MCP client")
     demo.add_argument("--json", action="store_true")

@@ -19,7 +19,7 @@ from mcp.server.auth.provider import AccessToken
 from sqlmodel import col, select
 
 from omnipost.clock import Clock, SystemClock
-from omnipost.errors import NotFoundError, ValidationFailedError, echo
+from omnipost.errors import InputError, NotFoundError, ValidationFailedError, echo
 from omnipost.store.db import Database, new_id
 from omnipost.store.models import ApiKey, Profile
 
@@ -209,14 +209,17 @@ async def _open(settings: "Settings") -> Database:
     return await Database.open(settings.database_url, settings.data_dir, SystemClock().now())
 
 
-async def cli_create(settings: "Settings", profile: str | None, mode: str, name: str | None) -> int:
+async def cli_create(settings: "Settings", profile: str | None, mode: str, name: str | None, as_json: bool = False) -> int:
     """`omnipost keys create`: mint a key and print it once. `profile` is an id or name; None = org-wide.
 
-    stdout (one `field: value` per line): id, name, profile, mode, key. Exit 0; 1 unknown profile; 2 bad mode.
+    stdout: one `field: value` per line (id, name, profile, mode, key), or one JSON object with --json.
+    Exit 0; 2 (one line on stderr) for an unknown profile or mode.
+
+    Raises:
+        InputError: an unknown mode; NotFoundError: an unknown profile.
     """
     if mode not in PREFIXES:
-        print(f"omnipost: unknown key mode '{mode}': use live or test.", file=sys.stderr)
-        return 2
+        raise InputError(f"unknown key mode '{echo(mode)}': use live or test.")
     db = await _open(settings)
     try:
         found: Profile | None = None
@@ -224,17 +227,20 @@ async def cli_create(settings: "Settings", profile: str | None, mode: str, name:
             async with db.session() as s:
                 found = await s.get(Profile, profile) or (await s.exec(select(Profile).where(Profile.name == profile))).first()
             if found is None:
-                print(f"omnipost: no profile '{profile}' (give a profile id or name, or --org for an org-wide key).", file=sys.stderr)
-                return 1
+                raise NotFoundError(f"no profile '{echo(profile)}' (give a profile id or name, or --org for an org-wide key).")
         key, plaintext = await KeyService(db, SystemClock()).create(found.id if found else None, mode, name)
     finally:
         await db.close()
-    print(f"id: {key.id}")
-    if name:
-        print(f"name: {name}")
-    print(f"profile: {_profile_label(found)}")
-    print(f"mode: {mode}")
-    print(f"key: {plaintext}")
+    if as_json:
+        print(json.dumps({"id": key.id, "name": name, "profileId": found.id if found else None,
+                          "profileName": found.name if found else None, "mode": mode, "key": plaintext}, indent=2))
+    else:
+        print(f"id: {key.id}")
+        if name:
+            print(f"name: {name}")
+        print(f"profile: {_profile_label(found)}")
+        print(f"mode: {mode}")
+        print(f"key: {plaintext}")
     print("Copy the key now: it is shown only this once (omnipost stores only its hash).", file=sys.stderr)
     return 0
 
@@ -268,15 +274,21 @@ async def cli_list(settings: "Settings", as_json: bool) -> int:
     return 0
 
 
-async def cli_revoke(settings: "Settings", key_id: str) -> int:
-    """`omnipost keys revoke KEY_ID`: refused from the next request on. Exit 0; 1 no such key."""
+async def cli_revoke(settings: "Settings", key_id: str, as_json: bool = False) -> int:
+    """`omnipost keys revoke KEY_ID`: refused from the next request on. Exit 0; 2 no such key.
+
+    Raises:
+        NotFoundError: no key with this id.
+    """
     db = await _open(settings)
     try:
         key = await KeyService(db, SystemClock()).revoke(key_id)
     finally:
         await db.close()
     if key is None:
-        print(f"omnipost: no API key '{key_id}' (see omnipost keys list).", file=sys.stderr)
-        return 1
-    print(f"revoked {key.id} ({display_prefix(key)})")
+        raise NotFoundError(f"no API key '{echo(key_id)}' (see omnipost keys list).")
+    if as_json:
+        print(json.dumps({"id": key.id, "prefix": display_prefix(key), "revoked": True}))
+    else:
+        print(f"revoked {key.id} ({display_prefix(key)})")
     return 0

@@ -93,7 +93,8 @@ class Runtime:
         from omnipost.store.db import Database
 
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if s.database_url is None or s.secret_key is None:  # the database file or the key file lives there
+            s.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = await Database.open(s.database_url, s.data_dir, self.clock.now())
         vault = Vault(load_key(s.secret_key.get_secret_value() if s.secret_key else None, s.data_dir))
         if self.http is None:

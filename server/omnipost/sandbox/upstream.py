@@ -260,10 +260,13 @@ class SandboxStore:
         self.path = path
         self._local = threading.local()
         self._writing = threading.Lock()
+        self._initialising = threading.Lock()
+        self._ready = False
 
     def _conn(self) -> "nullcontext[sqlite3.Connection]":
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            self.init()
             conn = self._local.conn = _connect(self.path)
         return nullcontext(conn)
 
@@ -276,16 +279,26 @@ class SandboxStore:
             yield conn
 
     def init(self) -> None:
-        """Create the file and tables (idempotent, safe against a concurrent initialiser)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block the writer
-            with _write(conn):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                # a store made before the modes existed: its accounts all take caller-chosen ids
-                if "mode" not in {r["name"] for r in conn.execute("PRAGMA table_info(accounts)")}:
-                    conn.execute("ALTER TABLE accounts ADD COLUMN mode TEXT NOT NULL DEFAULT 'caller_id'")
+        """Create the file and tables (idempotent, safe against a concurrent initialiser). Done at first use, so an
+        embedded sandbox nobody calls (`omnipost validate`) creates nothing on disk."""
+        if self._ready:
+            return
+        with self._initialising:
+            if not self._ready:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with closing(_connect(self.path)) as conn:
+                    self._create(conn)
+                self._ready = True
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent: readers never block the writer
+        with _write(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            # a store made before the modes existed: its accounts all take caller-chosen ids
+            if "mode" not in {r["name"] for r in conn.execute("PRAGMA table_info(accounts)")}:
+                conn.execute("ALTER TABLE accounts ADD COLUMN mode TEXT NOT NULL DEFAULT 'caller_id'")
 
     def register(self, handle: str, emulates: str, mode: str | None, now: str) -> tuple[dict[str, Any], bool]:
         """Create the account (or log in again to an existing handle) and issue a new token. `mode` None keeps
@@ -855,7 +868,6 @@ def create_sandbox_app(store_path: Path, *, clock: Clock) -> Starlette:
     """The sandbox upstream as an ASGI app, storing into `store_path` (created if missing). `clock`: the embedding
     program's clock (the sandbox's token expiries and timestamps agree with the program that judges them)."""
     store = SandboxStore(Path(store_path))
-    store.init()
     sb = _Sandbox(store, clock.now)
     routes = [
         Route("/v1/accounts", sb.register, methods=["POST"]),
