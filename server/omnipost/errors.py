@@ -7,6 +7,7 @@
     │   ├── NotFoundError         not_found: unknown id, or outside the caller's scope
     │   └── MediaError            validation_failed: bytes unreadable or unsupported
     ├── ConflictError             idempotency_conflict: key reused with another body, or still running
+    ├── UnauthenticatedError      unauthenticated: a network transport got no valid API key (HTTP 401)
     ├── UnauthorizedError         unauthorized: authentic key, action not allowed (profile.scope_mismatch)
     ├── RateLimitedError          rate_limited: the caller's own per-key limit; .retry_after
     ├── ConfigError               platform not configured / credentials missing: the user must act
@@ -174,6 +175,12 @@ class ConflictError(AppError):
     """The idempotency key was used with another body, or its first request is still running."""
 
     code = "idempotency_conflict"
+
+
+class UnauthenticatedError(AppError):
+    """A network transport got no API key, or one that is unknown, malformed or revoked (HTTP 401)."""
+
+    code = "unauthenticated"
 
 
 class UnauthorizedError(AppError):

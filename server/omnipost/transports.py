@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from omnipost.app import OmnipostServer, build_server
 from omnipost.clock import Clock
 from omnipost.config import Settings
-from omnipost.errors import ErrorObject
+from omnipost.errors import UnauthenticatedError
 from omnipost.keys import LazyKeyService, OmnipostTokenVerifier, any_key_exists
 
 logger = logging.getLogger("omnipost.http")
@@ -79,7 +79,7 @@ class UnauthenticatedAsJson:
         else:
             message = "An API key is required on this transport."
             remediation = "Send Authorization: Bearer <key> (create one with omnipost keys create)."
-        error = ErrorObject(code="unauthenticated", message=message, remediation=remediation, retryable=False)
+        error = UnauthenticatedError(message, remediation=remediation).to_error_object()
         return json.dumps({"error": error.model_dump(exclude_none=True)}).encode()
 
     def _closing_send(self, send: Send) -> Send:

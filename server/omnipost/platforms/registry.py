@@ -114,7 +114,7 @@ def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
 _META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' table "
                    "(https://developers.facebook.com/docs/graph-api/changelog/versions): v24.0 introduced 2025-10-08, "
-                   "available until 2028-02-18; platforms.md §4 says pin a recent version (2026 docs show v24/v25)")
+                   "available until 2028-02-18; pinned to a recent version (2026 docs show v24/v25)")
 
 PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.BLUESKY, bluesky, options=bluesky.BlueskyOptions, exactly_once="caller_id",
@@ -123,19 +123,19 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
           connect_help="bluesky (handle + app password)",
           api_version=ApiVersion(
               "bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,
-              source="platforms.md §1 (atproto lexicon snapshot 2026-08): lexicons evolve by backwards-compatible "
+              source="atproto lexicons (https://github.com/bluesky-social/atproto/tree/main/lexicons, snapshot 2026-08): lexicons evolve by backwards-compatible "
                      "additions; there is no versioned endpoint and no published sunset",
               checked="2026-11-24")),
     _spec(Platform.X, x, options=x.TwitterOptions, exactly_once="search",
           api_version=ApiVersion(
               "x", "X API", "v2", None,
-              source="platforms.md §2 (xdevplatform/docs openapi.json 2026-08): POST /2/tweets, /2/media/upload; "
+              source="X API v2 OpenAPI document (https://api.x.com/2/openapi.json, 2026-08): POST /2/tweets, /2/media/upload; "
                      "no published sunset for v2",
               checked="2026-11-24")),
     _spec(Platform.LINKEDIN, linkedin, options=linkedin.LinkedInOptions, exactly_once="search",
           api_version=ApiVersion(
               "linkedin", "LinkedIn-Version header (versioned REST)", "202607", date(2027, 7, 15),
-              source="platforms.md §3: `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
+              source="LinkedIn API versioning (https://learn.microsoft.com/en-us/linkedin/marketing/versioning): `LinkedIn-Version: YYYYMM`; LinkedIn's migrations page lists each monthly "
                      "version's sunset about a year after release (202601: 2027-01-15, 202602: 2027-02-15, "
                      "202603: 2027-03-16); 202607 (July 2026) is the newest version in our sources",
               checked="2026-12-04", confirmed=False,
@@ -151,7 +151,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.THREADS, threads, options=threads.ThreadsOptions, exactly_once="container",
           api_version=ApiVersion(
               "threads", "Threads API (graph.threads.net)", "v1.0", None,
-              source="platforms.md §6: base https://graph.threads.net/v1.0",
+              source="Threads API docs (https://developers.facebook.com/docs/threads): base https://graph.threads.net/v1.0",
               checked="2026-11-24", confirmed=False,
               note="Meta publishes no expiry for Threads v1.0 in our sources; unconfirmed that none exists.")),
     _spec(Platform.PINTEREST, pinterest, options=pinterest.PinterestOptions, exactly_once="search",
@@ -159,7 +159,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
           checked_links=(("destinationUrl", "pinterest.destination_url.reachable"),),
           api_version=ApiVersion(
               "pinterest", "Pinterest API", "v5", None,
-              source="platforms.md §7: base https://api.pinterest.com/v5",
+              source="Pinterest API v5 reference (https://developers.pinterest.com/docs/api/v5/): base https://api.pinterest.com/v5",
               checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed).")),
     # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
     # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.

@@ -37,7 +37,9 @@ def human_bytes(n: int) -> str:
 
 
 def _rule(src: Source, rule_id: str, **kw: Any) -> Rule:
-    return Rule(id=rule_id, doc_url=kw.pop("doc_url", src.doc_url), source=kw.pop("source", src.source), checked=src.checked, **kw)
+    # A source with no page per rule (omnipost's own rules) gives "{rule}" in its doc_url: the rule's anchor.
+    doc_url = kw.pop("doc_url", src.doc_url.replace("{rule}", rule_id))
+    return Rule(id=rule_id, doc_url=doc_url, source=kw.pop("source", src.source), checked=src.checked, **kw)
 
 
 def _probed(target: ResolvedTarget) -> Iterator[MediaRef]:

@@ -2,13 +2,14 @@
 
 from collections.abc import Iterable
 
+from omnipost.docpages import rule_doc_url
 from omnipost.preflight import checks as c
 from omnipost.preflight.model import ResolvedTarget, Rule, Violation
 
 SRC = c.Source(
     name="omnipost",
-    doc_url="https://github.com/omnipost/omnipost/blob/main/README.md#media",
-    source="omnipost media store and request model (PRODUCT.md §2, §8)",
+    doc_url=rule_doc_url("{rule}"),
+    source="omnipost's own request model and media store: no platform documents these rules",
     checked="2026-11-24",
 )
 

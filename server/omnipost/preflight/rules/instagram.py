@@ -41,7 +41,7 @@ INSTAGRAM = PlatformRules(
     text_limit=TEXT_LIMIT,
     supports_first_comment=True,
     daily_post_cap=50,
-    daily_post_cap_source="platforms.md §5: GET /{ig-user-id}/content_publishing_limit config.quota_total (doc example 50, "
+    daily_post_cap_source="Instagram content publishing docs (https://developers.facebook.com/docs/instagram-platform/content-publishing): GET /{ig-user-id}/content_publishing_limit config.quota_total (doc example 50, "
     "quota_duration 86400; carousels count as 1); older docs said 25 and some 2026 tools 100 — unconfirmed, read it at runtime",
     daily_post_cap_checked="2026-11-24",
     rules=(

@@ -24,7 +24,7 @@ THREADS = PlatformRules(
     supports_thread=True,
     supports_first_comment=True,
     daily_post_cap=250,
-    daily_post_cap_source="platforms.md §6: 250 API-published posts (and 1,000 replies) per profile per rolling 24 h; "
+    daily_post_cap_source="Threads API docs (https://developers.facebook.com/docs/threads/posts): 250 API-published posts (and 1,000 replies) per profile per rolling 24 h; "
     "GET /{user-id}/threads_publishing_limit reports quota_total 250, quota_duration 86400",
     daily_post_cap_checked="2026-11-24",
     rules=(
