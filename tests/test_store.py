@@ -8,7 +8,7 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
@@ -253,3 +253,20 @@ def test_switching_a_new_file_to_wal_waits_for_a_connection_that_holds_it(tmp_pa
         released.join()
         starting.close()
         holder.close()
+
+
+async def test_a_daily_notice_is_given_once_a_day_across_processes(db: Database, tmp_path: Path, backend: Backend) -> None:
+    """versions.daily_notice: of many callers (two processes, each with its own engine), one gets True per day."""
+    from omnipost.versions import daily_notice
+
+    other = await Database.open(backend.url, tmp_path, NOW)  # a second process on the same database
+    try:
+        first, second = daily_notice(db), daily_notice(other)
+        key = "version.deprecated:linkedin:202512"
+        assert await first(key, NOW) is True
+        assert [await first(key, NOW), await second(key, NOW + timedelta(hours=23))] == [False, False]
+        assert await second("another.notice", NOW) is True  # each key on its own
+        assert await second(key, NOW + timedelta(days=1)) is True
+        assert await first(key, NOW + timedelta(days=1, hours=1)) is False
+    finally:
+        await other.close()

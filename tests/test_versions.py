@@ -1,5 +1,6 @@
 """Platform API versions (PRODUCT §10): the pinned data, the platform_versions tool, version.deprecated once."""
 
+import logging
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +13,7 @@ from omnipost.app import OmnipostServer
 from omnipost.clock import FixedClock
 from omnipost.store.db import new_id
 from omnipost.store.models import Profile, WebhookDelivery, WebhookEndpoint
-from omnipost.versions import VERSIONS, ApiVersion, check_versions, listing, status_of, webhook_emitter
+from omnipost.versions import VERSIONS, ApiVersion, check_versions, daily_notice, listing, status_of, webhook_emitter
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 SOON = ApiVersion("linkedin", "LinkedIn-Version header", "202512", date(2026, 12, 10), source="test", checked="2026-11-24")
@@ -109,6 +110,25 @@ async def test_the_webhook_delivery_log_remembers_across_restarts(server: Omnipo
         rows = list((await s.exec(select(WebhookDelivery).where(WebhookDelivery.event_type == "version.deprecated"))).all())
     assert len(rows) == 1
     assert rows[0].payload["data"]["eventKey"] == "version.deprecated:linkedin:202512"
+
+
+@pytest.mark.anyio
+async def test_the_sunset_warning_is_logged_once_a_day_not_per_start(server: OmnipostServer, client: Client,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    rt = server.runtime
+    await rt.wait_ready()
+    emit = webhook_emitter(rt.db, rt.webhooks)
+
+    async def start(now: datetime) -> int:
+        """A process start: a fresh in-memory memory, the installation's notices table; the warnings it logged."""
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="omnipost.versions"):
+            await check_versions(now, emit, sent=set(), versions=(SOON, LATER), remind=daily_notice(rt.db))
+        return sum("linkedin 202512" in r.getMessage() for r in caplog.records)
+
+    assert [await start(NOW), await start(NOW + timedelta(hours=2)), await start(NOW + timedelta(hours=23))] == [1, 0, 0]
+    assert await start(NOW + timedelta(days=1)) == 1
+    assert await start(NOW + timedelta(days=30)) == 1  # past the sunset: still once a day
 
 
 @pytest.mark.anyio

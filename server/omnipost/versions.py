@@ -20,7 +20,7 @@ one entry into ok | deprecated_soon | past_sunset for a given instant; `check_ve
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -113,27 +113,57 @@ def event_data(v: ApiVersion, now: datetime) -> dict[str, Any]:
 
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
+# remind(key, now) -> whether to give the notice `key` now (and remember that it was given)
+Remind = Callable[[str, datetime], Awaitable[bool]]
+NOTICE_EVERY = timedelta(days=1)
 
 
 async def check_versions(now: datetime, emit: Emit, *, sent: set[tuple[str, str]] | None = None,
-                         versions: Iterable[ApiVersion] | None = None, warn_days: int = WARN_DAYS) -> list[ApiVersion]:
+                         versions: Iterable[ApiVersion] | None = None, warn_days: int = WARN_DAYS,
+                         remind: Remind | None = None) -> list[ApiVersion]:
     """Emit version.deprecated for each version whose sunset is within `warn_days` of `now` (or past),
     unless (platform, version) is already in `sent`; the pairs emitted are added to `sent`. Returns them.
 
     `emit(event_type, data)` is awaited once per such version; if it raises, the pair is not remembered
-    (the next check tries again).
+    (the next check tries again). The log warning is given when `remind` says so (daily_notice: once a day per
+    installation), else when the event is emitted.
     """
     sent = sent if sent is not None else set()
     fired: list[ApiVersion] = []
     for v in pinned() if versions is None else versions:
         status, _ = status_of(v, now, warn_days)
-        if status == "ok" or (v.platform, v.version) in sent:
+        if status == "ok":
             continue
-        await emit(EVENT, event_data(v, now))
-        sent.add((v.platform, v.version))
-        fired.append(v)
-        logger.warning("%s %s reaches its sunset on %s: version.deprecated emitted", v.platform, v.version, v.sunset)
+        if (v.platform, v.version) not in sent:
+            await emit(EVENT, event_data(v, now))
+            sent.add((v.platform, v.version))
+            fired.append(v)
+            if remind is None:
+                logger.warning("%s %s reaches its sunset on %s: version.deprecated emitted", v.platform, v.version, v.sunset)
+        if remind is not None and await remind(f"{EVENT}:{v.platform}:{v.version}", now):
+            logger.warning("%s %s %s on %s: upgrade omnipost (version.deprecated sent to webhooks)", v.platform, v.version,
+                           "reached its sunset" if status == "past_sunset" else "reaches its sunset", v.sunset)
     return fired
+
+
+def daily_notice(db: "Database", every: timedelta = NOTICE_EVERY) -> Remind:
+    """A `remind` backed by the notices table: True for at most one caller per `every`, across every process and
+    restart of an installation (one conditional upsert: the row is written only if absent or older than `every`)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from omnipost.store.models import Notice
+
+    table = Notice.__table__  # type: ignore[attr-defined]
+
+    async def remind(key: str, now: datetime) -> bool:
+        dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).values(key=key, last_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=[table.c.key], set_={"last_at": now},
+                                          where=table.c.last_at <= now - every)
+        async with db.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    return remind
 
 
 def webhook_emitter(db: "Database", webhooks: "WebhookService") -> Emit:
@@ -172,7 +202,8 @@ class VersionWatcher:
         return cls(db, webhooks, set())
 
     async def check(self, now: datetime) -> list[ApiVersion]:
-        return await check_versions(now, webhook_emitter(self.db, self.webhooks), sent=self.sent)
+        return await check_versions(now, webhook_emitter(self.db, self.webhooks), sent=self.sent,
+                                    remind=daily_notice(self.db))
 
     async def run_forever(self, stop: anyio.Event, clock: Any, every: float = 6 * 3600.0) -> None:
         """Check at start and every `every` seconds until `stop`; a failing check is logged, not fatal."""

@@ -209,7 +209,16 @@ def _v8(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE accounts ADD COLUMN upstream_identity VARCHAR"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(conn: Connection) -> None:
+    """Recurring notices remember when they were last given (the version sunset warning: once a day, not per start)."""
+    md = sa.MetaData()
+    sa.Table("notices", md,
+             sa.Column("key", sa.String, primary_key=True),
+             sa.Column("last_at", UTCDateTime(), nullable=False))
+    md.tables["notices"].create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 LATEST = len(MIGRATIONS)
 
 

@@ -112,6 +112,15 @@ class SchedulerHeartbeat(SQLModel, table=True):
     seen_at: datetime = _ts()
 
 
+class Notice(SQLModel, table=True):
+    """When a recurring notice (a log warning such as an API version's coming sunset) was last given, so every
+    process of one installation gives it at most once a day (versions.py)."""
+
+    __tablename__ = "notices"
+    key: str = Field(primary_key=True)
+    last_at: datetime = _ts()
+
+
 class Attempt(SQLModel, table=True):
     """One try at the upstream for a post, committed before the call is made."""
 
