@@ -13,7 +13,7 @@ import anyio
 import av
 import pytest
 from anyio.abc import ByteStream
-from mediagen import make_heif, make_image, make_video
+from mediagen import make_heif, make_image, make_video, make_webm
 from omnipost.errors import MediaError, NotFoundError, ValidationFailedError
 from omnipost.media import storage
 from omnipost.media.fetch import TOO_LARGE, URL_FORBIDDEN
@@ -329,6 +329,41 @@ def test_probe_file_agrees_with_probe_bytes_on_real_videos(tmp_path: Path, rotat
     assert (from_file.size, from_file.sha256, from_file.frames) == (from_bytes.size, from_bytes.sha256, None)
 
 
+def write_webm(path: Path, *, width: int = 64, height: int = 48, frames: int = 12, rate: int = 12) -> Path:
+    """A real VP8 WebM encoded by PyAV (libvpx), as a browser or ffmpeg would write one."""
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(i * 23) % 256]) * plane.buffer_size)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_probe_file_agrees_with_probe_bytes_and_ffmpeg_on_a_real_webm(tmp_path: Path) -> None:
+    path = write_webm(tmp_path / "clip.webm", width=96, height=64, frames=18, rate=12)
+    from_file, from_bytes = probe_file(path), probe_bytes(path.read_bytes())
+    assert from_file == from_bytes
+    assert (from_file.kind, from_file.mime, from_file.width, from_file.height) == ("video", "video/webm", 96, 64)
+    with av.open(str(path)) as container:
+        assert from_file.duration == pytest.approx(container.duration / 1_000_000, abs=1e-3)
+    assert from_file.duration == pytest.approx(1.5, abs=0.1)
+
+
+@pytest.mark.parametrize("options", [{}, {"live": True}, {"tracks_last": True}, {"display": (853, 360)}, {"audio": True}])
+def test_probe_file_agrees_with_probe_bytes_on_generated_webm(tmp_path: Path, options: dict[str, object]) -> None:
+    data = make_webm(640, 360, size=20_000, **options) if not options.get("live") else make_webm(640, 360, **options)  # type: ignore[arg-type]
+    (tmp_path / "v").write_bytes(data)
+    assert probe_file(tmp_path / "v") == probe_bytes(data)
+
+
 def test_probe_file_on_heif_and_non_media(tmp_path: Path) -> None:
     heic = make_heif(4032, 3024, rotation=90)
     (tmp_path / "h").write_bytes(heic)
@@ -430,6 +465,16 @@ async def test_upload_of_a_real_video(service: MediaService, roots: Path, profil
     assert (media.kind, media.mime, media.width, media.height, media.filename) == (
         "video", "video/quicktime", 48, 64, "holiday.mov")
     assert media.duration == pytest.approx(2.0, abs=0.1)
+
+
+async def test_upload_of_a_webm_video(service: MediaService, roots: Path, profiles: tuple[str, str]) -> None:
+    (roots / "clip.webm").write_bytes(make_webm(1280, 720, 8.0, audio=True, size=300_000))
+    media = await service.upload(profiles[0], path=str(roots / "clip.webm"))
+    assert (media.kind, media.mime, media.width, media.height, media.duration, media.size) == (
+        "video", "video/webm", 1280, 720, 8.0, 300_000)
+    live = make_webm(480, 640, live=True, codec="V_VP8")
+    recorded = await service.upload(profiles[0], bytes_base64=base64.b64encode(live).decode())
+    assert (recorded.mime, recorded.width, recorded.height, recorded.duration) == ("video/webm", 480, 640, None)
 
 
 async def test_upload_needs_exactly_one_source(service: MediaService, roots: Path, profiles: tuple[str, str]) -> None:

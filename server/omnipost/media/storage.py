@@ -11,8 +11,9 @@ upload of the same content cannot unlink the file the upload is about to record.
 one process; several processes sharing a data directory are not coordinated.
 
 `probe_file` gives the same `MediaFacts` as `probe.probe_bytes` on the same content: images via
-Pillow from the file header, HEIF stills by `probe_bytes` (they are small), and MP4/MOV via PyAV
-(FFmpeg), imported lazily because it is heavy.
+Pillow from the file header, HEIF stills by `probe_bytes` (they are small), WebM/Matroska by the
+same EBML walk as `probe_bytes` (reading headers only), and MP4/MOV via PyAV (FFmpeg), imported
+lazily because it is heavy.
 """
 
 import binascii
@@ -407,6 +408,9 @@ def probe_file(path: Path | str, *, sha256: str | None = None) -> MediaFacts:
             raise
         except Exception as exc:  # FFmpeg surfaces damage in many shapes; all mean the same here
             raise probe._malformed(f"FFmpeg cannot read it ({type(exc).__name__})") from None
+    elif probe.looks_like_ebml(head):
+        with open(path, "rb") as f:
+            parsed = probe.read_matroska(f, size)
     else:
         parsed = _probe_image_file(path, head)
     return MediaFacts(
