@@ -222,3 +222,117 @@ def _brand(brand: str) -> bytes:
     if len(code) != 4:
         raise ValueError(f"a brand is 4 characters, got {brand!r}")
     return code
+
+
+# --- EBML (WebM / Matroska) ---------------------------------------------------------------
+
+# Element ids as written (length marker included), from the Matroska spec (RFC 9559).
+EBML_IDS = {
+    "EBML": 0x1A45DFA3, "EBMLVersion": 0x4286, "EBMLReadVersion": 0x42F7, "EBMLMaxIDLength": 0x42F2,
+    "EBMLMaxSizeLength": 0x42F3, "DocType": 0x4282, "DocTypeVersion": 0x4287, "DocTypeReadVersion": 0x4285,
+    "Segment": 0x18538067, "SeekHead": 0x114D9B74, "Seek": 0x4DBB, "SeekID": 0x53AB, "SeekPosition": 0x53AC,
+    "Info": 0x1549A966, "TimestampScale": 0x2AD7B1, "Duration": 0x4489, "MuxingApp": 0x4D80, "WritingApp": 0x5741,
+    "Tracks": 0x1654AE6B, "TrackEntry": 0xAE, "TrackNumber": 0xD7, "TrackUID": 0x73C5, "TrackType": 0x83,
+    "CodecID": 0x86, "Video": 0xE0, "PixelWidth": 0xB0, "PixelHeight": 0xBA, "DisplayWidth": 0x54B0,
+    "DisplayHeight": 0x54BA, "DisplayUnit": 0x54B2, "Projection": 0x7670, "ProjectionPoseRoll": 0x7675,
+    "Audio": 0xE1, "SamplingFrequency": 0xB5, "Channels": 0x9F,
+    "Cluster": 0x1F43B675, "Timestamp": 0xE7, "SimpleBlock": 0xA3, "Void": 0xEC,
+}
+UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"  # an 8-byte size with every value bit set: "not written"
+
+
+def ebml_size(n: int, length: int | None = None) -> bytes:
+    """`n` as an EBML variable-length size, in `length` bytes (default: the fewest that hold it)."""
+    if length is None:
+        length = next(k for k in range(1, 9) if n < (1 << (7 * k)) - 1)
+    if not 1 <= length <= 8 or n >= (1 << (7 * length)) - 1:
+        raise ValueError(f"{n} does not fit an EBML size of {length} bytes")
+    return ((1 << (7 * length)) | n).to_bytes(length, "big")
+
+
+def ebml(name: str, payload: bytes | int | float | str = b"", *, size_length: int | None = None, unknown: bool = False) -> bytes:
+    """One EBML element: an int payload is an unsigned integer, a float an 8-byte double, a str ASCII."""
+    eid = EBML_IDS[name]
+    if isinstance(payload, bool) or isinstance(payload, int):
+        body = payload.to_bytes(max(1, (payload.bit_length() + 7) // 8), "big")
+    elif isinstance(payload, float):
+        body = struct.pack(">d", payload)
+    elif isinstance(payload, str):
+        body = payload.encode("ascii")
+    else:
+        body = payload
+    size = UNKNOWN_SIZE if unknown else ebml_size(len(body), size_length)
+    return eid.to_bytes((eid.bit_length() + 7) // 8, "big") + size + body
+
+
+def make_webm(
+    width: int = 640,
+    height: int = 360,
+    duration: float | None = 10.0,
+    *,
+    codec: str = "V_VP9",
+    doc_type: str = "webm",
+    size: int | None = None,
+    audio: bool = False,
+    video: bool = True,
+    display: tuple[int, int] | None = None,
+    roll: float | None = None,
+    live: bool = False,
+    tracks_last: bool = False,
+) -> bytes:
+    """A minimal well-formed WebM (or Matroska with `doc_type="matroska"`): EBML header, Segment(Info, Tracks,
+    one Cluster with one keyframe SimpleBlock whose payload is zero-filled).
+
+    `display` writes DisplayWidth/DisplayHeight (anamorphic), `roll` a Projection roll in degrees; `live` is a
+    browser MediaRecorder's layout (Segment and Cluster of unknown size, no Duration); `tracks_last` puts Info and
+    Tracks after the Cluster, found through a SeekHead; `size` pads the block so the file is exactly that many bytes.
+    """
+    header = ebml("EBML", ebml("EBMLVersion", 1) + ebml("EBMLReadVersion", 1) + ebml("EBMLMaxIDLength", 4)
+                  + ebml("EBMLMaxSizeLength", 8) + ebml("DocType", doc_type) + ebml("DocTypeVersion", 4)
+                  + ebml("DocTypeReadVersion", 2))
+    info = ebml("Info", ebml("TimestampScale", 1_000_000) + ebml("MuxingApp", "omnipost-mediagen")
+                + ebml("WritingApp", "omnipost-mediagen")
+                + (ebml("Duration", float(duration * 1000)) if duration is not None and not live else b""))
+    entries = b""
+    if video:
+        picture = ebml("PixelWidth", width) + ebml("PixelHeight", height)
+        if display is not None:
+            picture += ebml("DisplayWidth", display[0]) + ebml("DisplayHeight", display[1]) + ebml("DisplayUnit", 0)
+        if roll is not None:
+            picture += ebml("Projection", ebml("ProjectionPoseRoll", float(roll)))
+        entries += ebml("TrackEntry", ebml("TrackNumber", 1) + ebml("TrackUID", 1) + ebml("TrackType", 1)
+                        + ebml("CodecID", codec) + ebml("Video", picture))
+    if audio:
+        entries += ebml("TrackEntry", ebml("TrackNumber", 2) + ebml("TrackUID", 2) + ebml("TrackType", 2)
+                        + ebml("CodecID", "A_OPUS") + ebml("Audio", ebml("SamplingFrequency", 48000.0) + ebml("Channels", 2)))
+    tracks = ebml("Tracks", entries)
+    seek_head = b""
+    if tracks_last:
+        # Positions are relative to the Segment's payload; 8-byte SeekPositions keep the SeekHead's own size fixed.
+        def index(info_at: int, tracks_at: int) -> bytes:
+            return ebml("SeekHead", b"".join(
+                ebml("Seek", ebml("SeekID", EBML_IDS[name].to_bytes(4, "big")) + ebml("SeekPosition", at.to_bytes(8, "big")))
+                for name, at in (("Info", info_at), ("Tracks", tracks_at))))
+        seek_head = index(0, 0)
+    # One block: track 1, relative timestamp 0, keyframe flag; its frame bytes are zero padding.
+    block_head = ebml_size(1) + struct.pack(">hB", 0, 0x80)
+    fixed_cluster_head = ebml("Timestamp", 0)
+
+    def cluster(payload: int) -> bytes:
+        block = ebml("SimpleBlock", block_head + bytes(payload), size_length=8)
+        body = fixed_cluster_head + block
+        return ebml("Cluster", body, unknown=True) if live else ebml("Cluster", body, size_length=8)
+
+    def segment(payload: int) -> bytes:
+        media = cluster(payload)
+        if tracks_last:
+            head = index(len(seek_head) + len(media), len(seek_head) + len(media) + len(info))
+            body = head + media + info + tracks
+        else:
+            body = info + tracks + media
+        return ebml("Segment", body, unknown=True) if live else ebml("Segment", body, size_length=8)
+
+    base = len(header) + len(segment(0))
+    if size is not None and size < base:
+        raise ValueError(f"size={size} is below the {base} bytes the elements need")
+    return header + segment(0 if size is None else size - base)

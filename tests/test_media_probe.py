@@ -18,6 +18,8 @@ from mediagen import (
     make_heif,
     make_image,
     make_video,
+    make_webm,
+    ebml,
     mvhd_box,
     tkhd_box,
 )
@@ -293,6 +295,84 @@ def test_mvhd_with_unsupported_version_is_a_media_error() -> None:
     assert "unsupported version 2" in _media_error(data).message
 
 
+
+# --- WebM / Matroska (EBML) -----------------------------------------------------------------
+
+
+def test_webm_reports_mime_dimensions_and_duration() -> None:
+    data = make_webm(1280, 720, 12.5)
+    assert probe_bytes(data) == MediaFacts(
+        kind="video", mime="video/webm", size=len(data), width=1280, height=720, duration=12.5, frames=None,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def test_matroska_doc_type_is_video_x_matroska() -> None:
+    facts = probe_bytes(make_webm(640, 360, doc_type="matroska", codec="V_MPEG4/ISO/AVC"))
+    assert (facts.kind, facts.mime, facts.width, facts.height) == ("video", "video/x-matroska", 640, 360)
+
+
+def test_live_recording_without_sizes_or_duration_is_probed() -> None:
+    # A browser's MediaRecorder writes Segment and Cluster with unknown sizes and no Duration.
+    facts = probe_bytes(make_webm(480, 640, live=True, audio=True, codec="V_VP8"))
+    assert (facts.mime, facts.width, facts.height, facts.duration) == ("video/webm", 480, 640, None)
+
+
+def test_tracks_after_the_media_are_found_through_the_seek_head() -> None:
+    facts = probe_bytes(make_webm(320, 240, 3.0, tracks_last=True, size=50_000))
+    assert (facts.width, facts.height, facts.duration, facts.size) == (320, 240, 3.0, 50_000)
+
+
+def test_anamorphic_webm_reports_the_displayed_width() -> None:
+    facts = probe_bytes(make_webm(1440, 1080, display=(1920, 1080)))
+    assert (facts.width, facts.height) == (1920, 1080)
+
+
+@pytest.mark.parametrize(("roll", "expected"), [(90.0, (360, 640)), (-90.0, (360, 640)), (180.0, (640, 360))])
+def test_projection_roll_gives_displayed_dimensions(roll: float, expected: tuple[int, int]) -> None:
+    facts = probe_bytes(make_webm(640, 360, roll=roll))
+    assert (facts.width, facts.height) == expected
+
+
+def test_make_webm_pads_to_the_exact_size_and_ffmpeg_reads_the_same_header() -> None:
+    import av
+
+    data = make_webm(800, 600, 7.0, size=200_000)
+    assert len(data) == 200_000
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.width, stream.codec_context.height) == ("vp9", 800, 600)
+        assert container.duration == 7_000_000
+    assert (probe_bytes(data).width, probe_bytes(data).duration) == (800, 7.0)
+
+
+def test_audio_only_webm_is_a_media_error() -> None:
+    error = _media_error(make_webm(video=False, audio=True))
+    assert (error.code, error.rule) == ("validation_failed", "bytesBase64")
+    assert "no video track" in error.message
+
+
+def test_webm_video_track_without_codec_is_a_media_error() -> None:
+    assert "malformed" in _media_error(make_webm(codec="")).message
+
+
+def test_ebml_document_that_is_not_a_video_is_refused() -> None:
+    header = ebml("EBML", ebml("DocType", "notmatroska"))
+    assert _media_error(header + ebml("Segment", b"")).rule == "bytesBase64"
+
+
+@pytest.mark.parametrize("cut", [4, 20, 60, 120])
+def test_truncated_webm_is_a_media_error(cut: int) -> None:
+    data = make_webm()
+    assert "truncated or malformed" in _media_error(data[:cut]).message
+
+
+def test_webm_walk_is_bounded_on_hostile_input() -> None:
+    # 200,000 empty Void elements before anything useful: refused after a bounded number of reads.
+    header = ebml("EBML", ebml("DocType", "webm"))
+    voids = ebml("Void") * 200_000
+    assert "malformed" in _media_error(header + ebml("Segment", voids)).message
+
 # --- HEIF -----------------------------------------------------------------------------------
 
 
@@ -355,6 +435,7 @@ def test_damaged_media_never_raises_anything_but_media_error() -> None:
     samples = [make_image(fmt, 40, 30) for fmt in IMAGE_MIMES]
     samples += [make_image("gif", frames=3), make_image("jpeg", exif_orientation=6)]
     samples += [make_video(), make_video("qt  ", moov_first=False, version=1), make_heif(rotation=90)]
+    samples += [make_webm(audio=True, display=(853, 360), roll=90.0), make_webm(live=True), make_webm(tracks_last=True)]
     for sample in samples:
         variants = [sample[:cut] for cut in range(0, len(sample), max(1, len(sample) // 200))]
         for _ in range(200):

@@ -5,6 +5,7 @@ import hashlib
 import os
 import random
 import stat
+import struct
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,13 +14,13 @@ import anyio
 import av
 import pytest
 from anyio.abc import ByteStream
-from mediagen import make_heif, make_image, make_video
+from mediagen import make_heif, make_image, make_video, make_webm
 from omnipost.errors import MediaError, NotFoundError, ValidationFailedError
 from omnipost.media import storage
 from omnipost.media.fetch import TOO_LARGE, URL_FORBIDDEN
 from omnipost.media.probe import decode_base64, probe_bytes
 from omnipost.media.service import MediaService
-from omnipost.media.storage import PATH_FORBIDDEN, PATH_NOT_FOUND, MediaStore, probe_file
+from omnipost.media.storage import PATH_FORBIDDEN, PATH_NOT_FOUND, MediaStore, default_max_bytes, probe_file
 from omnipost.store.db import Database, new_id
 from omnipost.store.models import Media, Profile
 from test_media_fetch import FakeResolver, respond, serve, tripwire_client
@@ -181,6 +182,89 @@ async def test_size_cap_applies_to_paths(tmp_path: Path, roots: Path) -> None:
     assert not list((tmp_path / "data").rglob("*.bin"))
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes the file really occupies on disk (holes of a sparse file take none)."""
+    return path.stat().st_blocks * 512
+
+
+def sparse_video(path: Path, size: int) -> Path:
+    """A real (PyAV-encoded) MP4 grown to `size` bytes by a hole at the end of its mdat: the file's length is `size`,
+    its disk use a few kilobytes, and FFmpeg reads it as the same short clip (the sample offsets are unchanged)."""
+    real = write_video(path.with_suffix(".small.mp4")).read_bytes()
+    boxes, pos = {}, 0
+    while pos < len(real):
+        length, kind = struct.unpack_from(">I4s", real, pos)
+        boxes[kind] = (pos, length)
+        pos += length
+    mdat_at, mdat_len = boxes[b"mdat"]
+    assert mdat_at + mdat_len == boxes[b"moov"][0]  # PyAV writes ftyp, free, mdat, moov
+    hole = size - len(real)
+    assert mdat_len + hole <= 0xFFFFFFFF, "keep the mdat within a 32-bit size"
+    with open(path, "wb") as f:
+        f.write(real[:mdat_at] + struct.pack(">I", mdat_len + hole) + real[mdat_at + 4 : mdat_at + mdat_len])
+        f.seek(hole, os.SEEK_CUR)
+        f.write(real[mdat_at + mdat_len :])
+    assert path.stat().st_size == size
+    return path
+
+
+def test_default_cap_is_above_every_platform_file_limit() -> None:
+    from omnipost.preflight.rules import CATALOGUE, largest_media_limit
+
+    byte_limits = [r.limit for r in CATALOGUE.values() if r.unit == "bytes"]
+    assert largest_media_limit() == max(byte_limits) == CATALOGUE["facebook.media.video_size_max"].limit
+    # Strictly above: a file one byte over the largest limit still reaches that platform's rule.
+    assert default_max_bytes() > largest_media_limit()
+    assert default_max_bytes() % storage.GIB == 0
+    assert MediaStore(Path("/nonexistent"), []).max_bytes == default_max_bytes()
+
+
+def test_the_cap_is_configurable_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from omnipost.config import Settings
+
+    assert Settings(_env_file=None).media_max_bytes is None  # type: ignore[call-arg]
+    monkeypatch.setenv("OMNIPOST_MEDIA_MAX_BYTES", "1048576")
+    assert Settings(_env_file=None).media_max_bytes == 1048576  # type: ignore[call-arg]
+    monkeypatch.setenv("OMNIPOST_MEDIA_MAX_BYTES", "0")
+    with pytest.raises(ValueError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+async def test_cap_boundary_for_paths_and_base64(tmp_path: Path, roots: Path) -> None:
+    cap = 3 * storage.CHUNK + 7  # not a multiple of the copy chunk: the last partial chunk crosses it
+    small = MediaStore(tmp_path / "data", [roots], max_bytes=cap)
+    exact = make_webm(size=cap)
+    (roots / "exact.webm").write_bytes(exact)
+    (roots / "over.webm").write_bytes(make_webm(size=cap + 1))
+    assert (await small.ingest_path(str(roots / "exact.webm"))).size == cap
+    assert (await small.ingest_base64(base64.b64encode(exact).decode())).size == cap
+    for attempt in (small.ingest_path(str(roots / "over.webm")),
+                    small.ingest_base64(base64.b64encode(make_webm(size=cap + 1)).decode())):
+        with pytest.raises(MediaError) as exc:
+            await attempt
+        assert exc.value.rule == TOO_LARGE
+    assert not [p for p in small.root.rglob(".incoming-*")]
+
+
+async def test_zero_runs_are_stored_as_holes_and_read_back_as_zeros(store: MediaStore, roots: Path) -> None:
+    source = roots / "sparse.bin"
+    size = 40 * storage.CHUNK + 5
+    with open(source, "wb") as f:
+        f.write(b"head")
+        f.seek(size - 4)
+        f.write(b"tail")
+    stored = await store.ingest_path(str(source))
+    assert stored.size == size == stored.path.stat().st_size
+    assert stored.sha256 == hashlib.sha256(b"head" + bytes(size - 8) + b"tail").hexdigest()
+    assert disk_bytes(stored.path) < 4 * storage.CHUNK
+    trailing = roots / "trailing.bin"  # ends in a hole: the length must still count it
+    trailing.write_bytes(b"x")
+    os.truncate(trailing, 10 * storage.CHUNK)
+    again = await store.ingest_path(str(trailing))
+    assert again.path.stat().st_size == 10 * storage.CHUNK
+    assert again.path.read_bytes() == b"x" + bytes(10 * storage.CHUNK - 1)
+
+
 async def test_ingest_path_reports_progress(store: MediaStore, roots: Path) -> None:
     size = 3 * storage.STEP + 123
     (roots / "big.bin").write_bytes(os.urandom(size))
@@ -329,6 +413,41 @@ def test_probe_file_agrees_with_probe_bytes_on_real_videos(tmp_path: Path, rotat
     assert (from_file.size, from_file.sha256, from_file.frames) == (from_bytes.size, from_bytes.sha256, None)
 
 
+def write_webm(path: Path, *, width: int = 64, height: int = 48, frames: int = 12, rate: int = 12) -> Path:
+    """A real VP8 WebM encoded by PyAV (libvpx), as a browser or ffmpeg would write one."""
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(i * 23) % 256]) * plane.buffer_size)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_probe_file_agrees_with_probe_bytes_and_ffmpeg_on_a_real_webm(tmp_path: Path) -> None:
+    path = write_webm(tmp_path / "clip.webm", width=96, height=64, frames=18, rate=12)
+    from_file, from_bytes = probe_file(path), probe_bytes(path.read_bytes())
+    assert from_file == from_bytes
+    assert (from_file.kind, from_file.mime, from_file.width, from_file.height) == ("video", "video/webm", 96, 64)
+    with av.open(str(path)) as container:
+        assert from_file.duration == pytest.approx(container.duration / 1_000_000, abs=1e-3)
+    assert from_file.duration == pytest.approx(1.5, abs=0.1)
+
+
+@pytest.mark.parametrize("options", [{}, {"live": True}, {"tracks_last": True}, {"display": (853, 360)}, {"audio": True}])
+def test_probe_file_agrees_with_probe_bytes_on_generated_webm(tmp_path: Path, options: dict[str, object]) -> None:
+    data = make_webm(640, 360, size=20_000, **options) if not options.get("live") else make_webm(640, 360, **options)  # type: ignore[arg-type]
+    (tmp_path / "v").write_bytes(data)
+    assert probe_file(tmp_path / "v") == probe_bytes(data)
+
+
 def test_probe_file_on_heif_and_non_media(tmp_path: Path) -> None:
     heic = make_heif(4032, 3024, rotation=90)
     (tmp_path / "h").write_bytes(heic)
@@ -430,6 +549,46 @@ async def test_upload_of_a_real_video(service: MediaService, roots: Path, profil
     assert (media.kind, media.mime, media.width, media.height, media.filename) == (
         "video", "video/quicktime", 48, 64, "holiday.mov")
     assert media.duration == pytest.approx(2.0, abs=0.1)
+
+
+async def test_upload_of_a_webm_video(service: MediaService, roots: Path, profiles: tuple[str, str]) -> None:
+    (roots / "clip.webm").write_bytes(make_webm(1280, 720, 8.0, audio=True, size=300_000))
+    media = await service.upload(profiles[0], path=str(roots / "clip.webm"))
+    assert (media.kind, media.mime, media.width, media.height, media.duration, media.size) == (
+        "video", "video/webm", 1280, 720, 8.0, 300_000)
+    live = make_webm(480, 640, live=True, codec="V_VP8")
+    recorded = await service.upload(profiles[0], bytes_base64=base64.b64encode(live).decode())
+    assert (recorded.mime, recorded.width, recorded.height, recorded.duration) == ("video/webm", 480, 640, None)
+
+
+async def test_a_video_between_2_and_4_gb_is_stored_and_meets_facebooks_size_rule(
+    service: MediaService, store: MediaStore, roots: Path, profiles: tuple[str, str]
+) -> None:
+    from omnipost.clock import FixedClock
+    from omnipost.request import PostRequest
+    from omnipost.validation import validate_request
+
+    size = 2 * storage.GIB + 16 * storage.CHUNK  # past the old 2 GiB cap, under Facebook's 4 GB
+    path = sparse_video(roots / "long.mp4", size)
+    media = await service.upload(profiles[0], path=str(path))
+    assert (media.kind, media.mime, media.size) == ("video", "video/mp4", size)
+    assert disk_bytes(store.path_for(media.sha256)) < 10 * storage.CHUNK  # the hole was not written out
+
+    class Lookup:
+        async def get_account(self, account_id: str, profile_id: str | None) -> None:
+            return None
+
+        async def get_media(self, media_id: str, profile_id: str | None) -> object:
+            record = await service.get(profiles[0], media_id)
+            return service.facts(record) if record is not None else None
+
+    async def rules_broken(platform: str) -> set[str]:
+        request = PostRequest.model_validate({"targets": [{"platform": platform, "text": "Long cut", "media": [{"mediaId": media.id}]}]})
+        result = await validate_request(request, clock=FixedClock(NOW), accounts=Lookup(), media=Lookup())  # type: ignore[arg-type]
+        return {e.rule or "" for e in result.results[0].errors}
+
+    assert await rules_broken("facebook") == set()  # measured, and under Facebook's 4 GB
+    assert "twitter.media.video_size_max" in await rules_broken("x")  # the same facts break X's 512 MB
 
 
 async def test_upload_needs_exactly_one_source(service: MediaService, roots: Path, profiles: tuple[str, str]) -> None:

@@ -337,13 +337,18 @@ async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_on
     server = build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, http=http, resolver=resolver)
     async with http, Client(server) as client:
         pin = await connect(client, "pinterest", "pins")
-        links = ["https://shop.example/moved", "https://shop.example/gone", "https://intranet.example/", "ftp://shop.example/x"]
+        links = ["https://shop.example/moved", "https://shop.example/gone", "https://intranet.example/", "https://shop.example/gone"]
         targets = [{"accountId": pin, "pinterest": {"boardId": "1", "destinationUrl": url}} for url in links]
         targets.append({"accountId": pin, "pinterest": {"boardId": "1"}})  # no link: nothing to check
         request = {"text": "New in the shop", "media": [{"bytesBase64": b64(make_image("JPEG", 800, 1200))}],
                    "targets": targets, "skipDuplicateCheck": True}
         with anyio.fail_after(20):
             batch = ok(await client.call_tool("publish_post", request))
+            # A non-web scheme is not a deep failure of one target but a shallow rule: the request is refused whole.
+            ftp = dict(request, targets=[{"accountId": pin, "pinterest": {"boardId": "1", "destinationUrl": "ftp://shop.example/x"}}])
+            refused = err(await client.call_tool("publish_post", ftp))
+    assert refused["code"] == "preflight_failed"
+    assert [d["rule"] for d in refused["details"]] == ["pinterest.link.http_url"]
     statuses = [r["status"] for r in batch["results"]]
     assert batch["status"] == "partial_failed" and statuses == ["published", "rejected", "rejected", "rejected", "published"]
     for i in (1, 2, 3):
@@ -352,6 +357,38 @@ async def test_a_pins_destination_link_is_checked_before_publishing_and_fails_on
             "preflight_failed", "pinterest.destination_url.reachable", f"targets[{i}].pinterest.destinationUrl")
     assert batch["results"][1]["error"]["retryable"] is True  # a 404 may be fixed; a forbidden address is not
     assert batch["results"][2]["error"]["retryable"] is False
-    assert seen.count("/gone") == 1 and seen.count("/moved") == 1 and seen.count("/ok") == 1
+    assert seen.count("/gone") == 1 and seen.count("/moved") == 1 and seen.count("/ok") == 1  # each distinct URL once
     assert "intranet.example" in resolver.asked  # refused on its address, before any connection
     assert len(received(settings)) == 2
+
+
+async def test_a_bluesky_video_post_past_the_daily_video_quota_fails_only_its_target(settings: Settings, clock: Any, tmp_path: Any) -> None:
+    from fakes.bluesky import PDS_URL, FakeBluesky
+    from omnipost.platforms.bluesky import VIDEO_SERVICE
+    from omnipost.sandbox.upstream import create_sandbox_app
+    from test_media_storage import write_video
+
+    fake = FakeBluesky(clock=lambda: clock.now().timestamp(), video_did=f"did:web:{VIDEO_SERVICE.removeprefix('https://')}")
+    alice = fake.add_account("alice.test", "abcd-efgh-ijkl-mnop")
+    fake.refuse_video(alice.did, "daily_limit_exceeded", "You have reached your daily video upload limit")
+    # The runtime's adapter asks the real service's address: the fake answers there (nothing leaves the process).
+    http = fake.client(mounts={VIDEO_SERVICE: fake.video_app,
+                               SANDBOX_HOST: create_sandbox_app(settings.data_dir / "sandbox.db", clock=clock)})
+    server = build_server(settings.model_copy(update={"confirm": "never"}), clock=clock, http=http)
+    clip = write_video(tmp_path / "clip.mp4").read_bytes()
+    async with http, Client(server) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "bluesky", "handle": "alice.test",
+                                                               "appPassword": "abcd-efgh-ijkl-mnop", "pdsUrl": PDS_URL}))["id"]
+        twin = await connect(client, "bluesky", "twin")  # a sandbox account emulating Bluesky: no quota to ask
+        request = {"text": "Clip", "media": [{"bytesBase64": b64(clip)}], "skipDuplicateCheck": True,
+                   "targets": [{"accountId": account}, {"accountId": twin}]}
+        with anyio.fail_after(20):
+            batch = ok(await client.call_tool("publish_post", request))
+    first, second = batch["results"]
+    assert batch["status"] == "partial_failed" and (first["status"], second["status"]) == ("rejected", "published")
+    error = first["error"]
+    assert (error["code"], error["rule"], error["path"], error["retryable"]) == (
+        "preflight_failed", "bluesky.media.video_quota", "targets[0].media[0]", True)
+    assert error["platformResponse"]["error"] == "daily_limit_exceeded"
+    assert len(fake.calls("app.bsky.video.getUploadLimits")) == 1
+    assert fake.calls("app.bsky.video.uploadVideo") == [] and fake.posts() == []  # nothing was sent

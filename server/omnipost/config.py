@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     upstream_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for one upstream call.")
     publish_concurrency: int = Field(default=25, ge=1, le=100, description="Targets published at once (25 = a whole batch).")
     media_roots: list[Path] = Field(default_factory=lambda: [Path.home()], description="Local paths upload_media may read.")
+    media_max_bytes: int | None = Field(default=None, ge=1, description=(
+        "Largest media file stored, in bytes, from any source (path, URL, base64). Default: the largest per-file "
+        "limit of any platform rule (Facebook's 4 GB video) rounded up to a whole GiB, so every platform's size rule "
+        "can be reached. A smaller cap is allowed (e.g. to bound disk use); then files between it and a platform's "
+        "limit are refused at upload (media.too_large) instead of by that platform's rule."))
     confirm: Literal["always", "multi", "never"] = Field(default="multi", description="Ask the user before publishing (elicitation).")
     webhook_tick: float = Field(default=5.0, gt=0, description="Seconds between webhook delivery rounds.")
     webhook_allow_loopback: bool = Field(default=False, description=(

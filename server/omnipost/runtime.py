@@ -174,7 +174,7 @@ class Runtime:
         from omnipost.media.storage import MediaStore
 
         assert self.db is not None and self.http is not None
-        store = MediaStore(self.settings.data_dir, self.settings.media_roots)
+        store = MediaStore(self.settings.data_dir, self.settings.media_roots, max_bytes=self.settings.media_max_bytes)
         return MediaService(self.db, store, self.resolver, self.http, self.clock)
 
     def media_port(self) -> Any:

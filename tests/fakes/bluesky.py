@@ -18,7 +18,12 @@ PDS (`PDS_URL`), every route `/xrpc/<nsid>`:
 Video service (`VIDEO_URL`): app.bsky.video.uploadVideo (service token with aud = the PDS's did:web and lxm =
 uploadBlob; answers the JobStatus at top level, the real service's quirk; the same bytes again → 409
 `already_exists` with the job), app.bsky.video.getJobStatus (wrapped in `jobStatus`; COMPLETED with a blob after
-`video_polls` polls). `video_enabled=False` makes every video route 404, as where no video service exists.
+`video_polls` polls), app.bsky.video.getUploadLimits (service token with aud = the video service's did:web,
+`video_did`, and lxm = getUploadLimits → {canUpload, remainingDailyVideos, remainingDailyBytes, message?, error?};
+each accepted uploadVideo consumes one video and its bytes of the account's allowance for the UTC day of the
+fake's clock: `daily_videos`, `daily_video_bytes`). `video_enabled=False` makes every video route 404, as where
+no video service exists. The quota's message/error strings are the fake's own (the real ones are not in our
+sources); the field names and types are the lexicon's.
 
 Error names and messages are those @atproto/pds 0.5.35 gives (checked against it on loopback with tools/pds).
 Auth errors: no header → 401 AuthMissing; unknown token or wrong scope → 400 InvalidToken; expired → 400
@@ -27,6 +32,7 @@ sends none; bsky.social does).
 Unknown routes → 404 {"error": "MethodNotImplemented"}, a wrong HTTP method → 400, so surprises fail loudly.
 
 Controls: `fail_next(nsid, status, body, headers)` (the next call answers that, nothing happens),
+`refuse_video(did, error, message)` (getUploadLimits says canUpload false, e.g. an unconfirmed email),
 `drop_answer_next(nsid)` (the next call takes effect, then its answer is lost: httpx2.ReadTimeout),
 `expire_tokens(refresh=False)`; state: `accounts`, `records`, `blobs`, `log` (every request: method, nsid,
 params, json, token kind; never the token).
@@ -57,6 +63,8 @@ from omnipost.clock import FixedClock
 
 PDS_URL = "https://pds.test"
 VIDEO_URL = "https://video.test"
+VIDEO_SERVICE_DID = "did:web:video.test"
+GET_UPLOAD_LIMITS = "app.bsky.video.getUploadLimits"
 PDS_SERVICE_DID = "did:web:pds.test"
 NOW = 1_795_521_600.0  # 2026-11-24T12:00:00Z
 
@@ -167,7 +175,8 @@ class FakeBluesky:
 
     def __init__(self, clock: Callable[[], float] = lambda: NOW, *, access_ttl: float = 7200.0, refresh_ttl: float = 90 * 86400.0,
                  duplicate_error: tuple[int, dict[str, Any]] = REAL_PDS_DUPLICATE, video_enabled: bool = True,
-                 video_polls: int = 2, max_blob_bytes: int = 50 * 1024 * 1024) -> None:
+                 video_polls: int = 2, max_blob_bytes: int = 50 * 1024 * 1024, video_did: str = VIDEO_SERVICE_DID,
+                 daily_videos: int = 25, daily_video_bytes: int = 10_000_000_000) -> None:
         self.clock = clock
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
         self.duplicate_error = duplicate_error
@@ -178,6 +187,10 @@ class FakeBluesky:
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.blobs: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.video_did = video_did
+        self.daily_videos, self.daily_video_bytes = daily_videos, daily_video_bytes
+        self.video_usage: dict[tuple[str, int], list[int]] = {}  # (did, UTC day number) -> [videos, bytes] uploaded
+        self.video_refused: dict[str, tuple[str, str]] = {}  # did -> (error, message) getUploadLimits gives
         self.log: list[Call] = []
         self._tokens: dict[str, _Token] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -197,6 +210,7 @@ class FakeBluesky:
         video: dict[str, tuple[str, Handler]] = {
             "app.bsky.video.uploadVideo": ("POST", self._upload_video),
             "app.bsky.video.getJobStatus": ("GET", self._get_job_status),
+            GET_UPLOAD_LIMITS: ("GET", self._get_upload_limits),
         } if video_enabled else {}
         self.pds_app = self._app("pds.test", pds)
         self.video_app = self._app("video.test", video)
@@ -217,6 +231,15 @@ class FakeBluesky:
     def fail_next(self, nsid: str, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """The next call of `nsid` answers this (and does nothing)."""
         self._failures.setdefault(nsid, []).append(_Failure(status, body, dict(headers or {})))
+
+    def refuse_video(self, did: str, error: str = "unconfirmed_email", message: str = "Please confirm your email to upload videos") -> None:
+        """getUploadLimits answers canUpload false for `did`, with this error and message."""
+        self.video_refused[did] = (error, message)
+
+    def used_today(self, did: str) -> tuple[int, int]:
+        """(videos, bytes) the account uploaded today (the fake's clock, UTC day)."""
+        videos, size = self.video_usage.get((did, int(self.clock() // 86400)), [0, 0])
+        return videos, size
 
     def drop_answer_next(self, nsid: str) -> None:
         """The next call of `nsid` takes effect, then its answer is lost (the client sees httpx2.ReadTimeout)."""
@@ -541,10 +564,32 @@ class FakeBluesky:
             if job["sha256"] == digest and job["did"] == did:
                 return JSONResponse({"error": "already_exists", "message": "Video already processed", "did": did,
                                      "jobId": job["jobId"], "state": job["state"]}, 409)
+        used = self.video_usage.setdefault((did, int(self.clock() // 86400)), [0, 0])
+        used[0] += 1
+        used[1] += len(ctx.body)
         job_id = f"job{next(self._serial)}"
         self.jobs[job_id] = {"jobId": job_id, "did": did, "state": "JOB_STATE_CREATED", "polls": 0, "sha256": digest,
                              "data": ctx.body, "mime": (ctx.call.content_type or "").split(";")[0], "blob": None}
         return {"did": did, "jobId": job_id, "state": "JOB_STATE_CREATED"}  # top level: the real service's quirk
+
+    async def _get_upload_limits(self, ctx: _Ctx) -> dict[str, Any]:
+        header = ctx.request.headers.get("authorization", "")
+        token = self._tokens.get(header[len("Bearer "):]) if header.startswith("Bearer ") else None
+        if token is not None:
+            ctx.call.auth = token.kind
+        if (token is None or token.kind != "service" or token.aud != self.video_did or token.lxm != GET_UPLOAD_LIMITS
+                or token.exp <= self.clock()):
+            raise XrpcError(401, "AuthenticationRequired", "Invalid or missing service auth token")
+        if token.did in self.video_refused:
+            error, message = self.video_refused[token.did]
+            return {"canUpload": False, "error": error, "message": message}
+        videos, size = self.used_today(token.did)
+        left_videos, left_bytes = max(0, self.daily_videos - videos), max(0, self.daily_video_bytes - size)
+        answer: dict[str, Any] = {"canUpload": left_videos > 0 and left_bytes > 0, "remainingDailyVideos": left_videos,
+                                  "remainingDailyBytes": left_bytes}
+        if not answer["canUpload"]:
+            answer |= {"error": "daily_limit_exceeded", "message": "You have reached your daily video upload limit"}
+        return answer
 
     async def _get_job_status(self, ctx: _Ctx) -> dict[str, Any]:
         job = self.jobs.get(ctx.param("jobId") or "")

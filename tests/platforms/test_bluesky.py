@@ -240,6 +240,102 @@ async def test_without_a_video_service_the_video_is_rejected_clearly(tmp_path: P
     assert fake.posts() == []
 
 
+# --- the daily video quota (deep rule bluesky.media.video_quota) ------------------------------------
+
+QUOTA = "bluesky.media.video_quota"
+
+
+def video_job(env: Env, *, key: str = KEY, size: int = 4096) -> tuple[PublishJob, dict[int, MediaFacts]]:
+    path = env.tmp / f"{key}.mp4"
+    path.write_bytes(make_video(width=1280, height=720, duration=5.0, size=size))
+    video = MediaFile(index=0, mime="video/mp4", kind="video", size=size, path=path, width=1280, height=720)
+    job = make_job(env.account, "Clip", key=key, files=(video,))
+    return job, {m.index: m.facts for m in job.target.media if m.facts is not None}
+
+
+async def test_upload_limits_are_read_with_a_service_token_for_the_video_service(env: Env) -> None:
+    with anyio.fail_after(WAIT):
+        limits = await env.adapter().upload_limits(env.account)
+    assert limits == {"canUpload": True, "remainingDailyVideos": 25, "remainingDailyBytes": 10_000_000_000}
+    auth = env.fake.calls("com.atproto.server.getServiceAuth")[-1]
+    assert (auth.params["aud"], auth.params["lxm"]) == ("did:web:video.test", "app.bsky.video.getUploadLimits")
+    assert env.fake.calls("app.bsky.video.getUploadLimits")[0].auth == "service"
+
+
+async def test_the_quota_check_passes_until_the_days_videos_are_used_up(env: Env) -> None:
+    env.fake.daily_videos = 1
+    adapter = env.adapter()
+    job, facts = video_job(env)
+    with anyio.fail_after(WAIT):
+        assert await adapter.deep_check(env.account, job.target, facts) == []
+        with pytest.raises(Processing):
+            await adapter.publish(job)  # the upload counts against today's allowance
+        assert env.fake.used_today(env.did) == (1, 4096)
+        later, later_facts = video_job(env, key=KEY2)
+        (finding,) = await adapter.deep_check(env.account, later.target, later_facts)
+    assert (finding.rule, finding.severity, finding.path, finding.retryable) == (QUOTA, "error", "targets[0].media[0]", True)
+    assert finding.platform_response == {"canUpload": False, "remainingDailyVideos": 0, "remainingDailyBytes": 10_000_000_000 - 4096,
+                                         "error": "daily_limit_exceeded", "message": "You have reached your daily video upload limit"}
+    assert "daily video upload limit" in finding.message  # the service's own words reach the user
+
+
+async def test_the_quota_check_fails_a_video_larger_than_the_bytes_left_today(env: Env) -> None:
+    env.fake.daily_video_bytes = 10_000
+    job, facts = video_job(env, size=12_000)
+    with anyio.fail_after(WAIT):
+        (finding,) = await env.adapter().deep_check(env.account, job.target, facts)
+    assert (finding.rule, finding.severity, finding.actual, finding.limit) == (QUOTA, "error", 12_000, 10_000)
+    small, small_facts = video_job(env, key=KEY2, size=9_000)
+    with anyio.fail_after(WAIT):
+        assert await env.adapter().deep_check(env.account, small.target, small_facts) == []
+
+
+async def test_an_account_the_video_service_refuses_fails_with_the_services_error(env: Env) -> None:
+    env.fake.refuse_video(env.did)
+    job, facts = video_job(env)
+    with anyio.fail_after(WAIT):
+        (finding,) = await env.adapter().deep_check(env.account, job.target, facts)
+    assert (finding.rule, finding.severity) == (QUOTA, "error")
+    assert finding.platform_response == {"canUpload": False, "error": "unconfirmed_email",
+                                         "message": "Please confirm your email to upload videos"}
+    assert "unconfirmed_email" in finding.message
+
+
+async def test_without_a_video_service_the_quota_could_not_be_checked_is_a_warning(tmp_path: Path) -> None:
+    fake = FakeBluesky(video_enabled=False)  # as a PDS of one's own: no video.bsky.app to ask
+    fake.add_account("alice.test", PASSWORD)
+    async with fake.client() as http:
+        session = await connect_bluesky(http, "alice.test", PASSWORD, PDS_URL, clock=unix_clock(NOW))
+        account = AccountContext(id="acc_1", platform="bluesky", handle="alice.test", credentials=session["credentials"])
+        env = Env(fake, http, account, tmp_path)
+        job, facts = video_job(env)
+        with anyio.fail_after(WAIT):
+            (finding,) = await env.adapter().deep_check(account, job.target, facts)
+    assert (finding.rule, finding.severity, finding.path) == (QUOTA, "warning", "targets[0].media[0]")
+    assert "could not be checked" in finding.message
+
+
+async def test_a_failing_token_or_service_degrades_to_a_warning_and_posts_without_video_ask_nothing(env: Env) -> None:
+    job, facts = video_job(env)
+    adapter = env.adapter()
+    env.fake.fail_next("app.bsky.video.getUploadLimits", 503, {"error": "UpstreamFailure"})
+    env.fake.fail_next("com.atproto.server.getServiceAuth", 400, {"error": "InvalidRequest", "message": "nope"})
+    with anyio.fail_after(WAIT):
+        (by_token,) = await adapter.deep_check(env.account, job.target, facts)
+        (by_service,) = await adapter.deep_check(env.account, job.target, facts)
+        env.fake.fail_next("app.bsky.video.getUploadLimits", 200, {"remainingDailyVideos": 3})  # no canUpload
+        (malformed,) = await adapter.deep_check(env.account, job.target, facts)
+    assert [f.severity for f in (by_token, by_service, malformed)] == ["warning"] * 3
+    assert by_service.platform_response == {"error": "UpstreamFailure"}
+    before = len(env.fake.log)
+    text_only = make_job(env.account, "Just words")
+    image = make_job(env.account, "Photo", files=(env.image(0, "png", 10, 10, None),))
+    with anyio.fail_after(WAIT):
+        for plain in (text_only, image):
+            assert await adapter.deep_check(env.account, plain.target, {m.index: m.facts for m in plain.target.media if m.facts}) == []
+    assert len(env.fake.log) == before  # nothing asked when there is no video
+
+
 async def test_thread_and_first_comment_are_reply_chains_under_their_own_keys(env: Env) -> None:
     job = make_job(env.account, "1/3 main", thread=("2/3 middle", "3/3 end"), first_comment="Links go here")
     with anyio.fail_after(WAIT):

@@ -34,5 +34,5 @@ def test_non_shallow_rules_are_exactly_the_deep_connect_auth_and_upstream_ones()
         "instagram.media.reachable", "pinterest.image_url.reachable", "pinterest.destination_url.reachable",
         "pinterest.url.reachable", "facebook.pages.none", "profile.scope_mismatch", "meta.container.expired",
         "threads.container.expired", "threads.container.error", "post.duplicate", "media.url_unreachable",
-        "media.url_forbidden",
+        "media.url_forbidden", "bluesky.media.video_quota",
     }

@@ -1,21 +1,24 @@
 """Facts about media bytes (kind, MIME type, dimensions, duration), sniffed from the content alone.
 
 A file name or a declared MIME type is never consulted: images are identified by Pillow from
-their header (pixels are never decoded), MP4/MOV/HEIF by walking their ISO-BMFF boxes here.
-Every failure, whatever its cause, leaves as a `MediaError`.
+their header (pixels are never decoded), MP4/MOV/HEIF by walking their ISO-BMFF boxes here, and
+WebM/Matroska by walking their EBML elements here (`read_matroska`, from a seekable file, so a
+multi-gigabyte recording is probed from its first kilobytes). Every failure, whatever its cause,
+leaves as a `MediaError`.
 """
 
 import binascii
 import functools
 import hashlib
 import io
+import math
 import re
 import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 from omnipost.errors import MediaError
 
@@ -27,8 +30,8 @@ MediaKind = Literal["image", "gif", "video"]
 # The request field the bytes arrive in; callers that know the full JSON path may refine it.
 RULE = "bytesBase64"
 
-UNRECOGNISED = "bytes are not a recognised image or video (JPEG, PNG, WebP, GIF, MP4, MOV)"
-_SEND_SUPPORTED = "Send a JPEG, PNG, WebP, GIF, BMP or TIFF image, or an MP4 or MOV video."
+UNRECOGNISED = "bytes are not a recognised image or video (JPEG, PNG, WebP, GIF, MP4, MOV, WebM)"
+_SEND_SUPPORTED = "Send a JPEG, PNG, WebP, GIF, BMP or TIFF image, or an MP4, MOV or WebM video."
 _SEND_WHOLE = "Re-export the file and send all of its bytes; it appears truncated or corrupt."
 
 
@@ -37,7 +40,7 @@ class MediaFacts:
     """What the bytes are, as measured; width/height are as displayed (EXIF/track rotation applied)."""
 
     kind: MediaKind  # "gif" only for an animated GIF (more than one frame); a still GIF is "image"
-    mime: str  # sniffed, e.g. image/jpeg, image/png, image/heic, video/mp4, video/quicktime
+    mime: str  # sniffed, e.g. image/jpeg, image/png, image/heic, video/mp4, video/quicktime, video/webm
     size: int  # bytes
     width: int | None
     height: int | None
@@ -61,7 +64,12 @@ def probe_bytes(data: bytes) -> MediaFacts:
     """Identify `data` and measure it; raise MediaError if it is not a supported image or video."""
     if not data:
         raise MediaError("media bytes are empty", rule=RULE, remediation=_SEND_SUPPORTED)
-    parsed = _probe_bmff(data) if _looks_like_bmff(data) else _probe_image(data)
+    if _looks_like_bmff(data):
+        parsed = _probe_bmff(data)
+    elif looks_like_ebml(data):
+        parsed = read_matroska(io.BytesIO(data), len(data))
+    else:
+        parsed = _probe_image(data)
     # Hashed only once the bytes are known to be media: no point digesting a gigabyte of garbage.
     return MediaFacts(
         kind=parsed.kind,
@@ -527,3 +535,261 @@ def _name(btype: bytes) -> str:
 
 def _malformed(reason: str) -> MediaError:
     return MediaError(f"the MP4/MOV/HEIF data is truncated or malformed: {reason}", rule=RULE, remediation=_SEND_WHOLE)
+
+
+# --- Matroska / WebM (EBML) ---------------------------------------------------------------
+
+# Element ids (with their length marker, as written) from the Matroska spec (RFC 9559).
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_EBML = 0x1A45DFA3
+_DOC_TYPE = 0x4282
+_SEGMENT = 0x18538067
+_SEEK_HEAD, _SEEK, _SEEK_ID, _SEEK_POSITION = 0x114D9B74, 0x4DBB, 0x53AB, 0x53AC
+_INFO, _TIMESTAMP_SCALE, _DURATION = 0x1549A966, 0x2AD7B1, 0x4489
+_TRACKS, _TRACK_ENTRY, _TRACK_TYPE, _CODEC_ID, _VIDEO = 0x1654AE6B, 0xAE, 0x83, 0x86, 0xE0
+_PIXEL_WIDTH, _PIXEL_HEIGHT = 0xB0, 0xBA
+_DISPLAY_WIDTH, _DISPLAY_HEIGHT, _DISPLAY_UNIT = 0x54B0, 0x54BA, 0x54B2
+_PROJECTION, _PROJECTION_POSE_ROLL = 0x7670, 0x7675
+_CLUSTER = 0x1F43B675
+_VIDEO_TRACK = 1  # TrackType: 1 video, 2 audio, 17 subtitle, ...
+_MATROSKA_MIME = {"webm": "video/webm", "matroska": "video/x-matroska"}
+_DEFAULT_TIMESTAMP_SCALE = 1_000_000  # nanoseconds per Duration unit
+_MAX_STRING = 4096
+# Elements read before a file is judged hostile: real files need a few dozen (headers stop at the first Cluster).
+_EBML_BUDGET = 100_000
+
+
+class _Element(NamedTuple):
+    """One EBML element: its id and the [start, end) of its payload; `unknown`: its size was not written."""
+
+    id: int
+    start: int
+    end: int
+    unknown: bool = False
+
+
+def looks_like_ebml(head: bytes) -> bool:
+    """Whether the data starts with an EBML header (WebM, Matroska)."""
+    return head[:4] == _EBML_MAGIC
+
+
+class _Ebml:
+    """Reads EBML element headers and small values from a seekable binary file; payloads are skipped by seeking."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f = f
+        self.size = size
+        self.budget = _EBML_BUDGET
+
+    def read(self, at: int, n: int) -> bytes:
+        self.f.seek(at)
+        return self.f.read(n)
+
+    def _vint(self, at: int, limit: int, *, is_id: bool) -> tuple[int, int, bool]:
+        """(value, bytes used, all value bits set) of the variable-length integer at `at` (an id keeps its marker)."""
+        first = self.read(at, 1) if at < limit else b""
+        if not first:
+            raise _ebml_malformed("an element header is truncated")
+        length = 9 - first[0].bit_length()  # leading zero bits + 1
+        if length > (4 if is_id else 8):
+            raise _ebml_malformed("an element header has an invalid length marker")
+        raw = first + (self.read(at + 1, length - 1) if length > 1 else b"")
+        if len(raw) < length or at + length > limit:
+            raise _ebml_malformed("an element header is truncated")
+        value = int.from_bytes(raw, "big")
+        if is_id:
+            return value, length, False
+        bits = (1 << (7 * length)) - 1
+        value &= bits
+        return value, length, value == bits
+
+    def element_at(self, pos: int, end: int) -> _Element:
+        """The element whose header starts at `pos`, checked to fit before `end`."""
+        self.budget -= 1
+        if self.budget < 0:
+            raise _ebml_malformed(f"more than {_EBML_BUDGET:,} elements before the video track")
+        eid, n, _ = self._vint(pos, end, is_id=True)
+        size, m, unknown = self._vint(pos + n, end, is_id=False)
+        start = pos + n + m
+        if unknown:  # live recordings (MediaRecorder) write Segment and Cluster without a size
+            return _Element(eid, start, end, True)
+        if size > end - start:
+            raise _ebml_malformed(f"an element declares {size:,} bytes but only {end - start:,} remain")
+        return _Element(eid, start, start + size)
+
+    def children(self, parent: _Element) -> Iterator[_Element]:
+        """The elements laid end to end in `parent`; one of unknown size ends the walk (it runs to the parent's end)."""
+        pos = parent.start
+        while pos < parent.end:
+            element = self.element_at(pos, parent.end)
+            yield element
+            if element.unknown:
+                return
+            pos = element.end
+
+    def uint(self, e: _Element) -> int:
+        if e.end - e.start > 8:
+            raise _ebml_malformed("an unsigned integer element is longer than 8 bytes")
+        return int.from_bytes(self.read(e.start, e.end - e.start), "big") if e.end > e.start else 0
+
+    def real(self, e: _Element) -> float:
+        n = e.end - e.start
+        if n == 0:
+            return 0.0
+        if n not in (4, 8):
+            raise _ebml_malformed(f"a float element is {n} bytes (4 or 8 expected)")
+        (value,) = struct.unpack(">f" if n == 4 else ">d", self.read(e.start, n))
+        return float(value)
+
+    def string(self, e: _Element) -> str:
+        if e.end - e.start > _MAX_STRING:
+            raise _ebml_malformed("a string element is implausibly long")
+        return self.read(e.start, e.end - e.start).split(b"\x00", 1)[0].decode("ascii", "replace")
+
+
+def read_matroska(f: BinaryIO, size: int) -> _Parsed:
+    """Kind, MIME type, displayed size and duration of a WebM/Matroska file, from its EBML header, Info and Tracks.
+
+    `f` is a seekable binary file of `size` bytes. Only element headers and the few small values needed are read:
+    the walk stops once Info and Tracks are found (before the first Cluster, in every muxer's layout), and follows
+    the SeekHead when they come after the media.
+    """
+    r = _Ebml(f, size)
+    root = _Element(0, 0, size)
+    top = r.children(root)
+    header = next(top, None)
+    if header is None or header.id != _EBML or header.unknown:
+        raise _ebml_malformed("the EBML header is missing or damaged")
+    doc_type = "matroska"  # the EBML default
+    for e in r.children(header):
+        if e.id == _DOC_TYPE:
+            doc_type = r.string(e)
+    mime = _MATROSKA_MIME.get(doc_type)
+    if mime is None:
+        raise MediaError(
+            f"the file is an EBML document of type {doc_type[:40]!r}, not a WebM or Matroska video",
+            rule=RULE,
+            remediation=_SEND_SUPPORTED,
+        )
+    segment = next((e for e in top if e.id == _SEGMENT), None)
+    if segment is None:
+        raise _ebml_malformed("there is no Segment, so the file holds no media")
+    info = tracks = None
+    seeks: dict[int, int] = {}
+    for e in r.children(segment):
+        if e.id == _INFO and info is None:
+            info = e
+        elif e.id == _TRACKS and tracks is None:
+            tracks = e
+        elif e.id == _SEEK_HEAD and not seeks:
+            seeks = _seek_positions(r, e)
+        elif e.id == _CLUSTER and e.unknown:
+            break  # media of unknown length follows; nothing after it can be reached by walking
+        if info is not None and tracks is not None:
+            break
+    if tracks is None and _TRACKS in seeks:
+        tracks = _seek_target(r, segment, seeks[_TRACKS], _TRACKS)
+    if info is None and _INFO in seeks:
+        info = _seek_target(r, segment, seeks[_INFO], _INFO)
+    if tracks is None:
+        raise _ebml_malformed("there are no Tracks (no track descriptions before the media)")
+    width, height = _matroska_picture(r, tracks)
+    return _Parsed("video", mime, width, height, _matroska_duration(r, info), None)
+
+
+def _seek_positions(r: _Ebml, seek_head: _Element) -> dict[int, int]:
+    """The SeekHead's index: element id -> position relative to the Segment's payload."""
+    out: dict[int, int] = {}
+    for seek in r.children(seek_head):
+        if seek.id != _SEEK or seek.unknown:
+            continue
+        target = position = None
+        for e in r.children(seek):
+            if e.id == _SEEK_ID and e.end - e.start <= 4:
+                target = int.from_bytes(r.read(e.start, e.end - e.start), "big")
+            elif e.id == _SEEK_POSITION:
+                position = r.uint(e)
+        if target is not None and position is not None:
+            out.setdefault(target, position)
+    return out
+
+
+def _seek_target(r: _Ebml, segment: _Element, position: int, wanted: int) -> _Element | None:
+    """The element a SeekHead entry points at, if it is really there (a stale index is ignored)."""
+    at = segment.start + position
+    if not segment.start <= at < segment.end:
+        return None
+    try:
+        element = r.element_at(at, segment.end)
+    except MediaError:
+        return None
+    return element if element.id == wanted and not element.unknown else None
+
+
+def _matroska_duration(r: _Ebml, info: _Element | None) -> float | None:
+    """Seconds: Info's Duration in TimestampScale units; None when absent (live recordings do not write it)."""
+    if info is None:
+        return None
+    scale, duration = _DEFAULT_TIMESTAMP_SCALE, None
+    for e in r.children(info):
+        if e.id == _TIMESTAMP_SCALE:
+            scale = r.uint(e)
+        elif e.id == _DURATION:
+            duration = r.real(e)
+    if duration is None or not math.isfinite(duration) or duration <= 0 or scale <= 0:
+        return None
+    return duration * scale / 1e9
+
+
+def _matroska_picture(r: _Ebml, tracks: _Element) -> tuple[int, int]:
+    """Displayed width and height of the first video track (display size and projection roll applied)."""
+    for entry in r.children(tracks):
+        if entry.id != _TRACK_ENTRY or entry.unknown:
+            continue
+        kind, codec, video = None, "", None
+        for e in r.children(entry):
+            if e.id == _TRACK_TYPE:
+                kind = r.uint(e)
+            elif e.id == _CODEC_ID:
+                codec = r.string(e)
+            elif e.id == _VIDEO and not e.unknown:
+                video = e
+        if kind != _VIDEO_TRACK:
+            continue
+        if not codec:
+            raise _ebml_malformed("the video track has no CodecID, so it cannot be played")
+        if video is None:
+            raise _ebml_malformed("the video track has no Video settings (picture size)")
+        return _video_size(r, video)
+    raise MediaError(
+        "the WebM/Matroska file has no video track (audio only?)",
+        rule=RULE,
+        remediation="Send a file with a video track, or post the audio as a video with a still image.",
+    )
+
+
+def _video_size(r: _Ebml, video: _Element) -> tuple[int, int]:
+    values: dict[int, int] = {}
+    roll = 0.0
+    for e in r.children(video):
+        if e.id in (_PIXEL_WIDTH, _PIXEL_HEIGHT, _DISPLAY_WIDTH, _DISPLAY_HEIGHT, _DISPLAY_UNIT):
+            values[e.id] = r.uint(e)
+        elif e.id == _PROJECTION and not e.unknown:
+            for inner in r.children(e):
+                if inner.id == _PROJECTION_POSE_ROLL:
+                    roll = r.real(inner)
+    width, height = values.get(_PIXEL_WIDTH, 0), values.get(_PIXEL_HEIGHT, 0)
+    if width <= 0 or height <= 0:
+        raise _ebml_malformed("the video track declares no picture size")
+    shown_w, shown_h = values.get(_DISPLAY_WIDTH, width), values.get(_DISPLAY_HEIGHT, height)
+    # DisplayUnit 0-3 (pixels, cm, inches, aspect ratio) all give the display aspect ratio; like the MP4 path (and
+    # FFmpeg), an anamorphic picture keeps its height and takes the width the ratio gives.
+    if values.get(_DISPLAY_UNIT, 0) <= 3 and shown_w > 0 and shown_h > 0 and shown_w * height != shown_h * width:
+        width = max(1, round(height * shown_w / shown_h))
+    if round(abs(roll)) % 180 == 90:  # the picture is shown turned by a quarter: width and height swap
+        width, height = height, width
+    return width, height
+
+
+def _ebml_malformed(reason: str) -> MediaError:
+    return MediaError(f"the WebM/Matroska data is truncated or malformed: {reason}", rule=RULE, remediation=_SEND_WHOLE)

@@ -3,7 +3,14 @@
 Files live at `<data_dir>/media/<sha256[:2]>/<sha256>`, mode 0600, directories 0700. Every
 ingest streams into a temporary file in `<data_dir>/media/` (same filesystem) while hashing, then
 `os.replace`s it into place, so a reader never sees a partial file and memory stays flat whatever
-the size (chunks of 1 MiB, copied in a worker thread).
+the size (chunks of 1 MiB, copied in a worker thread). Runs of zero bytes are not written but
+skipped, leaving a hole where the filesystem supports one, so a sparse source stays sparse.
+
+The size cap (`max_bytes`) defaults to `default_max_bytes()`: the largest per-file limit of any
+platform rule (Facebook's 4 GB video), rounded up to a whole GiB, so a file just over a platform's
+limit is still stored and meets that platform's own rule (with its numbers) rather than a generic
+refusal. An operator may configure a smaller cap (OMNIPOST_MEDIA_MAX_BYTES); then files between it
+and a platform's limit are refused at upload with media.too_large.
 
 A placed file is "pending" until its owner calls `release(sha256)` (the media service does, once
 a database record refers to it); `remove` leaves pending files alone, so a delete racing an
@@ -11,8 +18,9 @@ upload of the same content cannot unlink the file the upload is about to record.
 one process; several processes sharing a data directory are not coordinated.
 
 `probe_file` gives the same `MediaFacts` as `probe.probe_bytes` on the same content: images via
-Pillow from the file header, HEIF stills by `probe_bytes` (they are small), and MP4/MOV via PyAV
-(FFmpeg), imported lazily because it is heavy.
+Pillow from the file header, HEIF stills by `probe_bytes` (they are small), WebM/Matroska by the
+same EBML walk as `probe_bytes` (reading headers only), and MP4/MOV via PyAV (FFmpeg), imported
+lazily because it is heavy.
 """
 
 import binascii
@@ -43,7 +51,7 @@ PATH_NOT_FOUND = "media.path_not_found"
 CHUNK = 1024 * 1024
 # Bytes copied per worker-thread hop; progress is reported between hops.
 STEP = 8 * CHUNK
-DEFAULT_MAX_BYTES = 2 * 1024**3
+GIB = 1024**3
 DEFAULT_URL_TIMEOUT = 120.0
 # HEIF stills are parsed from memory by probe_bytes; anything bigger is not a photo.
 HEIF_MAX_BYTES = 128 * 1024 * 1024
@@ -53,6 +61,20 @@ ROTATION_PACKETS = 64
 Progress = Callable[[int, int | None], Awaitable[None]]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ZEROS = bytes(CHUNK)
+
+
+def default_max_bytes() -> int:
+    """The store's default cap: above the largest per-file limit of any platform rule, rounded up to a whole GiB."""
+    from omnipost.preflight.rules import largest_media_limit  # the rules import media.probe; import them late
+
+    return (largest_media_limit() // GIB + 1) * GIB
+
+
+def _is_zero(chunk: bytes | memoryview) -> bool:
+    """Whether every byte of the chunk is zero (compared against a zero buffer: memcmp speed, no copy)."""
+    view = memoryview(chunk)
+    return all(_ZEROS.startswith(view[at : at + CHUNK]) for at in range(0, len(view), CHUNK))
 
 
 class MediaPathForbiddenError(MediaError):
@@ -102,10 +124,14 @@ class _Sink:
         if self.size > self.max_bytes:
             raise MediaTooLargeError(f"the file is over the {self.max_bytes:,}-byte limit", limit=self.max_bytes)
         self.hasher.update(chunk)
+        if _is_zero(chunk):  # a hole instead of zeros on disk; finish() sets the length
+            self.file.seek(len(chunk), os.SEEK_CUR)
+            return len(chunk)
         return self.file.write(chunk)
 
     def finish(self) -> str:
         """Flush to disk and return the hex digest."""
+        self.file.truncate(self.size)  # a trailing hole (skipped zeros) still counts towards the length
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -120,13 +146,13 @@ class MediaStore:
     """Content-addressed media files under `data_dir/media`, ingested from paths, URLs or base64.
 
     `roots`: the only directories `ingest_path` reads from (none: path uploads are refused).
-    `max_bytes`: the largest file accepted from any source.
+    `max_bytes`: the largest file accepted from any source (None: `default_max_bytes()`).
     """
 
-    def __init__(self, data_dir: Path, roots: list[Path], *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, data_dir: Path, roots: list[Path], *, max_bytes: int | None = None) -> None:
         self.root = Path(data_dir) / "media"
         self.roots = [Path(r).expanduser() for r in roots]
-        self.max_bytes = max_bytes
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
 
@@ -407,6 +433,9 @@ def probe_file(path: Path | str, *, sha256: str | None = None) -> MediaFacts:
             raise
         except Exception as exc:  # FFmpeg surfaces damage in many shapes; all mean the same here
             raise probe._malformed(f"FFmpeg cannot read it ({type(exc).__name__})") from None
+    elif probe.looks_like_ebml(head):
+        with open(path, "rb") as f:
+            parsed = probe.read_matroska(f, size)
     else:
         parsed = _probe_image_file(path, head)
     return MediaFacts(

@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import httpx2
 
 from omnipost.clock import Clock
 
 from omnipost.errors import PlatformError, UnknownOutcomeError
+from omnipost.media.probe import MediaFacts
 from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Ledger, Made, NotSent, part
 from omnipost.preflight.model import ResolvedTarget
 
@@ -114,6 +115,31 @@ class Connected:
     token_expires_at: datetime | None = None
     emulates: str | None = None  # the sandbox: the platform whose rules apply
     identity: str | None = None  # who the account is upstream (a DID, a user id): a reconnect of it updates the account
+
+
+@dataclass(frozen=True)
+class DeepFinding:
+    """What an adapter's deep check found about one target before anything is sent: an error fails that target only
+    (preflight_failed under `rule`); a warning (the check could not be made) is noted and publishing goes on."""
+
+    rule: str
+    path: str
+    message: str
+    remediation: str
+    severity: Literal["error", "warning"] = "error"
+    platform_response: dict[str, Any] | str | None = None
+    actual: Any = None
+    limit: Any = None
+    retryable: bool = False
+
+
+@runtime_checkable
+class DeepChecking(Protocol):
+    """An adapter with deep checks that need the account itself (Bluesky: the daily video quota). Intake calls it for
+    an immediate publish, after the media are stored, with the facts of each attachment by its index."""
+
+    async def deep_check(self, account: AccountContext, target: ResolvedTarget, facts: dict[int, MediaFacts]) -> list[DeepFinding]:
+        ...
 
 
 class PlatformAdapter(Protocol):

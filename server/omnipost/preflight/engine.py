@@ -166,7 +166,7 @@ async def _media_ref(
     if isinstance(probed, MediaError):
         path = f"targets[{target_index}].media[{index}].bytesBase64"
         v = Violation("media.unreadable", path, f"media[{index}]: {probed.message}",
-                      "Send the file's own bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP, TIFF, MP4 or MOV.")
+                      "Send the file's own bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP, TIFF, MP4, MOV or WebM.")
         return MediaRef(index, "bytesBase64", item.altText, None), v
     return MediaRef(index, "bytesBase64", item.altText, probed, inline=payload), None
 

@@ -12,7 +12,7 @@ from omnipost import caps
 from omnipost.accounts import ProfileDirectory
 from omnipost.auth import Reach
 from omnipost.domain import OPTION_KEY
-from omnipost.validation import TargetResult, check_request, judge_target, violation_error
+from omnipost.validation import TargetResult, Warning_, check_request, judge_target, rule_uri, violation_error
 from omnipost.outputs import BatchResult
 from omnipost.errors import (
     AppError,
@@ -27,7 +27,7 @@ from omnipost.preflight.engine import resolve
 from omnipost.preflight.model import MediaRef, ResolvedTarget, Violation
 from omnipost.request import PostRequest
 from omnipost.store.db import new_id
-from omnipost.store.models import Batch, Post
+from omnipost.store.models import Account, Batch, Post
 from omnipost.publishing.common import Progress, text_hash, dump_target, outcome, _event_data
 
 DUPLICATE_WINDOW = timedelta(hours=24)
@@ -120,6 +120,12 @@ class Intake:
         media_ids, media_errors = await self._materialise_media(Reach(profile_id, test_mode), resolution.targets)
         for index, error in (await self._check_links(resolution.targets)).items():
             media_errors.setdefault(index, error)
+        deep_warnings: dict[int, list[dict[str, Any]]] = {}
+        if mode == "immediate":  # a daily allowance is today's: a scheduled or draft post is judged when it is sent
+            checked, deep_warnings = await self._check_with_accounts(
+                profile_id, [t for t in resolution.targets if t.index not in media_errors], media_ids)
+            for index, error in checked.items():
+                media_errors.setdefault(index, error)
         posts: list[Post] = []
         for t, r in zip(resolution.targets, judged):
             assert t.account is not None
@@ -128,7 +134,7 @@ class Intake:
                 id=new_id("post"), batch_id=batch.id, profile_id=profile_id, account_id=t.account.id, position=t.index,
                 platform=t.platform.value, status="draft" if mode == "draft" else ("rejected" if error else first_status),
                 text=t.text, text_hash=text_hash(t.text), content=dump_target(t, media_ids.get(t.index, {})),
-                warnings=[w.model_dump(exclude_none=True) for w in r.warnings] + schedule_warnings,
+                warnings=[w.model_dump(exclude_none=True) for w in r.warnings] + deep_warnings.get(t.index, []) + schedule_warnings,
                 error=error.model_dump(exclude_none=True) if error else None, created_at=now, updated_at=now,
                 next_attempt_at=when if mode == "scheduled" and not error else None,
             ))
@@ -262,6 +268,49 @@ class Intake:
                     "message": f"The {option} link cannot be used: {obj.message}",
                     "remediation": f"Fix {option} so it answers 200 to an anonymous request from the internet, or remove it."})
         return errors
+
+    async def _check_with_accounts(self, profile_id: str, targets: Sequence[ResolvedTarget], media_ids: dict[int, dict[int, str]]
+                                   ) -> tuple[dict[int, ErrorObject], dict[int, list[dict[str, Any]]]]:
+        """Deep checks an adapter makes with the account itself (platforms.base.DeepChecking: Bluesky's daily video
+        quota), concurrently, once the media are stored: an error fails that target only, a warning (the check could
+        not be made) is kept on the post. Targets of adapters without such checks cost nothing."""
+        from omnipost.platforms.base import AccountContext, DeepChecking, DeepFinding
+
+        wanted = [(t, adapter) for t in targets if t.account is not None and t.account.health == "active"
+                  and isinstance(adapter := self.adapters.get(t.account.adapter or t.account.platform.value), DeepChecking)]
+        if not wanted:
+            return {}, {}
+        found: dict[int, list[DeepFinding]] = {}
+
+        async def one(t: ResolvedTarget, adapter: DeepChecking) -> None:
+            assert t.account is not None
+            facts = {m.index: m.facts for m in t.media if m.facts is not None}
+            for m in t.media:
+                if m.facts is None and self.media is not None and (mid := media_ids.get(t.index, {}).get(m.index)):
+                    if (got := await self.media.facts_of(profile_id, mid)) is not None:
+                        facts[m.index] = got
+            async with self.db.session() as s:
+                row = await s.get(Account, t.account.id)
+            if row is None:
+                return
+            ctx = AccountContext(id=row.id, platform=row.platform, handle=row.handle, credentials=self.accounts.credentials(row),
+                                 defaults=dict(row.defaults or {}), emulates=row.emulates)
+            found[t.index] = await adapter.deep_check(ctx, t, facts)
+
+        async with anyio.create_task_group() as tg:
+            for t, adapter in wanted:
+                tg.start_soon(one, t, adapter)
+        errors: dict[int, ErrorObject] = {}
+        warnings: dict[int, list[dict[str, Any]]] = {}
+        for index, findings in found.items():
+            for f in findings:
+                if f.severity == "warning":
+                    warnings.setdefault(index, []).append(Warning_(code=f.rule, message=f.message, rule=f.rule, path=f.path,
+                                                                   remediation=f.remediation).model_dump(exclude_none=True))
+                elif index not in errors:
+                    errors[index] = violation_error(Violation(f.rule, f.path, f.message, f.remediation, f.actual, f.limit)).model_copy(
+                        update={"platformResponse": f.platform_response, "retryable": f.retryable, "ruleUrl": rule_uri(f.rule)})
+        return errors, warnings
 
     async def _upload(self, scope: Reach, t: ResolvedTarget, m: MediaRef) -> str | AppError:
         """Store one inline or URL medium, in the mode of the caller's key; its id, or why it could not be."""

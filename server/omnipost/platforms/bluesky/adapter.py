@@ -14,6 +14,7 @@ import httpx2
 
 from omnipost.clock import Clock
 from omnipost.errors import (
+    AppError,
     MediaError,
     PlatformAuthError,
     PlatformError,
@@ -25,15 +26,16 @@ from omnipost.errors import (
 )
 from omnipost.media.fetch import Resolver, fetch
 from omnipost.media.probe import MediaFacts
-from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, assembled
+from omnipost.platforms.base import AccountContext, AdapterDeps, DeepFinding, MediaFile, Published, PublishJob, assembled
 from omnipost.platforms.common import pending
-from omnipost.platforms.calls import send
+from omnipost.platforms.calls import redact, send
 from omnipost.platforms.pieces import COMMENT, DONE, MAIN, Made, Processing, part
 from omnipost.preflight.facets import MENTION, detect_mentions
-from omnipost.preflight.model import MediaRef
+from omnipost.preflight.model import MediaRef, ResolvedTarget
+from omnipost.preflight.rules.bluesky import VIDEO_QUOTA
 from omnipost.platforms.bluesky.cards import _parse_page
 from omnipost.platforms.bluesky.keys import piece_key, tid_for, web_url
-from omnipost.platforms.bluesky.lexicon import CREATE_RECORD, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_SERVICE_AUTH, PAGE_MAX_BYTES, PLATFORM, POST, REFRESH_SESSION, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE
+from omnipost.platforms.bluesky.lexicon import CREATE_RECORD, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_UPLOAD_LIMITS, GET_SERVICE_AUTH, PAGE_MAX_BYTES, PLATFORM, POST, REFRESH_SESSION, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE
 from omnipost.platforms.bluesky.preview import build_post, build_record
 from omnipost.platforms.bluesky.session import _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, pds_from_did_doc, session_expiry
 
@@ -265,14 +267,7 @@ class BlueskyAdapter:
             return await self._video_blob(p.video_job, p.video_since)
         s = p.session
         assert f.path is not None
-        host = httpx2.URL(s.pds).host
-        response = await self._authed(s, "GET", GET_SERVICE_AUTH, write=False, params={
-            "aud": f"did:web:{host}", "lxm": UPLOAD_BLOB, "exp": int(self._now()) + SERVICE_AUTH_SECONDS})
-        if not response.is_success:
-            raise self._error(response, GET_SERVICE_AUTH)
-        token = _json_of(response).get("token")
-        if not isinstance(token, str) or not token:
-            raise PlatformUnavailableError("Bluesky getServiceAuth answered without a token.", status=response.status_code, remediation="Retry later.")
+        token = await self._service_token(s, f"did:web:{httpx2.URL(s.pds).host}", UPLOAD_BLOB)
         size = f.size if f.size is not None else (await anyio.Path(f.path).stat()).st_size
         name = f"{f.path.stem[:40] or 'video'}.mp4"
         response = await send(self.http, "POST", f"{self.video_service}/xrpc/{UPLOAD_VIDEO}", platform=PLATFORM, write=False,
@@ -318,6 +313,67 @@ class BlueskyAdapter:
             raise PlatformUnavailableError(f"Bluesky's video service was still processing the video after {self.video_max_wait:g} s.",
                                            platform_response=body, remediation="Retry later.")
         raise Processing(job_id, now + timedelta(seconds=self.poll_interval), f"video job {job_id} is {status.get('state') or 'processing'}")
+
+    async def _service_token(self, s: _Session, audience: str, method: str) -> str:
+        """A service auth token from the PDS for calling `method` on the service `audience` (a did:web)."""
+        response = await self._authed(s, "GET", GET_SERVICE_AUTH, write=False, params={
+            "aud": audience, "lxm": method, "exp": int(self._now()) + SERVICE_AUTH_SECONDS})
+        if not response.is_success:
+            raise self._error(response, GET_SERVICE_AUTH)
+        token = _json_of(response).get("token")
+        if not isinstance(token, str) or not token:
+            raise PlatformUnavailableError("Bluesky getServiceAuth answered without a token.", status=response.status_code, remediation="Retry later.")
+        return token
+
+    async def upload_limits(self, account: AccountContext) -> dict[str, Any]:
+        """The video service's getUploadLimits answer for the account: {canUpload, remainingDailyVideos,
+        remainingDailyBytes, message, error} (platforms.md §1.4); the token's audience is the video service's did:web."""
+        s = self._session(account)
+        token = await self._service_token(s, f"did:web:{httpx2.URL(self.video_service).host}", GET_UPLOAD_LIMITS)
+        response = await send(self.http, "GET", f"{self.video_service}/xrpc/{GET_UPLOAD_LIMITS}", platform=PLATFORM, write=False,
+                              timeout=self.timeout, headers={"Authorization": f"Bearer {token}"})
+        if not response.is_success:
+            raise self._error(response, GET_UPLOAD_LIMITS)
+        body = _json_of(response)
+        if not isinstance(body.get("canUpload"), bool):
+            raise PlatformUnavailableError(f"Bluesky {GET_UPLOAD_LIMITS} answered without canUpload.", status=response.status_code,
+                                           platform_response=redact(body), remediation="Retry later.")
+        return body
+
+    async def deep_check(self, account: AccountContext, target: ResolvedTarget, facts: dict[int, MediaFacts]) -> list[DeepFinding]:
+        """bluesky.media.video_quota: before a video post, ask the video service whether the account may upload this
+        video today. Limits that cannot be read give a warning under the same rule, never an error: the upload
+        itself is the final word (and a PDS with no video service fails it clearly)."""
+        videos = sorted((i, f) for i, f in facts.items() if f.kind == "video")
+        if not videos:
+            return []
+        index, video = videos[0]
+        path = f"{target.path}.media[{index}]"
+        try:
+            limits = await self.upload_limits(account)
+        except AppError as exc:
+            return [DeepFinding(VIDEO_QUOTA, path, f"Bluesky's daily video upload limits could not be checked: {exc.message}",
+                                "Nothing to do if the account may upload videos today; otherwise the upload will be refused.",
+                                severity="warning", platform_response=getattr(exc, "platform_response", None))]
+        shown = redact(limits)
+        said = "; ".join(str(v) for v in (limits.get("error"), limits.get("message")) if isinstance(v, str) and v)
+        videos_left, bytes_left = limits.get("remainingDailyVideos"), limits.get("remainingDailyBytes")
+        if not limits["canUpload"]:
+            return [DeepFinding(VIDEO_QUOTA, path, "Bluesky's video service will not take a video from this account now"
+                                + (f": {said}" if said else " (canUpload is false)") + ".",
+                                "Confirm the account's email, or wait for the daily video allowance to renew, then publish again.",
+                                platform_response=shown, actual=False, limit=True, retryable=True)]
+        if isinstance(videos_left, int) and not isinstance(videos_left, bool) and videos_left < 1:
+            return [DeepFinding(VIDEO_QUOTA, path, "The account has no video uploads left on Bluesky today"
+                                + (f" ({said})" if said else "") + ".",
+                                "Wait for the daily video allowance to renew, then publish again (or publish without the video).",
+                                platform_response=shown, actual=1, limit=videos_left, retryable=True)]
+        if isinstance(bytes_left, int) and not isinstance(bytes_left, bool) and bytes_left < video.size:
+            return [DeepFinding(VIDEO_QUOTA, path, f"media[{index}] is {video.size:,} bytes but the account may upload only "
+                                f"{max(bytes_left, 0):,} more bytes of video to Bluesky today" + (f" ({said})" if said else "") + ".",
+                                f"Post a video of at most {max(bytes_left, 0):,} bytes, or wait for the daily allowance to renew.",
+                                platform_response=shown, actual=video.size, limit=bytes_left, retryable=True)]
+        return []
 
     async def _resolve(self, p: _Piece, handle: str) -> str | None:
         if handle in p.handles:

@@ -19,6 +19,7 @@ GET_RECORD = "com.atproto.repo.getRecord"
 DELETE_RECORD = "com.atproto.repo.deleteRecord"
 UPLOAD_VIDEO = "app.bsky.video.uploadVideo"
 GET_JOB_STATUS = "app.bsky.video.getJobStatus"
+GET_UPLOAD_LIMITS = "app.bsky.video.getUploadLimits"
 
 THUMB_MAX_BYTES = 1_000_000  # app.bsky.embed.external thumb (platforms.md §1.4)
 PAGE_MAX_BYTES = 5_000_000  # a link-card page larger than this is not read (no card)

@@ -35,3 +35,9 @@ def _catalogue() -> dict[str, Rule]:
 
 
 CATALOGUE: dict[str, Rule] = _catalogue()
+
+
+def largest_media_limit() -> int:
+    """The largest per-file byte limit any platform's rule sets (Facebook's 4 GB video): the media store must accept
+    at least this much, or that rule could never be reached."""
+    return max(int(r.limit) for r in CATALOGUE.values() if r.unit == "bytes" and isinstance(r.limit, int))

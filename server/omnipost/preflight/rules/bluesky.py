@@ -18,6 +18,7 @@ TEXT_BYTES = 3000
 IMAGE_MAX = 2_000_000  # raised from 1 MB in 2026-04
 VIDEO_MAX = 300_000_000  # raised from 100 MB in 2026-08
 ALT_MAX = 2000
+VIDEO_QUOTA = "bluesky.media.video_quota"  # deep: app.bsky.video.getUploadLimits, asked before a video post is sent
 
 BLUESKY = PlatformRules(
     platform=Platform.BLUESKY,
@@ -43,5 +44,18 @@ BLUESKY = PlatformRules(
         c.size_max(SRC, "bluesky.media.video_size_max", kinds=("video",), max_bytes=VIDEO_MAX, what="video"),
         c.alt_text_max(SRC, "bluesky.media.alt_text_max_graphemes", limit=ALT_MAX, unit=GRAPHEMES),
         c.visibility_enum(SRC, "bluesky.visibility.enum", mapping={"public": "public"}),
+        # Asked with a service token (aud did:web:video.bsky.app, lxm getUploadLimits); the answer is
+        # {canUpload, remainingDailyVideos, remainingDailyBytes, message, error} (platforms.md §1.4).
+        c.info_rule(SRC, VIDEO_QUOTA, stage="deep",
+                    summary="Before a video post is published, Bluesky's video service must accept another upload from the "
+                    "account today: getUploadLimits says canUpload, at least 1 video and at least the video's size in bytes "
+                    "remain of the daily allowance.",
+                    why="video.bsky.app caps each account's uploads per day (videos and bytes) and refuses accounts it will not "
+                    "take video from (e.g. an unconfirmed email); asking first fails only that target, with the service's own "
+                    "message, instead of a failed upload. When the limits cannot be read (no video service for this PDS, "
+                    "the service down) the target gets a warning with this rule id and publishing goes on.",
+                    remediation="Wait for the daily allowance to renew, confirm the account's email, or post a smaller video; "
+                    "the error's platformResponse carries the service's answer.",
+                    doc_url="https://docs.bsky.app/docs/tutorials/video"),
     ),
 )

@@ -61,7 +61,7 @@ MEDIA_UNKNOWN = c.custom(
 )
 MEDIA_UNREADABLE = c.info_rule(
     SRC, "media.unreadable", stage="shallow",
-    summary="Inline media bytes must be a recognised image or video (JPEG, PNG, WebP, GIF, BMP, TIFF, MP4, MOV).",
+    summary="Inline media bytes must be a recognised image or video (JPEG, PNG, WebP, GIF, BMP, TIFF, MP4, MOV, WebM).",
     why="The type is sniffed from the bytes; anything else cannot be published anywhere.",
     remediation="Send the file itself (not a page or an archive), base64-encoded.",
     example_fail={"media": [{"bytesBase64": "aGVsbG8gd29ybGQ="}]},

@@ -1,6 +1,7 @@
 """Pinterest limits, from the API v5 /pins schema (platforms.md §7, checked 2026-11-24)."""
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from omnipost.domain import Platform
 from omnipost.preflight import checks as c
@@ -16,6 +17,7 @@ SRC = c.Source(
 )
 
 TEXT_LIMIT = 800  # the pin description
+LINK_SCHEMES = ("https", "http")  # a pin's click-through opens in a browser: web pages only
 
 
 def _check_board(t: ResolvedTarget) -> Iterable[Violation]:
@@ -34,6 +36,23 @@ def _max_len(rule_id: str, field: str, limit: int, value_of: str) -> c.Check:
                 yield Violation(rule_id, f"{t.path}.{field}", f"{field} is {n} characters; Pinterest allows {limit}.",
                                 f"{field} is {n} characters; Pinterest allows {limit}: cut {n - limit}.", n, limit)
     return check
+
+
+def _check_link_scheme(t: ResolvedTarget) -> Iterable[Violation]:
+    link = t.options.get("destinationUrl")
+    if not isinstance(link, str):
+        return
+    try:
+        parts = urlsplit(link.strip())
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a URL at all
+        scheme, host = "", None
+    if scheme not in LINK_SCHEMES or not host:
+        shown = f"{scheme}:" if scheme else "no scheme"
+        yield Violation("pinterest.link.http_url", f"{t.path}.pinterest.destinationUrl",
+                        f"destinationUrl must be an absolute http(s) URL; it has {shown}" + ("" if host or not scheme else " and no host") + ".",
+                        "Give destinationUrl as a full https:// (or http://) address of a web page, or remove it.",
+                        scheme or None, list(LINK_SCHEMES))
 
 
 def _check_image_only(t: ResolvedTarget) -> Iterable[Violation]:
@@ -67,6 +86,14 @@ PINTEREST = PlatformRules(
                  summary="A pin's destination link is at most 2048 characters.", why="The /pins schema caps link at 2048.",
                  remediation="Use a shorter destination URL.", limit=2048, unit="characters",
                  example_fail={"pinterest": {"destinationUrl": "https://example.com/" + "a" * 2040}},
+                 example_pass={"pinterest": {"destinationUrl": "https://example.com/recipe"}}),
+        c.custom(SRC, "pinterest.link.http_url", check=_check_link_scheme,
+                 summary="A pin's destination link is an absolute http:// or https:// URL.",
+                 why="The link is where a click on the pin goes, in a browser; Pinterest takes web pages, so another scheme "
+                 "(ftp:, mailto:, javascript:, data:) or a URL without a host cannot be a destination.",
+                 remediation="Use a full https:// address of a web page as destinationUrl, or remove it.",
+                 limit=list(LINK_SCHEMES), unit="URL schemes",
+                 example_fail={"pinterest": {"destinationUrl": "ftp://example.com/recipe.pdf"}},
                  example_pass={"pinterest": {"destinationUrl": "https://example.com/recipe"}}),
         c.alt_text_max(SRC, "pinterest.media.alt_text_max_length", limit=500, unit=CODEPOINTS),
         c.media_required(SRC, "pinterest.media.required", what="exactly one image"),
