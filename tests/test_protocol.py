@@ -73,6 +73,66 @@ async def complete(client: Client, ref: str, argument: str, value: str, **given:
     return (await client.complete(reference, {"name": argument, "value": value}, given or None)).completion
 
 
+# --- resources ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_rules_posts_and_accounts_are_templates_and_the_rule_index_is_the_one_fixed_resource(
+        server: OmnipostServer, mode: str) -> None:
+    async with Client(server, mode=mode) as client:
+        templates = {t.uri_template: t for t in (await client.list_resource_templates()).resource_templates}
+        assert set(templates) == {RULE, POST, ACCOUNT}
+        assert all(t.description and t.mime_type for t in templates.values())
+        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["omnipost://rules"]
+        for rule_id in CATALOGUE:  # every rule the index (and every error's ruleUrl) names is readable
+            assert (await read_text(client, f"omnipost://rules/{rule_id}")).startswith(f"# {rule_id}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_post_and_an_account_read_as_get_post_and_get_account_answer(server: OmnipostServer, mode: str) -> None:
+    async with Client(server, mode=mode) as client:
+        account = await connect(client, "bluesky", "alice_example")
+        post = await publish(client, account, "Hello resources")
+        assert json.loads(await read_text(client, f"omnipost://accounts/{account}")) == ok(
+            await client.call_tool("get_account", {"accountId": account}))
+        assert json.loads(await read_text(client, f"omnipost://posts/{post}")) == ok(
+            await client.call_tool("get_post", {"postId": post}))
+        assert "credentials" not in await read_text(client, f"omnipost://accounts/{account}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_unknown_rules_posts_accounts_and_uris_are_resource_not_found_without_a_traceback(
+        server: OmnipostServer, mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with Client(server, mode=mode) as client:
+        for uri in ("omnipost://rules/bluesky.no_such_rule", "omnipost://posts/post_00000000000000000000000000",
+                    "omnipost://accounts/acc_00000000000000000000000000", "omnipost://accounts/acc_1?profileId=nobody",
+                    "omnipost://nothing", "omnipost://rules/..%2F..%2Fetc"):
+            await not_found(client, uri)
+    assert tracebacks(caplog) == []
+
+
+async def test_another_profiles_post_and_account_are_not_found_unless_within_reach(client: Client) -> None:
+    mine = await connect(client, "x", "me")
+    other = ok(await client.call_tool("create_profile", {"name": "client-b"}))["id"]
+    theirs = await connect(client, "bluesky", "them", profile=other)
+    their_post = await publish(client, theirs, "Their news", profile=other)
+    # The local user acts on the default profile unless it names another, exactly as get_post does.
+    await not_found(client, f"omnipost://posts/{their_post}")
+    await not_found(client, f"omnipost://accounts/{theirs}")
+    assert their_post in await read_text(client, f"omnipost://posts/{their_post}?profileId={other}")
+    assert theirs in await read_text(client, f"omnipost://accounts/{theirs}?profileId=client-b")
+    # A key bound to the default profile never reads the other profile's, even naming it.
+    default = ok(await client.call_tool("list_profiles", {}))["profiles"][0]["id"]
+    with as_key(access_token("key_mine", default, "live")):
+        await not_found(client, f"omnipost://posts/{their_post}?profileId={other}")
+        await not_found(client, f"omnipost://accounts/{theirs}?profileId={other}")
+        assert mine in await read_text(client, f"omnipost://accounts/{mine}")
+    # A key bound to the other profile reads its own with no profileId.
+    with as_key(access_token("key_theirs", other, "live")):
+        assert their_post in await read_text(client, f"omnipost://posts/{their_post}")
+        await not_found(client, f"omnipost://accounts/{mine}")
+
+
 # --- prompts/get errors -------------------------------------------------------------------------------------------
 
 

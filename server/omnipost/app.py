@@ -316,6 +316,6 @@ def build_server(
     server.runtime = rt
     server.rate_limiter = RateLimiter(settings.rate_limit_per_minute, rt.clock)
     tools.register_tools(server, rt)
-    resources.register_resources(server)
+    resources.register_resources(server, rt)
     server.add_prompts_later(prompts.register_prompts)
     return server
