@@ -20,6 +20,7 @@ from mcp.types import INVALID_PARAMS, ElicitResult, PromptReference, ResourceTem
 from toolresult import err, ok
 
 from omnipost.app import OmnipostServer, build_server
+from omnipost.completions import time_zones
 from omnipost.config import Settings
 from omnipost.keys import access_token
 from omnipost.preflight.rules import CATALOGUE
@@ -131,6 +132,56 @@ async def test_another_profiles_post_and_account_are_not_found_unless_within_rea
     with as_key(access_token("key_theirs", other, "live")):
         assert their_post in await read_text(client, f"omnipost://posts/{their_post}")
         await not_found(client, f"omnipost://accounts/{mine}")
+
+
+# --- completions --------------------------------------------------------------------------------------------------
+
+
+async def test_rule_ids_complete_by_prefix_then_anywhere(client: Client) -> None:
+    got = await complete(client, RULE, "ruleId", "bluesky.text")
+    assert got.values and all(v.startswith("bluesky.text") for v in got.values)
+    assert got.values == sorted(r for r in CATALOGUE if r.startswith("bluesky.text"))
+    anywhere = await complete(client, RULE, "ruleId", "MAX_GRAPHEMES")
+    assert "bluesky.text.max_graphemes" in anywhere.values and "twitter.text.max_graphemes" in anywhere.values
+    everything = await complete(client, RULE, "ruleId", "")
+    assert len(everything.values) == min(len(CATALOGUE), 100) and everything.total == len(CATALOGUE)
+    assert (await complete(client, RULE, "ruleId", "no-such-rule")).values == []
+
+
+async def test_account_post_and_profile_ids_complete_within_the_callers_reach(client: Client) -> None:
+    alice = await connect(client, "bluesky", "alice_example")
+    bob = await connect(client, "x", "bob")
+    post = await publish(client, alice, "Complete me")
+    other = ok(await client.call_tool("create_profile", {"name": "client-b"}))["id"]
+    theirs = await connect(client, "x", "alicia", profile=other)
+
+    assert set((await complete(client, ACCOUNT, "accountId", "acc_")).values) == {alice, bob}
+    assert (await complete(client, ACCOUNT, "accountId", "alice")).values == [alice]  # by handle
+    assert (await complete(client, ACCOUNT, "accountId", "ali", profileId="client-b")).values == [theirs]
+    assert (await complete(client, POST, "postId", post[:8])).values == [post]
+    assert (await complete(client, POST, "postId", "post_", profileId="client-b")).values == []
+    assert set((await complete(client, POST, "profileId", "")).values) >= {other, "client-b", "default"}
+
+    default = ok(await client.call_tool("list_profiles", {}))["profiles"][0]["id"]
+    with as_key(access_token("key_default", default, "live")):
+        assert (await complete(client, ACCOUNT, "accountId", "ali", profileId="client-b")).values == []
+        assert "client-b" not in (await complete(client, ACCOUNT, "profileId", "")).values
+        assert set((await complete(client, ACCOUNT, "accountId", "")).values) == {alice, bob}
+
+
+async def test_prompt_arguments_complete_platforms_platform_lists_and_time_zones(client: Client) -> None:
+    assert set((await complete(client, "split_thread", "platform", "")).values) == {"bluesky", "x", "threads"}
+    assert (await complete(client, "split_thread", "platform", "Blu")).values == ["bluesky"]
+    assert (await complete(client, "adapt_post", "platforms", "bluesky, x, li")).values == ["bluesky, x, linkedin"]
+    listed = (await complete(client, "plan_week", "platforms", "bluesky,")).values
+    assert "bluesky, x" in listed and not any(v.endswith(" bluesky") for v in listed)
+    assert (await complete(client, "plan_week", "timezone", "europe/ber")).values == ["Europe/Berlin"]
+    assert (await complete(client, "plan_week", "timezone", "berl")).values == ["Europe/Berlin"]  # the city alone
+    assert (await complete(client, "plan_week", "timezone", "new_y")).values == ["America/New_York"]
+    every = await complete(client, "plan_week", "timezone", "")
+    assert len(every.values) == 100 and every.total == len(time_zones()) > 100 and every.has_more is True
+    assert (await complete(client, "plan_week", "theme", "any")).values == []  # free text: nothing to offer
+    assert (await complete(client, "no_such_prompt", "x", "")).values == []
 
 
 # --- prompts/get errors -------------------------------------------------------------------------------------------
