@@ -184,6 +184,77 @@ async def test_prompt_arguments_complete_platforms_platform_lists_and_time_zones
     assert (await complete(client, "no_such_prompt", "x", "")).values == []
 
 
+# --- logging ------------------------------------------------------------------------------------------------------
+
+
+def with_log_probe(server: OmnipostServer) -> OmnipostServer:
+    """The server plus one tool that logs at debug and warning under the omnipost logger, one with a credential."""
+    log = logging.getLogger("omnipost.probe")
+
+    async def log_probe() -> str:
+        """Logs at debug and warning."""
+        log.debug("probe detail")
+        log.warning("probe warning authorization: Bearer sekrit-token-123")
+        return "logged"
+
+    server.add_tool(log_probe, name="log_probe", description="Test tool: logs at debug and warning.")
+    return server
+
+
+async def test_set_level_sends_omnipost_records_at_or_above_it_to_the_client(server: OmnipostServer) -> None:
+    got: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        got.append(params)
+
+    async with Client(with_log_probe(server), mode="legacy", logging_callback=on_log) as client:
+        await client.call_tool("log_probe", {})
+        assert got == []  # nothing until the client asks
+        with pytest.warns(MCPDeprecationWarning):  # the SDK marks protocol logging deprecated (SEP-2577); still served
+            await client.set_logging_level("warning")
+        await client.call_tool("log_probe", {})
+        assert [(p.level, p.logger) for p in got] == [("warning", "omnipost.probe")]
+        assert "sekrit" not in str(got[0].data) and "[redacted]" in str(got[0].data)
+        got.clear()
+        with pytest.warns(MCPDeprecationWarning):
+            await client.set_logging_level("debug")  # below the server's own level (WARNING in tests): still sent
+        await client.call_tool("log_probe", {})
+        assert [(p.level, p.data) for p in got][0] == ("debug", "probe detail")
+        assert [p.level for p in got] == ["debug", "warning"]
+    assert logging.getLogger("omnipost").level == logging.NOTSET  # lowered only while the request ran
+
+
+@pytest.mark.parametrize("level,expected", [(None, []), ("warning", ["warning"]), ("debug", ["debug", "warning"])])
+async def test_on_2026_07_28_each_request_opts_in_with_its_level(server: OmnipostServer, level: str | None,
+                                                                  expected: list[str]) -> None:
+    got: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        got.append(params)
+
+    async with Client(with_log_probe(server), logging_callback=on_log, log_level=level) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == "2026-07-28"
+        await client.call_tool("log_probe", {})
+    assert [p.level for p in got] == expected
+
+
+async def test_an_internal_error_reaches_the_client_as_an_error_record_without_its_traceback(settings: Settings) -> None:
+    class BrokenMedia:
+        async def get_media(self, media_id: str, profile_id: str | None) -> None:
+            raise RuntimeError("disk on fire at /secret/path/db.sqlite")
+
+    got: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        got.append(params)
+
+    async with Client(build_server(settings, media=BrokenMedia()), logging_callback=on_log, log_level="error") as client:
+        result = await client.call_tool("validate_post", {"text": "hi", "media": [{"mediaId": "med_1"}], "targets": [{"platform": "x"}]})
+    request_id = err(result)["requestId"]
+    assert [(p.level, p.logger, p.data) for p in got] == [
+        ("error", "omnipost", f"internal error {request_id} in tool validate_post")]
+
+
 # --- prompts/get errors -------------------------------------------------------------------------------------------
 
 

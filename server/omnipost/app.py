@@ -304,7 +304,7 @@ def build_server(
     validate_post's lookups; `resolver` replaces DNS for the SSRF guard (tests). `token_verifier` and
     `auth` turn on the SDK's bearer authentication for the HTTP transports (see transports.py).
     """
-    from omnipost import completions, prompts, resources, tools
+    from omnipost import clientlog, completions, prompts, resources, tools
     from omnipost.ratelimit import RateLimiter
     from omnipost.runtime import Runtime
 
@@ -319,4 +319,5 @@ def build_server(
     resources.register_resources(server, rt)
     server.add_prompts_later(prompts.register_prompts)
     completions.register(server, rt)
+    clientlog.register(server)
     return server
