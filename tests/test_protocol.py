@@ -271,3 +271,32 @@ async def test_an_unknown_prompt_or_a_missing_argument_is_invalid_params_without
         got = await client.get_prompt("fix_preflight", {"result": "{}"})
         assert "Original request:" in got.messages[0].content.text  # type: ignore[union-attr]
     assert tracebacks(caplog) == []
+
+
+# --- publish confirmation -----------------------------------------------------------------------------------------
+
+
+async def test_the_publish_question_names_each_target_and_the_start_of_the_text(server: OmnipostServer) -> None:
+    asked: list[str] = []
+
+    async def decline(ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="decline")
+
+    text = "Launch day 🚀🇯🇵 " + "word " * 40  # longer than 80 graphemes; flags and emoji are one grapheme each
+    async with Client(server, elicitation_callback=decline) as client:
+        a = await connect(client, "x", "one_account")
+        b = await connect(client, "bluesky", "two_bsky")
+        with anyio.fail_after(30):
+            err(await client.call_tool("publish_post", {"text": text, "targets": [{"accountId": a}, {"accountId": b}]}))
+            assert asked[-1].splitlines() == [
+                "Publish this post to 2 accounts now? It cannot be unsent automatically.",
+                "- X (sandbox) one_account",
+                "- Bluesky (sandbox) two_bsky",
+                'Text: "' + "".join(regex.findall(r"\X", text)[:80]) + '…"',  # 🇯🇵 is two code points, one grapheme
+            ]
+            # Texts that differ per target are shown per target; a short one whole, without an ellipsis.
+            err(await client.call_tool("publish_post", {"text": "Short and sweet", "platforms": {"bluesky": {"text": "Bluesky's own"}},
+                                                         "targets": [{"accountId": a}, {"accountId": b}]}))
+        assert asked[-1].splitlines()[1:] == ['- X (sandbox) one_account: "Short and sweet"',
+                                              "- Bluesky (sandbox) two_bsky: \"Bluesky's own\""]
