@@ -134,6 +134,28 @@ async def test_another_profiles_post_and_account_are_not_found_unless_within_rea
         await not_found(client, f"omnipost://accounts/{mine}")
 
 
+async def test_a_test_key_reads_and_completes_only_sandbox_accounts_and_their_posts(settings: Settings) -> None:
+    from fakes.bluesky import PDS_URL
+    from test_tokens import PASSWORD, Setup
+
+    setup = Setup(settings)
+    test_key, live_key = access_token("key_test", None, "test"), access_token("key_live", None, "live")
+    async with Client(setup.server) as client:
+        real = ok(await client.call_tool("connect_account", {"platform": "bluesky", "handle": "alice.test",
+                                                             "appPassword": PASSWORD, "pdsUrl": PDS_URL}))["id"]
+        sandbox = await connect(client, "bluesky", "sandbox_alice")
+        real_post, sandbox_post = await publish(client, real, "Real news"), await publish(client, sandbox, "Test news")
+        with as_key(test_key):
+            await not_found(client, f"omnipost://accounts/{real}")
+            await not_found(client, f"omnipost://posts/{real_post}")
+            assert sandbox_post in await read_text(client, f"omnipost://posts/{sandbox_post}")
+            assert (await complete(client, ACCOUNT, "accountId", "")).values == [sandbox]
+            assert (await complete(client, POST, "postId", "")).values == [sandbox_post]
+        with as_key(live_key):
+            assert real in await read_text(client, f"omnipost://accounts/{real}")
+            assert real_post in await read_text(client, f"omnipost://posts/{real_post}")
+
+
 # --- completions --------------------------------------------------------------------------------------------------
 
 
