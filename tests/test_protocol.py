@@ -260,6 +260,21 @@ async def test_on_2026_07_28_each_request_opts_in_with_its_level(server: Omnipos
     assert [p.level for p in got] == expected
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_protocol_errors_keep_their_codes_while_logs_are_forwarded(server: OmnipostServer, mode: str,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    async with Client(server, mode=mode, log_level="debug") as client:
+        if mode == "legacy":
+            with pytest.warns(MCPDeprecationWarning):
+                await client.set_logging_level("debug")
+        for attempt in (lambda: client.get_prompt("no_such_prompt", {}), lambda: client.read_resource("omnipost://posts/post_x")):
+            with pytest.raises(MCPError) as caught:
+                await attempt()
+            assert caught.value.error.code == INVALID_PARAMS
+        assert err(await client.call_tool("get_post", {"postId": "post_x"}))["code"] == "not_found"
+    assert tracebacks(caplog) == []
+
+
 async def test_an_internal_error_reaches_the_client_as_an_error_record_without_its_traceback(settings: Settings) -> None:
     class BrokenMedia:
         async def get_media(self, media_id: str, profile_id: str | None) -> None:

@@ -202,17 +202,23 @@ class ClientLogMiddleware:
 
         lowered = _LOWERED.enter(threshold)
         token = _sink.set(sink)
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(forward)
                 try:
-                    return await call_next(ctx)
+                    result = await call_next(ctx)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group, as it is (an
+                    failed = exc          # MCPError must reach the dispatcher itself, not inside an ExceptionGroup)
                 finally:
                     _sink.reset(token)
                     send.close()  # forward() sends what is queued, then ends: the records precede the response
         finally:
             if lowered:
                 _LOWERED.leave(threshold)
+        if failed is not None:
+            raise failed
+        return result
 
 
 def register(server: "OmnipostServer") -> None:
