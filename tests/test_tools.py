@@ -226,10 +226,11 @@ async def test_unexpected_exception_is_internal_error_with_request_id_and_no_tra
     assert "/secret/path" not in text and "Traceback" not in text and "RuntimeError" not in text
 
 
-async def test_rule_catalogue_and_each_rule_are_resources(client: Client) -> None:
+async def test_rule_catalogue_is_a_resource_and_each_rule_a_template_instance(client: Client) -> None:
     resources = {str(r.uri) for r in (await client.list_resources()).resources}
     assert "omnipost://rules" in resources
-    assert {f"omnipost://rules/{rid}" for rid in CATALOGUE} <= resources
+    templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+    assert "omnipost://rules/{ruleId}" in templates
     catalogue = json.loads((await client.read_resource("omnipost://rules")).contents[0].text)  # type: ignore[union-attr]
     assert catalogue["count"] == len(CATALOGUE)
     page = (await client.read_resource("omnipost://rules/bluesky.text.max_graphemes")).contents[0].text  # type: ignore[union-attr]

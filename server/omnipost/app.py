@@ -16,7 +16,8 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, StrictJsonSchema, _inline_root_ref
-from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, TextContent
 from pydantic import BaseModel, TypeAdapter, ValidationError, WithJsonSchema
 
 from omnipost import __version__
@@ -227,7 +228,17 @@ class OmnipostServer(MCPServer):
         return await super().list_prompts()
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        """prompts/get; an unknown prompt or a missing required argument is invalid params (-32602), as the
+        protocol says, answered without a server-side traceback."""
         self._ensure_prompts()
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {echo(name)}. prompts/list names every prompt.",
+                           data={"name": echo(name)})
+        missing = [a.name for a in prompt.arguments or () if a.required and a.name not in (arguments or {})]
+        if missing:
+            raise MCPError(code=INVALID_PARAMS, message=f"Prompt {name} needs the arguments: {', '.join(missing)}.",
+                           data={"name": name, "missing": missing})
         return await super().get_prompt(name, arguments, context)
 
     async def list_tools(self) -> Any:
@@ -293,7 +304,7 @@ def build_server(
     validate_post's lookups; `resolver` replaces DNS for the SSRF guard (tests). `token_verifier` and
     `auth` turn on the SDK's bearer authentication for the HTTP transports (see transports.py).
     """
-    from omnipost import prompts, resources, tools
+    from omnipost import clientlog, completions, prompts, resources, tools
     from omnipost.ratelimit import RateLimiter
     from omnipost.runtime import Runtime
 
@@ -305,6 +316,8 @@ def build_server(
     server.runtime = rt
     server.rate_limiter = RateLimiter(settings.rate_limit_per_minute, rt.clock)
     tools.register_tools(server, rt)
-    resources.register_resources(server)
+    resources.register_resources(server, rt)
     server.add_prompts_later(prompts.register_prompts)
+    completions.register(server, rt)
+    clientlog.register(server)
     return server

@@ -11,12 +11,17 @@ _SECRETS = re.compile(
 )
 
 
+def redact(message: str) -> str:
+    """`message` with anything that looks like a credential replaced by [redacted]."""
+    return _SECRETS.sub(lambda m: m.group(1) + "[redacted]", message)
+
+
 class RedactSecrets(logging.Filter):
     """Replace anything that looks like a credential with [redacted]."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _SECRETS.sub(lambda m: m.group(1) + "[redacted]", message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
@@ -27,6 +32,7 @@ def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets())
+    handler.setLevel(level.upper())  # a client may lower the "omnipost" logger for its own records (clientlog.py)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,5 +1,8 @@
 """Prompts are Markdown files in prompts/ with YAML front matter (name, title, description, arguments).
 
+An argument may name the values completion/complete offers for it with `complete:` (see COMPLETION_KINDS and
+completions.py).
+
 The body uses `${arguments.NAME}` placeholders, the MCPB manifest's own syntax, so the file is
 the single source for both the server and manifest.json.
 """
@@ -14,6 +17,7 @@ from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
 
+COMPLETION_KINDS = ("platform", "thread_platform", "platform_list", "timezone")
 _PLACEHOLDER = re.compile(r"\$\{arguments\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -26,6 +30,7 @@ class PromptFile:
     description: str
     arguments: tuple[PromptArgument, ...]
     text: str
+    completions: tuple[tuple[str, str], ...] = ()  # (argument, completion kind)
 
 
 def prompts_dir() -> Path:
@@ -52,12 +57,16 @@ def load_prompts(directory: Path | None = None) -> list[PromptFile]:
             PromptArgument(name=a["name"], description=a.get("description"), required=bool(a.get("required", False)))
             for a in meta.get("arguments", [])
         )
+        completions = tuple((a["name"], a["complete"]) for a in meta.get("arguments", []) if "complete" in a)
+        unknown = [kind for _, kind in completions if kind not in COMPLETION_KINDS]
+        if unknown:
+            raise ValueError(f"{path.name}: unknown completion kinds {unknown}; known: {list(COMPLETION_KINDS)}")
         declared = {a.name for a in args}
         used = set(_PLACEHOLDER.findall(body))
         if used - declared:
             raise ValueError(f"{path.name}: placeholders {sorted(used - declared)} are not declared arguments")
         out.append(PromptFile(name=meta["name"], title=meta.get("title", meta["name"]), description=meta["description"],
-                              arguments=args, text=body.strip() + "\n"))
+                              arguments=args, text=body.strip() + "\n", completions=completions))
     return out
 
 

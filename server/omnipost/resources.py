@@ -1,18 +1,29 @@
-"""Read-only resources: the rule catalogue and one resource per rule."""
+"""Read-only resources: the rule catalogue (one fixed resource) and three templates, one rule, one post, one account.
+
+A template is one entry in resources/templates/list however many rules, posts or accounts there are; the
+client fills in the id (completion/complete offers the ids, see completions.py). A post or an account is read
+within the caller's reach exactly as get_post / get_account read it (tools.common.reach_of): another profile's,
+or a real one for an op_test_ key, is "resource not found", the same answer as an id that names nothing.
+"""
 
 import json
 from typing import TYPE_CHECKING
 
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FunctionResource
 
-from omnipost.validation import rule_uri
+from omnipost.errors import AppError, NotFoundError, UnauthorizedError
 from omnipost.preflight.render import rule_markdown
 from omnipost.preflight.rules import CATALOGUE
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
+    from omnipost.runtime import Runtime
 
 CATALOGUE_URI = "omnipost://rules"
+RULE_TEMPLATE = "omnipost://rules/{ruleId}"
+POST_TEMPLATE = "omnipost://posts/{postId}{?profileId}"
+ACCOUNT_TEMPLATE = "omnipost://accounts/{accountId}{?profileId}"
 
 
 def catalogue_json() -> str:
@@ -23,14 +34,54 @@ def catalogue_json() -> str:
     return json.dumps({"count": len(rules), "rules": rules}, ensure_ascii=False)
 
 
-def register_resources(server: "OmnipostServer") -> None:
-    """Register the catalogue and each rule (rendered lazily, when read)."""
+def as_resource_error(exc: AppError, uri: str) -> ResourceError:
+    """The protocol error for a read that failed on purpose.
+
+    Unknown and out of reach are one answer, resource not found (an explicit profileId outside an API key's
+    binding too: a URI names nothing the caller can see). Anything else keeps its message (never a traceback).
+    """
+    if isinstance(exc, NotFoundError | UnauthorizedError):
+        return ResourceNotFoundError(f"Unknown resource: {uri}")
+    return ResourceError(f"[{exc.code}] {exc}")
+
+
+def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
+    """Register the catalogue and the rule, post and account templates (each rendered when read)."""
+    from omnipost.outputs import account_out
+    from omnipost.tools.common import reach_of
+
     server.add_resource(
         FunctionResource(uri=CATALOGUE_URI, name="preflight-rules", title="Preflight rule catalogue",
-                         description="Every rule omnipost checks, as JSON.", mime_type="application/json", fn=catalogue_json)
+                         description="Every rule omnipost checks, as JSON; each rule's page is omnipost://rules/{ruleId}.",
+                         mime_type="application/json", fn=catalogue_json)
     )
-    for rule in CATALOGUE.values():
-        server.add_resource(
-            FunctionResource(uri=rule_uri(rule.id), name=rule.id, title=rule.id, description=rule.summary,
-                             mime_type="text/markdown", fn=lambda r=rule: rule_markdown(r))
-        )
+
+    @server.resource(RULE_TEMPLATE, name="preflight-rule", title="Preflight rule", mime_type="text/markdown",
+                     description="One preflight rule: what it checks, its limit and unit, and how to fix a violation.")
+    def rule(ruleId: str) -> str:
+        found = CATALOGUE.get(ruleId)
+        if found is None:
+            raise ResourceNotFoundError(f"Unknown resource: omnipost://rules/{ruleId}")
+        return rule_markdown(found)
+
+    @server.resource(POST_TEMPLATE, name="post", title="Post", mime_type="application/json",
+                     description=("One post (one target of a batch) as get_post returns it: status, upstream id and URL, "
+                                  "error and every attempt. profileId: the profile it belongs to, if not the default."))
+    async def post(postId: str, profileId: str | None = None) -> str:
+        try:
+            reach = await reach_of(rt, profileId)
+            detail = await rt.publisher.get_post(reach, postId)
+        except AppError as exc:
+            raise as_resource_error(exc, f"omnipost://posts/{postId}") from None
+        return detail.model_dump_json(by_alias=True)
+
+    @server.resource(ACCOUNT_TEMPLATE, name="account", title="Connected account", mime_type="application/json",
+                     description=("One connected account as get_account returns it: platform, handle, health, token expiry "
+                                  "and defaults (never its credentials). profileId: its profile, if not the default."))
+    async def account(accountId: str, profileId: str | None = None) -> str:
+        try:
+            reach = await reach_of(rt, profileId)
+            found = await rt.accounts.get(reach, accountId)
+        except AppError as exc:
+            raise as_resource_error(exc, f"omnipost://accounts/{accountId}") from None
+        return account_out(found).model_dump_json(by_alias=True)

@@ -69,7 +69,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         caps = ctx.client_capabilities
         if caps is None or caps.elicitation is None:
             return Confirm(publish=True)  # the client cannot ask; the tool call itself is the consent
-        return Elicit(f"Publish this post to {len(accounts)} accounts now? It cannot be unsent automatically.", Confirm)
+        from omnipost.confirmation import confirmation_message
+
+        return Elicit(await confirmation_message(rt, request), Confirm)  # each target and the start of its text
 
     async def publish_post(request: PostRequest, ctx: Context,
                            confirm: Annotated[ElicitationResult[Confirm], Resolve(confirm_publish)]) -> BatchResult:
