@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+from sqlalchemy import bindparam, case
 from sqlalchemy import func as sa_func
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
@@ -55,18 +56,26 @@ class Dispatch:
         await self._run_fan_out(posts, accounts, attempt_of, progress)
 
     def _begin_attempts(self, s: Any, posts: Sequence[Post], counts: dict[str, int]) -> dict[str, str]:
-        """Add an open attempt for each post and mark it publishing (in the caller's transaction); post id -> attempt id.
+        """Add an open attempt for each post and mark it publishing (in the caller's transaction); post id -> attempt id."""
+        return self._open_attempts(s, self._mark_publishing(posts), counts)
 
-        A post nobody leases yet (an immediate publish, a draft) is leased to this process, so another process
-        starting up leaves it alone while this one publishes it (a scheduler's post keeps its worker's lease)."""
+    def _mark_publishing(self, posts: Sequence[Post]) -> Sequence[Post]:
+        """Mark posts publishing. A post nobody leases yet (an immediate publish, a draft) is leased to this process, so
+        another process starting up leaves it alone while this one publishes it (a scheduler's post keeps its lease)."""
+        now = self.clock.now()
+        for p in posts:
+            p.status, p.updated_at = "publishing", now
+            if p.lease_owner is None:
+                p.lease_owner, p.lease_until = self.owner, now + timedelta(seconds=self.lease_seconds)
+        return posts
+
+    def _open_attempts(self, s: Any, posts: Sequence[Post], counts: dict[str, int]) -> dict[str, str]:
+        """Add an open attempt for each post (whose row must be flushed first: the attempt refers to it)."""
         now = self.clock.now()
         attempt_of: dict[str, str] = {}
         for p in posts:
             attempt = Attempt(id=new_id("att"), post_id=p.id, number=counts.get(p.id, 0) + 1, started_at=now)
             attempt_of[p.id] = attempt.id
-            p.status, p.updated_at = "publishing", now
-            if p.lease_owner is None:
-                p.lease_owner, p.lease_until = self.owner, now + timedelta(seconds=self.lease_seconds)
             s.add(p)
             s.add(attempt)
         return attempt_of
@@ -83,7 +92,7 @@ class Dispatch:
         by_account: dict[str, list[Post]] = {}
         for p in posts:
             by_account.setdefault(p.account_id, []).append(p)
-        writer = _ResultWriter(self)
+        writer = _ResultWriter(self, {p.id: p for p in posts})
         done = 0
         total = len(posts)
 
@@ -254,8 +263,9 @@ class Dispatch:
         await self._write_many([r])
         return r.status
 
-    async def _write_many(self, results: Sequence["Result"]) -> None:
-        """Record results in one transaction: each post's outcome and its attempt, as two bulk UPDATEs."""
+    async def _write_many(self, results: Sequence["Result"], known: dict[str, Post] | None = None) -> None:
+        """Record results in one transaction: each post's outcome and its attempt, as two bulk UPDATEs. `known`: the
+        rows of these posts as the fan-out read them (their identity names the webhook events; no need to read them)."""
         now = self.clock.now()
         post_rows: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
@@ -289,27 +299,40 @@ class Dispatch:
                 s.add(Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now, **values))
             if attempt_rows:
                 await s.exec(sa_update(Attempt), params=attempt_rows)
-            for keys in {tuple(row) for row in post_rows}:  # one statement per shape (with or without the ledger)
-                await s.exec(sa_update(Post), params=[row for row in post_rows if tuple(row) == keys])
-            settled = [r.post_id for r in results if r.status != "publishing"]
-            if settled:  # this process's leases end with the outcome (a scheduler's are released by its worker)
-                await s.exec(sa_update(Post).where(col(Post.id).in_(settled), col(Post.lease_owner) == self.owner)
-                             .values(lease_owner=None, lease_until=None))
-            await self._emit_outcomes(s, results, now)
+            settled = {r.post_id for r in results if r.status != "publishing"}
+            # One statement per shape (with or without the ledger, settled or not), executed for all its rows. A settled
+            # post's lease ends with it when it is this process's (a scheduler's is released by its worker): the same
+            # UPDATE clears it, conditionally, as every SET expression reads the row as it was.
+            table = Post.__table__  # type: ignore[attr-defined]
+            ours = table.c.lease_owner == self.owner
+            for keys in {(*row, row["id"] in settled) for row in post_rows}:
+                *columns, ends_lease = keys
+                values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in columns if c != "id"}
+                if ends_lease:
+                    values |= {"lease_owner": case((ours, None), else_=table.c.lease_owner),
+                               "lease_until": case((ours, None), else_=table.c.lease_until)}
+                rows = [{f"b_{k}": v for k, v in row.items()} for row in post_rows
+                        if (*row, row["id"] in settled) == keys]
+                await s.exec(sa_update(table).where(table.c.id == bindparam("b_id")).values(values), params=rows)  # type: ignore[call-overload]
+            await self._emit_outcomes(s, results, now, known or {})
             await s.commit()
 
     async def _emit(self, profile_id: str, event: str, data: dict[str, Any], session: Any) -> None:
         if self.events is not None:
             await self.events.emit(profile_id, event, data, session=session)
 
-    async def _emit_outcomes(self, s: Any, results: Sequence["Result"], now: datetime) -> None:
-        """post.published / post.rejected / post.failed for settled results, in the caller's transaction."""
+    async def _emit_outcomes(self, s: Any, results: Sequence["Result"], now: datetime, known: dict[str, Post]) -> None:
+        """post.published / post.rejected / post.failed for settled results, in the caller's transaction. The events
+        name each post by its identity (id, batch, account, platform, profile), which never changes: a row in `known`
+        serves as well as a fresh read."""
         if self.events is None:
             return
         settled = {r.post_id: r for r in results if r.status in ("published", "rejected", "failed", "unknown")}
         if not settled:
             return
-        rows = (await s.exec(select(Post).where(col(Post.id).in_(list(settled))))).all()
+        rows = [known[pid] for pid in settled if pid in known]
+        if missing := [pid for pid in settled if pid not in known]:
+            rows += (await s.exec(select(Post).where(col(Post.id).in_(missing)))).all()
         by_profile: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for post in rows:
             r = settled[post.id]
@@ -378,8 +401,8 @@ class _ResultWriter:
     before the write leaves posts in `publishing`, which recovery reconciles upstream.
     """
 
-    def __init__(self, service: "Dispatch") -> None:
-        self._service = service
+    def __init__(self, service: "Dispatch", posts: dict[str, Post]) -> None:
+        self._service, self._posts = service, posts
         self._queue: list[Result] = []
         self._lock = anyio.Lock()
 
@@ -390,4 +413,4 @@ class _ResultWriter:
         async with self._lock:
             batch, self._queue = self._queue, []
             if batch:
-                await self._service._write_many(batch)
+                await self._service._write_many(batch, self._posts)

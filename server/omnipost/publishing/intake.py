@@ -99,7 +99,9 @@ class Intake:
             r = judge_target(t, resolution.early.get(t.index, []))
             judged.append(r)
             violations += r.errors
-        if not req.skipDuplicateCheck:
+        # post.duplicate is decided under the lock below. Checked here too when it is reported with other violations,
+        # or when uploads and link checks come first (a duplicate is spared them); a plain post is checked once.
+        if not req.skipDuplicateCheck and (violations or _fetches_first(resolution.targets)):
             async with self.db.session() as s:
                 violations += await self._duplicates(s, resolution.targets)
         if violations:
@@ -149,7 +151,7 @@ class Intake:
                 await self._defer_capped(s, posts, now)
             s.add(batch)
             await s.flush()  # the batch row must exist before its posts (foreign key)
-            s.add_all(posts)
+            live = [p for p in posts if p.status == "validated"] if mode == "immediate" else []
             events: list[tuple[str, dict[str, Any]]] = []
             for p in posts:  # the events commit with the rows they describe, so none is lost or invented
                 if p.status == "queued":
@@ -158,12 +160,15 @@ class Intake:
                     events.append(("post.validated", _event_data(p) | {"warnings": p.warnings}))
                 elif p.status == "rejected":
                     events.append(("post.rejected", _event_data(p) | {"error": p.error}))
-            if self.events is not None and events:
-                await self.events.emit_many(profile_id, events, session=s)
-            live = [p for p in posts if p.status == "validated"] if mode == "immediate" else []
             # An immediate publish opens its attempts in this same transaction: one commit before the
             # first upstream call, and no window in which a post is stored but not yet being published.
-            attempt_of = self._begin_attempts(s, live, {})
+            # Each post is inserted as publishing (not inserted, then updated to it), before its attempt (foreign key).
+            s.add_all(self._mark_publishing(live))
+            s.add_all(posts)
+            await s.flush()
+            attempt_of = self._open_attempts(s, live, {})
+            if self.events is not None and events:
+                await self.events.emit_many(profile_id, events, session=s)
             accounts = await self._accounts_of(s, live)
             if claim_id is not None:  # with the batch: a key is never freed for a request whose batch was stored
                 await self.idempotency.attach(claim_id, {"batchId": batch.id}, session=s)
@@ -323,6 +328,15 @@ class Intake:
             return record.id
         except AppError as exc:
             return exc
+
+
+def _fetches_first(targets: Sequence[ResolvedTarget]) -> bool:
+    """Whether storing these targets first uploads or fetches something: media, or a link the platform fetches."""
+    def links(t: ResolvedTarget) -> tuple[tuple[str, str], ...]:
+        spec = spec_of(t.platform.value)
+        return spec.checked_links if spec else ()
+
+    return any(t.media or any(t.options.get(option) for option, _ in links(t)) for t in targets)
 
 
 class _ReplayedError(AppError):
