@@ -134,20 +134,62 @@ OPTION_OBJECTS: tuple[str, ...] = tuple(k for k in Target.model_fields if k not 
 """The per-platform option objects a target may carry (bluesky, twitter, ..., tiktok, youtube)."""
 
 
-class PostRequest(_Content):
-    """A post to one or more targets. Top-level text/media/firstComment are defaults for targets that omit them."""
+ScheduledAt = Annotated[str, Field(description="ISO-8601 time to publish at (at least 1 s ahead).")]
+Timezone = Annotated[str, Field(description="IANA zone for a scheduledAt without offset (default UTC).")]
+ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Workspace (default profile if omitted).")]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, description="Same key + same body = same answer.")]
+SkipDuplicates = Annotated[bool, Field(description="Publish even if the same text went to the same account in the last 24 h.")]
+
+
+class _PostBody(_Content):
+    """What every post tool takes: the content, the targets and the per-platform overrides.
+
+    Each tool has its own request model below with exactly the fields it accepts (an unknown field is refused, so a
+    field a tool does not take is a validation error, not silently ignored); as_post_request() gives the services
+    the one full PostRequest they work on.
+    """
 
     targets: list[Target] = Field(min_length=1, max_length=25, description="1 to 25 destinations.")
     platforms: PlatformOverrides | None = Field(
         default=None, description='Overrides per platform, e.g. {"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.'
     )
-    scheduledAt: str | None = Field(default=None, description="ISO-8601 time to publish at (at least 1 s ahead).")
-    timezone: str | None = Field(default=None, description="IANA zone for a scheduledAt without offset (default UTC).")
+
+    def as_post_request(self) -> "PostRequest":
+        """This request as the full PostRequest (the fields this tool does not take unset)."""
+        if isinstance(self, PostRequest):
+            return self
+        return PostRequest.model_construct(_fields_set=set(self.model_fields_set),
+                                           **{name: getattr(self, name) for name in type(self).model_fields})
+
+
+class PostRequest(_PostBody):
+    """publish_post's request, and the full request every service takes: any mode (now, scheduled, draft, dry run).
+    Top-level text/media/firstComment are defaults for targets that omit them."""
+
+    scheduledAt: ScheduledAt | None = None
+    timezone: Timezone | None = None
     publishNow: bool | None = Field(default=None, description="Publish immediately (the default mode).")
     draft: bool | None = Field(default=None, description="Store as a draft; publish later.")
     dryRun: bool | None = Field(default=None, description="Run every check, publish nothing.")
-    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=128, description="Same key + same body = same answer.")
-    profileId: str | None = Field(default=None, min_length=1, max_length=64, description="Workspace (default profile if omitted).")
-    skipDuplicateCheck: bool | None = Field(
-        default=None, description="Publish even if the same text went to the same account in the last 24 h."
-    )
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+
+
+class ScheduleRequest(_PostBody):
+    """schedule_post's request: scheduledAt is required; no publishNow, draft or dryRun (they are other modes)."""
+
+    scheduledAt: ScheduledAt
+    timezone: Timezone | None = None
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+
+
+class ValidateRequest(_PostBody):
+    """validate_post's request: a post and, optionally, the time it would be scheduled at. Nothing is stored, so
+    there is no idempotencyKey, draft, publishNow, dryRun or skipDuplicateCheck."""
+
+    scheduledAt: ScheduledAt | None = None
+    timezone: Timezone | None = None
+    profileId: ProfileId | None = None

@@ -10,7 +10,7 @@ from omnipost.validation import ValidateResult, rule_uri, validate_request
 from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
-from omnipost.request import PostRequest
+from omnipost.request import ValidateRequest
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -90,20 +90,20 @@ def rules_for(platform: str | None) -> list[Rule]:
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register validate_post, list_preflight_rules and explain_preflight_rule."""
 
-    async def validate_post(request: PostRequest) -> ValidateResult:
+    async def validate_post(request: ValidateRequest) -> ValidateResult:
         from omnipost.tools.common import profile_of
 
         profile, caller = await profile_of(rt, request.profileId)  # waits until the store is loaded
         from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
         assert rt.db is not None
         directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
-        return await validate_request(request, clock=rt.clock, accounts=rt.extra.get("accounts", directory),
+        return await validate_request(request.as_post_request(), clock=rt.clock, accounts=rt.extra.get("accounts", directory),
                                       media=rt.extra.get("media", directory))
 
     server.add_request_tool(
         validate_post,
         param="request",
-        model=PostRequest,
+        model=ValidateRequest,
         name="validate_post",
         title="Validate a post for every target",
         description=(

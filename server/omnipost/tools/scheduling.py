@@ -5,9 +5,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, Field
 
-from omnipost.errors import ValidationFailedError
 from omnipost.outputs import BatchResult
-from omnipost.request import PostRequest
+from omnipost.request import ScheduleRequest
 from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, profile_of, reach_of
 from omnipost.tools.publishing import KeyArg, ProfileArg, with_idempotency
 
@@ -35,19 +34,14 @@ class SchedulerStatus(BaseModel):
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register schedule_post, reschedule_post, retry_post and scheduler_status."""
 
-    async def schedule_post(request: PostRequest) -> BatchResult:
+    async def schedule_post(request: ScheduleRequest) -> BatchResult:
+        # scheduledAt is required, and publishNow/draft/dryRun refused, by ScheduleRequest itself (validation_failed)
         profile, caller = await profile_of(rt, request.profileId)
-        if request.scheduledAt is None:
-            raise ValidationFailedError("schedule_post needs scheduledAt.", path="scheduledAt",
-                                        remediation="Give an ISO-8601 time at least 1 s ahead, or use publish_post to publish now.")
-        if request.dryRun:
-            raise ValidationFailedError("dryRun is for publish_post or validate_post.", path="dryRun",
-                                        remediation="Call validate_post to check the post without storing it.")
-        return await rt.publisher.publish(request, request.model_dump(mode="json", exclude_none=True), tool="schedule_post",
+        return await rt.publisher.publish(request.as_post_request(), request.model_dump(mode="json", exclude_none=True), tool="schedule_post",
                                           profile_id=profile.id, test_mode=caller.test_mode)
 
     server.add_request_tool(
-        schedule_post, param="request", model=PostRequest, name="schedule_post", title="Schedule a post",
+        schedule_post, param="request", model=ScheduleRequest, name="schedule_post", title="Schedule a post",
         description=(
             "Schedule one post to up to 25 connected accounts for a later time (same arguments as publish_post; scheduledAt is "
             "required, ISO-8601, at least 1 s ahead; without an offset it is read in timezone, default UTC). Every platform rule "

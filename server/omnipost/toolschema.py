@@ -1,0 +1,275 @@
+"""The JSON schemas tools/list advertises, kept small: every byte of them is in the context of every model that
+connects, on every conversation (issue 11: the whole tools/list answer was 248 KB, 92 KB of it names, descriptions
+and input schemas).
+
+- slim_input: a tool's input schema without pydantic's generated `title`s, with an optional field's
+  `anyOf [X, null]` + `default: null` written as just X (not being required already says it may be left out),
+  and a definition used once written in place.
+- slim_output: an output schema without titles, descriptions and defaults (the tool description says what comes
+  back), the error object as a compact shape every error satisfies (`code` and `message`, more allowed).
+- request_schema: the input schema of a post tool (validate_post, schedule_post, publish_post) from its own request
+  model (request.py), with the per-platform override objects described, not spelt out seven times; their full
+  shapes are the resource PLATFORM_OPTIONS_URI. Validation is unchanged: the tool still validates its
+  arguments as the pydantic model, with every field path (app.OmnipostServer.call_tool).
+
+Schemas are built once per model (functools.cache) and copied per tool; start-up builds each only once.
+"""
+
+import copy
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from omnipost.app import OmnipostServer
+
+PLATFORM_OPTIONS_URI = "omnipost://schemas/platform-options"
+
+# Keywords whose value is one subschema, a list of them, or a name -> subschema map.
+_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
+_MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
+_MAP = ("properties", "$defs", "patternProperties")
+_NULL = {"type": "null"}
+# What every error object has; the rest of ErrorObject (rule, path, remediation, details ...) is allowed, not spelt out.
+COMPACT_ERROR: dict[str, Any] = {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                                 "required": ["code", "message"]}
+
+
+def _walk(node: Any, visit: Any) -> Any:
+    """`visit` applied to every subschema, bottom-up (a map keyword's keys are names, never visited as schemas)."""
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _ONE:
+            out[key] = _walk(value, visit)
+        elif key in _MANY and isinstance(value, list):
+            out[key] = [_walk(v, visit) for v in value]
+        elif key in _MAP and isinstance(value, dict):
+            out[key] = {name: _walk(v, visit) for name, v in value.items()}
+        else:
+            out[key] = value
+    return visit(out)
+
+
+def _drop(keys: tuple[str, ...]) -> Any:
+    """Remove `keys` from every subschema, and `additionalProperties: true` (the default) too."""
+    def visit(node: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in node.items() if k not in keys and not (k == "additionalProperties" and v is True)}
+    return visit
+
+
+def _optional_not_null(node: dict[str, Any]) -> dict[str, Any]:
+    """In an object's properties: an optional `anyOf [X, null]` with `default: null` becomes X (with the outer keys)."""
+    props = node.get("properties")
+    if not isinstance(props, dict):
+        return node
+    required = set(node.get("required", []))
+    out = {}
+    for name, prop in props.items():
+        if name not in required and isinstance(prop, dict) and prop.get("default", 0) is None:
+            prop = {k: v for k, v in prop.items() if k != "default"}
+            branches = prop.get("anyOf")
+            if isinstance(branches, list) and _NULL in branches:
+                kept = [b for b in branches if b != _NULL]
+                rest = {k: v for k, v in prop.items() if k != "anyOf"}
+                prop = {**kept[0], **rest} if len(kept) == 1 else {"anyOf": kept, **rest}
+        out[name] = prop
+    return {**node, "properties": out}
+
+
+def _refs(node: Any, counts: dict[str, int]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            counts[ref.removeprefix("#/$defs/")] = counts.get(ref.removeprefix("#/$defs/"), 0) + 1
+        for value in node.values():
+            _refs(value, counts)
+    elif isinstance(node, list):
+        for value in node:
+            _refs(value, counts)
+
+
+def inline_single_use(schema: dict[str, Any]) -> dict[str, Any]:
+    """Definitions referenced once (and not from themselves) written in place; unreferenced ones dropped."""
+    defs: dict[str, Any] = dict(schema.get("$defs", {}))
+    while True:
+        counts: dict[str, int] = {}
+        _refs({k: v for k, v in schema.items() if k != "$defs"}, counts)
+        _refs(defs, counts)
+        defs = {name: d for name, d in defs.items() if counts.get(name)}
+        once = next((name for name, d in defs.items() if counts[name] == 1 and not _mentions(d, name)), None)
+        if once is None:
+            break
+        target = defs.pop(once)
+
+        def place(node: dict[str, Any], name: str = once, definition: dict[str, Any] = target) -> dict[str, Any]:
+            if node.get("$ref") == f"#/$defs/{name}":
+                return {**definition, **{k: v for k, v in node.items() if k != "$ref"}}
+            return node
+
+        schema = _walk({k: v for k, v in schema.items() if k != "$defs"}, place)
+        defs = {n: _walk(d, place) for n, d in defs.items()}
+    schema = {k: v for k, v in schema.items() if k != "$defs"}
+    return {**schema, "$defs": defs} if defs else schema
+
+
+def _mentions(node: Any, name: str) -> bool:
+    counts: dict[str, int] = {}
+    _refs(node, counts)
+    return name in counts
+
+
+def share_repeats(schema: dict[str, Any], *, min_size: int = 60) -> dict[str, Any]:
+    """A subschema written out more than once (a property's or an array's items, of at least `min_size` bytes of
+    JSON) moved to $defs, named after the property it first appears as, and referenced: said once."""
+    defs: dict[str, Any] = dict(schema.get("$defs", {}))
+    body = {k: v for k, v in schema.items() if k != "$defs"}
+    while True:
+        seen: dict[str, list[str]] = {}
+
+        def count(node: Any, name: str) -> None:
+            if isinstance(node, dict):
+                if "$ref" not in node:
+                    seen.setdefault(json.dumps(node, sort_keys=True), []).append(name)
+                for key, value in node.items():
+                    if key in _MAP and isinstance(value, dict):
+                        for child, sub in value.items():
+                            count(sub, child)
+                    elif key in _ONE:
+                        count(value, name)
+                    elif key in _MANY and isinstance(value, list):
+                        for sub in value:
+                            count(sub, name)
+
+        count(body, "")
+        for definition in defs.values():
+            count(definition, "")
+        ref_size = len('{"$ref": "#/$defs/"}') + 8
+        best = max(((len(text) * (len(names) - 1) - ref_size * len(names), text, names) for text, names in seen.items()
+                    if len(names) > 1 and len(text) >= min_size and text not in ("{}",)), default=None)
+        if best is None or best[0] <= 0:
+            break
+        _, text, names = best
+        name = next((n for n in names if n), "shared")
+        while name in defs:
+            name += "_"
+        target = json.loads(text)
+        defs[name] = target
+
+        def replace(node: dict[str, Any], target: dict[str, Any] = target, ref: str = f"#/$defs/{name}") -> dict[str, Any]:
+            return {"$ref": ref} if node == target else node
+
+        body = _walk(body, replace)
+        defs = {n: (d if n == name else _walk(d, replace)) for n, d in defs.items()}
+    return {**body, "$defs": defs} if defs else body
+
+
+def slim_input(schema: dict[str, Any], *, finish: bool = True) -> dict[str, Any]:
+    """A tool input schema as small as says the same: see the module docstring. finish=False: before the
+    definitions are placed (inlined once used, shared when repeated), for a caller that edits it first."""
+    slim = _walk(_walk(schema, _drop(("title",))), _optional_not_null)
+    slim.pop("description", None)  # the tool's description says it
+    return share_repeats(inline_single_use(slim)) if finish else slim
+
+
+def slim_output(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema that every structured result still validates against: see the module docstring."""
+    slim = _walk(schema, _drop(("title", "description", "default")))
+    defs = slim.get("$defs", {})
+    if "ErrorObject" in defs:
+        defs["ErrorObject"] = copy.deepcopy(COMPACT_ERROR)
+    return share_repeats(inline_single_use(slim))
+
+
+def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """A (slim) tool output schema widened to `success | {"error": error object}`.
+
+    A tool error carries the §3 object as structured content; clients that validate structured content against the
+    output schema even for is_error results (the TypeScript SDK does) must find the error shape described there too.
+    """
+    success = dict(schema)
+    defs: dict[str, Any] = success.pop("$defs", {})
+    defs.setdefault("ErrorObject", copy.deepcopy(COMPACT_ERROR))
+    envelope = {"type": "object", "properties": {"error": {"$ref": "#/$defs/ErrorObject"}}, "required": ["error"],
+                "additionalProperties": False}
+    return {"type": "object", "anyOf": [success, envelope], "$defs": defs}
+
+
+@functools.cache
+def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
+    from omnipost.domain import PLATFORM_ALIASES
+    from omnipost.request import OPTION_OBJECTS, ValidateRequest
+
+    schema = inline_single_use(slim_input(model.model_json_schema(ref_template="#/$defs/{model}"), finish=False))
+    defs = {k: v for k, v in schema.pop("$defs", {}).items() if not k.endswith("Override")}
+    target = schema["properties"]["targets"]["items"]
+    if "$ref" in target:
+        target = defs[target["$ref"].removeprefix("#/$defs/")]
+    # A target's option object: its shape only (field names and enums say enough); the descriptions are in the resource.
+    for key in OPTION_OBJECTS:
+        target["properties"][key] = _walk(target["properties"][key], _drop(("description",)))
+    if model is ValidateRequest:
+        target["description"] = ("One destination: an accountId, or just a platform to validate without an account. May set its "
+                                 "own content (overriding the request's) and its platform's options object; option docs: "
+                                 f"{PLATFORM_OPTIONS_URI}.")
+    else:  # publishing and scheduling refuse a target without an account (validation_failed, at its accountId)
+        target["required"] = ["accountId"]
+        target["properties"]["platform"]["description"] = "Optional: the account's platform, checked."
+        target["description"] = ("One connected account. May set its own content (overriding the request's) and its "
+                                 f"platform's options object; option docs: {PLATFORM_OPTIONS_URI}.")
+    defs["Override"] = {
+        "type": "object",
+        "description": "Content fields and that platform's target options.",
+    }
+    schema["properties"]["platforms"] = {
+        "type": "object",
+        "description": ('Defaults per platform for its targets (a target\'s own values win), e.g. '
+                        '{"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.'),
+        "properties": {name: {"$ref": "#/$defs/Override"} for name in PLATFORM_ALIASES},
+        "additionalProperties": False,
+    }
+    return share_repeats(inline_single_use({**schema, "$defs": defs}))
+
+
+def request_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The advertised input schema of a post tool taking `model` (a copy: the caller may change it)."""
+    return copy.deepcopy(_request_schema(model))
+
+
+def platform_options_json() -> str:
+    """The per-platform option objects a target may carry and the override objects of `platforms`, as JSON schema
+    with every field's description: what the post tools' schemas refer to instead of repeating it."""
+    from omnipost.request import PlatformOverrides, Target
+
+    target = Target.model_json_schema(ref_template="#/$defs/{model}")
+    overrides = PlatformOverrides.model_json_schema(ref_template="#/$defs/{model}")
+    defs = {**_walk(target.get("$defs", {}), _drop(("title",))), **_walk(overrides.get("$defs", {}), _drop(("title",)))}
+    options = {name: slim_input({**prop, "$defs": {}}) for name, prop in _walk(target, _drop(("title",)))["properties"].items()
+               if "$ref" in json.dumps(prop) and name != "media" and name != "platform"}
+    doc = {
+        "targetOptions": {
+            "description": "A target may carry the option object of its own platform, e.g. {\"accountId\": \"acc_…\", "
+                           "\"pinterest\": {\"boardId\": \"123\"}}.",
+            "properties": options,
+        },
+        "platformOverrides": {
+            "description": "`platforms` at the top of a request: per platform (x and twitter are the same), the content fields "
+                           "and that platform's options, folded into each of its targets; a target's own values win.",
+            "properties": _walk(overrides, _drop(("title",)))["properties"],
+        },
+        "$defs": defs,
+    }
+    return json.dumps(inline_single_use(_walk(doc, _optional_not_null)), ensure_ascii=False)
+
+
+def register_schema_resources(server: "OmnipostServer") -> None:
+    """The resource the post tools' schemas point to for the per-platform option shapes."""
+    from mcp.server.mcpserver.resources import FunctionResource
+
+    server.add_resource(FunctionResource(
+        uri=PLATFORM_OPTIONS_URI, name="platform-options", title="Per-platform post options",
+        description="JSON schema of each platform's target options and of the `platforms` overrides of the post tools.",
+        mime_type="application/schema+json", fn=platform_options_json))
