@@ -27,12 +27,12 @@ PlatformId = Annotated[Platform, BeforeValidator(_platform_alias)]
 
 
 class MediaItem(_Strict):
-    """One attachment: exactly one of mediaId, url or bytesBase64, with optional alt text."""
+    """One attachment: exactly one of mediaId (preferred), url or bytesBase64; altText optional."""
 
-    mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="Id of uploaded media (med_…). Preferred.")
-    url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public https URL of the file.")
-    bytesBase64: str | None = Field(default=None, min_length=1, description="The file's bytes, base64-encoded (small files only).")
-    altText: str | None = Field(default=None, description="Alternative text for screen readers.")
+    mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="From upload_media (med_…).")
+    url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public http(s) URL.")
+    bytesBase64: str | None = Field(default=None, min_length=1, description="Base64 file bytes (small files).")
+    altText: str | None = Field(default=None, description="For screen readers.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "MediaItem":
@@ -48,7 +48,7 @@ TextField = Annotated[str, Field(max_length=100_000, description="Post text.")]
 MediaList = Annotated[list[MediaItem], Field(max_length=35, description="Attachments, in order.")]
 ThreadList = Annotated[
     list[Annotated[str, Field(max_length=100_000)]],
-    Field(max_length=50, description="Continuation segments published as a reply chain (Bluesky, X, Threads)."),
+    Field(max_length=50, description="Follow-up posts, as a reply chain (Bluesky, X, Threads)."),
 ]
 
 
@@ -73,12 +73,12 @@ class _Content(_Strict):
     text: TextField | None = None
     media: MediaList | None = None
     firstComment: Annotated[str, Field(max_length=100_000)] | None = Field(
-        default=None, description="Posted as a reply to the new post where the platform allows."
+        default=None, description="Posted as the first reply, where the platform allows."
     )
     thread: ThreadList | None = None
     title: str | None = Field(default=None, description="Title (LinkedIn articles, Pinterest, YouTube).")
     visibility: GenericVisibility | None = Field(
-        default=None, description="Generic audience, mapped to each platform's own values."
+        default=None, description="Audience, mapped to each platform's values."
     )
 
 
@@ -136,9 +136,9 @@ OPTION_OBJECTS: tuple[str, ...] = tuple(k for k in Target.model_fields if k not 
 
 ScheduledAt = Annotated[str, Field(description="ISO-8601 time to publish at (at least 1 s ahead).")]
 Timezone = Annotated[str, Field(description="IANA zone for a scheduledAt without offset (default UTC).")]
-ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Workspace (default profile if omitted).")]
+ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Id or name (default profile if omitted).")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, description="Same key + same body = same answer.")]
-SkipDuplicates = Annotated[bool, Field(description="Publish even if the same text went to the same account in the last 24 h.")]
+SkipDuplicates = Annotated[bool, Field(description="Allow the same text to the same account within 24 h.")]
 
 
 class _PostBody(_Content):

@@ -18,6 +18,7 @@ Schemas are built once per model (functools.cache) and copied per tool; start-up
 import copy
 import functools
 import json
+import typing
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -172,7 +173,7 @@ def slim_input(schema: dict[str, Any], *, finish: bool = True) -> dict[str, Any]
     definitions are placed (inlined once used, shared when repeated), for a caller that edits it first."""
     slim = _walk(_walk(schema, _drop(("title",))), _optional_not_null)
     slim.pop("description", None)  # the tool's description says it
-    return share_repeats(inline_single_use(slim)) if finish else slim
+    return _place_defs(slim) if finish else slim
 
 
 def slim_output(schema: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +182,13 @@ def slim_output(schema: dict[str, Any]) -> dict[str, Any]:
     defs = slim.get("$defs", {})
     if "ErrorObject" in defs:
         defs["ErrorObject"] = copy.deepcopy(COMPACT_ERROR)
-    return share_repeats(inline_single_use(slim))
+    return _place_defs(slim)
+
+
+def _place_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Definitions used once written in place, repeated subschemas shared, and once more (sharing can leave a
+    definition that only the new shared one uses)."""
+    return inline_single_use(share_repeats(inline_single_use(schema)))
 
 
 def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
@@ -208,30 +215,46 @@ def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
     target = schema["properties"]["targets"]["items"]
     if "$ref" in target:
         target = defs[target["$ref"].removeprefix("#/$defs/")]
-    # A target's option object: its shape only (field names and enums say enough); the descriptions are in the resource.
+    # A target's option objects: named, summed up in the target's description, spelt out in the resource (and
+    # validated in full, as before).
     for key in OPTION_OBJECTS:
-        target["properties"][key] = _walk(target["properties"][key], _drop(("description",)))
+        target["properties"][key] = {"type": "object"}
+    options = f"Its platform's options object: {option_summary()} (all: {PLATFORM_OPTIONS_URI})."
     if model is ValidateRequest:
-        target["description"] = ("One destination: an accountId, or just a platform to validate without an account. May set its "
-                                 "own content (overriding the request's) and its platform's options object; option docs: "
-                                 f"{PLATFORM_OPTIONS_URI}.")
+        target["description"] = f"An accountId, or just a platform to validate without an account. May override the content. {options}"
     else:  # publishing and scheduling refuse a target without an account (validation_failed, at its accountId)
         target["required"] = ["accountId"]
         target["properties"]["platform"]["description"] = "Optional: the account's platform, checked."
-        target["description"] = ("One connected account. May set its own content (overriding the request's) and its "
-                                 f"platform's options object; option docs: {PLATFORM_OPTIONS_URI}.")
+        target["description"] = f"A connected account. May override the content. {options}"
     defs["Override"] = {
         "type": "object",
-        "description": "Content fields and that platform's target options.",
+        "description": "Content fields and the platform's options.",
     }
     schema["properties"]["platforms"] = {
         "type": "object",
-        "description": ('Defaults per platform for its targets (a target\'s own values win), e.g. '
-                        '{"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.'),
+        "description": 'Per-platform defaults for its targets, e.g. {"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.',
         "properties": {name: {"$ref": "#/$defs/Override"} for name in PLATFORM_ALIASES},
         "additionalProperties": False,
     }
-    return share_repeats(inline_single_use({**schema, "$defs": defs}))
+    schema["properties"]["targets"].pop("description", None)  # minItems/maxItems say it
+    return _place_defs({**schema, "$defs": defs})
+
+
+@functools.cache
+def option_summary() -> str:
+    """Every target option object in a line: `instagram {contentType: feed|story|reel}; pinterest {boardId, ...}`."""
+    from omnipost.request import OPTION_OBJECTS, Target
+
+    parts = []
+    for key in OPTION_OBJECTS:
+        model = next(a for a in typing.get_args(Target.model_fields[key].annotation) if a is not type(None))
+        fields = []
+        for name, field in model.model_fields.items():
+            values = [v for a in (field.annotation, *typing.get_args(field.annotation)) for v in typing.get_args(a)
+                      if typing.get_origin(a) is typing.Literal]
+            fields.append(f"{name}: {'|'.join(values)}" if values else name)
+        parts.append(f"{key} {{{', '.join(fields)}}}")
+    return "; ".join(parts)
 
 
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -240,29 +263,30 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def platform_options_json() -> str:
-    """The per-platform option objects a target may carry and the override objects of `platforms`, as JSON schema
-    with every field's description: what the post tools' schemas refer to instead of repeating it."""
-    from omnipost.request import PlatformOverrides, Target
+    """What the post tools' schemas sum up: each target option object as JSON schema, with every field's description,
+    and how the `platforms` overrides are made of them."""
+    from omnipost.domain import PLATFORM_ALIASES
+    from omnipost.request import OPTION_OBJECTS, Target, _Content
 
-    target = Target.model_json_schema(ref_template="#/$defs/{model}")
-    overrides = PlatformOverrides.model_json_schema(ref_template="#/$defs/{model}")
-    defs = {**_walk(target.get("$defs", {}), _drop(("title",))), **_walk(overrides.get("$defs", {}), _drop(("title",)))}
-    options = {name: slim_input({**prop, "$defs": {}}) for name, prop in _walk(target, _drop(("title",)))["properties"].items()
-               if "$ref" in json.dumps(prop) and name != "media" and name != "platform"}
+    def model_of(key: str) -> type[BaseModel]:
+        return next(a for a in typing.get_args(Target.model_fields[key].annotation) if a is not type(None))
+
+    content = slim_input(_Content.model_json_schema(ref_template="#/$defs/{model}"))
     doc = {
         "targetOptions": {
-            "description": "A target may carry the option object of its own platform, e.g. {\"accountId\": \"acc_…\", "
-                           "\"pinterest\": {\"boardId\": \"123\"}}.",
-            "properties": options,
+            "description": ('A target may carry its own platform\'s options object, e.g. {"accountId": "acc_…", '
+                            '"pinterest": {"boardId": "123"}}; one of another platform is ignored, with a warning.'),
+            "properties": {key: slim_input(model_of(key).model_json_schema()) for key in OPTION_OBJECTS},
         },
-        "platformOverrides": {
-            "description": "`platforms` at the top of a request: per platform (x and twitter are the same), the content fields "
-                           "and that platform's options, folded into each of its targets; a target's own values win.",
-            "properties": _walk(overrides, _drop(("title",)))["properties"],
+        "platforms": {
+            "description": ("A request's `platforms` object: per platform, defaults for each of its targets (a target's own "
+                            "values win), made of the content fields and that platform's target options, flattened: "
+                            '{"instagram": {"text": "…", "contentType": "reel"}}. x and twitter are the same platform.'),
+            "keys": list(PLATFORM_ALIASES),
+            "contentFields": content,
         },
-        "$defs": defs,
     }
-    return json.dumps(inline_single_use(_walk(doc, _optional_not_null)), ensure_ascii=False)
+    return json.dumps(doc, ensure_ascii=False)
 
 
 def register_schema_resources(server: "OmnipostServer") -> None:
