@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 PLATFORM_OPTIONS_URI = "omnipost://schemas/platform-options"
 
+# The context budget (issue 11), in bytes of JSON as json.dumps writes it by default (", " and ": "; the wire form is
+# compact and about 8% smaller), 1 KB = 1000 bytes. bench/context_budget.py prints the sizes; tests/test_context_budget.py
+# fails when one is over.
+CORE_BUDGET = 32_000  # names + descriptions + input schemas of every tool: what a model reads to choose and call one
+LIST_BUDGET = 80_000  # the whole tools/list answer: output schemas, titles and annotations too
+
 # Keywords whose value is one subschema, a list of them, or a name -> subschema map.
 _ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
 _MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
@@ -166,6 +172,19 @@ def share_repeats(schema: dict[str, Any], *, min_size: int = 60) -> dict[str, An
         body = _walk(body, replace)
         defs = {n: (d if n == name else _walk(d, replace)) for n, d in defs.items()}
     return {**body, "$defs": defs} if defs else body
+
+
+def context_sizes(listing: dict[str, Any]) -> dict[str, Any]:
+    """Sizes of a tools/list answer (`ListToolsResult.model_dump(mode="json", by_alias=True, exclude_none=True)`):
+    `list` (the whole answer), `core` (name + description + inputSchema of every tool), `wire` (the whole answer as
+    compact JSON), and per tool its `core`, `input`, `output` and `description` bytes."""
+    tools = {}
+    for tool in listing["tools"]:
+        core = {"name": tool["name"], "description": tool.get("description"), "inputSchema": tool["inputSchema"]}
+        tools[tool["name"]] = {"core": len(json.dumps(core)), "input": len(json.dumps(tool["inputSchema"])),
+                               "output": len(json.dumps(tool.get("outputSchema"))), "description": len(tool.get("description") or "")}
+    return {"list": len(json.dumps(listing)), "core": sum(t["core"] for t in tools.values()),
+            "wire": len(json.dumps(listing, separators=(",", ":"), ensure_ascii=False)), "tools": tools}
 
 
 def slim_input(schema: dict[str, Any], *, finish: bool = True) -> dict[str, Any]:
