@@ -70,6 +70,19 @@ async def test_each_post_tool_advertises_exactly_the_arguments_its_model_accepts
     assert publish["required"] == ["targets"]
 
 
+async def test_a_post_tool_field_is_advertised_as_its_own_model_generates_it(client: Client) -> None:
+    """The post tools' schemas are cut from PostRequest's (generated once, for start-up time): a field a tool's model
+    declares itself must have the type PostRequest gives it (the inherited ones are PostRequest's own)."""
+    from omnipost.request import _PostBody
+    from omnipost.toolschema import slim_input
+
+    tools = await tools_of(client)
+    for name, model in POST_TOOLS.items():
+        own = slim_input(model.model_json_schema(), finish=False)["properties"]
+        for field in set(model.model_fields) - set(_PostBody.model_fields):
+            assert tools[name]["inputSchema"]["properties"][field] == own[field], (name, field)
+
+
 def target_schema(schema: dict[str, Any]) -> dict[str, Any]:
     target = schema["properties"]["targets"]["items"]
     return schema["$defs"][target["$ref"].removeprefix("#/$defs/")] if "$ref" in target else target

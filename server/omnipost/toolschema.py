@@ -7,10 +7,12 @@ and input schemas).
   and a definition used once written in place.
 - slim_output: an output schema without titles, descriptions and defaults (the tool description says what comes
   back), the error object as a compact shape every error satisfies (`code` and `message`, more allowed).
-- request_schema: the input schema of a post tool (validate_post, schedule_post, publish_post) from its own request
-  model (request.py), with the per-platform override objects described, not spelt out seven times; their full
-  shapes are the resource PLATFORM_OPTIONS_URI. Validation is unchanged: the tool still validates its
-  arguments as the pydantic model, with every field path (app.OmnipostServer.call_tool).
+- request_schema: the input schema of a post tool (validate_post, schedule_post, publish_post): exactly the fields
+  of its own request model (request.py), with the target's per-platform option objects summed up in one line of its
+  description and the `platforms` overrides named, not spelt out; their full shapes are the resource
+  PLATFORM_OPTIONS_URI. Validation is unchanged: the tool validates its arguments as its pydantic model, with every
+  field's path (app.OmnipostServer.call_tool).
+- a shared subschema (the content fields a request and its targets both have) is said once, under $defs.
 
 Schemas are built once per model (functools.cache) and copied per tool; start-up builds each only once.
 """
@@ -130,33 +132,39 @@ def _mentions(node: Any, name: str) -> bool:
 
 
 def share_repeats(schema: dict[str, Any], *, min_size: int = 60) -> dict[str, Any]:
-    """A subschema written out more than once (a property's or an array's items, of at least `min_size` bytes of
-    JSON) moved to $defs, named after the property it first appears as, and referenced: said once."""
+    """A subschema written out more than once (of at least `min_size` bytes of compact JSON, where a reference
+    would be shorter) moved to $defs, named after the property it first appears as, and referenced: said once."""
     defs: dict[str, Any] = dict(schema.get("$defs", {}))
     body = {k: v for k, v in schema.items() if k != "$defs"}
+    ref_size = len('{"$ref":"#/$defs/"}') + 8
     while True:
         seen: dict[str, list[str]] = {}
 
-        def count(node: Any, name: str) -> None:
-            if isinstance(node, dict):
-                if "$ref" not in node:
-                    seen.setdefault(json.dumps(node, sort_keys=True), []).append(name)
-                for key, value in node.items():
-                    if key in _MAP and isinstance(value, dict):
-                        for child, sub in value.items():
-                            count(sub, child)
-                    elif key in _ONE:
-                        count(value, name)
-                    elif key in _MANY and isinstance(value, list):
-                        for sub in value:
-                            count(sub, name)
+        def key(node: Any, name: str, is_schema: bool) -> str:
+            """`node` as canonical compact JSON (built from its children's, so each part is serialised once); every
+            subschema on the way is noted in `seen` under the property name it appears as."""
+            if isinstance(node, list):
+                return "[" + ",".join(key(v, name, is_schema) for v in node) + "]"
+            if not isinstance(node, dict):
+                return json.dumps(node)
+            parts = []
+            for k in sorted(node):
+                value = node[k]
+                if is_schema and k in _MAP and isinstance(value, dict):
+                    text = "{" + ",".join(json.dumps(n) + ":" + key(value[n], n, True) for n in sorted(value)) + "}"
+                else:
+                    text = key(value, name, is_schema and (k in _ONE or k in _MANY))
+                parts.append(json.dumps(k) + ":" + text)
+            text = "{" + ",".join(parts) + "}"
+            if is_schema and "$ref" not in node:
+                seen.setdefault(text, []).append(name)
+            return text
 
-        count(body, "")
+        key(body, "", True)
         for definition in defs.values():
-            count(definition, "")
-        ref_size = len('{"$ref": "#/$defs/"}') + 8
+            key(definition, "", True)
         best = max(((len(text) * (len(names) - 1) - ref_size * len(names), text, names) for text, names in seen.items()
-                    if len(names) > 1 and len(text) >= min_size and text not in ("{}",)), default=None)
+                    if len(names) > 1 and len(text) >= min_size), default=None)
         if best is None or best[0] <= 0:
             break
         _, text, names = best
@@ -225,11 +233,25 @@ def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
+def _full_request_schema() -> dict[str, Any]:
+    """PostRequest's schema, slimmed: every post tool's fields (pydantic generates it once; it is most of start-up)."""
+    from omnipost.request import PostRequest
+
+    return inline_single_use(slim_input(PostRequest.model_json_schema(ref_template="#/$defs/{model}"), finish=False))
+
+
+@functools.cache
 def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
     from omnipost.domain import PLATFORM_ALIASES
     from omnipost.request import OPTION_OBJECTS, ValidateRequest
 
-    schema = inline_single_use(slim_input(model.model_json_schema(ref_template="#/$defs/{model}"), finish=False))
+    # The tool's own fields, as PostRequest's: the request models share each field's type (request.py), which
+    # tests/test_context_budget.py checks against each model's own generated schema.
+    schema = copy.deepcopy(_full_request_schema())
+    fields = model.model_fields
+    assert set(fields) <= set(schema["properties"]), f"{model.__name__} has fields PostRequest lacks"
+    schema["properties"] = {name: prop for name, prop in schema["properties"].items() if name in fields}
+    schema["required"] = [name for name, field in fields.items() if field.is_required()]
     defs = {k: v for k, v in schema.pop("$defs", {}).items() if not k.endswith("Override")}
     target = schema["properties"]["targets"]["items"]
     if "$ref" in target:
@@ -315,4 +337,4 @@ def register_schema_resources(server: "OmnipostServer") -> None:
     server.add_resource(FunctionResource(
         uri=PLATFORM_OPTIONS_URI, name="platform-options", title="Per-platform post options",
         description="JSON schema of each platform's target options and of the `platforms` overrides of the post tools.",
-        mime_type="application/schema+json", fn=platform_options_json))
+        mime_type="application/json", fn=platform_options_json))
