@@ -142,8 +142,11 @@ async def test_connect_account_says_and_enforces_which_platform_takes_which_argu
 
 async def test_publish_now_with_scheduled_at_is_mode_conflict(client: Client) -> None:
     request = {"text": "hi", "targets": [{"platform": "x"}], "publishNow": True, "scheduledAt": "2030-01-01T00:00:00Z"}
-    err = error_of(await client.call_tool("validate_post", request))
+    err = error_of(await client.call_tool("publish_post", request))
     assert (err["code"], err["rule"]) == ("validation_failed", "mode_conflict")
+    # validate_post takes no mode: publishNow is not one of its arguments, and is refused as such
+    err = error_of(await client.call_tool("validate_post", request))
+    assert (err["code"], err["rule"], err["path"]) == ("validation_failed", "publishNow", "publishNow")
 
 
 async def test_scheduled_time_in_the_past_or_unparseable_is_refused(client: Client) -> None:

@@ -1,6 +1,5 @@
 """The one composition root: build_server() constructs everything the server uses."""
 
-import copy
 import functools
 import inspect
 import json
@@ -27,6 +26,7 @@ from omnipost.auth import current_caller
 from omnipost.errors import AppError, ErrorObject, RateLimitedError, echo
 from omnipost.preflight.engine import AccountLookup, MediaLookup
 from omnipost.surrogates import refuse_lone_surrogates
+from omnipost.toolschema import request_schema, slim_input, slim_output, with_error_branch
 
 logger = logging.getLogger("omnipost")
 
@@ -118,39 +118,11 @@ def _admits_str(annotation: Any) -> bool:
     return any(_admits_str(arg) for arg in typing.get_args(annotation))
 
 
-def _error_schema() -> dict[str, Any]:
-    """ErrorObject's JSON schema (generated once: schema generation dominates start-up)."""
-    return copy.deepcopy(_schema_of(ErrorObject))
-
-
-@functools.cache
-def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema(ref_template="#/$defs/{model}")
-
-
 @functools.cache
 def _output_schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """A tool output schema exactly as the SDK derives it for `model`, with the error branch; once per model."""
+    """A tool output schema for `model` (as the SDK derives it, slimmed), with the error branch; once per model."""
     schema = TypeAdapter(model).json_schema(schema_generator=StrictJsonSchema)
-    return with_error_branch(_inline_root_ref(schema))
-
-
-def with_error_branch(schema: dict[str, Any]) -> dict[str, Any]:
-    """A tool's output schema widened to `success | {"error": ErrorObject}`.
-
-    A tool error carries the §3 object as structured content; clients that validate structured
-    content against the output schema even for is_error results (the TypeScript SDK does) must
-    find the error shape described there too.
-    """
-    success = dict(schema)
-    defs: dict[str, Any] = success.pop("$defs", {})
-    error_schema = _error_schema()
-    defs.update(error_schema.pop("$defs", {}))
-    if "$ref" not in error_schema:  # a self-referencing model is already under $defs
-        defs["ErrorObject"] = error_schema
-    envelope = {"type": "object", "properties": {"error": {"$ref": "#/$defs/ErrorObject"}}, "required": ["error"],
-                "additionalProperties": False}
-    return {"type": "object", "anyOf": [success, envelope], "$defs": defs}
+    return with_error_branch(slim_output(_inline_root_ref(schema)))
 
 
 class ModelOutput(FuncMetadata):
@@ -196,7 +168,8 @@ class OmnipostServer(MCPServer):
             tool.fn_metadata = ModelOutput(arg_model=tool.fn_metadata.arg_model, output_model=returns,
                                            output_schema=_output_schema_of(returns))
         elif tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = with_error_branch(tool.fn_metadata.output_schema)
+            tool.fn_metadata.output_schema = with_error_branch(slim_output(tool.fn_metadata.output_schema))
+        tool.parameters = slim_input(tool.parameters)
 
     def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], **kwargs: Any) -> None:
         """Register a tool whose one model parameter is advertised flattened (its fields are the arguments).
@@ -204,13 +177,13 @@ class OmnipostServer(MCPServer):
         call_tool validates the arguments as `model` itself and hands the tool (and its resolvers) the
         instance, so the SDK's argument model only carries it through (an opaque field: generating the
         model's JSON schema inside it again would be wasted start-up). The advertised schema is the
-        model's own, generated once for every tool that takes it.
+        model's own, slimmed (toolschema.request_schema), generated once per model.
         """
         fn.__annotations__[param] = Annotated[Any, WithJsonSchema({"type": "object"})]
         self.add_tool(fn, **kwargs)
         tool = self._tool_manager.get_tool(kwargs["name"])
         assert tool is not None
-        tool.parameters = copy.deepcopy(_schema_of(model))
+        tool.parameters = request_schema(model)
         self._flattened[tool.name] = (param, model)
 
     def add_prompts_later(self, register: Callable[["OmnipostServer"], None]) -> None:

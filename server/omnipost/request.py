@@ -27,12 +27,12 @@ PlatformId = Annotated[Platform, BeforeValidator(_platform_alias)]
 
 
 class MediaItem(_Strict):
-    """One attachment: exactly one of mediaId, url or bytesBase64, with optional alt text."""
+    """One attachment: exactly one of mediaId (preferred), url or bytesBase64; altText optional."""
 
-    mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="Id of uploaded media (med_…). Preferred.")
-    url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public https URL of the file.")
-    bytesBase64: str | None = Field(default=None, min_length=1, description="The file's bytes, base64-encoded (small files only).")
-    altText: str | None = Field(default=None, description="Alternative text for screen readers.")
+    mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="From upload_media (med_…).")
+    url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public http(s) URL.")
+    bytesBase64: str | None = Field(default=None, min_length=1, description="Base64 file bytes (small files).")
+    altText: str | None = Field(default=None, description="For screen readers.")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "MediaItem":
@@ -48,7 +48,7 @@ TextField = Annotated[str, Field(max_length=100_000, description="Post text.")]
 MediaList = Annotated[list[MediaItem], Field(max_length=35, description="Attachments, in order.")]
 ThreadList = Annotated[
     list[Annotated[str, Field(max_length=100_000)]],
-    Field(max_length=50, description="Continuation segments published as a reply chain (Bluesky, X, Threads)."),
+    Field(max_length=50, description="Follow-up posts, as a reply chain (Bluesky, X, Threads)."),
 ]
 
 
@@ -73,12 +73,12 @@ class _Content(_Strict):
     text: TextField | None = None
     media: MediaList | None = None
     firstComment: Annotated[str, Field(max_length=100_000)] | None = Field(
-        default=None, description="Posted as a reply to the new post where the platform allows."
+        default=None, description="Posted as the first reply, where the platform allows."
     )
     thread: ThreadList | None = None
     title: str | None = Field(default=None, description="Title (LinkedIn articles, Pinterest, YouTube).")
     visibility: GenericVisibility | None = Field(
-        default=None, description="Generic audience, mapped to each platform's own values."
+        default=None, description="Audience, mapped to each platform's values."
     )
 
 
@@ -134,20 +134,62 @@ OPTION_OBJECTS: tuple[str, ...] = tuple(k for k in Target.model_fields if k not 
 """The per-platform option objects a target may carry (bluesky, twitter, ..., tiktok, youtube)."""
 
 
-class PostRequest(_Content):
-    """A post to one or more targets. Top-level text/media/firstComment are defaults for targets that omit them."""
+ScheduledAt = Annotated[str, Field(description="ISO-8601 time to publish at (at least 1 s ahead).")]
+Timezone = Annotated[str, Field(description="IANA zone for a scheduledAt without offset (default UTC).")]
+ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Id or name (default profile if omitted).")]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, description="Same key + same body = same answer.")]
+SkipDuplicates = Annotated[bool, Field(description="Allow the same text to the same account within 24 h.")]
+
+
+class _PostBody(_Content):
+    """What every post tool takes: the content, the targets and the per-platform overrides.
+
+    Each tool has its own request model below with exactly the fields it accepts (an unknown field is refused, so a
+    field a tool does not take is a validation error, not silently ignored); as_post_request() gives the services
+    the one full PostRequest they work on.
+    """
 
     targets: list[Target] = Field(min_length=1, max_length=25, description="1 to 25 destinations.")
     platforms: PlatformOverrides | None = Field(
         default=None, description='Overrides per platform, e.g. {"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.'
     )
-    scheduledAt: str | None = Field(default=None, description="ISO-8601 time to publish at (at least 1 s ahead).")
-    timezone: str | None = Field(default=None, description="IANA zone for a scheduledAt without offset (default UTC).")
+
+    def as_post_request(self) -> "PostRequest":
+        """This request as the full PostRequest (the fields this tool does not take unset)."""
+        if isinstance(self, PostRequest):
+            return self
+        return PostRequest.model_construct(_fields_set=set(self.model_fields_set),
+                                           **{name: getattr(self, name) for name in type(self).model_fields})
+
+
+class PostRequest(_PostBody):
+    """publish_post's request, and the full request every service takes: any mode (now, scheduled, draft, dry run).
+    Top-level text/media/firstComment are defaults for targets that omit them."""
+
+    scheduledAt: ScheduledAt | None = None
+    timezone: Timezone | None = None
     publishNow: bool | None = Field(default=None, description="Publish immediately (the default mode).")
     draft: bool | None = Field(default=None, description="Store as a draft; publish later.")
     dryRun: bool | None = Field(default=None, description="Run every check, publish nothing.")
-    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=128, description="Same key + same body = same answer.")
-    profileId: str | None = Field(default=None, min_length=1, max_length=64, description="Workspace (default profile if omitted).")
-    skipDuplicateCheck: bool | None = Field(
-        default=None, description="Publish even if the same text went to the same account in the last 24 h."
-    )
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+
+
+class ScheduleRequest(_PostBody):
+    """schedule_post's request: scheduledAt is required; no publishNow, draft or dryRun (they are other modes)."""
+
+    scheduledAt: ScheduledAt
+    timezone: Timezone | None = None
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+
+
+class ValidateRequest(_PostBody):
+    """validate_post's request: a post and, optionally, the time it would be scheduled at. Nothing is stored, so
+    there is no idempotencyKey, draft, publishNow, dryRun or skipDuplicateCheck."""
+
+    scheduledAt: ScheduledAt | None = None
+    timezone: Timezone | None = None
+    profileId: ProfileId | None = None

@@ -10,13 +10,12 @@ from omnipost.domain import Platform
 from omnipost.errors import ValidationFailedError
 from omnipost.platforms.base import ConnectRequest
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, profile_of, reach_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, ProfileArg, profile_of, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
     from omnipost.runtime import Runtime
 
-ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
 PLATFORM_ARGS = CONNECT_ARGS
 """connect_account's platform-specific arguments and the one platform that takes each (from the registry; its
 description says so); given for another platform, the call is refused naming the argument. handle, profileId and
@@ -63,10 +62,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
-            "how the simulated platform takes posts. caller_id: omnipost chooses each post's id (as Bluesky); "
-            "own_id: the platform assigns ids and refuses the same text twice within 24 h (as X, LinkedIn); container: a post "
-            "is a container that processes, then is published (as Instagram, Threads). Default caller_id, whatever it "
-            "emulates."))] = None,
+            "how it takes posts. caller_id (default): omnipost picks each post's id, as Bluesky; own_id: it assigns ids "
+            "and refuses the same text twice in 24 h, as X; container: a post processes, then is published, as Instagram."))] = None,
     ) -> AccountOut:
         profile, caller = await profile_of(rt, profileId)
         given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl}
@@ -88,12 +85,10 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(
         connect_account, name="connect_account", title="Connect an account",
-        description=("Connect an account to a profile. Bluesky: the handle (or DID) and an app password, optionally the PDS "
-                     "URL of a self-hosted server; the session is kept and refreshed, the password is not stored. Sandbox: a "
-                     "local simulated platform that applies the rules of the platform it `emulates` and stores what it "
-                     "receives, so publishing can be tried end to end with no real account. Returns the account (acc_…) to "
-                     "use as a target's accountId; connecting an account that is already connected to the profile updates it "
-                     "(same id, fresh credentials, active again) instead of adding a second one."),
+        description=("Connect an account to a profile; returns it (acc_…: a target's accountId). Bluesky: handle (or DID) "
+                     "and an app password, optionally pdsUrl; the session is kept and refreshed, the password not stored. "
+                     "Sandbox: a local simulated platform with the rules of the one it emulates, to try publishing end to end "
+                     "without a real account. Connecting an already connected account updates it (same id)."),
         annotations=LOCAL_WRITE,
     )
 

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated
 
 from mcp.types import ToolAnnotations
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from omnipost.auth import Caller, Reach, current_caller
 
@@ -17,6 +17,12 @@ LOCAL_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idem
 LOCAL_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 PUBLISH = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 UPSTREAM_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+
+
+# The arguments most tools take, described once (every tool's schema carries the description: keep it short).
+ProfileArg = Annotated[str | None, Field(description="Default: the default profile.")]
+KeyArg = Annotated[str | None, Field(min_length=1, max_length=128,
+                                     description="Same key + same arguments in 24 h: the first answer, done once.")]
 
 
 def _as_utc(value: datetime) -> datetime:

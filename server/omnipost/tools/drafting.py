@@ -10,7 +10,7 @@ from omnipost.validation import ValidateResult, rule_uri, validate_request
 from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
-from omnipost.request import PostRequest
+from omnipost.request import ValidateRequest
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -90,39 +90,39 @@ def rules_for(platform: str | None) -> list[Rule]:
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register validate_post, list_preflight_rules and explain_preflight_rule."""
 
-    async def validate_post(request: PostRequest) -> ValidateResult:
+    async def validate_post(request: ValidateRequest) -> ValidateResult:
         from omnipost.tools.common import profile_of
 
         profile, caller = await profile_of(rt, request.profileId)  # waits until the store is loaded
         from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
         assert rt.db is not None
         directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
-        return await validate_request(request, clock=rt.clock, accounts=rt.extra.get("accounts", directory),
+        return await validate_request(request.as_post_request(), clock=rt.clock, accounts=rt.extra.get("accounts", directory),
                                       media=rt.extra.get("media", directory))
 
     server.add_request_tool(
         validate_post,
         param="request",
-        model=PostRequest,
+        model=ValidateRequest,
         name="validate_post",
         title="Validate a post for every target",
         description=(
-            "Check a post against every documented rule of each target platform without publishing anything. "
-            "Use it before publish_post or schedule_post, and after every edit. Give the same arguments as a publish: "
-            "`targets` (1–25, each an accountId or just a platform such as bluesky, x, threads, linkedin, instagram, "
-            "facebook, pinterest), top-level `text`/`media`/`firstComment`/`thread` as defaults, per-target overrides, "
-            "and `platforms` overrides keyed by platform. The answer lists, per target in request order: `valid`, "
-            "`measure` (the text's length and limit as that platform counts it: graphemes for Bluesky, twitter-text "
-            "weighted characters for X), every error (rule id, the numbers, and a `remediation` to apply), warnings, "
-            "and `preview`, the exact body that would be sent. Rule violations are a normal answer (`valid: false`); "
-            "only a malformed request is a tool error (validation_failed, with `rule` = the JSON path of the field)."
+            "Check a post against every rule of each target platform; nothing is published or stored. Use it before "
+            "publish_post or schedule_post and after each edit: same post, and a target may name just a platform instead of "
+            "an accountId. Returns per target, in order: valid, measure (length and limit as that platform counts), errors "
+            "(rule id, numbers, remediation), warnings and preview (the exact body to be sent). Broken rules are a normal "
+            "answer (valid: false); only a malformed request is an error (validation_failed, rule = the field's JSON path)."
         ),
         annotations=ToolAnnotations(title="Validate a post", read_only_hint=True, destructive_hint=False,
                                     idempotent_hint=True, open_world_hint=False),
     )
 
+    from omnipost.toolschema import register_schema_resources
+
+    register_schema_resources(server)  # the per-platform option shapes validate_post's schema (and the others') refer to
+
     async def list_preflight_rules(
-        platform: Annotated[str | None, Field(description="Only this platform's rules (bluesky, x, threads, linkedin, instagram, facebook, pinterest).")] = None,
+        platform: Annotated[str | None, Field(description="Only this platform's rules (bluesky, x, threads, ...).")] = None,
     ) -> RuleList:
         rules = [summarize(r) for r in rules_for(platform)]
         return RuleList(count=len(rules), rules=rules)
@@ -132,9 +132,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         name="list_preflight_rules",
         title="List preflight rules",
         description=(
-            "List the platform rules omnipost checks before publishing: id, one-line summary, limit and unit, and when "
-            "it is checked (stage). Give `platform` to see one platform's rules plus the generic media rules. Use "
-            "explain_preflight_rule for the reasoning, remediation and examples of one rule."
+            "List the platform rules omnipost checks before publishing (all, or one platform's plus the generic ones): id, "
+            "summary, limit and unit, and stage. explain_preflight_rule explains one."
         ),
         annotations=ToolAnnotations(title="List preflight rules", read_only_hint=True, destructive_hint=False,
                                     idempotent_hint=True, open_world_hint=False),
@@ -154,9 +153,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         name="explain_preflight_rule",
         title="Explain a preflight rule",
         description=(
-            "Explain one preflight rule by id (as found in an error's `rule` field): what it requires, the limit, why the "
-            "platform has it, how to fix a violation, a target fragment that fails and one that passes, and the source "
-            "and date the limit was checked."
+            "Explain one preflight rule (an error's `rule`): what it requires, the limit, why, how to fix a violation, a "
+            "failing and a passing target fragment, and the limit's source and date checked."
         ),
         annotations=ToolAnnotations(title="Explain a preflight rule", read_only_hint=True, destructive_hint=False,
                                     idempotent_hint=True, open_world_hint=False),

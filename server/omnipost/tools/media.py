@@ -7,14 +7,13 @@ from pydantic import Field
 
 from omnipost.errors import NotFoundError, ValidationFailedError, echo
 from omnipost.outputs import MediaOut, MediaPage, media_out
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, reach_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, KeyArg, ProfileArg, reach_of
 from omnipost.tools.publishing import with_idempotency
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
     from omnipost.runtime import Runtime
 
-ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
 
 
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
@@ -27,7 +26,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         bytesBase64: Annotated[str | None, Field(description="The file's bytes, base64-encoded (small files).")] = None,
         altText: Annotated[str | None, Field(max_length=5000, description="Alternative text, used where the platform supports it.")] = None,
         profileId: ProfileArg = None,
-        idempotencyKey: Annotated[str | None, Field(min_length=1, max_length=128)] = None,
+        idempotencyKey: KeyArg = None,
     ) -> MediaOut:
         if sum(x is not None for x in (path, url, bytesBase64)) != 1:
             raise ValidationFailedError("Give exactly one of path, url or bytesBase64.", path="path")
@@ -44,10 +43,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return await with_idempotency(rt, reach, "upload_media", idempotencyKey, body, run, MediaOut)
 
     server.add_tool(upload_media, name="upload_media", title="Upload media",
-                    description=("Upload an image or video once and reuse it by mediaId in any post. Give a local path (under the "
-                                 "allowed roots), a public URL, or base64 bytes. The type is sniffed from the content; size, "
-                                 "dimensions and (for video) duration are measured, so validate_post can check every media rule "
-                                 "at once. The same file uploaded twice returns the same mediaId."),
+                    description=("Upload an image or video once and reuse it by mediaId in any post: a local path (under the "
+                                 "allowed roots), a public URL, or base64 bytes. Returns its id, sniffed type, size, dimensions "
+                                 "and duration, which validate_post checks media rules against. The same file gives the same id."),
                     annotations=LOCAL_WRITE)
 
     async def list_media(profileId: ProfileArg = None, cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,

@@ -13,14 +13,13 @@ from omnipost.validation import validate_request
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, PostStatus, TargetOutcome
 from omnipost.request import PostRequest
-from omnipost.tools.common import PUBLISH, READ, UPSTREAM_DESTRUCTIVE, LOCAL_DESTRUCTIVE, Instant, profile_of, reach_of
+from omnipost.tools.common import (LOCAL_DESTRUCTIVE, PUBLISH, READ, UPSTREAM_DESTRUCTIVE, Instant, KeyArg, ProfileArg,
+                                   profile_of, reach_of)
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
     from omnipost.runtime import Runtime
 
-ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
-KeyArg = Annotated[str | None, Field(min_length=1, max_length=128, description="Same key + same arguments within 24 h = the original answer, nothing done twice.")]
 
 
 class Confirm(BaseModel):
@@ -96,13 +95,12 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     server.add_request_tool(
         publish_post, param="request", model=PostRequest, name="publish_post", title="Publish a post now",
         description=(
-            "Publish one post to up to 25 connected accounts at once (same arguments as validate_post; every target needs an "
-            "accountId). Every platform rule is checked first: if any target breaks one, nothing is published and the error "
-            "lists every violation with its remediation. Targets are then published concurrently; the answer is the batch "
-            "(published, partial_failed or failed) with each target's outcome: post id, URL, or its error. Set "
-            "idempotencyKey so a retried call returns the original answer instead of posting twice; draft: true stores "
-            "without publishing; dryRun: true only validates. The same text to the same account within 24 h is refused "
-            "(post.duplicate) unless skipDuplicateCheck is set. The user may be asked to confirm a multi-account publish."
+            "Publish one post to up to 25 connected accounts now (draft: true stores it instead; dryRun: true only checks; "
+            "scheduledAt queues it, as schedule_post). Every platform rule is checked first: if a target breaks one, nothing "
+            "is published and the error lists each violation with its remediation. Returns the batch (published, "
+            "partial_failed or failed) with each target's post id, URL or error. Set idempotencyKey so a retry cannot post "
+            "twice. The same text to the same account within 24 h is refused unless skipDuplicateCheck. The user may be "
+            "asked to confirm."
         ),
         annotations=PUBLISH,
     )
@@ -138,12 +136,10 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(resolve_post, name="resolve_post", title="Resolve an unknown outcome",
                     description=(
-                        "Settle a target whose outcome is unknown (the request reached the platform and no definite answer "
-                        "came back). resolution published + upstream (its URL or id): checked on the platform where it can "
-                        "tell (refused if the post is not there), else taken on your word and recorded as unverified; the "
-                        "target becomes published. resolution resend: it is published again now, under the same upstream "
-                        "id where the platform takes ours, so it cannot appear twice. Only unknown targets can be resolved; "
-                        "get_post's attempts record every resolution."),
+                        "Settle a target whose outcome is unknown (sent; no definite answer came back). published + "
+                        "upstream (its URL or id): checked on the platform where it can tell (refused if absent), else "
+                        "recorded as unverified; the target becomes published. resend: published again now, under the same "
+                        "upstream id where the platform allows, so it cannot appear twice. Returns the target's outcome."),
                     annotations=PUBLISH)
 
     async def get_post(postId: Annotated[str, Field(description="post_… id.")], profileId: ProfileArg = None) -> PostDetail:
@@ -151,7 +147,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return await rt.publisher.get_post(reach, postId)
 
     server.add_tool(get_post, name="get_post", title="Get a post",
-                    description="One post (one target of a batch): status, upstream id and URL, error, and every attempt with its time, HTTP status, upstream answer (secrets redacted) and error code.",
+                    description="One post (one target of a batch): status, upstream id and URL, error, and every attempt (time, HTTP status, redacted upstream answer, error code).",
                     annotations=READ)
 
     async def list_posts(
@@ -172,16 +168,16 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     description="List the profile's posts, newest first, filtered by platform, status, error code and creation time; pass nextCursor to page.",
                     annotations=READ)
 
-    async def cancel_post(id: Annotated[str, Field(description="A draft or queued post (post_…), or a batch (bat_…) whose drafts and queued posts to cancel.")],
+    async def cancel_post(id: Annotated[str, Field(description="A draft or queued post (post_…), or a batch (bat_…).")],
                           profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
         reach = await reach_of(rt, profileId)
         return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": id},
                                       lambda: rt.publisher.cancel(reach, id), BatchResult)
 
     server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft or queued post",
-                    description=("Cancel a draft or queued post (or every one of a batch) so it is never published; returns the "
-                                 "batch. Cancelling again is no error. A post a scheduler has started publishing cannot be "
-                                 "cancelled (rule post.already_publishing); delete_post removes a published one."),
+                    description=("Cancel a draft or queued post (or all of a batch's) so it is never published; returns the "
+                                 "batch. Cancelling twice is no error; one already publishing cannot be cancelled, and "
+                                 "delete_post removes a published one."),
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def delete_post(postId: Annotated[str, Field(description="post_… id of a published post.")], profileId: ProfileArg = None,

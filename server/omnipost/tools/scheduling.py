@@ -5,11 +5,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, Field
 
-from omnipost.errors import ValidationFailedError
 from omnipost.outputs import BatchResult
-from omnipost.request import PostRequest
-from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, profile_of, reach_of
-from omnipost.tools.publishing import KeyArg, ProfileArg, with_idempotency
+from omnipost.request import ScheduleRequest
+from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, KeyArg, ProfileArg, profile_of, reach_of
+from omnipost.tools.publishing import with_idempotency
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -35,32 +34,25 @@ class SchedulerStatus(BaseModel):
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register schedule_post, reschedule_post, retry_post and scheduler_status."""
 
-    async def schedule_post(request: PostRequest) -> BatchResult:
+    async def schedule_post(request: ScheduleRequest) -> BatchResult:
+        # scheduledAt is required, and publishNow/draft/dryRun refused, by ScheduleRequest itself (validation_failed)
         profile, caller = await profile_of(rt, request.profileId)
-        if request.scheduledAt is None:
-            raise ValidationFailedError("schedule_post needs scheduledAt.", path="scheduledAt",
-                                        remediation="Give an ISO-8601 time at least 1 s ahead, or use publish_post to publish now.")
-        if request.dryRun:
-            raise ValidationFailedError("dryRun is for publish_post or validate_post.", path="dryRun",
-                                        remediation="Call validate_post to check the post without storing it.")
-        return await rt.publisher.publish(request, request.model_dump(mode="json", exclude_none=True), tool="schedule_post",
+        return await rt.publisher.publish(request.as_post_request(), request.model_dump(mode="json", exclude_none=True), tool="schedule_post",
                                           profile_id=profile.id, test_mode=caller.test_mode)
 
     server.add_request_tool(
-        schedule_post, param="request", model=PostRequest, name="schedule_post", title="Schedule a post",
+        schedule_post, param="request", model=ScheduleRequest, name="schedule_post", title="Schedule a post",
         description=(
-            "Schedule one post to up to 25 connected accounts for a later time (same arguments as publish_post; scheduledAt is "
-            "required, ISO-8601, at least 1 s ahead; without an offset it is read in timezone, default UTC). Every platform rule "
-            "is checked now and media is stored now, so a post that is accepted will not fail preflight later. The answer is the "
-            "batch with status queued, its scheduledAt in UTC, and warnings: a local time in a daylight-saving gap is moved "
-            "forward, one in an overlap takes the first occurrence, and a warning says when no scheduler is running. Change the "
-            "time with reschedule_post, stop it with cancel_post, watch it with get_post or scheduler_status."
+            "Schedule one post to up to 25 connected accounts for scheduledAt (ISO-8601, at least 1 s ahead; without an "
+            "offset it is read in timezone, default UTC). Rules are checked and media stored now, so an accepted post will not "
+            "fail preflight later. Returns the batch, status queued, with scheduledAt in UTC and warnings (a daylight-saving "
+            "gap or overlap, no scheduler running). Then: reschedule_post, cancel_post, get_post."
         ),
         annotations=PUBLISH,
     )
 
     async def reschedule_post(
-        id: Annotated[str, Field(description="A queued post id (post_…) or a batch id (bat_…) whose queued posts to move.")],
+        id: Annotated[str, Field(description="A queued post (post_…) or a batch (bat_…).")],
         scheduledAt: Annotated[str, Field(description="The new ISO-8601 time, at least 1 s ahead.")],
         timezone: Annotated[str | None, Field(description="IANA zone for a scheduledAt without offset (default UTC).")] = None,
         profileId: ProfileArg = None,
@@ -70,9 +62,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return await reschedule(rt.publisher, await reach_of(rt, profileId), id, scheduledAt, timezone)
 
     server.add_tool(reschedule_post, name="reschedule_post", title="Reschedule a queued post",
-                    description=("Move a queued post (or every queued post of a batch) to a new time; the same time rules as "
-                                 "schedule_post apply. A post a scheduler has already started publishing cannot be moved "
-                                 "(validation_failed, rule post.already_publishing). Returns the batch."),
+                    description=("Move a queued post (or all of a batch's) to a new time, with schedule_post's time rules; one "
+                                 "already publishing cannot be moved. Returns the batch."),
                     annotations=LOCAL_WRITE)
 
     async def retry_post(batchId: Annotated[str, Field(description="bat_… id of a batch with failed targets.")],
@@ -84,10 +75,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                                       lambda: retry(rt.publisher, reach, batchId), BatchResult)
 
     server.add_tool(retry_post, name="retry_post", title="Retry failed targets",
-                    description=("Re-queue only the failed targets of a batch so the scheduler publishes them again at once; "
-                                 "published targets are never sent again, and an unknown outcome is not retried: the answer says "
-                                 "so on that target, and resolve_post settles it. Returns the batch (status queued until the "
-                                 "scheduler has run)."),
+                    description=("Re-queue the failed targets of a batch for the scheduler to publish again at once; "
+                                 "published targets are never resent and an unknown outcome is left for resolve_post (its "
+                                 "warning says so). Returns the batch (queued until the scheduler has run)."),
                     annotations=PUBLISH)
 
     async def scheduler_status(profileId: ProfileArg = None) -> SchedulerStatus:
@@ -98,6 +88,6 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return SchedulerStatus.model_validate(await status(rt.db, rt.clock.now(), rt.settings.scheduler_tick, reach))
 
     server.add_tool(scheduler_status, name="scheduler_status", title="Scheduler status",
-                    description=("Whether a scheduler is running (workers whose heartbeat is within two ticks), how many of the "
-                                 "profile's posts wait (queued or due for an automatic retry), and when the next one is due."),
+                    description=("Whether a scheduler is running (heartbeat within two ticks), how many of the profile's posts "
+                                 "wait (queued or due for a retry), and when the next is due."),
                     annotations=READ)

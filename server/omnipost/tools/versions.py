@@ -43,8 +43,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return PlatformVersions(versions=[PlatformVersionOut.model_validate(r) for r in listing(rt.clock.now())])
 
     server.add_tool(platform_versions, name="platform_versions", title="Platform API versions",
-                    description=("List the upstream API version omnipost speaks for each platform (Graph API version, "
-                                 "LinkedIn-Version month, X API v2, …) with its known sunset, days left and status "
-                                 "(ok, deprecated_soon within 30 days, past_sunset), and where each value comes from. "
-                                 "A version.deprecated webhook fires when a sunset is near."),
+                    description=("The upstream API version omnipost speaks for each platform (Graph API version, "
+                                 "LinkedIn-Version month, …) with its sunset, days left, status (ok, deprecated_soon within "
+                                 "30 days, past_sunset) and source. A version.deprecated webhook fires near a sunset."),
                     annotations=READ)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from omnipost.errors import InternalError
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, reach_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, ProfileArg, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from omnipost.store.models import WebhookDelivery, WebhookEndpoint
     from omnipost.webhooks import WebhookService
 
-ProfileArg = Annotated[str | None, Field(description="Profile id or name; the default profile if omitted.")]
 EventName = Literal["post.queued", "post.validated", "post.published", "post.rejected", "post.failed",
                     "token.expiring", "token.revoked", "version.deprecated", "webhook.test"]
 
@@ -98,11 +97,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(
         add_webhook, name="add_webhook", title="Add a webhook",
-        description=("Register a URL to receive events (post.queued, post.validated, post.published, post.rejected, "
-                     "post.failed, token.expiring, token.revoked, version.deprecated, webhook.test) as signed JSON POSTs. "
-                     "Returns the endpoint (whk_…) and its signing secret, shown only once. Deliveries carry webhook-id, "
-                     "webhook-timestamp and webhook-signature headers (Standard Webhooks) and are retried with backoff for "
-                     "up to 24 hours. URLs that resolve to private, loopback or link-local addresses are refused."),
+        description=("Register a URL to receive the chosen events as signed JSON POSTs (Standard Webhooks headers; retried "
+                     "with backoff for up to 24 h). Returns the endpoint (whk_…) and its signing secret, shown only this once. "
+                     "URLs that resolve to private, loopback or link-local addresses are refused."),
         annotations=LOCAL_WRITE,
     )
 
@@ -127,8 +124,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return delivery_out(await _service(rt).send_test(reach, webhookId))
 
     server.add_tool(test_webhook, name="test_webhook", title="Send a test event",
-                    description=("Send a webhook.test event to an endpoint now and return the delivery: status delivered, "
-                                 "or the endpoint's HTTP status and error (a failed try is retried like any delivery)."),
+                    description=("Send a webhook.test event to an endpoint now; returns the delivery: delivered, or the "
+                                 "endpoint's HTTP status and error (retried like any delivery)."),
                     annotations=PUBLISH)
 
     async def list_webhook_deliveries(
@@ -142,6 +139,6 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return DeliveryList(deliveries=[delivery_out(d) for d in rows])
 
     server.add_tool(list_webhook_deliveries, name="list_webhook_deliveries", title="List webhook deliveries",
-                    description=("The webhook delivery log, newest first: event, status (pending, delivered, failed), attempts, "
-                                 "next retry time, the endpoint's last HTTP status and error, and the payload sent."),
+                    description=("The webhook delivery log, newest first: event, status, attempts, next retry, the endpoint's "
+                                 "last HTTP status and error, and the payload sent."),
                     annotations=READ)
