@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python deps; the MCPB CLI and MCP Inspector from npm; the
-# reference Bluesky PDS, with node 22, from npm) and run them all.
+# Install everything the tests need (Python deps; the MCPB CLI, MCP Inspector and MCP conformance suite
+# from npm; the reference Bluesky PDS, with node 22, from npm) and run them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if command -v npm >/dev/null 2>&1; then
-  # Pinned, project-local: the MCPB manifest validator and the MCP Inspector CLI (a real MCP client).
+  # Pinned, project-local: the MCPB manifest validator, the MCP Inspector CLI (a real MCP client) and the
+  # MCP conformance suite (tests/test_conformance.py). The suite needs node >= 22: the test runs it with
+  # the node `tools/pds/launcher.py node` gives (the one on PATH if >= 22, else the one installed below).
+  # 0.2.0-alpha.12 is the newest; its --requirements 2026-07-28 set covers the modern protocol (the python SDK pins this line too).
   npm install --silent --no-audit --no-fund --prefix .tools \
-    @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 >/dev/null
+    @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 >/dev/null
 else
   echo "npm not found: install Node.js >= 22 (the Inspector, the conformance suite and the PDS need it; apt-get install nodejs npm, or nodejs.org)" >&2
   exit 1

@@ -6,6 +6,11 @@
     python tools/pds/launcher.py stop    [--home DIR] [--run-dir DIR]
     python tools/pds/launcher.py status  [--home DIR] [--run-dir DIR]
     python tools/pds/launcher.py env     [--home DIR] [--run-dir DIR]
+    python tools/pds/launcher.py node    [--home DIR]
+
+``node`` prints the path of a node >= 22 (the one on PATH, or node-linux-<arch>
+installed into the home as below) for other node tools that need it, such as
+the MCP conformance suite (tests/test_conformance.py).
 
 What it runs: one node process (``start.mjs``, written by this launcher) with
 a did:plc directory (@did-plc/server, in-memory, as @atproto/dev-env does) and
@@ -203,6 +208,12 @@ def _ensure_node(home: Path) -> tuple[Path, Path]:
     if _node_version(node) != NODE_NPM_VERSION:
         raise LauncherError(f"{node} is not node {NODE_NPM_VERSION} after npm install")
     return node, pkg
+
+
+def ensure_node(home: Path) -> Path:
+    """A node >= 22: the one on PATH if it qualifies, else node-linux-<arch> installed into `home`/node."""
+    with _install_lock(home):  # a concurrent `install` may be fetching the same package
+        return _ensure_node(home)[0]
 
 
 # ------------------------------------------------------------------------ install
@@ -661,7 +672,7 @@ def env_lines(home: Path, run_dir: Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="launcher.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["install", "start", "stop", "status", "env"])
+    p.add_argument("command", choices=["install", "start", "stop", "status", "env", "node"])
     p.add_argument("--home", type=Path, default=Path(os.environ.get("OMNIPOST_PDS_HOME") or DEFAULT_HOME),
                    help="install dir (default: .tools/pds in the repo, or $OMNIPOST_PDS_HOME)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -697,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if health is not None else 1
         elif a.command == "env":
             print("\n".join(env_lines(home, run_dir)))
+        elif a.command == "node":
+            print(ensure_node(home), flush=True)
     except LauncherError as e:
         log(f"ERROR: {e}")
         return 1
