@@ -9,6 +9,7 @@ import struct
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 import av
@@ -54,6 +55,19 @@ def store(tmp_path: Path, roots: Path) -> MediaStore:
     return MediaStore(tmp_path / "data", [roots])
 
 
+def _encode(container: Any, stream: Any, frames: int) -> None:
+    """`frames` grey frames of changing shade, encoded and muxed, then the encoder flushed."""
+    for i in range(frames):
+        frame = av.VideoFrame(stream.width, stream.height, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(i * 23) % 256]) * plane.buffer_size)
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_video(path: Path, *, width: int = 64, height: int = 48, frames: int = 12, rate: int = 12,
                 rotation: int | None = None, fmt: str | None = None) -> Path:
     """A real H.264 (or MPEG-4 Part 2) video, encoded by PyAV from solid-colour frames."""
@@ -64,15 +78,7 @@ def write_video(path: Path, *, width: int = 64, height: int = 48, frames: int = 
         stream.pix_fmt = "yuv420p"
         if rotation is not None:
             stream.set_display_rotation(rotation)
-        for i in range(frames):
-            frame = av.VideoFrame(width, height, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([(i * 23) % 256]) * plane.buffer_size)
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode(container, stream, frames)
     return path
 
 
@@ -419,15 +425,7 @@ def write_webm(path: Path, *, width: int = 64, height: int = 48, frames: int = 1
         stream = container.add_stream("libvpx", rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame(width, height, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([(i * 23) % 256]) * plane.buffer_size)
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode(container, stream, frames)
     return path
 
 

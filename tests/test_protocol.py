@@ -4,19 +4,15 @@ and resources/read errors, and the publish confirmation's question."""
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import pytest
 import regex
 from mcp import Client, MCPError
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import INVALID_PARAMS, ElicitResult, PromptReference, ResourceTemplateReference
+from test_reach import as_key
 from toolresult import err, ok
 
 from omnipost.app import OmnipostServer, build_server
@@ -33,14 +29,6 @@ ACCOUNT = "omnipost://accounts/{accountId}{?profileId}"
 MODES = ["auto", "legacy"]  # auto negotiates 2026-07-28; legacy the 2025-11-25 handshake
 
 
-@contextmanager
-def as_key(token: AccessToken | None) -> Iterator[None]:
-    """Requests in this block come from `token`'s API key, as the HTTP transports set it (None: the local user)."""
-    reset = auth_context_var.set(AuthenticatedUser(token) if token is not None else None)
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
 
 
 async def connect(client: Client, emulates: str, handle: str, profile: str | None = None) -> str:

@@ -7,10 +7,12 @@ or a real one for an op_test_ key, is "resource not found", the same answer as a
 """
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FunctionResource
+from pydantic import BaseModel
 
 from omnipost.errors import AppError, NotFoundError, UnauthorizedError
 from omnipost.preflight.render import rule_markdown
@@ -47,8 +49,16 @@ def as_resource_error(exc: AppError, uri: str) -> ResourceError:
 
 def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register the catalogue and the rule, post and account templates (each rendered when read)."""
+    from omnipost.auth import Reach
     from omnipost.outputs import account_out
     from omnipost.tools.common import reach_of
+
+    async def read_within_reach(uri: str, profile_id: str | None, read: Callable[["Reach"], Awaitable[BaseModel]]) -> str:
+        """What `read` answers within the caller's reach, as JSON; unknown or out of reach is resource not found."""
+        try:
+            return (await read(await reach_of(rt, profile_id))).model_dump_json(by_alias=True)
+        except AppError as exc:
+            raise as_resource_error(exc, uri) from None
 
     server.add_resource(
         FunctionResource(uri=CATALOGUE_URI, name="preflight-rules", title="Preflight rule catalogue",
@@ -68,20 +78,14 @@ def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
                      description=("One post (one target of a batch) as get_post returns it: status, upstream id and URL, "
                                   "error and every attempt. profileId: the profile it belongs to, if not the default."))
     async def post(postId: str, profileId: str | None = None) -> str:
-        try:
-            reach = await reach_of(rt, profileId)
-            detail = await rt.publisher.get_post(reach, postId)
-        except AppError as exc:
-            raise as_resource_error(exc, f"omnipost://posts/{postId}") from None
-        return detail.model_dump_json(by_alias=True)
+        return await read_within_reach(f"omnipost://posts/{postId}", profileId,
+                                       lambda reach: rt.publisher.get_post(reach, postId))
 
     @server.resource(ACCOUNT_TEMPLATE, name="account", title="Connected account", mime_type="application/json",
                      description=("One connected account as get_account returns it: platform, handle, health, token expiry "
                                   "and defaults (never its credentials). profileId: its profile, if not the default."))
     async def account(accountId: str, profileId: str | None = None) -> str:
-        try:
-            reach = await reach_of(rt, profileId)
-            found = await rt.accounts.get(reach, accountId)
-        except AppError as exc:
-            raise as_resource_error(exc, f"omnipost://accounts/{accountId}") from None
-        return account_out(found).model_dump_json(by_alias=True)
+        async def found(reach: "Reach") -> BaseModel:
+            return account_out(await rt.accounts.get(reach, accountId))
+
+        return await read_within_reach(f"omnipost://accounts/{accountId}", profileId, found)
