@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if command -v npm >/dev/null 2>&1; then
   # Pinned, project-local: the MCPB manifest validator, the MCP Inspector CLI (a real MCP client) and the
-  # MCP conformance suite (tests/test_conformance.py). The suite needs node >= 22: the test runs it with
+  # MCP conformance suite (tests/test_mcp_conformance.py). The suite needs node >= 22: the test runs it with
   # the node `tools/pds/launcher.py node` gives (the one on PATH if >= 22, else the one installed below).
   # 0.2.0-alpha.12 is the newest; its --requirements 2026-07-28 set covers the modern protocol (the python SDK pins this line too).
   npm install --silent --no-audit --no-fund --prefix .tools \

@@ -10,7 +10,7 @@
 
 ``node`` prints the path of a node >= 22 (the one on PATH, or node-linux-<arch>
 installed into the home as below) for other node tools that need it, such as
-the MCP conformance suite (tests/test_conformance.py).
+the MCP conformance suite (tests/test_mcp_conformance.py).
 
 What it runs: one node process (``start.mjs``, written by this launcher) with
 a did:plc directory (@did-plc/server, in-memory, as @atproto/dev-env does) and
