@@ -1,6 +1,7 @@
 """Dispatch: the upstream calls, the ledger, reconcile and recovery (see Dispatch)."""
 
 import logging
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,8 @@ from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, 
 from omnipost.platforms.pieces import Ledger, Processing, load as load_pieces
 from omnipost.store.db import new_id
 from omnipost.store.models import Account, Attempt, Batch, Post
-from omnipost.publishing.common import Progress, load_target, outcome, Result, _event_data, _whole, _clip
+from omnipost.outputs import BatchResult
+from omnipost.publishing.common import Progress, batch_status, load_target, outcome, Result, _event_data, _whole, _clip
 
 logger = logging.getLogger("omnipost.publishing")
 
@@ -87,12 +89,12 @@ class Dispatch:
         return {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_({p.account_id for p in posts})))).all()}
 
     async def _run_fan_out(self, posts: Sequence[Post], accounts: dict[str, Account], attempt_of: dict[str, str],
-                           progress: Progress | None, *, assume_absent: bool = False) -> None:
+                           progress: Progress | None, *, assume_absent: bool = False, batch: "WholeBatch | None" = None) -> None:
         """The upstream calls of posts whose attempts are committed: concurrent across accounts, in order within one."""
         by_account: dict[str, list[Post]] = {}
         for p in posts:
             by_account.setdefault(p.account_id, []).append(p)
-        writer = _ResultWriter(self, {p.id: p for p in posts})
+        writer = _ResultWriter(self, {p.id: p for p in posts}, batch)
         done = 0
         total = len(posts)
 
@@ -263,9 +265,12 @@ class Dispatch:
         await self._write_many([r])
         return r.status
 
-    async def _write_many(self, results: Sequence["Result"], known: dict[str, Post] | None = None) -> None:
+    async def _write_many(self, results: Sequence["Result"], known: dict[str, Post] | None = None,
+                          batch: "WholeBatch | None" = None) -> None:
         """Record results in one transaction: each post's outcome and its attempt, as two bulk UPDATEs. `known`: the
-        rows of these posts as the fan-out read them (their identity names the webhook events; no need to read them)."""
+        rows of these posts as the fan-out read them (their identity names the webhook events; no need to read them);
+        each is brought up to date with what is written. `batch`: every post of the batch is in memory and these are
+        its last results, so its status is settled in the same transaction (and its answer built without a read)."""
         now = self.clock.now()
         post_rows: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
@@ -315,6 +320,15 @@ class Dispatch:
                         if (*row, row["id"] in settled) == keys]
                 await s.exec(sa_update(table).where(table.c.id == bindparam("b_id")).values(values), params=rows)  # type: ignore[call-overload]
             await self._emit_outcomes(s, results, now, known or {})
+            for row in post_rows:  # the rows in memory now say what the database says
+                if (post := (known or {}).get(row["id"])) is not None:
+                    for key, value in row.items():
+                        setattr(post, key, value)
+                    if row["id"] in settled and post.lease_owner == self.owner:
+                        post.lease_owner, post.lease_until = None, None
+            if batch is not None and (status := batch_status([p.status for p in batch.posts], batch.row.mode)) != batch.row.status:
+                await s.exec(sa_update(Batch).where(col(Batch.id) == batch.row.id).values(status=status))
+                batch.row.status = status
             await s.commit()
 
     async def _emit(self, profile_id: str, event: str, data: dict[str, Any], session: Any) -> None:
@@ -394,6 +408,18 @@ class Dispatch:
         return counts
 
 
+@dataclass
+class WholeBatch:
+    """A batch with every one of its posts in memory (an immediate publish as intake stored it)."""
+
+    row: Batch
+    posts: Sequence[Post]
+
+    def result(self) -> BatchResult:
+        return BatchResult(id=self.row.id, status=self.row.status, mode=self.row.mode, createdAt=self.row.created_at,
+                           scheduledAt=self.row.scheduled_at, results=[outcome(p) for p in sorted(self.posts, key=lambda p: p.position)])
+
+
 class _ResultWriter:
     """Collects results and writes them in one transaction when the batch ends.
 
@@ -401,8 +427,8 @@ class _ResultWriter:
     before the write leaves posts in `publishing`, which recovery reconciles upstream.
     """
 
-    def __init__(self, service: "Dispatch", posts: dict[str, Post]) -> None:
-        self._service, self._posts = service, posts
+    def __init__(self, service: "Dispatch", posts: dict[str, Post], batch: "WholeBatch | None") -> None:
+        self._service, self._posts, self._batch = service, posts, batch
         self._queue: list[Result] = []
         self._lock = anyio.Lock()
 
@@ -413,4 +439,4 @@ class _ResultWriter:
         async with self._lock:
             batch, self._queue = self._queue, []
             if batch:
-                await self._service._write_many(batch, self._posts)
+                await self._service._write_many(batch, self._posts, self._batch)

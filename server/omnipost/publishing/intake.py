@@ -29,6 +29,7 @@ from omnipost.request import PostRequest
 from omnipost.store.db import new_id
 from omnipost.store.models import Account, Batch, Post
 from omnipost.publishing.common import Progress, text_hash, dump_target, outcome, _event_data
+from omnipost.publishing.dispatch import WholeBatch
 
 DUPLICATE_WINDOW = timedelta(hours=24)
 LIVE_STATUSES = ("validated", "publishing", "processing", "published", "queued", "unknown")
@@ -173,9 +174,11 @@ class Intake:
             if claim_id is not None:  # with the batch: a key is never freed for a request whose batch was stored
                 await self.idempotency.attach(claim_id, {"batchId": batch.id}, session=s)
             await s.commit()
-        if live:
-            await self._run_fan_out(live, accounts, attempt_of, progress)
-        return await self.batch_result(batch.id)
+        if not live:
+            return await self.batch_result(batch.id)
+        whole = WholeBatch(batch, posts)  # the answer comes from the rows written, not from reading them back
+        await self._run_fan_out(live, accounts, attempt_of, progress, batch=whole)
+        return whole.result()
 
     async def _defer_capped(self, s: Any, posts: Sequence[Post], now: datetime) -> None:
         """Immediate targets past their account's daily cap (caps.py) are queued for when a slot frees, with a
