@@ -155,6 +155,18 @@ async def test_an_argument_a_post_tool_does_not_advertise_is_refused_at_its_path
     assert (error["code"], error["path"], error["rule"]) == ("validation_failed", path, path)
 
 
+async def test_a_refused_argument_names_the_tools_that_take_it(client: Client) -> None:
+    """A publish_post body sent to validate_post: the error says which tool takes idempotencyKey (a model can act on it)."""
+    error = error_of(await client.call_tool("validate_post", {"text": "hi", "targets": [{"platform": "x"}], "idempotencyKey": "k"}))
+    assert error["path"] == "idempotencyKey" and "publish_post" in error["message"] and "schedule_post" in error["message"]
+    assert "publish_post" in error["remediation"]
+    error = error_of(await client.call_tool("schedule_post", {"text": "hi", "targets": [{"accountId": "a"}],
+                                                              "scheduledAt": "2026-12-01T09:00:00Z", "draft": True}))
+    assert error["path"] == "draft" and "publish_post" in error["message"] and "validate_post" not in error["message"]
+    error = error_of(await client.call_tool("validate_post", {"text": "hi", "targets": [{"platform": "x"}], "colour": "red"}))
+    assert error["path"] == "colour" and "_post" not in error["message"]  # taken by no tool: the plain refusal
+
+
 @pytest.mark.parametrize(("request_", "path"), [
     ({"targets": [{"platform": "instagram", "instagram": {"contentType": "carousel"}}]}, "targets[0].instagram.contentType"),
     ({"targets": [{"platform": "pinterest", "pinterest": {"boardId": "1", "colour": "red"}}]}, "targets[0].pinterest.colour"),

@@ -65,8 +65,10 @@ def error_result(error: ErrorObject) -> CallToolResult:
     )
 
 
-def validation_error(exc: ValidationError, request_id: str) -> ErrorObject:
-    """Every schema problem, each with the JSON path of its field; the first one heads the error."""
+def validation_error(exc: ValidationError, request_id: str, *, tool: str | None = None,
+                     taken_by: Callable[[str], list[str]] | None = None) -> ErrorObject:
+    """Every schema problem, each with the JSON path of its field; the first one heads the error. `taken_by(field)`:
+    the other tools that take a top-level argument `tool` does not (publish_post's idempotencyKey sent to validate_post)."""
     details: list[ErrorObject] = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
@@ -74,9 +76,14 @@ def validation_error(exc: ValidationError, request_id: str) -> ErrorObject:
         loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
         path = json_path(loc)
         msg = err["msg"].removeprefix("Value error, ")
+        remediation = f"Fix {path}: {msg}."
+        others = taken_by(str(loc[0])) if taken_by and err["type"] == "extra_forbidden" and len(loc) == 1 else []
+        if others:
+            msg = f"{tool} does not take {path}; {', '.join(others)} {'does' if len(others) == 1 else 'do'}"
+            remediation = f"Remove {path}, or call {others[0]} instead."
         details.append(
             ErrorObject(code="validation_failed", message=f"{path}: {msg}", rule=path, path=path,
-                        remediation=f"Fix {path}: {msg}.", requestId=request_id)
+                        remediation=remediation, requestId=request_id)
         )
     first = details[0]
     return ErrorObject(
@@ -236,7 +243,8 @@ class OmnipostServer(MCPServer):
             try:
                 arguments = {param: model.model_validate(pre_parse_json(model, arguments))}
             except ValidationError as exc:
-                return error_result(validation_error(exc, request_id))
+                return error_result(validation_error(exc, request_id, tool=name, taken_by=lambda field: sorted(
+                    other for other, (_, m) in self._flattened.items() if other != name and field in m.model_fields)))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
