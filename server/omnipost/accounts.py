@@ -209,6 +209,10 @@ class ProfileDirectory:
                                                        Account.health != "disconnected"))).all()
         self._primed.update({a.id: a for a in rows})
 
+    def row(self, account_id: str) -> Account | None:
+        """The account's row as prime() loaded it (None if it was not primed)."""
+        return self._primed.get(account_id)
+
     async def get_account(self, account_id: str, profile_id: str | None) -> AccountInfo | None:
         account: Account | None = self._primed.get(account_id)
         if account is None:

@@ -319,7 +319,8 @@ class Dispatch:
                 rows = [{f"b_{k}": v for k, v in row.items()} for row in post_rows
                         if (*row, row["id"] in settled) == keys]
                 await s.exec(sa_update(table).where(table.c.id == bindparam("b_id")).values(values), params=rows)  # type: ignore[call-overload]
-            await self._emit_outcomes(s, results, now, known or {})
+            if batch is None or batch.notify:
+                await self._emit_outcomes(s, results, now, known or {})
             for row in post_rows:  # the rows in memory now say what the database says
                 if (post := (known or {}).get(row["id"])) is not None:
                     for key, value in row.items():
@@ -414,6 +415,7 @@ class WholeBatch:
 
     row: Batch
     posts: Sequence[Post]
+    notify: bool = True  # False: the profile had no webhook endpoint when the batch was stored
 
     def result(self) -> BatchResult:
         return BatchResult(id=self.row.id, status=self.row.status, mode=self.row.mode, createdAt=self.row.created_at,

@@ -168,15 +168,20 @@ class Intake:
             s.add_all(posts)
             await s.flush()
             attempt_of = self._open_attempts(s, live, {})
+            endpoints = await self.events.endpoints_of(s, profile_id) if self.events is not None else ()
             if self.events is not None and events:
-                await self.events.emit_many(profile_id, events, session=s)
-            accounts = await self._accounts_of(s, live)
+                await self.events.emit_many(profile_id, events, session=s, endpoints=endpoints)
+            accounts = {p.account_id: row for p in live if (row := directory.row(p.account_id)) is not None}
+            if len(accounts) < len({p.account_id for p in live}):
+                accounts = await self._accounts_of(s, live)
             if claim_id is not None:  # with the batch: a key is never freed for a request whose batch was stored
                 await self.idempotency.attach(claim_id, {"batchId": batch.id}, session=s)
             await s.commit()
         if not live:
             return await self.batch_result(batch.id)
-        whole = WholeBatch(batch, posts)  # the answer comes from the rows written, not from reading them back
+        # The answer comes from the rows written, not from reading them back. The outcome events go to the endpoints
+        # there were when the batch was stored: with none, the result is written without looking for them again.
+        whole = WholeBatch(batch, posts, notify=bool(endpoints))
         await self._run_fan_out(live, accounts, attempt_of, progress, batch=whole)
         return whole.result()
 

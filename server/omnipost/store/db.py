@@ -60,7 +60,10 @@ def _wal(cur: Any, patience: float = 30.0) -> None:
 def _create_engine(url: str) -> AsyncEngine:
     """An engine for `url`: SQLite gets its pragmas; PostgreSQL (postgresql+asyncpg://) a checked pool."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # No pool reset on return: every connection comes back through a Session or Connection that has already
+        # committed or rolled back its transaction, so the pool's own ROLLBACK was one more round trip to aiosqlite's
+        # thread for each of the 3 sessions of a publish (~0.5 ms each; bench/publish_overhead.py).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
