@@ -94,3 +94,12 @@ def test_every_command_that_prints_data_has_json(tmp_path: Path) -> None:
     assert posts == {"count": 0, "posts": []}
     manifest = _json_of(omnipost("manifest", "--check", "--json", "--path", str(ROOT / "manifest.json"), tmp=tmp_path))
     assert manifest == {"matches": True, "drift": []}
+
+
+def test_the_demo_publishes_to_three_sandbox_accounts_and_can_run_again(tmp_path: Path) -> None:
+    """`omnipost demo` (what scripts/demo.sh runs): validate, publish to three sandbox accounts, report as JSON."""
+    for run in (1, 2):
+        report = _json_of(omnipost("demo", "--json", tmp=tmp_path))
+        assert [r["valid"] for r in report["validation"]["results"]] == [True, True, True]
+        assert report["batch"]["status"] == "published" and len(report["batch"]["results"]) == 3
+        assert report["sandboxReceived"] == 6 * run  # each post and its first comment
