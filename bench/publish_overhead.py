@@ -64,7 +64,7 @@ async def run(calls: int, pds: Any) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as data_dir:
         env = {"OMNIPOST_DATA_DIR": data_dir, "OMNIPOST_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin",
                "OMNIPOST_UPSTREAM_ALLOW_LOOPBACK": "true", "OMNIPOST_CONFIRM": "never",
-               "PYTHONPATH": str(ROOT / "server")}
+               "PYTHONPATH": str(ROOT / "server"), **dict(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split() if kv)}
         server = StdioServerParameters(command=sys.executable, args=["-m", "omnipost", "serve"], env=env)
         async with Client(server) as client, httpx2.AsyncClient(timeout=30) as http:
             account_id, account, password = await connect(client, pds)

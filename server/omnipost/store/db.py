@@ -63,7 +63,10 @@ def _create_engine(url: str) -> AsyncEngine:
         # No pool reset on return: every connection comes back through a Session or Connection that has already
         # committed or rolled back its transaction, so the pool's own ROLLBACK was one more round trip to aiosqlite's
         # thread for each of the 3 sessions of a publish (~0.5 ms each; bench/publish_overhead.py).
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
+        from omnipost.store import sqlite_driver
+
+        engine = create_async_engine(url, connect_args={"timeout": 30, "async_creator_fn": sqlite_driver.connect},
+                                     pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
