@@ -6,6 +6,8 @@ Run: .venv/bin/python bench/publish_overhead.py [--calls N] [--profile FILE]
 The PDS is the one the tests use (tools/pds/launcher.py, loopback only; installed on first use). Calls alternate
 (publish, direct, publish, ...) after a few warm-up calls of each, so both see the same PDS state and load.
 --profile FILE: also run the same publishes in-process under cProfile (the server's side only) and write the stats.
+--sandbox: no PDS; publish_post (and validate_post) to a sandbox account, in process and over stdio.
+BENCH_ENV="K=V ...": extra environment for the stdio server (e.g. OMNIPOST_SCHEDULER_ENABLED=false).
 """
 
 import argparse
@@ -100,11 +102,43 @@ async def profile(calls: int, pds: Any, out: str) -> None:
             prof.dump_stats(out)
 
 
+async def sandbox(calls: int) -> None:
+    """publish_post to a sandbox account (no PDS): in process, then over stdio; validate_post beside it."""
+    from omnipost.app import build_server
+    from omnipost.config import Settings
+
+    async def measure(client: Client, where: str) -> None:
+        account = await client.call_tool("connect_account", {"platform": "sandbox", "handle": "bench", "emulates": "bluesky"})
+        target = [{"accountId": account.structured_content["id"]}]
+        for tool in ("validate_post", "publish_post"):
+            times = []
+            for i in range(calls + WARMUP):
+                t0 = time.perf_counter()
+                result = await client.call_tool(tool, {"text": text(i, "sandbox"), "targets": target})
+                times.append((time.perf_counter() - t0) * 1000)
+                assert not result.is_error, result.structured_content
+            print(f"{tool:14} {where:11} median {statistics.median(times[WARMUP:]):6.2f} ms")
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(data_dir=Path(data_dir), log_level="WARNING", confirm="never", scheduler_enabled=False)
+        async with Client(build_server(settings)) as client:
+            await measure(client, "in process")
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {"OMNIPOST_DATA_DIR": data_dir, "OMNIPOST_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin",
+               "OMNIPOST_CONFIRM": "never", "PYTHONPATH": str(ROOT / "server")}
+        async with Client(StdioServerParameters(command=sys.executable, args=["-m", "omnipost", "serve"], env=env)) as client:
+            await measure(client, "over stdio")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--profile")
+    parser.add_argument("--sandbox", action="store_true", help="only the sandbox publish, in process and over stdio (no PDS)")
     args = parser.parse_args()
+    if args.sandbox:
+        anyio.run(sandbox, args.calls)
+        return 0
     import pds as pds_module
 
     os.environ.setdefault("OMNIPOST_REQUIRE_PDS", "1")
