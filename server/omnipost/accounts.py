@@ -4,7 +4,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -18,6 +18,9 @@ from omnipost.preflight.model import AccountInfo
 from omnipost.store.crypto import Vault
 from omnipost.store.db import DEFAULT_PROFILE, Database, new_id
 from omnipost.store.models import Account, Media, Post, Profile
+
+if TYPE_CHECKING:
+    from omnipost.platforms.base import AccountContext
 
 
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -167,6 +170,14 @@ class Accounts:
     def credentials(self, account: Account) -> dict[str, Any]:
         """Decrypted credentials (never log them)."""
         return self.vault.open(account.credentials) if account.credentials else {}
+
+    def context(self, account: Account) -> "AccountContext":
+        """The account as an adapter sees it (platforms/base.py), its credentials opened."""
+        from omnipost.platforms.base import AccountContext
+
+        return AccountContext(id=account.id, platform=account.platform, handle=account.handle,
+                              credentials=self.credentials(account), defaults=dict(account.defaults or {}),
+                              emulates=account.emulates)
 
 
 def real_batches() -> Any:

@@ -4,6 +4,7 @@ of what it gets, so the user confirms what will actually be sent, not a count.""
 from typing import TYPE_CHECKING
 
 from omnipost.domain import DISPLAY_NAME, Platform
+from omnipost.preflight.engine import pick
 from omnipost.preflight.text import graphemes
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ async def confirmation_message(rt: "Runtime", request: "PostRequest") -> str:
 
     The accounts are looked up in the runtime's account directory within the caller's reach (tools.common.profile_of):
     one it cannot reach is listed by id as not found (the publish itself then refuses it). Each target's text is its
-    own, else its platform's override, else the request's; one shared text is shown once.
+    own, else its platform's override, else the request's (preflight.engine.pick); one shared text is shown once.
     """
     from omnipost.accounts import ProfileDirectory
     from omnipost.tools.common import profile_of
@@ -51,7 +52,7 @@ async def confirmation_message(rt: "Runtime", request: "PostRequest") -> str:
         platform = Platform(found.platform)
         name = DISPLAY_NAME.get(platform, platform.value) + (" (sandbox)" if found.adapter == "sandbox" else "")
         override = request.platforms.for_platform(platform) if request.platforms is not None else None
-        text = target.text or (override.text if override is not None else None) or request.text
+        text = pick("text", target, override, request)  # what resolve() gives the target: the same layers
         lines.append((f"{name} {found.handle}", text))
     head = f"Publish this post to {len(lines)} accounts now? It cannot be unsent automatically."
     if len({text for _, text in lines}) == 1:

@@ -49,7 +49,7 @@ class TokenWatcher:
 
     async def check(self, now: datetime) -> dict[str, int]:
         """One pass; returns how many tokens were refreshed, announced as expiring, or found revoked."""
-        from omnipost.platforms.base import AccountContext, RefreshingAdapter
+        from omnipost.platforms.base import RefreshingAdapter
         from omnipost.store.models import Account
 
         async with self.db.session() as s:
@@ -60,9 +60,7 @@ class TokenWatcher:
         for account in due:
             adapter = self.adapters.get(account.platform)
             if isinstance(adapter, RefreshingAdapter):
-                context = AccountContext(id=account.id, platform=account.platform, handle=account.handle,
-                                         credentials=self.accounts.credentials(account), defaults=dict(account.defaults or {}),
-                                         emulates=account.emulates)
+                context = self.accounts.context(account)
                 try:
                     await adapter.refresh_credentials(context)
                 except PlatformAuthError:

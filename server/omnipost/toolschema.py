@@ -281,14 +281,21 @@ def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _place_defs({**schema, "$defs": defs})
 
 
+def _option_model(key: str) -> type[BaseModel]:
+    """The model of a target's option object `key` (its field is `Model | None`)."""
+    from omnipost.request import Target
+
+    return next(a for a in typing.get_args(Target.model_fields[key].annotation) if a is not type(None))
+
+
 @functools.cache
 def option_summary() -> str:
     """Every target option object in a line: `instagram {contentType: feed|story|reel}; pinterest {boardId, ...}`."""
-    from omnipost.request import OPTION_OBJECTS, Target
+    from omnipost.request import OPTION_OBJECTS
 
     parts = []
     for key in OPTION_OBJECTS:
-        model = next(a for a in typing.get_args(Target.model_fields[key].annotation) if a is not type(None))
+        model = _option_model(key)
         fields = []
         for name, field in model.model_fields.items():
             values = [v for a in (field.annotation, *typing.get_args(field.annotation)) for v in typing.get_args(a)
@@ -307,17 +314,14 @@ def platform_options_json() -> str:
     """What the post tools' schemas sum up: each target option object as JSON schema, with every field's description,
     and how the `platforms` overrides are made of them."""
     from omnipost.domain import PLATFORM_ALIASES
-    from omnipost.request import OPTION_OBJECTS, Target, _Content
-
-    def model_of(key: str) -> type[BaseModel]:
-        return next(a for a in typing.get_args(Target.model_fields[key].annotation) if a is not type(None))
+    from omnipost.request import OPTION_OBJECTS, _Content
 
     content = slim_input(_Content.model_json_schema(ref_template="#/$defs/{model}"))
     doc = {
         "targetOptions": {
             "description": ('A target may carry its own platform\'s options object, e.g. {"accountId": "acc_…", '
                             '"pinterest": {"boardId": "123"}}; one of another platform is ignored, with a warning.'),
-            "properties": {key: slim_input(model_of(key).model_json_schema()) for key in OPTION_OBJECTS},
+            "properties": {key: slim_input(_option_model(key).model_json_schema()) for key in OPTION_OBJECTS},
         },
         "platforms": {
             "description": ("A request's `platforms` object: per platform, defaults for each of its targets (a target's own "

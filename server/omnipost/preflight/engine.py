@@ -52,7 +52,7 @@ class Resolution:
     early: dict[int, list[Violation]] = field(default_factory=lambda: {})
 
 
-def _pick(name: str, *layers: Any) -> Any:
+def pick(name: str, *layers: Any) -> Any:
     """The most specific layer that sets `name` wins (target, then platform override, then top level)."""
     for layer in layers:
         if layer is not None:
@@ -77,7 +77,7 @@ async def resolve(request: PostRequest, accounts: AccountLookup, media: MediaLoo
         assert platform is not None  # the Target model requires accountId or platform
         override = request.platforms.for_platform(platform) if request.platforms else None
         layers = (target, override, request)
-        items: list[MediaItem] = _pick("media", *layers) or []
+        items: list[MediaItem] = pick("media", *layers) or []
         refs: list[MediaRef] = []
         for i, item in enumerate(items):
             ref, violation = await _media_ref(index, i, item, probe_cache, media_cache, media, request.profileId)
@@ -89,12 +89,12 @@ async def resolve(request: PostRequest, accounts: AccountLookup, media: MediaLoo
                 index=index,
                 platform=platform,
                 account=account,
-                text=_pick("text", *layers) or "",
+                text=pick("text", *layers) or "",
                 media=tuple(refs),
-                first_comment=_pick("firstComment", *layers),
-                thread=tuple(_pick("thread", *layers) or ()),
-                title=_pick("title", target, override, _options_of(target, platform), request),
-                visibility=_pick("visibility", *layers),
+                first_comment=pick("firstComment", *layers),
+                thread=tuple(pick("thread", *layers) or ()),
+                title=pick("title", target, override, _options_of(target, platform), request),
+                visibility=pick("visibility", *layers),
                 options=_merge_options(platform, target, override),
                 foreign_options=tuple(
                     k for k in OPTION_OBJECTS if getattr(target, k) is not None and k != OPTION_KEY[platform]

@@ -23,7 +23,7 @@ from omnipost.errors import (
 from omnipost.leases import owner_is_gone
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
-from omnipost.platforms.base import AccountContext, MediaFile, PlatformAdapter, PublishJob, probe
+from omnipost.platforms.base import MediaFile, PlatformAdapter, PublishJob, probe
 from omnipost.platforms.pieces import Ledger, Processing, load as load_pieces
 from omnipost.store.db import new_id
 from omnipost.store.models import Account, Attempt, Batch, Post
@@ -231,8 +231,7 @@ class Dispatch:
                     continue
             files.append(MediaFile(index=m["index"], mime=None, kind=None, size=None, url=m.get("url"), alt_text=m.get("altText")))
         target = load_target(post.position, post.content, info(account), facts)
-        ctx = AccountContext(id=account.id, platform=account.platform, handle=account.handle,
-                             credentials=self.accounts.credentials(account), defaults=dict(account.defaults or {}), emulates=account.emulates)
+        ctx = self.accounts.context(account)
         # The attempt row committed before this try stands for the main post's marker (pieces.py).
         ledger = Ledger(load_pieces(post.pieces), clock=self.clock, save=self._saver(post.id), main_marker_free=True)
         return PublishJob(post_id=post.id, upstream_key=post.id, account=ctx, target=target, media=tuple(files), ledger=ledger)

@@ -125,7 +125,7 @@ class Intake:
             media_errors.setdefault(index, error)
         deep_warnings: dict[int, list[dict[str, Any]]] = {}
         if mode == "immediate":  # a daily allowance is today's: a scheduled or draft post is judged when it is sent
-            checked, deep_warnings = await self._check_with_accounts(
+            checked, deep_warnings = await self._check_with_accounts(directory, 
                 profile_id, [t for t in resolution.targets if t.index not in media_errors], media_ids)
             for index, error in checked.items():
                 media_errors.setdefault(index, error)
@@ -252,11 +252,7 @@ class Intake:
         if self.media is None or self.media.check_url is None:
             return {}
         check = self.media.check_url
-        wanted: dict[tuple[int, str, str], str] = {}  # (target, option, rule) -> url
-        for t in targets:
-            for option, rule in (spec.checked_links if (spec := spec_of(t.platform.value)) else ()):
-                if url := t.options.get(option):
-                    wanted[(t.index, option, rule)] = url
+        wanted = {(t.index, option, rule): url for t in targets for option, rule, url in _checked_links(t)}  # -> url
         if not wanted:
             return {}
         outcome: dict[str, AppError | None] = {}
@@ -282,12 +278,14 @@ class Intake:
                     "remediation": f"Fix {option} so it answers 200 to an anonymous request from the internet, or remove it."})
         return errors
 
-    async def _check_with_accounts(self, profile_id: str, targets: Sequence[ResolvedTarget], media_ids: dict[int, dict[int, str]]
+    async def _check_with_accounts(self, directory: ProfileDirectory, profile_id: str, targets: Sequence[ResolvedTarget],
+                                   media_ids: dict[int, dict[int, str]]
                                    ) -> tuple[dict[int, ErrorObject], dict[int, list[dict[str, Any]]]]:
         """Deep checks an adapter makes with the account itself (platforms.base.DeepChecking: Bluesky's daily video
         quota), concurrently, once the media are stored: an error fails that target only, a warning (the check could
-        not be made) is kept on the post. Targets of adapters without such checks cost nothing."""
-        from omnipost.platforms.base import AccountContext, DeepChecking, DeepFinding
+        not be made) is kept on the post. Targets of adapters without such checks cost nothing; the account rows are
+        the ones `directory` loaded for preflight (no read per target)."""
+        from omnipost.platforms.base import DeepChecking, DeepFinding
 
         wanted = [(t, adapter) for t in targets if t.account is not None and t.account.health == "active"
                   and isinstance(adapter := self.adapters.get(t.account.adapter or t.account.platform.value), DeepChecking)]
@@ -302,13 +300,13 @@ class Intake:
                 if m.facts is None and self.media is not None and (mid := media_ids.get(t.index, {}).get(m.index)):
                     if (got := await self.media.facts_of(profile_id, mid)) is not None:
                         facts[m.index] = got
-            async with self.db.session() as s:
-                row = await s.get(Account, t.account.id)
+            row = directory.row(t.account.id)
+            if row is None:
+                async with self.db.session() as s:
+                    row = await s.get(Account, t.account.id)
             if row is None:
                 return
-            ctx = AccountContext(id=row.id, platform=row.platform, handle=row.handle, credentials=self.accounts.credentials(row),
-                                 defaults=dict(row.defaults or {}), emulates=row.emulates)
-            found[t.index] = await adapter.deep_check(ctx, t, facts)
+            found[t.index] = await adapter.deep_check(self.accounts.context(row), t, facts)
 
         async with anyio.create_task_group() as tg:
             for t, adapter in wanted:
@@ -338,13 +336,15 @@ class Intake:
             return exc
 
 
+def _checked_links(t: ResolvedTarget) -> list[tuple[str, str, str]]:
+    """(option, rule, url) of each link the target's platform fetches itself (its spec's checked_links) that it sets."""
+    spec = spec_of(t.platform.value)
+    return [(option, rule, url) for option, rule in (spec.checked_links if spec else ()) if (url := t.options.get(option))]
+
+
 def _fetches_first(targets: Sequence[ResolvedTarget]) -> bool:
     """Whether storing these targets first uploads or fetches something: media, or a link the platform fetches."""
-    def links(t: ResolvedTarget) -> tuple[tuple[str, str], ...]:
-        spec = spec_of(t.platform.value)
-        return spec.checked_links if spec else ()
-
-    return any(t.media or any(t.options.get(option) for option, _ in links(t)) for t in targets)
+    return any(t.media or _checked_links(t) for t in targets)
 
 
 class _ReplayedError(AppError):
