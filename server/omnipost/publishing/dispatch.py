@@ -1,8 +1,8 @@
 """Dispatch: the upstream calls, the ledger, reconcile and recovery (see Dispatch)."""
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
