@@ -16,7 +16,6 @@ A refusal is `AddressRefused` (an httpcore ConnectError, so the client maps it t
 `platforms.calls.send` turns it into `UpstreamForbiddenError`: nothing was sent, no upstream body is reflected.
 """
 
-import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -92,16 +91,32 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-class GuardedTransport(httpx2.AsyncHTTPTransport):
-    """httpx2's own transport (pooling, HTTP/1.1, TLS), opening its connections through a GuardedBackend."""
+class LazyTLSTransport(httpx2.AsyncHTTPTransport):
+    """httpx2's own transport (pooling, HTTP/1.1, TLS) whose TLS context (the loaded CA store, about 3 MB) is made at
+    its first request rather than when it is built: a server that only answers local tools never pays for it."""
+
+    def __init__(self, *, limits: httpx2.Limits = httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+                 network_backend: Any = None, trust_env: bool = True) -> None:
+        # Not super().__init__, which makes the TLS context now; the pool is the one it would build.
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=None, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=network_backend)
+        self._trust_env = trust_env
+        self._tls_ready = False
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not self._tls_ready:  # before the pool opens its first connection (it would make a context per connection)
+            self._pool._ssl_context = httpx2.create_ssl_context(trust_env=self._trust_env)  # type: ignore[attr-defined]
+            self._tls_ready = True
+        return await super().handle_async_request(request)
+
+
+class GuardedTransport(LazyTLSTransport):
+    """The runtime's transport: every connection opened through a GuardedBackend."""
 
     def __init__(self, backend: GuardedBackend, *, limits: httpx2.Limits) -> None:
-        super().__init__(limits=limits)
-        ssl_context: ssl.SSLContext = self._pool._ssl_context  # type: ignore[attr-defined]  # the one httpx2 made
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=ssl_context, max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend)
+        super().__init__(limits=limits, network_backend=backend)
 
 
 def refused_reason(exc: BaseException) -> str | None:

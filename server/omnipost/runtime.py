@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -100,10 +101,8 @@ class Runtime:
         if self.http is None:
             mounts: dict[str, httpx2.AsyncBaseTransport] = {}
             if s.sandbox_url is None:
-                from omnipost.sandbox.upstream import create_sandbox_app
-
                 # The embedded sandbox: a simulated platform in this process, with its own store.
-                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=create_sandbox_app(s.data_dir / "sandbox.db", clock=self.clock))
+                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=_embedded_sandbox(s.data_dir / "sandbox.db", self.clock))
             # Keep-alive for a whole 25-target fan-out, so a batch does not open new connections.
             limits = httpx2.Limits(max_connections=100, max_keepalive_connections=50)
             self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0), limits=limits,
@@ -346,3 +345,19 @@ def _import_store() -> None:
     """Import the database layer (run in a worker thread at start-up)."""
     import omnipost.publishing  # noqa: F401 - pulls in sqlmodel, sqlalchemy, aiosqlite, cryptography
     import omnipost.store.db  # noqa: F401  # the engine and aiosqlite
+
+
+def _embedded_sandbox(path: Path, clock: Clock) -> Any:
+    """The embedded sandbox upstream as an ASGI app that builds itself at its first request: a server that never
+    publishes to a sandbox account neither imports it nor opens its store."""
+    app: Any = None
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal app
+        if app is None:
+            from omnipost.sandbox.upstream import create_sandbox_app
+
+            app = create_sandbox_app(path, clock=clock)
+        await app(scope, receive, send)
+
+    return asgi

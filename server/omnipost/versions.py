@@ -149,14 +149,15 @@ async def check_versions(now: datetime, emit: Emit, *, sent: set[tuple[str, str]
 def daily_notice(db: "Database", every: timedelta = NOTICE_EVERY) -> Remind:
     """A `remind` backed by the notices table: True for at most one caller per `every`, across every process and
     restart of an installation (one conditional upsert: the row is written only if absent or older than `every`)."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    import importlib
 
     from omnipost.store.models import Notice
 
     table = Notice.__table__  # type: ignore[attr-defined]
+    # Only the dialect in use: loading PostgreSQL's (2 MB) on SQLite would be idle memory for nothing.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{'postgresql' if db.engine.dialect.name == 'postgresql' else 'sqlite'}")
 
     async def remind(key: str, now: datetime) -> bool:
-        dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(table).values(key=key, last_at=now)
         stmt = stmt.on_conflict_do_update(index_elements=[table.c.key], set_={"last_at": now},
                                           where=table.c.last_at <= now - every)

@@ -522,7 +522,10 @@ def build_webhook_service(rt: "Runtime") -> WebhookService:
     http = rt.extra.get("webhook_http")
     owned = http is None
     if http is None:
-        http = httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=DEFAULT_TIMEOUT)
+        from omnipost.netguard import LazyTLSTransport
+
+        http = httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=DEFAULT_TIMEOUT,
+                                  transport=LazyTLSTransport(trust_env=False))
     return WebhookService(rt.db, rt.accounts.vault, rt.clock, http, rt.resolver,
                           allow_loopback=bool(rt.extra.get("webhook_allow_loopback")),
                           local_receivers=rt.settings.webhook_allow_loopback, owns_http=owned)

@@ -24,6 +24,7 @@ lazily because it is heavy.
 """
 
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -61,7 +62,6 @@ ROTATION_PACKETS = 64
 Progress = Callable[[int, int | None], Awaitable[None]]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ZEROS = bytes(CHUNK)
 
 
 def default_max_bytes() -> int:
@@ -71,10 +71,17 @@ def default_max_bytes() -> int:
     return (largest_media_limit() // GIB + 1) * GIB
 
 
+@functools.cache
+def _zeros() -> bytes:
+    """A chunk of zero bytes, made at the first use (not at import: 1 MB of idle memory otherwise)."""
+    return bytes(CHUNK)
+
+
 def _is_zero(chunk: bytes | memoryview) -> bool:
     """Whether every byte of the chunk is zero (compared against a zero buffer: memcmp speed, no copy)."""
     view = memoryview(chunk)
-    return all(_ZEROS.startswith(view[at : at + CHUNK]) for at in range(0, len(view), CHUNK))
+    zeros = _zeros()
+    return all(zeros.startswith(view[at : at + CHUNK]) for at in range(0, len(view), CHUNK))
 
 
 class MediaPathForbiddenError(MediaError):
