@@ -270,3 +270,44 @@ async def test_a_daily_notice_is_given_once_a_day_across_processes(db: Database,
         assert await first(key, NOW + timedelta(days=1, hours=1)) is False
     finally:
         await other.close()
+
+
+async def test_a_write_waiting_for_another_process_lock_leaves_the_loop_free_and_reads_answer(tmp_path: Path) -> None:
+    """store/sqlite_driver.py runs a statement in place only when it cannot wait on another process: while another
+    connection holds the write lock, a write waits in the connection's thread (the loop goes on: a read answers from
+    the committed state), and it goes through once the lock is released."""
+    import sqlite3
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    db = await Database.open(None, tmp_path, now)
+    other = sqlite3.connect(tmp_path / "omnipost.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's writer
+        other.execute("INSERT INTO profiles (id, name, created_at) VALUES ('prf_other', 'other', '2026-01-01 00:00:00')")
+        written, inserting = anyio.Event(), anyio.Event()
+
+        @sa.event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+        def _about_to(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("INSERT INTO profiles"):
+                inserting.set()  # the INSERT goes to the driver next: in place it would hold the loop until busy_timeout
+
+        async def write() -> None:
+            async with db.session() as s:
+                s.add(Profile(id="prf_mine", name="mine", created_at=now))
+                await s.commit()
+            written.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write)
+                await inserting.wait()
+                async with db.session() as s:  # the loop is free, and a reader does not wait for the writer
+                    names = set((await s.exec(select(Profile.name))).all())
+                assert names == {"default"} and not written.is_set()
+                other.execute("COMMIT")
+                await written.wait()
+        async with db.session() as s:
+            assert set((await s.exec(select(Profile.name))).all()) == {"default", "other", "mine"}
+    finally:
+        other.close()
+        await db.close()

@@ -1,12 +1,19 @@
-"""aiosqlite, with the two calls of every statement that do no I/O made on the event loop's thread.
+"""aiosqlite, with the calls that cannot wait on another process made on the event loop's thread.
 
-aiosqlite runs each call of a connection in the connection's own thread: creating a cursor, executing, fetching and
-closing the cursor are four round trips to that thread per statement, each ~0.1-0.2 ms of queueing and waking the
-loop. Creating a cursor (a Python object) and closing it (resetting a finished statement) do no I/O and take no
-lock, so they are made in place; a statement's rows are fetched in the same trip as its execution; a commit or
-rollback with no transaction open (a session that only read) makes no trip. Executing, fetching, committing and
-rolling back still happen in the thread, so the loop never waits on the disk or on another process's write lock.
-A sandbox publish of one post went from 16 trips to 12 (bench/publish_overhead.py).
+aiosqlite runs each call of a connection in the connection's own thread, so the event loop never waits on the disk
+or on another process's write lock. Each trip there costs queueing, waking the thread and handing the GIL back and
+forth: ~0.1 ms on an idle machine, up to ~0.7 ms when the cores are busy (measured with cProfile under load: the
+time shows up in the queue's put). A publish made 16 such trips. Now a call goes to the thread only when it may wait:
+
+- in place: creating and closing a cursor (no I/O); a SELECT (in WAL mode a reader never waits for a writer);
+  any statement of a transaction that already holds the write lock (after BEGIN IMMEDIATE or a first write in it:
+  nothing it does waits on another process); fetching (a statement's rows are fetched as it is executed); a commit
+  or rollback with no transaction open (a session that only read).
+- in the thread: BEGIN, the first write of a transaction (it may wait for the write lock, up to busy_timeout),
+  COMMIT (it writes the WAL and may checkpoint) and ROLLBACK.
+
+A sandbox publish of one post makes 4 trips instead of 16 (bench/publish_overhead.py). What in-place calls may still
+do is read pages the OS has not cached, and spill a large transaction's pages to the WAL: bounded, brief file I/O.
 
 Sharing the sqlite3 connection between the two threads is safe as SQLAlchemy uses it: one task at a time per
 connection, each call awaited before the next (check_same_thread=False only lifts Python's own guard; SQLite is
@@ -14,6 +21,7 @@ built serialized). Used through SQLAlchemy's `async_creator_fn` connect argument
 """
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -22,9 +30,19 @@ from aiosqlite.context import contextmanager
 ITER_CHUNK_SIZE = 64  # aiosqlite's default
 
 
+# Statements that, once they succeed, leave the transaction holding the write lock (a plain BEGIN or a SAVEPOINT
+# does not: it is deferred until the first write).
+_TAKE_THE_LOCK = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN I", "BEGIN E")
+
+
+def _verb(sql: str) -> str:
+    return sql.lstrip()[:7].upper()
+
+
 class _Cursor(aiosqlite.Cursor):
-    """Executes and, for a statement that returns rows, fetches them all in the same trip to the connection's thread:
-    SQLAlchemy fetches every row of a result right after executing it (its async adaptation buffers them)."""
+    """Executes in place when the statement cannot wait on another process (see the module docstring), else in the
+    connection's thread; either way a statement's rows are fetched with it (SQLAlchemy buffers every row of a result
+    right after executing it)."""
 
     _rows: list[Any] | None = None
 
@@ -35,7 +53,17 @@ class _Cursor(aiosqlite.Cursor):
             cursor.execute(sql, [] if parameters is None else parameters)
             return cursor.fetchall() if cursor.description else None
 
-        self._rows = await self._execute(run)
+        self._rows = await self._conn.call(sql, run)
+        return self
+
+    async def executemany(self, sql: str, parameters: Any) -> "_Cursor":
+        cursor = self._cursor
+
+        def run() -> None:
+            cursor.executemany(sql, parameters)
+
+        self._rows = None
+        await self._conn.call(sql, run)
         return self
 
     async def fetchall(self) -> list[Any]:  # type: ignore[override]  # rows, as aiosqlite's
@@ -61,23 +89,37 @@ class _Cursor(aiosqlite.Cursor):
 
 
 class _Connection(aiosqlite.Connection):
+    _writing = False  # the open transaction holds the write lock (set after a BEGIN IMMEDIATE or a write, in the thread)
+
     @contextmanager
     async def cursor(self) -> aiosqlite.Cursor:
         return _Cursor(self, self._conn.cursor())
 
+    async def call(self, sql: str, run: Callable[[], Any]) -> Any:
+        """Run one statement: in place when it cannot wait on another process, else in the connection's thread."""
+        conn = self._conn
+        verb = _verb(sql)
+        if verb.startswith("SELECT") or (self._writing and conn.in_transaction):
+            return run()
+        result = await self._execute(run)
+        if conn.in_transaction and verb.startswith(_TAKE_THE_LOCK):
+            self._writing = True  # the write (or BEGIN IMMEDIATE/EXCLUSIVE) succeeded: the lock is this transaction's
+        return result
+
     async def commit(self) -> None:
-        """Commit, unless no transaction is open (sqlite3 opens one only before a write: a session that only read
-        ends with nothing to commit or roll back, and the trip to the thread would do nothing)."""
+        """Commit, unless no transaction is open (sqlite3 opens one only before a write)."""
+        self._writing = False
         if self._conn.in_transaction:
             await super().commit()
 
     async def rollback(self) -> None:
+        self._writing = False
         if self._conn.in_transaction:
             await super().rollback()
 
 
 def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
-    """An aiosqlite connection (awaitable, as aiosqlite.connect's) whose cursors are made and closed in place."""
+    """An aiosqlite connection (awaitable, as aiosqlite.connect's) whose calls go to its thread only when they may wait."""
     kwargs["check_same_thread"] = False
 
     def connector() -> sqlite3.Connection:
