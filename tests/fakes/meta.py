@@ -31,7 +31,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from fakes.specs import SpecViolation, graph_nodes
+from fakes.specs import SpecViolation, graph_nodes, parse_selector
 from fakes.upstream import Answer, FakeUpstream, Handler, Req
 
 SHORT_TTL = 2 * 3600.0  # Facebook short-lived user token: ~1–2 h (§4)
@@ -135,7 +135,7 @@ class FakeGraph(FakeUpstream):
 
     def _page_fields(self, page: FbPage, selector: str, grant_kind: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, sub in _fields(selector):
+        for name, sub in parse_selector(selector):
             if name == "id":
                 out["id"] = page.id
             elif name == "name":
@@ -149,7 +149,7 @@ class FakeGraph(FakeUpstream):
             elif name == "instagram_business_account":
                 if page.instagram is not None:  # Graph leaves an unset field out of the answer
                     ig = {"id": page.instagram.id, "username": page.instagram.username}
-                    out[name] = {k: v for k, v in ig.items() if k in {n for n, _ in _fields(sub or "id")}}
+                    out[name] = {k: v for k, v in ig.items() if k in {n for n, _ in parse_selector(sub or "id")}}
             else:
                 raise SpecViolation(f"the fake does not serve Page.{name} yet")
         graph_nodes().check_object("Page", out)
@@ -187,11 +187,6 @@ class FakeGraph(FakeUpstream):
         if not allowed:
             raise graph_error(400, 100, "Unsupported get request.", subcode=33, kind="GraphMethodException")
         return {"id": page.id} | self._page_fields(page, selector, grant.kind)  # Graph always answers a node's id
-
-
-def _fields(selector: str) -> list[tuple[str, str | None]]:
-    from fakes.specs import _parse_selector  # pyright: ignore[reportPrivateUsage]  # one parser for fakes and specs
-    return _parse_selector(selector)
 
 
 @dataclass
@@ -244,7 +239,7 @@ class FakeThreads(FakeUpstream):
 
     async def _me(self, req: Req) -> Any:
         _only(req, {"fields", "access_token"})
-        names = [n for n, _ in _fields(req.arg("fields") or "id")]
+        names = [n for n, _ in parse_selector(req.arg("fields") or "id")]
         if unknown := sorted(set(names) - THREADS_USER_FIELDS):
             raise SpecViolation(f"Threads user has no fields {unknown}")
         user = self.users[self.grant(req, "short", "long").subject]

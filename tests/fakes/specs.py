@@ -162,13 +162,15 @@ class GraphNodes:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._nodes: dict[str, dict[str, Any]] = {}
 
-    @cache
     def node(self, name: str) -> dict[str, Any]:
-        path = self.directory / f"{name}.json"
-        if not path.is_file():
-            raise SpecViolation(f"no Graph node spec {name}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        if name not in self._nodes:
+            path = self.directory / f"{name}.json"
+            if not path.is_file():
+                raise SpecViolation(f"no Graph node spec {name}")
+            self._nodes[name] = json.loads(path.read_text(encoding="utf-8"))
+        return self._nodes[name]
 
     def fields(self, name: str) -> dict[str, str]:
         """The node's fields and their types ("string", "IGUser", "list<Page>"...)."""
@@ -176,7 +178,7 @@ class GraphNodes:
 
     def check_fields(self, name: str, selector: str) -> None:
         """A `fields=` selector (e.g. `id,name,instagram_business_account{id,username}`) names fields of the node."""
-        for field, sub in _parse_selector(selector):
+        for field, sub in parse_selector(selector):
             kinds = self.fields(name)
             if field not in kinds:
                 raise SpecViolation(f"{name} has no field {field!r}")
@@ -216,7 +218,7 @@ class GraphNodes:
                 self.check_object(kind, value)  # pyright: ignore[reportUnknownArgumentType]
 
 
-def _parse_selector(selector: str) -> list[tuple[str, str | None]]:
+def parse_selector(selector: str) -> list[tuple[str, str | None]]:
     """`a,b{c,d{e}},f` → [("a", None), ("b", "c,d{e}"), ("f", None)]."""
     out: list[tuple[str, str | None]] = []
     depth, start, name_end = 0, 0, -1

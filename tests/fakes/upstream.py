@@ -14,7 +14,6 @@ import hashlib
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -158,9 +157,6 @@ class FakeUpstream:
     def client(self, *others: FakeUpstream) -> httpx2.AsyncClient:
         """One client with this fake (and `others`) mounted by origin; every other host fails loudly."""
         return mounted_client({self.origin: self.app, **{o.origin: o.app for o in others}})
-
-    def at(self, seconds: float) -> datetime:
-        return datetime.fromtimestamp(seconds, timezone.utc)
 
     # --- serving --------------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 """The post-exchange steps (oauth/steps.py) against each platform's fake (tests/fakes/x.py, linkedin.py, meta.py,
 pinterest.py): who the tokens belong to, what each account stores, and how a refusal is classified."""
 
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,7 +13,7 @@ from fakes.specs import SpecViolation
 from fakes.upstream import FakeUpstream
 from fakes.x import FakeX
 from omnipost.clock import FixedClock
-from omnipost.errors import AppError, ConnectError, PlatformAuthError, PlatformForbiddenError, PlatformRateLimitError
+from omnipost.errors import AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError, PlatformRateLimitError
 from omnipost.oauth.model import AppCredentials, ExchangeContext, OAuthCredentials, TokenSet
 from omnipost.oauth.steps import API_BASE, STEPS
 from omnipost.platforms.base import Connected
@@ -213,8 +212,12 @@ async def test_facebook_throttling_code_is_a_rate_limit(clock: Clock) -> None:
 async def test_facebook_and_threads_need_the_app_secret(clock: Clock) -> None:
     fake = graph(clock)
     ctx = context(fake, "facebook", TokenSet(fake.issue_user_token("10158")), clock)  # no secret
-    assert (await refused("facebook", ctx)).code == "validation_failed"  # ConfigError
-    assert fake.log == []
+    assert isinstance(error := await refused("facebook", ctx), ConfigError) and error.code == "validation_failed"
+    threads = FakeThreads(clock)
+    threads.add_user("25000000000000001", "ada.threads")
+    ctx = context(threads, "threads", TokenSet(threads.issue_short_token("25000000000000001")), clock)
+    assert isinstance(await refused("threads", ctx), ConfigError)
+    assert fake.log == threads.log == []  # refused before any upstream call
 
 
 # --- Instagram ---------------------------------------------------------------------------------------------------------
@@ -305,9 +308,6 @@ async def test_pinterest_refused_token_is_auth_failed_and_missing_scope_is_forbi
 
 
 # --- across platforms --------------------------------------------------------------------------------------------------
-
-Scenario = Callable[[Clock], Any]
-
 
 async def test_no_token_or_secret_appears_in_what_a_step_returns_or_raises(clock: Clock) -> None:
     seen: list[object] = []

@@ -29,9 +29,9 @@ from omnipost.errors import ConfigError, ConnectError, PlatformUnavailableError
 from omnipost.oauth.model import ExchangeContext, OAuthCredentials, PostExchange, TokenSet
 from omnipost.platforms.base import Connected
 from omnipost.platforms.calls import raise_for_status, send
-from omnipost.platforms.registry import PLATFORMS
 from omnipost.platforms.errormap import (AUTH_REFUSED, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule, body_field,
                                          first_of, reset_header, retry_after_header)
+from omnipost.platforms.registry import PLATFORMS
 
 # Error maps for the identity calls. The adapters of these platforms do not exist yet; when they do, their module
 # constant ERRORS (platforms/<p>.py) is the one place for these rules and the steps should use it.
