@@ -1,19 +1,24 @@
-"""The post-exchange steps (oauth/steps.py) against each platform's fake (tests/fakes/x.py, linkedin.py, meta.py,
-pinterest.py): who the tokens belong to, what each account stores, and how a refusal is classified."""
+"""The post-exchange steps (oauth/steps.py) against each platform's fake (tests/fakes/x.py, linkedin.py, facebook.py
+with instagram.py on graph.facebook.com, threads.py, pinterest.py): who the tokens belong to, what each account
+stores, and how a refusal is classified."""
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from fakes.facebook import FakeGraph
+from fakes.graph import LONG_TTL, graph_error
+from fakes.instagram import IGAccount
 from fakes.linkedin import FakeLinkedIn
-from fakes.meta import LONG_TTL, FakeGraph, FakeThreads, IGAccount, graph_error
 from fakes.pinterest import FakePinterest
 from fakes.specs import SpecViolation
+from fakes.threads import FakeThreads
 from fakes.upstream import FakeUpstream
 from fakes.x import FakeX
 from omnipost.clock import FixedClock
-from omnipost.errors import AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError, PlatformRateLimitError
+from omnipost.errors import (AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError,
+                             PlatformRateLimitError)
 from omnipost.oauth.model import AppCredentials, ExchangeContext, OAuthCredentials, TokenSet
 from omnipost.oauth.steps import API_BASE, STEPS
 from omnipost.platforms.base import Connected

@@ -1,28 +1,18 @@
-"""Fake Meta Graph hosts, speaking platforms.md §4–6: graph.facebook.com (Facebook Pages and Instagram with Facebook
-Login: `FakeGraph`) and graph.threads.net (`FakeThreads`). One app per host; publishing routes (Page /feed, IG
-/media and /media_publish, Threads /threads) join `routes()` later.
+"""A fake graph.facebook.com: Facebook Pages, and Instagram with Facebook Login (whose accounts are the
+`instagram_business_account` of a Page, on the same host: fakes/instagram.py), speaking platforms.md §4–5.
+Publishing routes (Page /feed, /photos; IG /media, /media_publish) join `routes()` later.
 
-graph.facebook.com, every route under the pinned version (`/v24.0/...`; another version is refused):
+Every route is under the pinned version (`/v24.0/...`; another version is refused):
 - GET /oauth/access_token?grant_type=fb_exchange_token&client_id&client_secret&fb_exchange_token=<short user token>
   → {"access_token": <long-lived user token>, "token_type": "bearer", "expires_in": ~60 days} (§4.1 step 3).
 - GET /me/accounts[?fields&limit&after], a user token → {"data": [Page...], "paging": {"cursors": {"before", "after"},
   "next"?}}; each Page's `access_token` is a Page token that never expires when the user token is long-lived, and
-  lasts as long as the user token otherwise (Meta's rule, §4 tokens).
-- GET /{page-id}?fields=..., a user token of one of the Page's admins (or the Page's token): the Page's fields,
-  `instagram_business_account{id,username}` included when an Instagram professional account is linked.
+  lasts as long as a short-lived user token otherwise (Meta's rule, §4 tokens).
+- GET /{page-id}?fields=..., a user token of one of the Page's admins (or the Page's token): the Page's id and the
+  fields asked for, `instagram_business_account{id,username}` only when an Instagram professional account is linked.
 Every edge call's parameters and `fields=` selector are checked against Meta's node specs (User.accounts, Page,
 IGUser in reference-data/platform-specs/meta-graph-api/specs), and every answered object against its node's fields
-and types. The token exchange is in no spec: platforms.md is its reference.
-
-graph.threads.net (no machine-readable spec: platforms.md §6 is the reference):
-- GET /access_token (unversioned, as Meta documents it; the versioned path answers too)
-  ?grant_type=th_exchange_token&client_secret&access_token=<short token> → {"access_token", "token_type", "expires_in"}.
-- GET /v1.0/me?fields=id,username[,name,threads_profile_picture_url,threads_biography] → the user.
-
-Errors are Graph error objects (§4.3): a dead token answers HTTP 400 {"error": {"message": "Error validating access
-token: ...", "type": "OAuthException", "code": 190, "error_subcode": 463 (expired) | 460 (revoked: password
-changed) | 467 (invalid), "fbtrace_id"}}; a wrong app secret code 1 "Error validating client secret."; an unknown
-object code 100 subcode 33.
+and types. The token exchange is in no spec: platforms.md is its reference. Errors: fakes/graph.py.
 """
 
 from __future__ import annotations
@@ -31,34 +21,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakes.graph import LONG_TTL, graph_error, only, token_refused
 from fakes.specs import SpecViolation, graph_nodes, parse_selector
-from fakes.upstream import Answer, FakeUpstream, Handler, Req
+from fakes.upstream import FakeUpstream, Handler, Req
 
 SHORT_TTL = 2 * 3600.0  # Facebook short-lived user token: ~1–2 h (§4)
-LONG_TTL = 60 * 86400.0  # long-lived user token: ~60 days
-THREADS_SHORT_TTL = 3600.0  # Threads: 1 h → 60 days (§6)
 GRAPH_VERSION = "v24.0"
-THREADS_VERSION = "v1.0"
-_SUBCODES = {"expired": 463, "revoked": 460, "invalid": 467, "missing": None}
-
-
-def graph_error(status: int, code: int, message: str, *, subcode: int | None = None, kind: str = "OAuthException") -> Answer:
-    body: dict[str, Any] = {"message": message, "type": kind, "code": code, "fbtrace_id": "AbCdEfGhIjK"}
-    if subcode is not None:
-        body["error_subcode"] = subcode
-    return Answer(status, {"error": body})
-
-
-def _token_refused(why: str) -> Answer:
-    if why == "missing":
-        return graph_error(400, 2500, "An active access token must be used to query information about the current user.")
-    return graph_error(400, 190, "Error validating access token: the session is invalid.", subcode=_SUBCODES[why])
-
-
-def _only(req: Req, allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> None:
-    unknown, missing = sorted(set(req.query) - allowed), sorted(required - set(req.query))
-    if unknown or missing:
-        raise SpecViolation(f"{req.route}: unknown parameters {unknown}, missing {missing}")
 
 
 @dataclass
@@ -120,12 +88,12 @@ class FakeGraph(FakeUpstream):
             raise SpecViolation(f"{req.request.url.path}: not the pinned Graph version {self.version}")
 
     def refused(self, req: Req, why: str) -> Answer:
-        return _token_refused(why)
+        return token_refused(why)
 
     async def _access_token(self, req: Req) -> Any:
         if req.arg("grant_type") != "fb_exchange_token":
             raise SpecViolation("this fake's /oauth/access_token serves only grant_type=fb_exchange_token so far")
-        _only(req, {"grant_type", "client_id", "client_secret", "fb_exchange_token"},
+        only(req, {"grant_type", "client_id", "client_secret", "fb_exchange_token"},
               {"grant_type", "client_id", "client_secret", "fb_exchange_token"})
         if req.arg("client_id") != self.client_id or req.arg("client_secret") != self.client_secret:
             raise graph_error(400, 1, "Error validating client secret.")
@@ -174,7 +142,7 @@ class FakeGraph(FakeUpstream):
         return body
 
     async def _node(self, req: Req) -> Any:
-        _only(req, {"fields", "access_token"})
+        only(req, {"fields", "access_token"})
         page = self.pages.get(req.path_params["node"])
         if page is None:
             raise graph_error(400, 100, f"Unsupported get request. Object with ID '{req.path_params['node'][:40]}' "
@@ -187,61 +155,3 @@ class FakeGraph(FakeUpstream):
         if not allowed:
             raise graph_error(400, 100, "Unsupported get request.", subcode=33, kind="GraphMethodException")
         return {"id": page.id} | self._page_fields(page, selector, grant.kind)  # Graph always answers a node's id
-
-
-@dataclass
-class ThreadsUser:
-    id: str
-    username: str
-    name: str = ""
-
-
-THREADS_USER_FIELDS = {"id", "username", "name", "threads_profile_picture_url", "threads_biography", "is_verified"}
-
-
-class FakeThreads(FakeUpstream):
-    """graph.threads.net."""
-
-    origin = "https://graph.threads.net"
-    token_prefix = "THAA"
-
-    def __init__(self, *args: Any, client_id: str = "9876543210", client_secret: str = "threads-app-secret",
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.client_id, self.client_secret = client_id, client_secret
-        self.users: dict[str, ThreadsUser] = {}
-
-    def add_user(self, id: str, username: str, name: str = "") -> ThreadsUser:
-        self.users[id] = user = ThreadsUser(id, username, name)
-        return user
-
-    def issue_short_token(self, user_id: str, ttl: float = THREADS_SHORT_TTL) -> str:
-        return self.issue(user_id, "short", ttl)
-
-    def routes(self) -> list[tuple[str, str, str, Handler]]:
-        return [*super().routes(),
-                ("GET", "/access_token", "access_token", self._exchange),
-                ("GET", f"/{THREADS_VERSION}/access_token", "access_token", self._exchange),
-                ("GET", f"/{THREADS_VERSION}/me", "me", self._me)]
-
-    def refused(self, req: Req, why: str) -> Answer:
-        return _token_refused(why)
-
-    async def _exchange(self, req: Req) -> Any:
-        _only(req, {"grant_type", "client_secret", "access_token"}, {"grant_type", "client_secret", "access_token"})
-        if req.arg("grant_type") != "th_exchange_token":
-            raise SpecViolation("this fake's /access_token serves only grant_type=th_exchange_token so far")
-        if req.arg("client_secret") != self.client_secret:
-            raise graph_error(400, 1, "Error validating client secret.")
-        grant = self.grant_of(req, req.arg("access_token") or "", "short")
-        return {"access_token": self.issue(grant.subject, "long", LONG_TTL), "token_type": "bearer",
-                "expires_in": int(LONG_TTL)}
-
-    async def _me(self, req: Req) -> Any:
-        _only(req, {"fields", "access_token"})
-        names = [n for n, _ in parse_selector(req.arg("fields") or "id")]
-        if unknown := sorted(set(names) - THREADS_USER_FIELDS):
-            raise SpecViolation(f"Threads user has no fields {unknown}")
-        user = self.users[self.grant(req, "short", "long").subject]
-        values = {"id": user.id, "username": user.username, "name": user.name}
-        return {n: values[n] for n in names if n in values}
