@@ -41,6 +41,7 @@ class FbPage:
     name: str
     category: str = "Brand"
     instagram: IGAccount | None = None
+    token_role: bool = True  # False: the user's role on the Page cannot use a Page token (Meta leaves it out)
 
 
 @dataclass
@@ -68,8 +69,9 @@ class FakeGraph(FakeUpstream):
         self.users[id] = user = FbUser(id, name)
         return user
 
-    def add_page(self, user_id: str, id: str, name: str, *, instagram: IGAccount | None = None) -> FbPage:
-        self.pages[id] = page = FbPage(id, name, instagram=instagram)
+    def add_page(self, user_id: str, id: str, name: str, *, instagram: IGAccount | None = None,
+                 token_role: bool = True) -> FbPage:
+        self.pages[id] = page = FbPage(id, name, instagram=instagram, token_role=token_role)
         self.users[user_id].pages.append(id)
         return page
 
@@ -111,6 +113,8 @@ class FakeGraph(FakeUpstream):
             elif name == "category":
                 out["category"] = page.category
             elif name == "access_token":
+                if not page.token_role:
+                    continue
                 # Meta: a Page token from a long-lived user token has no expiry; from a short one it is short too.
                 ttl = None if grant_kind == "user_long" else SHORT_TTL
                 out["access_token"] = self.issue(page.id, "page", ttl, derived_from=grant_kind)

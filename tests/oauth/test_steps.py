@@ -191,6 +191,17 @@ async def test_facebook_user_without_a_page_is_connect_failed_no_page(clock: Clo
     assert (error.code, error.rule) == ("connect_failed", "facebook.connect.no_page")
 
 
+async def test_facebook_leaves_out_a_page_answered_without_a_page_token(clock: Clock) -> None:
+    fake = graph(clock, pages=1)
+    fake.add_page("10158", "100009", "Moderated only", token_role=False)
+    accounts = await STEPS["facebook"](meta_context(fake, "facebook", clock, fake.issue_user_token("10158")))
+    assert [a.identity for a in accounts] == ["100001"]
+    only_moderated = graph(clock, pages=0)
+    only_moderated.add_page("10158", "100009", "Moderated only", token_role=False)
+    error = await refused("facebook", meta_context(only_moderated, "facebook", clock, only_moderated.issue_user_token("10158")))
+    assert (error.code, error.rule) == ("connect_failed", "facebook.connect.no_page")
+
+
 async def test_facebook_reads_every_page_of_the_page_list(clock: Clock) -> None:
     fake = graph(clock, pages=101)
     accounts = await STEPS["facebook"](meta_context(fake, "facebook", clock, fake.issue_user_token("10158")))

@@ -19,7 +19,7 @@ only way it takes them), so no URL is ever quoted; every other call sends the to
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -67,7 +67,6 @@ GRAPH_ERRORS = ErrorMap(
            Rule(UNAVAILABLE, code="1"), Rule(UNAVAILABLE, code="2")),
     code=_graph_error("code"), message=_graph_error("message"))
 
-# Pinterest (§7.3): {"code": <int>, "message"}; numeric codes per condition are unconfirmed, so the status decides.
 def _number(field: str) -> Callable[[Any], str | None]:
     """Reads an integer `field` of a JSON-object body, as text."""
     def read(body: Any) -> str | None:
@@ -76,6 +75,7 @@ def _number(field: str) -> Callable[[Any], str | None]:
     return read
 
 
+# Pinterest (§7.3): {"code": <int>, "message"}; numeric codes per condition are unconfirmed, so the status decides.
 PINTEREST_ERRORS = ErrorMap(code=_number("code"), message=body_field("message"))
 
 _MAX_PAGE_LISTS = 20  # /me/accounts pages followed at most (100 Pages each)
@@ -123,7 +123,7 @@ def _refresh_expires_at(ctx: ExchangeContext, tokens: TokenSet) -> datetime | No
     `refresh_token_expires_in`, or Pinterest's `refresh_token_expires_at` (Unix seconds)."""
     at = tokens.extra.get("refresh_token_expires_at")
     if isinstance(at, (int, float)) and not isinstance(at, bool) and at > 0:
-        return datetime.fromtimestamp(at, ctx.clock.now().tzinfo)
+        return datetime.fromtimestamp(at, timezone.utc)
     return _in(ctx, tokens.extra.get("refresh_token_expires_in"))
 
 
@@ -131,11 +131,10 @@ def _stored(ctx: ExchangeContext, extra: dict[str, Any], *, access_token: str | 
             expires_at: datetime | None = None, keep_refresh: bool = True) -> dict[str, Any]:
     """The OAuthCredentials an account stores, as JSON. Defaults: the tokens just obtained, as they are."""
     tokens = ctx.tokens
-    own = access_token is None
     return OAuthCredentials(
-        access_token=tokens.access_token if own else access_token,
+        access_token=tokens.access_token if access_token is None else access_token,
         refresh_token=tokens.refresh_token if keep_refresh else None,
-        expires_at=tokens.expires_at if own else expires_at,
+        expires_at=tokens.expires_at if access_token is None else expires_at,
         refresh_expires_at=_refresh_expires_at(ctx, tokens) if keep_refresh and tokens.refresh_token else None,
         scope=list(tokens.scope), token_type="Bearer", extra=extra,
     ).model_dump(mode="json")
@@ -189,6 +188,12 @@ class _Exchanged(_Loose):
 class _Page(_Loose):
     id: str
     name: str
+    access_token: str | None = None  # Meta leaves it out when the user's role on the Page cannot use it
+
+
+class _UsablePage(_Loose):
+    id: str
+    name: str
     access_token: str
 
 
@@ -232,16 +237,17 @@ async def _fb_long_lived(ctx: ExchangeContext, platform: str) -> tuple[str, date
     return answer.access_token, _in(ctx, answer.expires_in)
 
 
-async def _pages(ctx: ExchangeContext, user_token: str, platform: str) -> list[_Page]:
+async def _pages(ctx: ExchangeContext, user_token: str, platform: str) -> list[_UsablePage]:
     """The user's Pages with their Page tokens (§4.1 step 4), every page of the list (by cursor, so the token in
-    Meta's `paging.next` URL is never handled)."""
-    pages: list[_Page] = []
+    Meta's `paging.next` URL is never handled). A Page answered without a token (the user's role there cannot use
+    one) cannot be published to, so it is left out."""
+    pages: list[_UsablePage] = []
     params = {"fields": "id,name,access_token", "limit": "100"}
     for _ in range(_MAX_PAGE_LISTS):
         answer = _parse(_Pages, await _get(ctx, f"{ctx.api_base}/me/accounts", platform=platform, errors=GRAPH_ERRORS,
                                            what="/me/accounts", bearer=user_token, params=params),
                         platform=platform, what="/me/accounts")
-        pages.extend(answer.data)
+        pages.extend(_UsablePage(id=p.id, name=p.name, access_token=p.access_token) for p in answer.data if p.access_token)
         after = answer.paging.cursors.after if answer.paging and answer.paging.cursors else None
         if not (answer.paging and answer.paging.next and after and answer.data):
             break
@@ -249,7 +255,7 @@ async def _pages(ctx: ExchangeContext, user_token: str, platform: str) -> list[_
     return pages
 
 
-def _chosen(pages: list[_Page], ctx: ExchangeContext, platform: str) -> list[_Page]:
+def _chosen(pages: list[_UsablePage], ctx: ExchangeContext, platform: str) -> list[_UsablePage]:
     """The Pages to connect: the one `pageId` names, else all.
 
     Raises:
