@@ -236,6 +236,25 @@ async def test_facebook_and_threads_need_the_app_secret(clock: Clock) -> None:
     assert fake.log == threads.log == []  # refused before any upstream call
 
 
+async def test_a_wrong_meta_app_secret_is_a_config_error_not_a_retry(clock: Clock) -> None:
+    fake = graph(clock)
+    ctx = context(fake, "facebook", TokenSet(fake.issue_user_token("10158")), clock, secret="wrong", client_id=fake.client_id)
+    error = await refused("facebook", ctx)
+    assert isinstance(error, ConfigError) and not error.retryable
+    threads = FakeThreads(clock)
+    threads.add_user("25000000000000001", "ada.threads")
+    ctx = context(threads, "threads", TokenSet(threads.issue_short_token("25000000000000001")), clock, secret="wrong")
+    assert isinstance(await refused("threads", ctx), ConfigError)
+
+
+async def test_a_5xx_on_an_identity_read_is_retryable_unavailable(clock: Clock) -> None:
+    fake = FakePinterest(clock)
+    fake.add_user("549755885175", "omnipostpins")
+    fake.fail_next("user_account", 503, {"code": 503, "message": "Service unavailable"})
+    error = await refused("pinterest", context(fake, "pinterest", TokenSet(fake.issue_user_token("549755885175")), clock))
+    assert (error.code, error.retryable, type(error).__name__) == ("platform_unavailable", True, "PlatformUnavailableError")
+
+
 # --- Instagram ---------------------------------------------------------------------------------------------------------
 
 async def test_instagram_makes_one_account_per_linked_business_account_and_skips_pages_without_one(clock: Clock) -> None:

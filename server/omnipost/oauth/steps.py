@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from omnipost.errors import ConfigError, ConnectError, PlatformUnavailableError
+from omnipost.errors import ConfigError, ConnectError, PlatformError, PlatformUnavailableError
 from omnipost.oauth.model import ExchangeContext, OAuthCredentials, PostExchange, TokenSet
 from omnipost.platforms.base import Connected
 from omnipost.platforms.calls import raise_for_status, send
@@ -227,13 +227,31 @@ def _secret(ctx: ExchangeContext, platform: str) -> str:
     return ctx.app.client_secret
 
 
+async def _exchange(ctx: ExchangeContext, url: str, platform: str, params: dict[str, str]) -> _Exchanged:
+    """Meta's long-lived token exchange.
+
+    Raises:
+        ConfigError: Meta refused the app's id or secret. PlatformError: anything else (190: the token is dead)."""
+    what = "the long-lived token exchange"
+    try:
+        return _parse(_Exchanged, await _get(ctx, url, platform=platform, errors=GRAPH_ERRORS, what=what, params=params),
+                      platform=platform, what=what)
+    except PlatformError as exc:
+        # Meta answers a wrong app secret with the generic code 1 ("Error validating client secret.", type
+        # OAuthException), which alone would read as "unavailable, retry": only the message says the app is wrong.
+        body = exc.platform_response
+        if _graph_error("code")(body) == "1" and "client secret" in (_graph_error("message")(body) or "").lower():
+            raise ConfigError(f"{platform} refused the app's client id or secret.", platform_response=body,
+                              remediation="Check the Meta app's id and secret in omnipost's environment, then connect "
+                                          "again.") from None
+        raise
+
+
 async def _fb_long_lived(ctx: ExchangeContext, platform: str) -> tuple[str, datetime | None]:
     """Meta's long-lived user token (§4.1 step 3): the short-lived one from the code, exchanged (about 60 days)."""
-    data = await _get(ctx, f"{ctx.api_base}/oauth/access_token", platform=platform, errors=GRAPH_ERRORS,
-                      what="the long-lived token exchange",
-                      params={"grant_type": "fb_exchange_token", "client_id": ctx.app.client_id,
+    answer = await _exchange(ctx, f"{ctx.api_base}/oauth/access_token", platform,
+                             {"grant_type": "fb_exchange_token", "client_id": ctx.app.client_id,
                               "client_secret": _secret(ctx, platform), "fb_exchange_token": ctx.tokens.access_token})
-    answer = _parse(_Exchanged, data, platform=platform, what="the long-lived token exchange")
     return answer.access_token, _in(ctx, answer.expires_in)
 
 
@@ -327,11 +345,9 @@ async def threads(ctx: ExchangeContext) -> list[Connected]:
     """Threads: the long-lived token (§6 tokens: th_exchange_token, 60 days, renewed by th_refresh_token from the
     token itself, so there is no refresh token), then /me?fields=id,username."""
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(ctx.api_base))  # Meta documents this exchange unversioned
-    data = await _get(ctx, f"{origin}/access_token", platform="threads", errors=GRAPH_ERRORS,
-                      what="the long-lived token exchange",
-                      params={"grant_type": "th_exchange_token", "client_secret": _secret(ctx, "threads"),
-                              "access_token": ctx.tokens.access_token})
-    exchanged = _parse(_Exchanged, data, platform="threads", what="the long-lived token exchange")
+    exchanged = await _exchange(ctx, f"{origin}/access_token", "threads",
+                                {"grant_type": "th_exchange_token", "client_secret": _secret(ctx, "threads"),
+                                 "access_token": ctx.tokens.access_token})
     me = _parse(_ThreadsUser, await _get(ctx, f"{ctx.api_base}/me", platform="threads", errors=GRAPH_ERRORS, what="/me",
                                          bearer=exchanged.access_token, params={"fields": "id,username"}),
                 platform="threads", what="/me")
