@@ -399,6 +399,8 @@ async def test_the_fakes_refuse_requests_their_platform_spec_does_not_allow(cloc
             await http.get("https://api.x.com/2/users/me", params={"user.fields": "id", "pretty": "1"})
         with pytest.raises(SpecViolation):
             await http.get("https://api.x.com/2/users/me", params={"user.fields": "shoe_size"})
+        with pytest.raises(AssertionError, match="no route"):  # an endpoint no one has added yet
+            await http.post("https://api.x.com/2/tweets", json={"text": "hi"})
     fb = graph(clock)
     async with fb.client() as http:
         with pytest.raises(SpecViolation, match="no field"):
