@@ -1,20 +1,24 @@
 """The post-exchange steps (issue 12): once a code (or a brought token) is exchanged, who the tokens belong to, as
-the accounts to store. One step per OAuth platform in `STEPS`; the code flow (oauth/flow) calls the platform's step
+the accounts to store. One step per OAuth platform in `STEPS`; the OAuth code flow calls the platform's step
 with an ExchangeContext and stores each `Connected` it answers.
 
-| platform  | calls (after the token exchange)                                          | accounts | `extra` holds               |
-|-----------|----------------------------------------------------------------------------|----------|-----------------------------|
-| x         | GET /2/users/me                                                            | 1        | userId, username            |
-| linkedin  | GET /v2/userinfo (OpenID): `sub` → urn:li:person:<sub>                     | 1        | authorUrn, sub              |
-| facebook  | fb_exchange_token (long-lived user token), GET /me/accounts                | 1/Page   | pageId, pageName            |
-| instagram | fb_exchange_token, GET /me/accounts, GET /{page}?fields=instagram_business_account{id,username} | 1/linked account | igUserId, username, pageId |
-| threads   | th_exchange_token (long-lived), GET /me?fields=id,username                 | 1        | userId, username            |
-| pinterest | GET /v5/user_account                                                       | 1        | username, userId (when given) |
+- x: GET /2/users/me → one account; extra {userId, username}.
+- linkedin: GET /v2/userinfo (OpenID) → one account, urn:li:person:<sub>; extra {authorUrn, sub}, and the
+  `authorUrn` account default the post body reads.
+- facebook: fb_exchange_token (the long-lived user token), GET /me/accounts → one account per Page (or the one
+  `pageId` names); extra {pageId, pageName}.
+- instagram: fb_exchange_token, GET /me/accounts, GET /{page}?fields=instagram_business_account{id,username} →
+  one account per linked Instagram professional account; extra {igUserId, username, pageId}.
+- threads: th_exchange_token (long-lived, 60 days), GET /me?fields=id,username → one account; extra {userId, username}.
+- pinterest: GET /v5/user_account → one account; extra {username, userId (when answered)}.
 
 Facebook and Instagram store the Page's token (a Page token fetched with a long-lived user token does not expire),
 never the short-lived user token the code gave. Every upstream answer goes through platforms/calls.py (send and
 raise_for_status) with the platform's error map below: a refused token is PlatformAuthError (platform_auth_failed).
-Tokens never appear in an error: Meta's exchange puts the short token and the app secret in the query string (the
+Valid tokens that name no account to connect raise ConnectError (connect_failed) with `rule`
+`<facebook|instagram>.connect.no_page`, `<facebook|instagram>.connect.page_not_found` (the `pageId` asked for) or
+`instagram.connect.no_business_account`; a missing or refused Meta app secret is ConfigError. Tokens never appear in
+an error: Meta's exchange puts the short token and the app secret in the query string (the
 only way it takes them), so no URL is ever quoted; every other call sends the token in the Authorization header.
 """
 
