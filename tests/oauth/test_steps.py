@@ -16,6 +16,7 @@ from fakes.specs import SpecViolation
 from fakes.threads import FakeThreads
 from fakes.upstream import FakeUpstream
 from fakes.x import FakeX
+from refdata import requires_reference_data
 from omnipost.clock import FixedClock
 from omnipost.errors import (AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError,
                              PlatformRateLimitError)
@@ -24,7 +25,7 @@ from omnipost.oauth.steps import API_BASE, STEPS
 from omnipost.platforms.base import Connected
 from omnipost.platforms.registry import PLATFORMS
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, requires_reference_data]  # the fakes are refereed by the platforms' specs
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 T0 = NOW.timestamp()
