@@ -16,7 +16,6 @@ from fakes.specs import SpecViolation
 from fakes.threads import FakeThreads
 from fakes.upstream import FakeUpstream
 from fakes.x import FakeX
-from refdata import requires_reference_data
 from omnipost.clock import FixedClock
 from omnipost.errors import (AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError,
                              PlatformRateLimitError)
@@ -24,6 +23,7 @@ from omnipost.oauth.model import AppCredentials, ExchangeContext, OAuthCredentia
 from omnipost.oauth.steps import API_BASE, STEPS
 from omnipost.platforms.base import Connected
 from omnipost.platforms.registry import PLATFORMS
+from refdata import requires_reference_data
 
 pytestmark = [pytest.mark.anyio, requires_reference_data]  # the fakes are refereed by the platforms' specs
 
