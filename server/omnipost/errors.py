@@ -11,6 +11,9 @@
     ├── UnauthorizedError         unauthorized: authentic key, action not allowed (profile.scope_mismatch)
     ├── RateLimitedError          rate_limited: the caller's own per-key limit; .retry_after
     ├── ConfigError               platform not configured / credentials missing: the user must act
+    ├── ConnectError              connect_failed: the tokens are fine but name no account to connect (no Facebook
+    │                             Page, no linked Instagram business account, the pageId asked for is not theirs);
+    │                             rule says which (e.g. facebook.connect.no_page); the user acts on the platform
     ├── PlatformError             raised only by adapters; .status, .platform_response (truncated, redacted)
     │   ├── PlatformAuthError     platform_auth_failed: the token was refused (missing/expired/revoked); reconnect
     │   ├── PlatformForbiddenError platform_forbidden: permission/scope refusal; the account stays healthy
@@ -169,6 +172,14 @@ class ConfigError(AppError):
     """The server is not configured for this action; the user must act."""
 
     code = "validation_failed"
+
+
+class ConnectError(AppError):
+    """A connect reached the platform with valid tokens, but they name no account omnipost can connect (no Facebook
+    Page, no Instagram professional account linked to a Page, or not the Page asked for). `rule` says which; the user
+    acts on the platform (create or link the account, grant the Page) and connects again."""
+
+    code = "connect_failed"
 
 
 class ConflictError(AppError):
