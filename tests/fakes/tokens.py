@@ -110,7 +110,7 @@ class FakeTokenServer:
         if record is None or record.revoked:
             return JSONResponse({"error": "invalid_grant", "error_description": "unknown refresh token"}, status_code=400)
         if record.spent_at is not None:
-            if record.successor is not None and self.clock() - record.spent_at <= self.grace:
+            if record.successor is not None and self.grace > 0 and self.clock() - record.spent_at <= self.grace:
                 return JSONResponse(record.successor)
             return JSONResponse({"error": "invalid_grant", "error_description": "refresh token already used"}, status_code=400)
         answer = self.issue()
