@@ -118,3 +118,35 @@ async def test_a_retry_after_a_crash_posts_nothing_twice(local_pds: Any, setting
     assert detail["status"] == "published" and detail["extras"]["uri"] == batch["results"][0]["extras"]["uri"]
     texts = [r["value"]["text"] for r in local_pds.list_records(alice["did"], "app.bsky.feed.post")]
     assert texts.count(f"Exactly once ({left_as})") == 1
+
+
+async def test_the_refresher_rotates_and_revokes_a_real_session(local_pds: Any, clock: Any) -> None:
+    """BlueskyRefresher (driven by TokenSession) against the reference PDS: refreshSession rotates the refresh token,
+    a spent one is answered again with the same successor for a while (grace), and deleteSession ends the session,
+    after which its refresh token is refused (a PlatformAuthError: reconnect)."""
+    import anyio
+    import httpx2
+
+    from omnipost.errors import PlatformAuthError
+    from omnipost.platforms.bluesky import BlueskyRefresher, connect_bluesky
+
+    account = local_pds.create_account(None)
+    password = local_pds.create_app_password(account)
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        with anyio.fail_after(60):
+            session = await connect_bluesky(http, account["handle"], password, local_pds.url, clock=clock)
+            old = session["credentials"]
+            refresher = BlueskyRefresher(http, clock=clock)
+            tokens = await refresher.refresh(old)
+            new = refresher.merge(old, tokens)
+            rotated = new["refreshJwt"] != old["refreshJwt"]  # (the access JWT may repeat within the same second)
+            assert rotated
+            assert (new["did"], new["pdsUrl"]) == (old["did"], old["pdsUrl"]) and tokens.expires_at is not None
+            # The spent refresh token sent again at once gets the same successor (the PDS's rotation grace period):
+            # so a process killed after the PDS rotated and before our commit still refreshes after a restart.
+            again = await refresher.refresh(old)
+            same = again.refresh_token == tokens.refresh_token
+            assert same
+            assert await refresher.revoke(new) is True
+            with pytest.raises(PlatformAuthError):
+                await refresher.refresh(new)
