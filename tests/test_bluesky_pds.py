@@ -150,3 +150,29 @@ async def test_the_refresher_rotates_and_revokes_a_real_session(local_pds: Any, 
             assert await refresher.revoke(new) is True
             with pytest.raises(PlatformAuthError):
                 await refresher.refresh(new)
+
+
+async def test_the_server_refreshes_a_session_about_to_end_then_revokes_it_at_disconnect(local_pds: Any, settings: Settings,
+                                                                                          clock: Any) -> None:
+    """Through the tools: the account's TokenSession refreshes an access token about to end (by the injected clock)
+    before publishing, the rotated session is committed, and disconnect_account ends the session at the PDS."""
+    from datetime import datetime, timedelta, timezone
+
+    from omnipost.platforms.bluesky import _jwt_exp
+
+    server = server_for(settings, clock)
+    async with Client(server) as client:
+        acc, alice = await connect(client, local_pds, None)
+        rt = server.runtime
+        profile = (await rt.accounts.resolve_profile(None)).id
+        before = rt.accounts.credentials(await rt.accounts.get(profile, acc))
+        exp = _jwt_exp(before["accessJwt"])
+        assert exp is not None
+        clock.at = datetime.fromtimestamp(exp, timezone.utc) - timedelta(seconds=60)  # inside the refresh margin
+        batch = ok(await client.call_tool("publish_post", {"text": "After a refresh", "targets": [{"accountId": acc}]}))
+        assert batch["results"][0]["status"] == "published"
+        after = rt.accounts.credentials(await rt.accounts.get(profile, acc))
+        rotated = after["refreshJwt"] != before["refreshJwt"]
+        assert rotated and after["did"] == alice["did"]
+        out = ok(await client.call_tool("disconnect_account", {"accountId": acc}))
+        assert (out["health"], out["revoked"], out["warnings"]) == ("disconnected", True, [])
