@@ -154,11 +154,14 @@ class Runtime:
         """The accounts' TokenSessions: each platform's Refresher (its spec's `refresher`, built from the adapter
         deps), the database as the store and lock, and a refused refresh marking the account needs_reconnect
         (publishing's mark_account, which emits token.revoked)."""
-        from omnipost.oauth.session import DatabaseCredentialStore, TokenSessions
+        from dataclasses import replace
+
+        from omnipost.oauth.session import REFRESH_TIMEOUT, DatabaseCredentialStore, TokenSessions
         from omnipost.platforms.registry import PLATFORMS
 
         assert self.db is not None
         deps = self.adapter_deps()
+        deps = replace(deps, timeout=min(deps.timeout, REFRESH_TIMEOUT))  # a refresh holds the account's lock
         refreshers = {p: spec.refresher(deps) for p, spec in PLATFORMS.items() if spec.refresher is not None}
 
         async def refused(account_id: str) -> None:

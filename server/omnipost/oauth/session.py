@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("omnipost.tokens")
 
 DEFAULT_MARGIN = timedelta(minutes=5)  # an access token ending sooner than this is refreshed before use
+# The store's lock is held during the token request (on SQLite: the database's write lock, which other writers wait
+# for up to busy_timeout, 30 s): Refreshers are built with at most this HTTP timeout (runtime.py).
+REFRESH_TIMEOUT = 10.0
 
 Revoked = bool | Literal["unsupported"]
 
