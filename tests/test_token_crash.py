@@ -162,3 +162,43 @@ def test_with_a_rotation_grace_period_the_window_closes(tmp_path: Path) -> None:
         assert (code, said) == (0, {"me": 200}), err
         creds, health = stored(data_dir)
         assert (creds["refresh_token"], health) == ("rt-2", "active") and fake.valid_refresh_tokens() == ["rt-2"]
+
+
+def test_two_processes_on_one_sqlite_file_make_one_token_request(tmp_path: Path) -> None:
+    """A's token request is held at the server until B logged that it is taking the lock (B then waits in SQLite's
+    busy handler for A's write lock); released, A commits, B reads A's tokens under the lock and sends nothing.
+    (B opens the database first: while a refresh holds SQLite's write lock, a process starting up waits for it too,
+    as every writer does, for as long as the token request takes.)"""
+    from procs import Proc
+
+    clock = FixedClock(NOW)
+    fake = FakeTokenServer(lambda: clock.now().timestamp())
+    data_dir = tmp_path / "data"
+    connect_account(data_dir, fake)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent / "server"), str(TESTS)])
+    with serving(fake) as url:
+        gate = fake.hold_across_threads()
+        args = [sys.executable, str(TESTS / "token_child.py"), str(data_dir), url, ACCOUNT, "none", NOW.isoformat()]
+        b = Proc([*args, "wait-current"], env, stdin=subprocess.PIPE)  # B opens the database before A locks it
+        a: Proc | None = None
+        try:
+            with b.watchdog(120):
+                b.wait_for("ready", 60)
+                a = Proc([*args, "current"], env)
+                with a.watchdog(90):
+                    assert fake.arrived_sync.wait(60), "".join(a.lines)  # A holds the lock; its request is at the server
+                    assert b.proc.stdin is not None
+                    b.proc.stdin.write("go\n")
+                    b.proc.stdin.flush()
+                    b.wait_for("taking the refresh lock", 60)
+                    gate.set()
+                    assert a.proc.wait(timeout=60) == 0, "".join(a.lines)
+                    assert b.proc.wait(timeout=60) == 0, "".join(b.lines)
+        finally:
+            gate.set()
+        assert fake.token_requests() == 1
+        creds, health = stored(data_dir)
+        assert (creds["refresh_token"], health) == ("rt-2", "active") and fake.valid_refresh_tokens() == ["rt-2"]
+        assert [p for p, _ in fake.requests].count("/me") == 2  # both used the token
+    no_token_in(fake, "".join(a.lines if a else []), "".join(b.lines))

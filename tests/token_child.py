@@ -1,11 +1,12 @@
 """A process that refreshes one account's token through TokenSession, for tests/test_token_crash.py.
 
-    python token_child.py <data dir> <token url> <account id> <crash point> <now ISO> <current|force>
+    python token_child.py <data dir> <token url> <account id> <crash point> <now ISO> <current|force|wait-current>
 
 It opens the SQLite database in <data dir>, takes the account's TokenSession (DatabaseCredentialStore, the fake's
 Refresher), gets usable credentials (`current()`, or `expired()` to force a refresh) and uses the access token
 once (GET <server>/me). Exit 0 when that answered 200, 3 on a refused refresh (the account is then marked
-needs_reconnect), 4 on another error. One JSON line on stdout says what happened (never a token).
+needs_reconnect), 4 on another error. `wait-current` first opens the database and reads the account, logs "ready"
+and waits for a line on stdin (so a test can start it before another process takes the lock). One JSON line on stdout says what happened (never a token).
 
 <crash point> SIGKILLs this very process at that moment (a real kill: no cleanup, no rollback but the database's
 own): `before-request` (the lock is held, nothing sent), `after-response` (the server answered and rotated, the
@@ -93,16 +94,19 @@ async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now:
             s.add(row)
             await s.commit()
 
-    async with httpx2.AsyncClient(timeout=10) as http:
+    async with httpx2.AsyncClient(timeout=60) as http:
         refresher = CrashingRefresher(FakeOAuthRefresher(http, clock=clock, token_url=token_url), crash)
         sessions = TokenSessions(store, clock, {"x": refresher}, on_refused=needs_reconnect)
         async with db.session() as s:
             row = await s.get(Account, account_id)
             assert row is not None and row.credentials is not None
         session = sessions.get(AccountContext(id=row.id, platform=row.platform, handle=row.handle, credentials=vault.open(row.credentials)))
+        if mode == "wait-current":  # opened and read: wait for a line on stdin before refreshing
+            logging.getLogger("omnipost.tokens").info("ready")
+            await anyio.to_thread.run_sync(sys.stdin.readline)
         try:
             with anyio.fail_after(40):
-                creds = await (session.current() if mode == "current" else session.expired(session.access_token))
+                creds = await (session.expired(session.access_token) if mode == "force" else session.current())
         except PlatformAuthError as exc:
             print(json.dumps({"error": exc.code}), flush=True)
             return 3
@@ -118,5 +122,6 @@ async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.getLogger("omnipost.tokens").setLevel(logging.DEBUG)
     folder, url, account, point, at, how = sys.argv[1:7]
     sys.exit(anyio.run(main, Path(folder), url, account, point, datetime.fromisoformat(at), how))

@@ -9,12 +9,14 @@
 - POST /revoke form token=<rt or at> → 200 (RFC 7009: unknown tokens too); the token is refused from then on.
 - GET /me  Bearer <access token> → 200 {"id"}; expired or unknown → 401 {"error": "invalid_token"}.
 Scripted trouble: `fail_next(path, status, body)`; `hold()` makes the next /token request wait until `release()`
-(`arrived` is set when it is waiting); `expire_access()` ends every access token issued so far.
+(`arrived` is set when it is waiting; `hold_across_threads()` is the same for a server on another thread);
+`expire_access()` ends every access token issued so far.
 Every request is logged in `requests` (path, and for /token the refresh token sent). Unknown routes are 404.
 Tokens are opaque counters ("at-3", "rt-3"), so a test can tell them apart and find them in logs.
 """
 
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -57,6 +59,8 @@ class FakeTokenServer:
     _hold: bool = False
     arrived: anyio.Event | None = None
     _release: anyio.Event | None = None
+    gate: threading.Event | None = None  # hold_across_threads(): served on another thread (uvicorn)
+    arrived_sync: threading.Event = field(default_factory=threading.Event)
 
     def issue(self) -> dict[str, Any]:
         """A fresh token answer (as /token gives), e.g. the tokens an account was connected with."""
@@ -78,6 +82,12 @@ class FakeTokenServer:
 
     def hold(self) -> None:
         self._hold, self.arrived, self._release = True, anyio.Event(), anyio.Event()
+
+    def hold_across_threads(self) -> threading.Event:
+        """As hold(), for a server running on another thread: the next /token request sets `arrived_sync` and waits
+        (at most 60 s) until the returned event is set."""
+        self.gate = threading.Event()
+        return self.gate
 
     def release(self) -> None:
         assert self._release is not None
@@ -102,6 +112,10 @@ class FakeTokenServer:
             self._hold = False
             self.arrived.set()
             await self._release.wait()
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            self.arrived_sync.set()
+            await anyio.to_thread.run_sync(gate.wait, 60)
         if (failed := self._failure("/token")) is not None:
             return failed
         if form.get("grant_type") != "refresh_token":

@@ -208,6 +208,7 @@ class DatabaseCredentialStore:
 
         from omnipost.store.models import Account
 
+        logger.debug("taking the refresh lock of account %s", account_id)
         async with self.db.engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
             try:
