@@ -5,7 +5,8 @@ single-use rotating refresh tokens: a refresh token sent once is refused afterwa
 
 What it proves, point by point:
 - `before-request` (the lock is held, nothing sent): the stored refresh token is still the valid one; the next process
-  refreshes. The killed process's SQLite write lock died with it: the next one does not wait for it.
+  refreshes. The killed process's lock died with it (SQLite's write lock; PostgreSQL's row lock, with its
+  connection): the next one does not wait for it. These two run on SQLite and on PostgreSQL (tests/pg.py).
 - `after-commit` (the rotated tokens committed, not yet used): the stored refresh token is the new, valid one; the
   next process refreshes with it.
 - `after-response`, strict rotation: THE WINDOW THAT CANNOT BE CLOSED. The server rotated (the old token is spent) and
@@ -36,6 +37,7 @@ import anyio
 import pytest
 import uvicorn
 from fakes.tokens import FakeTokenServer, credentials_from
+from pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 
 from omnipost.clock import FixedClock
 from omnipost.store.crypto import Vault, load_key
@@ -72,10 +74,10 @@ def serving(fake: FakeTokenServer) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def connect_account(data_dir: Path, fake: FakeTokenServer) -> None:
+def connect_account(data_dir: Path, fake: FakeTokenServer, url: str | None = None) -> None:
     """The account as a connect would leave it: the fake's first tokens, the access token ending in 60 s."""
     async def run() -> None:
-        db = await Database.open(None, data_dir, NOW)
+        db = await Database.open(url, data_dir, NOW)
         vault = Vault(load_key(None, data_dir))
         async with db.session() as s:
             profile = (await s.exec(select(Profile))).one()
@@ -88,20 +90,31 @@ def connect_account(data_dir: Path, fake: FakeTokenServer) -> None:
     anyio.run(run)
 
 
-def child(data_dir: Path, token_url: str, crash: str, mode: str = "current") -> tuple[int, dict[str, Any], str]:
+def child(data_dir: Path, token_url: str, crash: str, mode: str = "current", url: str | None = None) -> tuple[int, dict[str, Any], str]:
     """Run token_child.py to its end (or its kill): (return code, its JSON line, its stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent / "server"), str(TESTS)])
-    done = subprocess.run([sys.executable, str(TESTS / "token_child.py"), str(data_dir), token_url, ACCOUNT, crash, NOW.isoformat(), mode],
-                          env=env, capture_output=True, text=True, timeout=90)
+    done = subprocess.run([sys.executable, str(TESTS / "token_child.py"), str(data_dir), token_url, ACCOUNT, crash, NOW.isoformat(), mode,
+                           *([url] if url else [])], env=env, capture_output=True, text=True, timeout=90)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     return done.returncode, json.loads(lines[-1]) if lines else {}, done.stderr
 
 
-def stored(data_dir: Path) -> tuple[dict[str, Any], str]:
-    """The account's credentials and health as committed (read with plain sqlite3, outside the program)."""
-    with closing(sqlite3.connect(data_dir / "omnipost.db")) as conn:
-        sealed, health = conn.execute("SELECT credentials, health FROM accounts WHERE id = ?", (ACCOUNT,)).fetchone()
+def stored(data_dir: Path, url: str | None = None) -> tuple[dict[str, Any], str]:
+    """The account's credentials and health as committed (SQLite: read with plain sqlite3, outside the program)."""
+    if url is None:
+        with closing(sqlite3.connect(data_dir / "omnipost.db")) as conn:
+            sealed, health = conn.execute("SELECT credentials, health FROM accounts WHERE id = ?", (ACCOUNT,)).fetchone()
+    else:
+        async def read() -> tuple[bytes, str]:
+            db = await Database.open(url, data_dir, NOW)
+            async with db.session() as s:
+                row = await s.get(Account, ACCOUNT)
+            await db.close()
+            assert row is not None and row.credentials is not None
+            return row.credentials, row.health
+
+        sealed, health = anyio.run(read)
     return Vault(load_key(None, data_dir)).open(sealed), health
 
 
@@ -111,24 +124,31 @@ def no_token_in(fake: FakeTokenServer, *texts: str) -> None:
         assert not any(f"{t}\"" in shown or f"{t} " in shown or f"{t}'" in shown or shown.rstrip().endswith(t) for t in tokens), shown[-2000:]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """None: the SQLite file in the data dir; else a fresh PostgreSQL database (tests/pg.py)."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
 @pytest.mark.parametrize("crash", ["before-request", "after-commit"])
-def test_a_kill_on_either_side_of_the_request_and_commit_leaves_a_refreshable_account(tmp_path: Path, crash: str) -> None:
+def test_a_kill_on_either_side_of_the_request_and_commit_leaves_a_refreshable_account(tmp_path: Path, crash: str,
+                                                                                       database: str | None) -> None:
     clock = FixedClock(NOW)
     fake = FakeTokenServer(lambda: clock.now().timestamp())
     data_dir = tmp_path / "data"
-    connect_account(data_dir, fake)
+    connect_account(data_dir, fake, database)
     with serving(fake) as url:
-        code, said, err1 = child(data_dir, url, crash)
+        code, said, err1 = child(data_dir, url, crash, url=database)
         assert code == -9 and said == {"killed": crash}, err1
-        creds, health = stored(data_dir)
+        creds, health = stored(data_dir, database)
         expected = "rt-1" if crash == "before-request" else "rt-2"
         assert (creds["refresh_token"], health) == (expected, "active")
         assert fake.valid_refresh_tokens() == [expected]  # what is stored is what the server accepts
         started = time.monotonic()
-        code, said, err2 = child(data_dir, url, "none", mode="force")  # restart: refresh again, then use the token
+        code, said, err2 = child(data_dir, url, "none", mode="force", url=database)  # restart: refresh again, use the token
         assert (code, said) == (0, {"me": 200}), err2
-        assert time.monotonic() - started < 20  # the dead process's lock did not hold it up (busy_timeout is 30 s)
-        creds, health = stored(data_dir)
+        assert time.monotonic() - started < 20  # the dead process's lock did not hold it up (SQLite's busy_timeout is 30 s)
+        creds, health = stored(data_dir, database)
         assert health == "active" and fake.valid_refresh_tokens() == [creds["refresh_token"]]
         assert fake.token_requests() == (1 if crash == "before-request" else 2)
     no_token_in(fake, err1, err2)

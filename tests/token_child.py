@@ -1,8 +1,8 @@
 """A process that refreshes one account's token through TokenSession, for tests/test_token_crash.py.
 
-    python token_child.py <data dir> <token url> <account id> <crash point> <now ISO> <current|force|wait-current>
+    python token_child.py <data dir> <token url> <account id> <crash point> <now ISO> <current|force|wait-current> [database URL]
 
-It opens the SQLite database in <data dir>, takes the account's TokenSession (DatabaseCredentialStore, the fake's
+It opens the database (the SQLite file in <data dir>, or the PostgreSQL database URL given), takes the account's TokenSession (DatabaseCredentialStore, the fake's
 Refresher), gets usable credentials (`current()`, or `expired()` to force a refresh) and uses the access token
 once (GET <server>/me). Exit 0 when that answered 200, 3 on a refused refresh (the account is then marked
 needs_reconnect), 4 on another error. `wait-current` first opens the database and reads the account, logs "ready"
@@ -79,9 +79,9 @@ class CrashingStore(DatabaseCredentialStore):
             yield row
 
 
-async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now: datetime, mode: str) -> int:
+async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now: datetime, mode: str, url: str | None) -> int:
     clock = FixedClock(now)
-    db = await Database.open(None, data_dir, now)
+    db = await Database.open(url, data_dir, now)
     vault = Vault(load_key(None, data_dir))
     store = CrashingStore(db, vault)
     store.crash = crash
@@ -123,5 +123,6 @@ async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     logging.getLogger("omnipost.tokens").setLevel(logging.DEBUG)
-    folder, url, account, point, at, how = sys.argv[1:7]
-    sys.exit(anyio.run(main, Path(folder), url, account, point, datetime.fromisoformat(at), how))
+    folder, token_url, account, point, at, how = sys.argv[1:7]
+    database_url = sys.argv[7] if len(sys.argv) > 7 else None
+    sys.exit(anyio.run(main, Path(folder), token_url, account, point, datetime.fromisoformat(at), how, database_url))
