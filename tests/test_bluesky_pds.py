@@ -138,7 +138,7 @@ async def test_the_refresher_rotates_and_revokes_a_real_session(local_pds: Any, 
             old = session["credentials"]
             refresher = BlueskyRefresher(http, clock=clock)
             tokens = await refresher.refresh(old)
-            new = refresher.merge(old, tokens)
+            new = refresher.merge(old, tokens, clock.now())
             rotated = new["refreshJwt"] != old["refreshJwt"]  # (the access JWT may repeat within the same second)
             assert rotated
             assert (new["did"], new["pdsUrl"]) == (old["did"], old["pdsUrl"]) and tokens.expires_at is not None

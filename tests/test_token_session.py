@@ -341,3 +341,18 @@ async def test_a_refresh_through_another_session_is_picked_up_not_repeated(setti
         assert batch["status"] == "published", batch
         assert len(env.fake.calls(REFRESH)) == 2  # the other's, and the server's own (with the stored refresh token)
         assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "active"
+
+
+def test_the_oauth_shape_keeps_a_refresh_token_the_provider_did_not_rotate_and_dates_a_rotated_one() -> None:
+    from omnipost.oauth.model import TokenSet
+    from omnipost.oauth.session import OAUTH_SHAPE
+
+    stored = {"access_token": "a1", "refresh_token": "r1", "expires_at": NOW.isoformat(),
+              "refresh_expires_at": (NOW + timedelta(days=60)).isoformat(), "scope": ["w"], "token_type": "Bearer", "extra": {"page": 1}}
+    kept = OAUTH_SHAPE.merge(stored, TokenSet("a2", expires_at=NOW + timedelta(hours=1)), NOW)
+    assert (kept["access_token"], kept["refresh_token"], kept["extra"]) == ("a2", "r1", {"page": 1})
+    assert OAUTH_SHAPE.lapses_at(kept) == NOW + timedelta(days=60) and OAUTH_SHAPE.access_expires_at(kept) == NOW + timedelta(hours=1)
+    rotated = OAUTH_SHAPE.merge(stored, TokenSet("a3", "r3", NOW + timedelta(hours=1), extra={"refresh_token_expires_in": 86400}), NOW)
+    assert rotated["refresh_token"] == "r3" and OAUTH_SHAPE.lapses_at(rotated) == NOW + timedelta(days=1)
+    no_refresh = OAUTH_SHAPE.merge({"access_token": "a1", "expires_at": None}, TokenSet("a4", expires_at=NOW + timedelta(days=60)), NOW)
+    assert OAUTH_SHAPE.lapses_at(no_refresh) == NOW + timedelta(days=60)  # Meta's long-lived token: lapses with the access token

@@ -88,8 +88,8 @@ class CredentialShape(Protocol):
         """When the account stops working unless refreshed (Account.token_expires_at; TokenWatcher reads it)."""
         ...
 
-    def merge(self, credentials: dict[str, Any], tokens: TokenSet) -> dict[str, Any]:
-        """The credentials to store after a refresh answered `tokens`."""
+    def merge(self, credentials: dict[str, Any], tokens: TokenSet, now: datetime) -> dict[str, Any]:
+        """The credentials to store after a refresh answered `tokens` at `now`."""
         ...
 
 
@@ -120,15 +120,21 @@ class OAuthShape:
             return _instant(credentials.get("refresh_expires_at"))  # None: the refresh token does not end
         return _instant(credentials.get("expires_at"))
 
-    def merge(self, credentials: dict[str, Any], tokens: TokenSet) -> dict[str, Any]:
+    def merge(self, credentials: dict[str, Any], tokens: TokenSet, now: datetime) -> dict[str, Any]:
+        """The answer over the stored credentials. A provider that does not rotate answers without a refresh token:
+        the old one stays, with its lifetime. A rotated one's lifetime is the answer's `refresh_token_expires_in`
+        (LinkedIn) or `refresh_expires_at` in `extra`, else unknown (None: it is not announced as lapsing)."""
         merged = dict(credentials)
         merged["access_token"] = tokens.access_token
         merged["expires_at"] = tokens.expires_at.isoformat() if tokens.expires_at else None
         merged["token_type"] = tokens.token_type or merged.get("token_type", "Bearer")
-        if tokens.refresh_token:  # a provider that does not rotate answers without one: the old one stays valid
+        if tokens.refresh_token:
             merged["refresh_token"] = tokens.refresh_token
-            if "refresh_expires_at" in tokens.extra:
-                merged["refresh_expires_at"] = _iso_or_none(tokens.extra["refresh_expires_at"])
+            lifetime = tokens.extra.get("refresh_token_expires_in")
+            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+                merged["refresh_expires_at"] = (now + timedelta(seconds=lifetime)).isoformat()
+            else:
+                merged["refresh_expires_at"] = _iso_or_none(tokens.extra.get("refresh_expires_at"))
         if tokens.scope:
             merged["scope"] = list(tokens.scope)
         return merged
@@ -366,7 +372,7 @@ class TokenSession:
                     refused = exc  # rolled back on leaving the lock, then the account is marked
                 else:
                     # Nothing between the answer and the commit: the rotated refresh token is on disk before use.
-                    new = self.shape.merge(stored, tokens)
+                    new = self.shape.merge(stored, tokens, self.clock.now())
                     await row.save(new, self.shape.lapses_at(new))
             if refused is not None:
                 logger.warning("the token refresh of account %s was refused: it needs reconnecting", self.account_id)

@@ -283,7 +283,7 @@ class BlueskyRefresher:
     def lapses_at(self, credentials: dict[str, Any]) -> datetime | None:
         return session_expiry(credentials)
 
-    def merge(self, credentials: dict[str, Any], tokens: TokenSet) -> dict[str, Any]:
+    def merge(self, credentials: dict[str, Any], tokens: TokenSet, now: datetime) -> dict[str, Any]:
         merged = {**credentials, "accessJwt": tokens.access_token}
         if tokens.refresh_token:
             merged["refreshJwt"] = tokens.refresh_token
