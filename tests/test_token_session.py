@@ -356,3 +356,21 @@ def test_the_oauth_shape_keeps_a_refresh_token_the_provider_did_not_rotate_and_d
     assert rotated["refresh_token"] == "r3" and OAUTH_SHAPE.lapses_at(rotated) == NOW + timedelta(days=1)
     no_refresh = OAUTH_SHAPE.merge({"access_token": "a1", "expires_at": None}, TokenSet("a4", expires_at=NOW + timedelta(days=60)), NOW)
     assert OAUTH_SHAPE.lapses_at(no_refresh) == NOW + timedelta(days=60)  # Meta's long-lived token: lapses with the access token
+
+
+async def test_an_adapter_without_a_database_follows_newer_credentials_it_is_given() -> None:
+    """The in-memory store (an adapter used alone) takes a reconnect's credentials, and a refresh then uses them."""
+    from omnipost.oauth.session import MemoryCredentialStore
+
+    clock = FixedClock(NOW)
+    fake = FakeTokenServer(unix(clock))
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=fake.app)) as http:
+        sessions = TokenSessions(MemoryCredentialStore(), clock, {"x": FakeOAuthRefresher(http, clock=clock)})
+        first = credentials_from(fake.issue(), NOW)
+        session = sessions.get(AccountContext(id="acc_m", platform="x", handle="m", credentials=first))
+        again = credentials_from(fake.issue(), NOW)  # reconnected: new tokens, the old ones revoked upstream
+        fake.refresh_tokens["rt-1"].revoked = True
+        assert sessions.get(AccountContext(id="acc_m", platform="x", handle="m", credentials=again)) is session
+        with anyio.fail_after(WAIT):
+            assert (await session.expired("at-2"))["access_token"] == "at-3"
+        assert [sent for path, sent in fake.requests if path == "/token"] == ["rt-2"]

@@ -301,13 +301,15 @@ class TokenSession:
         """The access token held now (no refresh)."""
         return self.shape.access_token(self._credentials)
 
-    def offer(self, credentials: dict[str, Any]) -> None:
+    def offer(self, credentials: dict[str, Any]) -> bool:
         """Credentials a caller read from the store (an AccountContext): taken unless they are ones this session
-        already replaced (read before a refresh) or the same. Newer ones (a reconnect, another process's refresh) win."""
+        already replaced (read before a refresh) or the same. Newer ones (a reconnect, another process's refresh) win.
+        True when taken."""
         offered = self.shape.access_token(credentials)
         if offered is None or offered in self._superseded or offered == self.access_token:
-            return
+            return False
         self._adopt(credentials)
+        return True
 
     def _adopt(self, credentials: dict[str, Any]) -> None:
         old = self.access_token
@@ -417,8 +419,8 @@ class TokenSessions:
             session = self._sessions[account.id] = TokenSession(
                 account.id, account.platform, account.credentials, refresher=self.refreshers.get(account.platform),
                 store=self.store, clock=self.clock, margin=self.margin, on_refused=self.on_refused)
-        else:
-            session.offer(account.credentials)
+        elif session.offer(account.credentials) and isinstance(self.store, MemoryCredentialStore):
+            self.store.data[account.id] = dict(account.credentials)  # the memory store is the caller's copy: follow it
         return session
 
     def forget(self, account_id: str) -> None:
