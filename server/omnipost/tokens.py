@@ -60,14 +60,14 @@ class TokenWatcher:
             if self.sessions.refresher(account.platform) is not None:
                 session = self.sessions.get(self.accounts.context(account))
                 try:
-                    await session.renew(unless_lapses_after=now + self.ahead)
+                    renewed = await session.renew(unless_lapses_after=now + self.ahead)
                 except PlatformAuthError:  # the session marked the account needs_reconnect (token.revoked)
                     counts["revoked"] += 1
                     continue
                 except PlatformError as exc:
                     logger.warning("could not refresh the token of %s yet (%s)", account.id, exc.code)
                 else:
-                    counts["refreshed"] += 1
+                    counts["refreshed"] += 1 if renewed else 0  # not renewed: another process just did
                     continue
             counts["expiring"] += await self._announce(account, now)
         return counts
