@@ -213,16 +213,25 @@ async def test_two_engines_on_postgresql_make_one_token_request(tmp_path: Path, 
 
 
 async def test_the_watcher_renew_skips_what_another_process_renewed(world: tuple[World, Database]) -> None:
+    """TokenWatcher's renew(unless_lapses_after): the second process finds the account already renewed past the
+    window (under the lock) and sends nothing; a forced renew (no bound) does refresh, with the stored token."""
     w, db = world
     second = await w.open()
     try:
         a = w.sessions(db).get(await w.context(db))
         b = w.sessions(second).get(await w.context(second))
+        w.clock.at = NOW + timedelta(days=20)  # the refresh token (30 days) ends within the 14 days asked for
+        window = w.clock.now() + timedelta(days=14)
         with anyio.fail_after(WAIT):
-            assert await a.renew(unless_lapses_after=None) is True
-            assert await b.renew() is True  # forced: B adopts nothing, it refreshes with the stored (A's) token
-        assert w.fake.token_requests() == 2 and w.fake.valid_refresh_tokens() == ["rt-3"]
-        assert b.credentials["access_token"] == "at-3" and w.refused == []
+            assert await a.renew(unless_lapses_after=window) is True
+            assert await b.renew(unless_lapses_after=window) is False  # renewed by A: ends in 30 days now
+        assert w.fake.token_requests() == 1 and b.credentials["refresh_token"] == "rt-2"
+        async with second.session() as s:
+            row = await s.get(Account, w.account_id)
+            assert row is not None and row.token_expires_at == w.clock.now() + timedelta(days=30)  # what the watcher reads
+        with anyio.fail_after(WAIT):
+            assert await b.renew() is True
+        assert w.fake.token_requests() == 2 and w.fake.valid_refresh_tokens() == ["rt-3"] and w.refused == []
     finally:
         await second.close()
 

@@ -35,6 +35,7 @@ from omnipost.oauth.model import TokenSet
 
 TOKEN_URL = "https://auth.example.test/token"
 ACCESS_TTL = 3600
+REFRESH_TTL = 30 * 86400
 
 
 @dataclass
@@ -69,7 +70,7 @@ class FakeTokenServer:
         self.access_tokens[access] = self.clock() + ACCESS_TTL
         self.refresh_tokens[refresh] = _Refresh(refresh)
         return {"access_token": access, "token_type": "Bearer", "expires_in": ACCESS_TTL, "refresh_token": refresh,
-                "scope": "post.write offline.access"}
+                "refresh_token_expires_in": REFRESH_TTL, "scope": "post.write offline.access"}
 
     def valid_refresh_tokens(self) -> list[str]:
         return [r.token for r in self.refresh_tokens.values() if r.spent_at is None and not r.revoked]
@@ -159,7 +160,8 @@ class FakeTokenServer:
 def credentials_from(answer: dict[str, Any], now: datetime) -> dict[str, Any]:
     """An OAuthCredentials dump (JSON) for a token answer received at `now`."""
     return {"access_token": answer["access_token"], "refresh_token": answer["refresh_token"],
-            "expires_at": (now + timedelta(seconds=answer["expires_in"])).isoformat(), "refresh_expires_at": None,
+            "expires_at": (now + timedelta(seconds=answer["expires_in"])).isoformat(),
+            "refresh_expires_at": (now + timedelta(seconds=answer["refresh_token_expires_in"])).isoformat(),
             "scope": answer["scope"].split(), "token_type": "Bearer", "extra": {}}
 
 
@@ -187,7 +189,8 @@ class FakeOAuthRefresher:
         body = response.json()
         return TokenSet(access_token=body["access_token"], refresh_token=body.get("refresh_token"),
                         expires_at=self.clock.now() + timedelta(seconds=int(body["expires_in"])),
-                        scope=tuple(str(body.get("scope", "")).split()))
+                        scope=tuple(str(body.get("scope", "")).split()),
+                        extra={k: body[k] for k in ("refresh_token_expires_in",) if k in body})
 
     async def revoke(self, credentials: dict[str, Any]) -> bool:
         response = await self.http.post(f"{self.base}/revoke", data={"token": credentials["refresh_token"], "client_id": self.client_id})
