@@ -34,8 +34,10 @@ If the process dies after the server rotated and before our commit (the answer l
 not yet committed), the database keeps the old refresh token, which the server now refuses, so the account will need
 a reconnect. Nothing runs between receiving the answer and the commit (no other I/O, no other await than the
 commit), which keeps that window as short as the commit itself. Servers with a reuse grace period, and
-non-rotating ones (the old token still works), do not have this problem. tests/test_token_crash.py kills a real
-process on either side of the commit and shows both outcomes.
+non-rotating ones (the old token still works), do not have this problem: the reference Bluesky PDS answers a spent
+refresh JWT sent again soon after with the same successor (tests/test_bluesky_pds.py), so a restarted process
+recovers the session. tests/test_token_crash.py kills a real process before the request, between the answer and
+the commit (with and without a grace period) and after the commit, and shows each outcome.
 
 Tokens are never logged and never put in an error: log lines name the account id only.
 """
@@ -200,8 +202,9 @@ class DatabaseCredentialStore:
     """The accounts table (SQLite or PostgreSQL), credentials sealed by the vault.
 
     SQLite: the lock is the database's write lock (`BEGIN IMMEDIATE`); a second process waits for it in SQLite's
-    busy handler (busy_timeout, 30 s: a refresh must answer sooner, which the HTTP timeout ensures), so every other
-    write of the database waits during a refresh too: a refresh is a single short request, made rarely.
+    busy handler (busy_timeout, 30 s: a refresh must answer sooner, which REFRESH_TIMEOUT bounds), so every other
+    write of the database (and a process starting up, whose migration check takes the write lock) waits during a
+    refresh too: a refresh is a single short request, made rarely. A killed holder's lock dies with it.
     PostgreSQL: `SELECT ... FOR UPDATE` on the account's row; only that account's refreshes wait."""
 
     db: "Database"
