@@ -132,13 +132,11 @@ async def test_an_expired_answer_refreshes_once_and_the_call_is_repeated(tmp_pat
     try:
         session = w.sessions(db).get(await w.context(db))
 
-        async def call() -> httpx2.Response:  # what an adapter does: current(); on 401, expired(used) and once more
-            used = (await session.current())["access_token"]
-            response = await w.http.get(ME, headers={"Authorization": f"Bearer {used}"})
-            if response.status_code == 401:
-                again = (await session.expired(used))["access_token"]
-                response = await w.http.get(ME, headers={"Authorization": f"Bearer {again}"})
-            return response
+        async def me(token: str) -> httpx2.Response:
+            return await w.http.get(ME, headers={"Authorization": f"Bearer {token}"})
+
+        async def call() -> httpx2.Response:  # what an adapter does: a current token; on 401 one refresh, once more
+            return await session.with_token(me, expired=lambda response, _token: response.status_code == 401)
 
         w.fake.expire_access()  # ... but the server has ended it
         with anyio.fail_after(WAIT):
@@ -148,6 +146,11 @@ async def test_an_expired_answer_refreshes_once_and_the_call_is_repeated(tmp_pat
         with anyio.fail_after(WAIT):
             await session.expired("at-1")  # a late caller with the replaced token: no second refresh
         assert w.fake.token_requests() == 1 and (await w.stored(db))["refresh_token"] == "rt-2"
+        for _ in range(2):  # refused, and still refused after the refresh: the second answer stands (no loop)
+            w.fake.fail_next("/me", 401, {"error": "invalid_token"})
+        with anyio.fail_after(WAIT):
+            assert (await call()).status_code == 401
+        assert w.fake.token_requests() == 2 and [p for p, _ in w.fake.requests].count("/me") == 4
     finally:
         await db.close()
         await w.http.aclose()

@@ -52,9 +52,9 @@ class FakeTokenServer:
 
     clock: Callable[[], float]
     grace: float = 0.0
-    requests: list[tuple[str, str | None]] = field(default_factory=lambda: [])
-    refresh_tokens: dict[str, _Refresh] = field(default_factory=lambda: {})
-    access_tokens: dict[str, float] = field(default_factory=lambda: {})  # token -> exp (Unix seconds)
+    requests: list[tuple[str, str | None]] = field(default_factory=lambda: [], repr=False)
+    refresh_tokens: dict[str, _Refresh] = field(default_factory=lambda: {}, repr=False)
+    access_tokens: dict[str, float] = field(default_factory=lambda: {}, repr=False)  # token -> exp (Unix seconds)
     _serial: Any = field(default_factory=lambda: itertools.count(1))
     _failures: dict[str, list[tuple[int, Any]]] = field(default_factory=lambda: {})
     _hold: bool = False
@@ -145,6 +145,8 @@ class FakeTokenServer:
 
     async def _me(self, request: Request) -> Response:
         self.requests.append(("/me", None))
+        if (failed := self._failure("/me")) is not None:
+            return failed
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         exp = self.access_tokens.get(token)
         if exp is None or exp <= self.clock():

@@ -6,6 +6,7 @@ An adapter never refreshes a token itself. It asks the account's `TokenSession`:
   (judged by the injected clock);
 - after the platform said the token expired (a 401, Bluesky's 400 ExpiredToken): `await session.expired(used)`
   with the access token it used, then it repeats its call ONCE with the new credentials (never a loop);
+  `await session.with_token(call, expired=...)` does both steps around one call;
 - `session.credentials`: what the session holds now, without any call (e.g. the DID, the PDS URL).
 
 The runtime builds one `TokenSessions` (the registry: one session per account id, shared by every adapter of the
@@ -47,7 +48,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
@@ -68,6 +69,7 @@ DEFAULT_MARGIN = timedelta(minutes=5)  # an access token ending sooner than this
 REFRESH_TIMEOUT = 10.0
 
 Revoked = bool | Literal["unsupported"]
+R = TypeVar("R")
 
 
 # ---------------------------------------------------------------------------------------------- credential shapes
@@ -345,6 +347,23 @@ class TokenSession:
                                     remediation="Reconnect the account (connect_account).")
         await self._refresh(stale=used)
         return self.credentials
+
+    async def with_token(self, call: Callable[[str], Awaitable[R]], *, expired: Callable[[R, str], bool]) -> R:
+        """`call(access_token)` with a current token; when `expired(answer, token)` says the platform found it expired,
+        one refresh (`expired()` above) and the call once more; that second answer is returned whatever it is.
+
+        Raises:
+            PlatformAuthError: no token, or the refresh was refused. PlatformError: see current()."""
+        token = self.shape.access_token(await self.current())
+        if token is None:
+            raise PlatformAuthError("The account has no access token.", remediation="Reconnect the account (connect_account).")
+        answer = await call(token)
+        if not expired(answer, token):
+            return answer
+        again = self.shape.access_token(await self.expired(token))
+        if again is None:
+            raise PlatformAuthError("The account has no access token.", remediation="Reconnect the account (connect_account).")
+        return await call(again)
 
     async def renew(self, *, unless_lapses_after: datetime | None = None) -> bool:
         """Refresh now (TokenWatcher: before the account lapses), unless the stored credentials already last beyond

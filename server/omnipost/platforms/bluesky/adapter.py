@@ -145,12 +145,10 @@ class BlueskyAdapter:
     async def _authed(self, s: _Session, method: str, nsid: str, *, write: bool, **kw: Any) -> httpx2.Response:
         """One call with the access token (refreshed first when it is about to end); after an expiry answer the
         session is refreshed once and the call repeated once."""
-        token = str((await s.tokens.current()).get("accessJwt") or "")
-        response = await self._call(s.pds, method, nsid, write=write, token=token, **kw)
-        if self._stale(response, token):
-            await s.tokens.expired(token)
-            response = await self._call(s.pds, method, nsid, write=write, token=s.access, **kw)
-        return response
+        async def call(token: str) -> httpx2.Response:
+            return await self._call(s.pds, method, nsid, write=write, token=token, **kw)
+
+        return await s.tokens.with_token(call, expired=self._stale)
 
     def _error(self, response: httpx2.Response, nsid: str) -> PlatformError:
         return _classify(response, nsid, self._now())
