@@ -118,3 +118,61 @@ async def test_a_retry_after_a_crash_posts_nothing_twice(local_pds: Any, setting
     assert detail["status"] == "published" and detail["extras"]["uri"] == batch["results"][0]["extras"]["uri"]
     texts = [r["value"]["text"] for r in local_pds.list_records(alice["did"], "app.bsky.feed.post")]
     assert texts.count(f"Exactly once ({left_as})") == 1
+
+
+async def test_the_refresher_rotates_and_revokes_a_real_session(local_pds: Any, clock: Any) -> None:
+    """BlueskyRefresher (driven by TokenSession) against the reference PDS: refreshSession rotates the refresh token,
+    a spent one is answered again with the same successor for a while (grace), and deleteSession ends the session,
+    after which its refresh token is refused (a PlatformAuthError: reconnect)."""
+    import anyio
+    import httpx2
+
+    from omnipost.errors import PlatformAuthError
+    from omnipost.platforms.bluesky import BlueskyRefresher, connect_bluesky
+
+    account = local_pds.create_account(None)
+    password = local_pds.create_app_password(account)
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        with anyio.fail_after(60):
+            session = await connect_bluesky(http, account["handle"], password, local_pds.url, clock=clock)
+            old = session["credentials"]
+            refresher = BlueskyRefresher(http, clock=clock)
+            tokens = await refresher.refresh(old)
+            new = refresher.merge(old, tokens, clock.now())
+            rotated = new["refreshJwt"] != old["refreshJwt"]  # (the access JWT may repeat within the same second)
+            assert rotated
+            assert (new["did"], new["pdsUrl"]) == (old["did"], old["pdsUrl"]) and tokens.expires_at is not None
+            # The spent refresh token sent again at once gets the same successor (the PDS's rotation grace period):
+            # so a process killed after the PDS rotated and before our commit still refreshes after a restart.
+            again = await refresher.refresh(old)
+            same = again.refresh_token == tokens.refresh_token
+            assert same
+            assert await refresher.revoke(new) is True
+            with pytest.raises(PlatformAuthError):
+                await refresher.refresh(new)
+
+
+async def test_the_server_refreshes_a_session_about_to_end_then_revokes_it_at_disconnect(local_pds: Any, settings: Settings,
+                                                                                          clock: Any) -> None:
+    """Through the tools: the account's TokenSession refreshes an access token about to end (by the injected clock)
+    before publishing, the rotated session is committed, and disconnect_account ends the session at the PDS."""
+    from datetime import datetime, timedelta, timezone
+
+    from omnipost.platforms.bluesky import _jwt_exp
+
+    server = server_for(settings, clock)
+    async with Client(server) as client:
+        acc, alice = await connect(client, local_pds, None)
+        rt = server.runtime
+        profile = (await rt.accounts.resolve_profile(None)).id
+        before = rt.accounts.credentials(await rt.accounts.get(profile, acc))
+        exp = _jwt_exp(before["accessJwt"])
+        assert exp is not None
+        clock.at = datetime.fromtimestamp(exp, timezone.utc) - timedelta(seconds=60)  # inside the refresh margin
+        batch = ok(await client.call_tool("publish_post", {"text": "After a refresh", "targets": [{"accountId": acc}]}))
+        assert batch["results"][0]["status"] == "published"
+        after = rt.accounts.credentials(await rt.accounts.get(profile, acc))
+        rotated = after["refreshJwt"] != before["refreshJwt"]
+        assert rotated and after["did"] == alice["did"]
+        out = ok(await client.call_tool("disconnect_account", {"accountId": acc}))
+        assert (out["health"], out["revoked"], out["warnings"]) == ("disconnected", True, [])

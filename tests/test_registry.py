@@ -157,7 +157,7 @@ async def test_the_runtime_builds_one_adapter_per_adapter_bearing_spec(server: A
     adapters = server.runtime.adapters
     assert {p: type(a) for p, a in adapters.items()} == {p: s.adapter for p, s in PLATFORMS.items() if s.adapter}
     bluesky = adapters["bluesky"]
-    assert bluesky.clock is server.runtime.clock and bluesky.on_credentials is not None and bluesky.resolver is not None
+    assert bluesky.clock is server.runtime.clock and bluesky.sessions is server.runtime.sessions and bluesky.resolver is not None
 
 
 def test_every_spec_field_is_typed() -> None:

@@ -36,6 +36,15 @@ class AccountOut(BaseModel):
     createdAt: datetime
 
 
+class DisconnectedOut(AccountOut):
+    """disconnect_account's answer: the account (now disconnected) and whether its access was revoked upstream."""
+
+    revoked: bool | Literal["unsupported"] = Field(
+        description="true: the platform revoked omnipost's token; false: revoking failed (the account was removed here "
+                    "anyway, see warnings); unsupported: the platform offers no revocation.")
+    warnings: list[str] = Field(default_factory=lambda: [])
+
+
 def profile_out(p: "Profile") -> ProfileOut:
     """The public view of a profile."""
     return ProfileOut(id=p.id, name=p.name, createdAt=p.created_at)

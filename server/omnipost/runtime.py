@@ -60,6 +60,7 @@ class Runtime:
     _background_stop: anyio.Event | None = None
     _background_running: list[tuple[anyio.CancelScope, anyio.Event]] = field(default_factory=lambda: [])
     tokens: Any = None  # tokens.TokenWatcher, after open()
+    sessions: Any = None  # oauth.session.TokenSessions: one TokenSession per account, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -109,6 +110,7 @@ class Runtime:
                                            transport=self._guarded_transport(limits))
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
+        self.sessions = self._token_sessions(vault)
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = self._adapters()
         self.media_ = self._media_service()
@@ -124,7 +126,7 @@ class Runtime:
                                     tick=s.scheduler_tick, max_attempts=s.scheduler_max_attempts)
         from omnipost.tokens import TokenWatcher
 
-        self.tokens = TokenWatcher(self.db, self.accounts_, self.adapters, self.publisher_, self.webhooks)
+        self.tokens = TokenWatcher(self.db, self.accounts_, self.sessions, self.webhooks)
         counts = await self.publisher_.recover()
         if any(counts.values()):
             logger.info("recovered after restart: %s", counts)
@@ -145,7 +147,26 @@ class Runtime:
 
         assert self.http is not None
         return AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
-                           save_credentials=save_credentials, resolver=self.resolver)
+                           save_credentials=save_credentials, resolver=self.resolver, sessions=self.sessions)
+
+    def _token_sessions(self, vault: Any) -> Any:
+        """The accounts' TokenSessions: each platform's Refresher (its spec's `refresher`, built from the adapter
+        deps), the database as the store and lock, and a refused refresh marking the account needs_reconnect
+        (publishing's mark_account, which emits token.revoked)."""
+        from dataclasses import replace
+
+        from omnipost.oauth.session import REFRESH_TIMEOUT, DatabaseCredentialStore, TokenSessions
+        from omnipost.platforms.registry import PLATFORMS
+
+        assert self.db is not None
+        deps = self.adapter_deps()
+        deps = replace(deps, timeout=min(deps.timeout, REFRESH_TIMEOUT))  # a refresh holds the account's lock
+        refreshers = {p: spec.refresher(deps) for p, spec in PLATFORMS.items() if spec.refresher is not None}
+
+        async def refused(account_id: str) -> None:
+            await self.publisher.mark_account(account_id, "needs_reconnect")
+
+        return TokenSessions(DatabaseCredentialStore(self.db, vault), self.clock, refreshers, on_refused=refused)
 
     def _adapters(self) -> dict[str, PlatformAdapter]:
         """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""

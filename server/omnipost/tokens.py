@@ -3,10 +3,11 @@
 Every account whose token ends within REFRESH_AHEAD (its `token_expires_at`, recorded by the adapter at
 connect and at every rotation) is looked at by `TokenWatcher.check`:
 
-- its adapter can renew it (platforms.base.RefreshingAdapter): renew now. A refusal (PlatformAuthError)
-  marks the account `needs_reconnect` and emits `token.revoked`, as a refused publish does; any other
+- its platform has a Refresher: its TokenSession (oauth/session.py) renews it now, under the account's refresh lock
+  (skipped when another process already renewed it past the window). A refusal (PlatformAuthError) marks the
+  account `needs_reconnect` and emits `token.revoked` (the session does it, as a refused publish would); any other
   failure leaves it for the next check and emits `token.expiring`, since it may lapse before that works.
-- its adapter cannot: emit `token.expiring`, so someone reconnects it in time.
+- it has none: emit `token.expiring`, so someone reconnects it in time.
 
 `token.expiring` is sent once per account and expiry instant: the delivery log is the durable memory
 (the event's `eventKey` is `<account id>@<expiry>`), so a restart or a second server does not repeat it,
@@ -26,7 +27,7 @@ from omnipost.errors import PlatformAuthError, PlatformError
 
 if TYPE_CHECKING:
     from omnipost.accounts import Accounts
-    from omnipost.publishing import PublishService
+    from omnipost.oauth.session import TokenSessions
     from omnipost.store.db import Database
     from omnipost.webhooks import WebhookService
 
@@ -42,14 +43,12 @@ class TokenWatcher:
 
     db: "Database"
     accounts: "Accounts"
-    adapters: dict[str, Any]
-    publisher: "PublishService"
+    sessions: "TokenSessions"
     webhooks: "WebhookService | None"
     ahead: timedelta = REFRESH_AHEAD
 
     async def check(self, now: datetime) -> dict[str, int]:
         """One pass; returns how many tokens were refreshed, announced as expiring, or found revoked."""
-        from omnipost.platforms.base import RefreshingAdapter
         from omnipost.store.models import Account
 
         async with self.db.session() as s:
@@ -58,19 +57,17 @@ class TokenWatcher:
                 col(Account.token_expires_at) <= now + self.ahead).order_by(col(Account.token_expires_at)))).all())
         counts = {"refreshed": 0, "expiring": 0, "revoked": 0}
         for account in due:
-            adapter = self.adapters.get(account.platform)
-            if isinstance(adapter, RefreshingAdapter):
-                context = self.accounts.context(account)
+            if self.sessions.refresher(account.platform) is not None:
+                session = self.sessions.get(self.accounts.context(account))
                 try:
-                    await adapter.refresh_credentials(context)
-                except PlatformAuthError:
-                    await self.publisher.mark_account(account.id, "needs_reconnect")  # emits token.revoked
+                    renewed = await session.renew(unless_lapses_after=now + self.ahead)
+                except PlatformAuthError:  # the session marked the account needs_reconnect (token.revoked)
                     counts["revoked"] += 1
                     continue
                 except PlatformError as exc:
                     logger.warning("could not refresh the token of %s yet (%s)", account.id, exc.code)
                 else:
-                    counts["refreshed"] += 1
+                    counts["refreshed"] += 1 if renewed else 0  # not renewed: another process just did
                     continue
             counts["expiring"] += await self._announce(account, now)
         return counts

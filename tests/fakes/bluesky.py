@@ -5,6 +5,7 @@ PDS (`PDS_URL`), every route `/xrpc/<nsid>`:
   didDoc with an #atproto_pds service, email, emailConfirmed, active); wrong → 401 AuthenticationRequired.
 - com.atproto.server.refreshSession POST, no body, Bearer <refreshJwt> → a new session; both tokens rotate and the
   old refresh token is revoked at once (strict: the real PDS allows a short grace period).
+- com.atproto.server.deleteSession POST, Bearer <refreshJwt> → {}; that refresh token is refused from then on.
 - com.atproto.server.getSession, com.atproto.server.getServiceAuth (aud, lxm, exp → {token}).
 - com.atproto.identity.resolveHandle ?handle → {did} or 400 HandleNotFound "Unable to resolve handle".
 - com.atproto.repo.uploadBlob raw bytes → {blob: {$type, ref: {$link}, mimeType, size}}; over the cap → 413.
@@ -199,6 +200,7 @@ class FakeBluesky:
         pds: dict[str, tuple[str, Handler]] = {
             "com.atproto.server.createSession": ("POST", self._create_session),
             "com.atproto.server.refreshSession": ("POST", self._refresh_session),
+            "com.atproto.server.deleteSession": ("POST", self._delete_session),
             "com.atproto.server.getSession": ("GET", self._get_session),
             "com.atproto.server.getServiceAuth": ("GET", self._get_service_auth),
             "com.atproto.identity.resolveHandle": ("GET", self._resolve_handle),
@@ -379,6 +381,10 @@ class FakeBluesky:
         token = self._token(ctx, "refresh")
         token.revoked = True
         return self._session(self.accounts[token.did])
+
+    async def _delete_session(self, ctx: _Ctx) -> dict[str, Any]:
+        self._token(ctx, "refresh").revoked = True  # the session ends: its refresh token is refused from now on
+        return {}
 
     async def _get_session(self, ctx: _Ctx) -> dict[str, Any]:
         account = self.accounts[self._token(ctx, "access").did]

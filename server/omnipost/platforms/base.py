@@ -81,9 +81,11 @@ SaveCredentials = Callable[[str, dict[str, Any], datetime | None], Awaitable[Non
 class AdapterDeps:
     """What every adapter is built from (`Adapter.from_deps(deps)`, the one constructor shape), by the runtime only.
 
-    `save_credentials(account_id, credentials, expires_at)` persists rotated credentials (e.g. a refreshed
-    session) durably; `resolver` is DNS for fetches an adapter makes itself (link cards); `sandbox_url` is where
-    the sandbox upstream answers."""
+    `save_credentials(account_id, credentials, expires_at)` persists credentials durably; `resolver` is DNS for
+    fetches an adapter makes itself (link cards); `sandbox_url` is where the sandbox upstream answers; `sessions`
+    is the runtime's oauth.session.TokenSessions: an adapter gets an account's tokens from `sessions.get(account)`
+    (refreshed before expiry, refreshed once after an expiry answer with `expired(used)`, rotations committed
+    before use), and never refreshes a token itself."""
 
     http: httpx2.AsyncClient
     clock: Clock
@@ -91,6 +93,7 @@ class AdapterDeps:
     sandbox_url: str
     save_credentials: SaveCredentials
     resolver: Any
+    sessions: Any = None  # oauth.session.TokenSessions (None: an adapter keeps its own in memory)
 
 
 @dataclass(frozen=True)
@@ -213,13 +216,3 @@ def chooses_ids(adapter: PlatformAdapter, account: AccountContext) -> bool:
     unless it decides per account with `caller_chosen_ids_for(account)` (the sandbox: only its caller_id mode)."""
     per_account = getattr(adapter, "caller_chosen_ids_for", None)
     return bool(per_account(account)) if callable(per_account) else adapter.caller_chosen_ids
-
-
-@runtime_checkable
-class RefreshingAdapter(Protocol):
-    """An adapter whose account tokens expire and can be renewed without the user (tokens.py drives it)."""
-
-    async def refresh_credentials(self, account: AccountContext) -> None:
-        """Renew the account's tokens now and persist them (with their new expiry); raise a PlatformError on failure:
-        PlatformAuthError when the platform refuses (the user must reconnect), another one when it may work later."""
-        ...

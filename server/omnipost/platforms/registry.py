@@ -24,8 +24,9 @@ from pydantic import BaseModel
 
 from omnipost.clock import Clock
 from omnipost.domain import Platform
+from omnipost.oauth.model import Refresher
 from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
-from omnipost.platforms.base import Connected, ConnectRequest, PlatformAdapter
+from omnipost.platforms.base import AdapterDeps, Connected, ConnectRequest, PlatformAdapter
 from omnipost.preflight.model import PlatformRules, ResolvedTarget
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
 from omnipost.versions import ApiVersion
@@ -68,6 +69,9 @@ class PlatformSpec:
     media_reachable_rule: str | None = None
     checked_links: tuple[tuple[str, str], ...] = ()  # (option name, rule id)
     rules: PlatformRules | None = field(default=None, repr=False)  # None only for the sandbox (it emulates)
+    # Renews and revokes the platform's tokens (oauth/model.py Refresher), built from the runtime's AdapterDeps and
+    # driven by each account's TokenSession (oauth/session.py). None: tokens are not renewed without the user.
+    refresher: Callable[[AdapterDeps], Refresher] | None = None
 
     @property
     def real(self) -> bool:
@@ -100,7 +104,8 @@ def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_
           api_version: ApiVersion, connect: ConnectKind = "none", connect_help: str = "",
           adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None,
           connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None = None, connect_args: tuple[str, ...] = (),
-          media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = ()) -> PlatformSpec:
+          media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = (),
+          refresher: Callable[[AdapterDeps], Refresher] | None = None) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
     return PlatformSpec(platform=p.value, adapter=adapter, credentials=credentials, options=options,
@@ -108,7 +113,7 @@ def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_
                         connect_with=connect_with, connect_args=connect_args,
                         capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
                         daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules,
-                        media_reachable_rule=media_reachable_rule, checked_links=checked_links)
+                        media_reachable_rule=media_reachable_rule, checked_links=checked_links, refresher=refresher)
 
 
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
@@ -119,7 +124,7 @@ _META_CHANGELOG = ("Meta Graph API changelog, 'Available Graph API versions' tab
 PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.BLUESKY, bluesky, options=bluesky.BlueskyOptions, exactly_once="caller_id",
           adapter=bluesky.BlueskyAdapter, credentials=bluesky.BlueskyCredentials, connect="app_password",
-          connect_with=bluesky.connect_account, connect_args=("appPassword", "pdsUrl"),
+          connect_with=bluesky.connect_account, connect_args=("appPassword", "pdsUrl"), refresher=bluesky.refresher,
           connect_help="bluesky (handle + app password)",
           api_version=ApiVersion(
               "bluesky", "AT Protocol XRPC lexicons (com.atproto.*, app.bsky.*)", "lexicons", None,

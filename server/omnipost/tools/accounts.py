@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from omnipost.outputs import AccountOut, ProfileOut, account_out, profile_out
+from omnipost.outputs import AccountOut, DisconnectedOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
 from omnipost.domain import Platform
 from omnipost.errors import ValidationFailedError
@@ -109,12 +109,18 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     description="One connected account of the profile: platform, handle, health, token expiry and defaults. Unknown ids are not_found.",
                     annotations=READ)
 
-    async def disconnect_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
+    async def disconnect_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> DisconnectedOut:
         reach = await reach_of(rt, profileId)
-        return account_out(await rt.accounts.disconnect(reach, accountId))
+        account = await rt.accounts.get(reach, accountId)
+        # Revoke upstream first (it needs the credentials); a failure is reported, and the account is removed anyway.
+        revoked, warning = await rt.sessions.revoke(rt.accounts.context(account))
+        out = account_out(await rt.accounts.disconnect(reach, accountId))
+        return DisconnectedOut(**out.model_dump(), revoked=revoked, warnings=[warning] if warning else [])
 
     server.add_tool(disconnect_account, name="disconnect_account", title="Disconnect an account",
-                    description="Disconnect an account: its credentials are deleted and it can no longer publish; its past posts stay in the history.",
+                    description="Disconnect an account: omnipost's access is revoked at the platform where it allows it (revoked: "
+                                "true/false/unsupported), its credentials are deleted here even if revoking fails, and it can no "
+                                "longer publish; its past posts stay in the history.",
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def list_profiles() -> ProfileList:

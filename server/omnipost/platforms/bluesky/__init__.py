@@ -6,15 +6,17 @@ same body and replaces each placeholder with the real value (platforms.md §1).
 
 Sessions. Accounts are connected with an app password (`connect_bluesky`, com.atproto.server.createSession). The
 stored credentials are `{"accessJwt", "refreshJwt", "did", "pdsUrl"}`; the app password is never stored, so when
-the refresh token dies (90 days, revoked, or the app password deleted) the account must be reconnected. Every call
-uses the access token. When the PDS answers `ExpiredToken` (HTTP 400, or 401), or 401 while the token's `exp` claim
-is past, or before a call whose token `exp` is already past, the adapter calls com.atproto.server.refreshSession
-ONCE with the refresh token (no body), takes both rotated tokens, hands them to `on_credentials(account_id,
-credentials)` for the caller to persist, and repeats the call once. Rotations are also kept in memory (per
-account, under a lock), so a job built from credentials read before a rotation uses the new tokens instead of
-spending a refresh token that no longer works. A refresh the PDS refuses is a PlatformAuthError (the caller marks
-the account needs_reconnect); a refresh that fails for transport/5xx/429 reasons keeps its own class (retryable).
-Tokens never reach a log line or an error (platforms/calls.py redacts `*Jwt`/`token` fields in bodies).
+the refresh token dies (90 days, revoked, or the app password deleted) the account must be reconnected. The adapter
+holds no session logic of its own: it takes the account's tokens from its TokenSession (oauth/session.py), built by
+the runtime with `BlueskyRefresher` (session.py: com.atproto.server.refreshSession with the refresh JWT, no body;
+both tokens rotate; deleteSession to revoke). Every call uses the access token; one whose `exp` is within the
+session's margin is refreshed before the call. When the PDS answers `ExpiredToken` (HTTP 400, or 401), or 401
+while the token's `exp` is past, the adapter calls `session.expired(token)` (one refresh, unless another task or
+process already replaced that token) and repeats the call once. The session commits the rotated tokens before
+they are used, one refresh at a time per account across processes. A refresh the PDS refuses is a
+PlatformAuthError (the session marks the account needs_reconnect, which emits token.revoked); a refresh that
+fails for transport/5xx/429 reasons keeps its own class (retryable). Tokens never reach a log line or an error
+(platforms/calls.py redacts `*Jwt`/`token` fields in bodies).
 
 Exactly once. Every createRecord carries a record key chosen here (`tid_for`), derived from the job's
 upstream_key (the omnipost post id): the main post from `<key>`, thread segment i from `<key>-t<i>`, the first
@@ -68,9 +70,19 @@ Where each job lives: lexicon.py (method ids, limits), preview.py (the record bo
 session.py (sessions, the XRPC wire, errors, connect), cards.py (link-card pages), adapter.py (BlueskyAdapter).
 """
 
+from typing import TYPE_CHECKING
+
 from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_RECORD, CREATE_SESSION, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_SERVICE_AUTH, GET_SESSION, PAGE_MAX_BYTES, PLATFORM, POST, REFRESH_SESSION, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE  # noqa: F401
 from omnipost.platforms.bluesky.preview import BlueskyOptions, _aspect, _card, _embed, _first_link, _mention_facets, build_post, build_record  # noqa: F401
 from omnipost.platforms.bluesky.keys import TID_ALPHABET, TID_PATTERN, _CROCKFORD, _ULID_IN_KEY, _ulid_ms, at_uri, piece_key, tid_for, web_url  # noqa: F401
-from omnipost.platforms.bluesky.session import BlueskyCredentials, ERRORS, _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, _xrpc_message, _xrpc_name, connect_account, connect_bluesky, pds_from_did_doc, session_expiry  # noqa: F401
+from omnipost.platforms.bluesky.session import BlueskyCredentials, BlueskyRefresher, ERRORS, _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, _xrpc_message, _xrpc_name, connect_account, connect_bluesky, pds_from_did_doc, session_expiry  # noqa: F401
 from omnipost.platforms.bluesky.cards import _PageMeta, _parse_page  # noqa: F401
-from omnipost.platforms.bluesky.adapter import BlueskyAdapter, _Piece, _Rotation, _Session, _with_facts  # noqa: F401
+from omnipost.platforms.bluesky.adapter import BlueskyAdapter, _Piece, _Session, _with_facts  # noqa: F401
+
+if TYPE_CHECKING:
+    from omnipost.platforms.base import AdapterDeps
+
+
+def refresher(deps: "AdapterDeps") -> BlueskyRefresher:
+    """Bluesky's Refresher as the runtime builds it (PlatformSpec.refresher)."""
+    return BlueskyRefresher(deps.http, clock=deps.clock, timeout=deps.timeout)

@@ -1,6 +1,5 @@
 """BlueskyAdapter: sessions and refresh, records through the pieces ledger, blobs and video, link cards."""
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,6 @@ from omnipost.errors import (
     MediaError,
     PlatformAuthError,
     PlatformError,
-    PlatformForbiddenError,
     PlatformRateLimitError,
     PlatformRejectedError,
     PlatformUnavailableError,
@@ -35,34 +33,24 @@ from omnipost.preflight.model import MediaRef, ResolvedTarget
 from omnipost.preflight.rules.bluesky import VIDEO_QUOTA
 from omnipost.platforms.bluesky.cards import _parse_page
 from omnipost.platforms.bluesky.keys import piece_key, tid_for, web_url
-from omnipost.platforms.bluesky.lexicon import CREATE_RECORD, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_UPLOAD_LIMITS, GET_SERVICE_AUTH, PAGE_MAX_BYTES, PLATFORM, POST, REFRESH_SESSION, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE
+from omnipost.platforms.bluesky.lexicon import CREATE_RECORD, DEFAULT_PDS, DELETE_RECORD, EXTERNAL, GET_JOB_STATUS, GET_RECORD, GET_UPLOAD_LIMITS, GET_SERVICE_AUTH, PAGE_MAX_BYTES, PLATFORM, POST, RESOLVE_HANDLE, SERVICE_AUTH_SECONDS, THUMB_MAX_BYTES, UPLOAD_BLOB, UPLOAD_VIDEO, VIDEO_SERVICE
 from omnipost.platforms.bluesky.preview import build_post, build_record
-from omnipost.platforms.bluesky.session import _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error, pds_from_did_doc, session_expiry
-
-logger = logging.getLogger("omnipost.platforms.bluesky")
-
-@dataclass
-class _Rotation:
-    """The newest credentials of an account after refreshes in this process, and the refresh tokens they replace."""
-
-    superseded: set[str] = field(repr=False)
-    current: dict[str, Any] = field(repr=False)
+from omnipost.oauth.session import MemoryCredentialStore, TokenSession, TokenSessions
+from omnipost.platforms.bluesky.session import BlueskyRefresher, _classify, _file_chunks, _iso, _json_of, _jwt_exp, _mime_of, _xrpc_error
 
 
 @dataclass
 class _Session:
+    """One call sequence's view of the account: its DID and PDS, and its TokenSession (the tokens)."""
+
     account_id: str
     did: str
     pds: str
-    credentials: dict[str, Any] = field(repr=False)
+    tokens: TokenSession = field(repr=False)
 
     @property
     def access(self) -> str:
-        return str(self.credentials.get("accessJwt") or "")
-
-    @property
-    def refresh(self) -> str:
-        return str(self.credentials.get("refreshJwt") or "")
+        return str(self.tokens.credentials.get("accessJwt") or "")
 
 
 @dataclass
@@ -83,19 +71,29 @@ class BlueskyAdapter:
     platform = PLATFORM
     caller_chosen_ids = True
 
-    def __init__(self, http: httpx2.AsyncClient, *, timeout: float = 30.0,
+    def __init__(self, http: httpx2.AsyncClient, *, timeout: float = 30.0, sessions: TokenSessions | None = None,
                  on_credentials: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
                  resolver: Resolver | None = None, clock: Clock,
                  poll_interval: float = 1.0, video_max_wait: float = 600.0, video_service: str = VIDEO_SERVICE,
                  media_timeout: float = 600.0, card_timeout: float = 10.0, fetch_http: httpx2.AsyncClient | None = None) -> None:
-        """`resolver`: DNS for link-card pages (None: no link cards). `clock`: the program's injected clock (token
-        expiry, record timestamps and rate-limit resets are judged by it, never by the wall clock).
+        """`sessions`: the accounts' TokenSessions (oauth/session.py), which refresh and persist the tokens; without
+        it (an adapter used alone: tests, scripts) sessions are kept in memory and each refresh is reported to
+        `on_credentials(account_id, credentials)`. `resolver`: DNS for link-card pages (None: no link cards).
+        `clock`: the program's injected clock (token expiry, record timestamps and rate-limit resets are judged by
+        it, never by the wall clock).
         `poll_interval`: how long a video still encoding waits (stored `processing`) before its job is read again;
         `video_max_wait`: how long after its start a job still encoding is given up (retryable). `fetch_http`: client for link-card pages
         (default: `http`). `media_timeout` bounds one blob/video upload, `card_timeout` one page or thumb fetch."""
         self.http = http
         self.timeout = timeout
-        self.on_credentials = on_credentials
+        if sessions is None:
+            async def saved(account_id: str, credentials: dict[str, Any], _lapses: Any) -> None:
+                if on_credentials is not None:
+                    await on_credentials(account_id, credentials)
+
+            sessions = TokenSessions(MemoryCredentialStore(on_save=saved), clock,
+                                     {PLATFORM: BlueskyRefresher(http, clock=clock, timeout=timeout)})
+        self.sessions = sessions
         self.resolver = resolver
         self.clock = clock
         self.poll_interval = poll_interval
@@ -104,16 +102,12 @@ class BlueskyAdapter:
         self.media_timeout = max(timeout, media_timeout)
         self.card_timeout = card_timeout
         self.fetch_http = fetch_http
-        self._rotations: dict[str, _Rotation] = {}
-        self._locks: dict[str, anyio.Lock] = {}
 
     @classmethod
     def from_deps(cls, deps: AdapterDeps) -> "BlueskyAdapter":
-        """As the runtime builds it: rotated sessions are saved with their expiry, link cards resolved through DNS."""
-        async def rotated(account_id: str, credentials: dict[str, Any]) -> None:
-            await deps.save_credentials(account_id, credentials, session_expiry(credentials))
-
-        return cls(deps.http, timeout=deps.timeout, on_credentials=rotated, clock=deps.clock, resolver=deps.resolver)
+        """As the runtime builds it: the runtime's TokenSessions (refreshes committed to the database before use),
+        link cards resolved through DNS."""
+        return cls(deps.http, timeout=deps.timeout, sessions=deps.sessions, clock=deps.clock, resolver=deps.resolver)
 
     # ------------------------------------------------------------------ sessions and calls
 
@@ -122,15 +116,13 @@ class BlueskyAdapter:
         return self.clock.now().timestamp()
 
     def _session(self, account: AccountContext, *, need_token: bool = True) -> _Session:
-        creds = dict(account.credentials)
-        rotation = self._rotations.get(account.id)
-        if rotation is not None and creds.get("refreshJwt") in rotation.superseded:
-            creds = dict(rotation.current)  # the job was built before a rotation: use the newer tokens
+        tokens = self.sessions.get(account)  # a job read before a refresh gets the newer tokens from it
+        creds = tokens.credentials
         did = creds.get("did") or account.defaults.get("did")
         pds = str(creds.get("pdsUrl") or account.defaults.get("pdsUrl") or DEFAULT_PDS).rstrip("/")
         if not did or (need_token and not creds.get("accessJwt")):
             raise PlatformAuthError("The Bluesky account has no session.", remediation="Reconnect the account (connect_account).")
-        return _Session(account.id, str(did), pds, creds)
+        return _Session(account.id, str(did), pds, tokens)
 
     async def _call(self, base: str, method: str, nsid: str, *, write: bool, token: str | None = None,
                     timeout: float | None = None, headers: dict[str, str] | None = None, **kw: Any) -> httpx2.Response:
@@ -151,57 +143,12 @@ class BlueskyAdapter:
         return response.status_code == 401 and exp is not None and exp <= self._now()
 
     async def _authed(self, s: _Session, method: str, nsid: str, *, write: bool, **kw: Any) -> httpx2.Response:
-        """One call with the access token; refreshed once (before, or after an expiry answer) and repeated once."""
-        exp = _jwt_exp(s.access)
-        if exp is not None and exp <= self._now():
-            await self._refresh(s)
-        token = s.access
-        response = await self._call(s.pds, method, nsid, write=write, token=token, **kw)
-        if self._stale(response, token):
-            await self._refresh(s)
-            response = await self._call(s.pds, method, nsid, write=write, token=s.access, **kw)
-        return response
+        """One call with the access token (refreshed first when it is about to end); after an expiry answer the
+        session is refreshed once and the call repeated once."""
+        async def call(token: str) -> httpx2.Response:
+            return await self._call(s.pds, method, nsid, write=write, token=token, **kw)
 
-    async def _refresh(self, s: _Session) -> None:
-        """Rotate the session's tokens with refreshSession (once per expiry, even with concurrent callers)."""
-        lock = self._locks.setdefault(s.account_id, anyio.Lock())
-        async with lock:
-            rotation = self._rotations.get(s.account_id)
-            if rotation is not None and s.refresh in rotation.superseded:
-                s.credentials = dict(rotation.current)  # another call rotated meanwhile
-                return
-            # Not a write for the post: a lost answer means nothing was published (retryable).
-            response = await self._call(s.pds, "POST", REFRESH_SESSION, write=False, token=s.refresh)
-            if not response.is_success:
-                error = _classify(response, REFRESH_SESSION, self._now())
-                if isinstance(error, PlatformAuthError | PlatformForbiddenError | PlatformRejectedError):
-                    raise PlatformAuthError(f"The Bluesky session could not be refreshed: {error.message}", status=error.status,
-                                            platform_response=error.platform_response,
-                                            remediation="Reconnect the Bluesky account (connect_account with an app password).") from error
-                raise error
-            body = _json_of(response)
-            access, refresh = body.get("accessJwt"), body.get("refreshJwt")
-            if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
-                raise PlatformAuthError("Bluesky refreshSession answered without tokens.", status=response.status_code,
-                                        remediation="Reconnect the Bluesky account.")
-            new = {**s.credentials, "accessJwt": access, "refreshJwt": refresh}
-            if isinstance(body.get("did"), str):
-                new["did"] = body["did"]
-            if (pds := pds_from_did_doc(body.get("didDoc"))) is not None:
-                new["pdsUrl"] = pds
-            superseded = (rotation.superseded if rotation is not None else set()) | {s.refresh}
-            self._rotations[s.account_id] = _Rotation(superseded, new)
-            s.credentials = dict(new)
-            if self.on_credentials is not None:
-                try:
-                    await self.on_credentials(s.account_id, dict(new))
-                except Exception as exc:  # noqa: BLE001 - the new tokens still work from memory; only persisting failed
-                    logger.warning("could not persist rotated Bluesky credentials for %s (%s)", s.account_id, type(exc).__name__)
-
-    async def refresh_credentials(self, account: AccountContext) -> None:
-        """Rotate the session now (RefreshingAdapter): a session used less often than its refresh token lives
-        would otherwise lapse. The new tokens reach `on_credentials` like any rotation."""
-        await self._refresh(self._session(account, need_token=False))
+        return await s.tokens.with_token(call, expired=self._stale)
 
     def _error(self, response: httpx2.Response, nsid: str) -> PlatformError:
         return _classify(response, nsid, self._now())

@@ -10,6 +10,7 @@ EXTERNAL = "app.bsky.embed.external"
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
+DELETE_SESSION = "com.atproto.server.deleteSession"
 GET_SESSION = "com.atproto.server.getSession"
 GET_SERVICE_AUTH = "com.atproto.server.getServiceAuth"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"

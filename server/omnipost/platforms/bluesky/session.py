@@ -18,14 +18,26 @@ from omnipost.clock import Clock
 from omnipost.errors import (
     PlatformAuthError,
     PlatformError,
+    PlatformForbiddenError,
+    PlatformRejectedError,
     PlatformUnavailableError,
     ValidationFailedError,
 )
+from omnipost.oauth.model import TokenSet
 from omnipost.netguard import UpstreamForbiddenError, check_base_url
 from omnipost.platforms.base import ConnectRequest, Connected, MediaFile
 from omnipost.platforms.errormap import AUTH_REFUSED, RATE_LIMITED, ErrorMap, Rule, first_of, reset_header, retry_after_header
 from omnipost.platforms.calls import error_for, send
-from omnipost.platforms.bluesky.lexicon import AUTH_ERRORS, CREATE_SESSION, DEFAULT_PDS, GET_SESSION, PLATFORM, POST
+from omnipost.platforms.bluesky.lexicon import (
+    AUTH_ERRORS,
+    CREATE_SESSION,
+    DEFAULT_PDS,
+    DELETE_SESSION,
+    GET_SESSION,
+    PLATFORM,
+    POST,
+    REFRESH_SESSION,
+)
 
 def _xrpc_error(body: Any) -> tuple[str | None, str | None]:
     """The XRPC `error` name and `message` of an error body (also inside the video service's `jobStatus`)."""
@@ -197,3 +209,85 @@ class BlueskyCredentials(BaseModel):
     refreshJwt: SecretStr
     did: str
     pdsUrl: str
+
+
+class BlueskyRefresher:
+    """The Refresher of Bluesky sessions (oauth/model.py), driven by TokenSession (oauth/session.py), and the shape of
+    the stored session `{"accessJwt", "refreshJwt", "did", "pdsUrl"}` (oauth/session.py's CredentialShape).
+
+    refresh: com.atproto.server.refreshSession with the refresh JWT (no body); both tokens rotate and the old refresh
+    JWT is spent. A refusal (ExpiredToken, InvalidToken, a takedown; also a 403 or another 4xx, since a refresh has
+    nothing else to refuse) is a PlatformAuthError: the app password is not stored, so the user must reconnect.
+    revoke: com.atproto.server.deleteSession with the refresh JWT (the PDS forgets the session; access JWTs already
+    issued stay valid until their `exp`, at most about two hours)."""
+
+    def __init__(self, http: httpx2.AsyncClient, *, clock: Clock, timeout: float = 30.0) -> None:
+        self.http, self.clock, self.timeout = http, clock, timeout
+
+    @staticmethod
+    def _pds(credentials: dict[str, Any]) -> str:
+        return str(credentials.get("pdsUrl") or DEFAULT_PDS).rstrip("/")
+
+    async def refresh(self, credentials: dict[str, Any]) -> TokenSet:
+        refresh = credentials.get("refreshJwt")
+        if not isinstance(refresh, str) or not refresh:
+            raise PlatformAuthError("The Bluesky account has no session to refresh.",
+                                    remediation="Reconnect the Bluesky account (connect_account with an app password).")
+        # Not a write for any post: a lost answer publishes nothing (retryable as far as posts go).
+        response = await send(self.http, "POST", f"{self._pds(credentials)}/xrpc/{REFRESH_SESSION}", platform=PLATFORM,
+                              write=False, timeout=self.timeout, headers={"Authorization": f"Bearer {refresh}"})
+        if not response.is_success:
+            error = _classify(response, REFRESH_SESSION, self.clock.now().timestamp())
+            if isinstance(error, PlatformAuthError | PlatformForbiddenError | PlatformRejectedError):
+                raise PlatformAuthError(f"The Bluesky session could not be refreshed: {error.message}", status=error.status,
+                                        platform_response=error.platform_response,
+                                        remediation="Reconnect the Bluesky account (connect_account with an app password).") from error
+            raise error
+        body = _json_of(response)
+        access, rotated = body.get("accessJwt"), body.get("refreshJwt")
+        if not (isinstance(access, str) and access and isinstance(rotated, str) and rotated):
+            raise PlatformAuthError("Bluesky refreshSession answered without tokens.", status=response.status_code,
+                                    remediation="Reconnect the Bluesky account.")
+        exp = _jwt_exp(access)
+        extra: dict[str, Any] = {}
+        if isinstance(body.get("did"), str):
+            extra["did"] = body["did"]
+        if (pds := pds_from_did_doc(body.get("didDoc"))) is not None:
+            extra["pdsUrl"] = pds
+        return TokenSet(access_token=access, refresh_token=rotated,
+                        expires_at=datetime.fromtimestamp(exp, timezone.utc) if exp is not None else None, extra=extra)
+
+    async def revoke(self, credentials: dict[str, Any]) -> bool:
+        refresh = credentials.get("refreshJwt")
+        if not isinstance(refresh, str) or not refresh:
+            return True  # no session upstream to end
+        response = await send(self.http, "POST", f"{self._pds(credentials)}/xrpc/{DELETE_SESSION}", platform=PLATFORM,
+                              write=False, timeout=self.timeout, headers={"Authorization": f"Bearer {refresh}"})
+        if response.is_success:
+            return True
+        error = _classify(response, DELETE_SESSION, self.clock.now().timestamp())
+        if isinstance(error, PlatformAuthError):
+            return True  # the session is already dead upstream: nothing left to revoke
+        raise error
+
+    # CredentialShape: how a stored Bluesky session holds its tokens.
+
+    def access_token(self, credentials: dict[str, Any]) -> str | None:
+        token = credentials.get("accessJwt")
+        return token if isinstance(token, str) and token else None
+
+    def access_expires_at(self, credentials: dict[str, Any]) -> datetime | None:
+        exp = _jwt_exp(credentials.get("accessJwt"))
+        return datetime.fromtimestamp(exp, timezone.utc) if exp is not None else None
+
+    def lapses_at(self, credentials: dict[str, Any]) -> datetime | None:
+        return session_expiry(credentials)
+
+    def merge(self, credentials: dict[str, Any], tokens: TokenSet, now: datetime) -> dict[str, Any]:
+        merged = {**credentials, "accessJwt": tokens.access_token}
+        if tokens.refresh_token:
+            merged["refreshJwt"] = tokens.refresh_token
+        for key in ("did", "pdsUrl"):
+            if isinstance(tokens.extra.get(key), str):
+                merged[key] = tokens.extra[key]
+        return merged
