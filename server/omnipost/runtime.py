@@ -59,6 +59,7 @@ class Runtime:
     _background_stop: anyio.Event | None = None
     _background_running: list[tuple[anyio.CancelScope, anyio.Event]] = field(default_factory=lambda: [])
     tokens: Any = None  # tokens.TokenWatcher, after open()
+    connect_: Any = None  # oauth.connect.ConnectService, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -110,6 +111,7 @@ class Runtime:
                                            transport=self._guarded_transport(limits))
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
+        self.connect_ = self._connect_service(vault)
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = self._adapters()
         self.media_ = self._media_service()
@@ -147,6 +149,22 @@ class Runtime:
         assert self.http is not None
         return AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
                            save_credentials=save_credentials, resolver=self.resolver)
+
+    def _connect_service(self, vault: Any) -> Any:
+        """OAuth connects (oauth/connect.py): app credentials and endpoint overrides from the environment (a test's
+        extra["environ"]), the loopback listener unless a redirect URI is configured."""
+        import os
+        from datetime import timedelta
+
+        from omnipost.oauth.connect import ConnectService, redirect_uri_for
+
+        s = self.settings
+        assert self.db is not None and self.accounts_ is not None
+        return ConnectService(self.db, vault, self.accounts_, self.adapter_deps(), self.clock,
+                              environ=self.extra.get("environ") or os.environ,
+                              redirect_uri=redirect_uri_for(s.oauth_redirect_port, s.oauth_redirect_uri),
+                              ttl=timedelta(seconds=s.oauth_connect_timeout),
+                              listen_port=None if s.oauth_redirect_uri else s.oauth_redirect_port)
 
     def _adapters(self) -> dict[str, PlatformAdapter]:
         """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""

@@ -224,7 +224,7 @@ def _connect_sessions(conn: Connection) -> None:
     md = sa.MetaData()
     sa.Table("connect_sessions", md,
              sa.Column("state", sa.String, primary_key=True),
-             sa.Column("profile_id", sa.String, sa.ForeignKey("profiles.id"), nullable=False, index=True),
+             sa.Column("profile_id", sa.String, nullable=False, index=True),
              sa.Column("platform", sa.String, nullable=False),
              sa.Column("target", sa.String, nullable=False),
              sa.Column("redirect_uri", sa.String, nullable=False),

@@ -228,7 +228,7 @@ class ConnectSession(SQLModel, table=True):
 
     __tablename__ = "connect_sessions"
     state: str = Field(primary_key=True)
-    profile_id: str = Field(foreign_key="profiles.id", index=True)
+    profile_id: str = Field(index=True)
     platform: str  # whose OAuth provider (x, linkedin, ...)
     target: str  # what the tokens become: "account" (a platform account) or "sandbox" (a sandbox account emulating it)
     redirect_uri: str
