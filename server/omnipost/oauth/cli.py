@@ -56,6 +56,8 @@ async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: 
                 webbrowser.open(started.authorization_url)
             with anyio.move_on_after(timeout):
                 await done.wait()
+            with anyio.move_on_after(5):  # let the listener finish the browser's page before it goes
+                await service.wait_closed()
             tg.cancel_scope.cancel()
         row = await service.get(started.state)
         if row.status != "connected":

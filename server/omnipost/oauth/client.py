@@ -113,6 +113,7 @@ class OAuthClient:
     async def exchange(self, *, code: str, redirect_uri: str, verifier: str | None) -> TokenSet:
         """The authorization code for tokens (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
         headers, fields = self._auth()
+        fields.pop("client_id", None)  # prepare_request_body adds its own client id when include_client_id
         body = self._lib.prepare_request_body(code=code, redirect_uri=redirect_uri,
                                               code_verifier=verifier if self.provider.pkce != "none" else None, **fields)
         return await self._token_request(body, headers)

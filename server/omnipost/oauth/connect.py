@@ -80,6 +80,7 @@ class ConnectService:
     listen_port: int | None = None  # the loopback listener's port; None: no listener (a configured redirect URI)
     on_finished: Any = None  # callable(state) after a session ends (the CLI waits on it)
     _listening: bool = field(default=False, init=False)
+    _closed: anyio.Event | None = field(default=None, init=False)
 
     # -- the loopback listener ---------------------------------------------------------------------------------
 
@@ -96,9 +97,14 @@ class ConnectService:
             logger.warning("cannot listen for the OAuth redirect on 127.0.0.1:%d (%s); complete_connect takes the URL instead",
                            self.listen_port, exc.strerror or exc)
             return False
-        self._listening = True
+        self._listening, self._closed = True, anyio.Event()
         tg.start_soon(self._serve, listener)
         return True
+
+    async def wait_closed(self) -> None:
+        """Until the listener has answered its last request and closed (it closes once no connect is pending)."""
+        if self._closed is not None:
+            await self._closed.wait()
 
     async def _serve(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
         """Serve redirects until no connect is pending (checked after each request, and once per session lifetime)."""
@@ -115,6 +121,8 @@ class ConnectService:
                         return
         finally:
             self._listening = False
+            if self._closed is not None:
+                self._closed.set()
 
     async def _from_redirect(self, state: str, code: str | None, error: str | None) -> str:
         row = await self.complete(state, code=code, error=error)
@@ -283,7 +291,8 @@ class ConnectService:
         if target == "sandbox":
             from omnipost.platforms import sandbox
 
-            handle = args.get("handle") or connected.handle
+            # One sandbox account per emulated platform and identity: alice connected through X is alice.x there.
+            handle = args.get("handle") or f"{connected.handle}.{platform}"
             emulated = await sandbox.connect_account(ConnectRequest(
                 handle=handle, args={"emulates": platform, "sandboxMode": args.get("sandboxMode")}, defaults=defaults, deps=self.deps))
             # The sandbox publishes with its own token; the OAuth tokens are kept beside it, as the platform's would be.
