@@ -173,16 +173,16 @@ class ConnectService:
 
     # -- status ------------------------------------------------------------------------------------------------
 
-    async def get(self, state: str, *, profile_id: str | None = None) -> ConnectSession:
+    async def get(self, state: str, *, profile_id: str | None = None, test_mode: bool = False) -> ConnectSession:
         """The session of a state (in the profile, when given); an expired pending one is marked so.
 
         Raises:
-            NotFoundError: unknown state, or another profile's.
+            NotFoundError: unknown state, another profile's, or (test_mode: an op_test_ key) one for a real account.
         """
         async with self.db.session() as s:
             row = await s.get(ConnectSession, state)
-        if row is None or (profile_id is not None and row.profile_id != profile_id):
-            raise NotFoundError(f"No connect was started with state '{echo(state, 60)}'.", rule="state",
+        if row is None or (profile_id is not None and row.profile_id != profile_id) or (test_mode and row.target != "sandbox"):
+            raise NotFoundError("No connect was started with this state.", rule="state",
                                 remediation="Start again with connect_account; use the state it answers.")
         if row.status == PENDING and self.clock.now() >= row.expires_at:
             await self._finish(state, EXPIRED, error=ConnectError("The connect expired before the user finished.",
@@ -202,7 +202,7 @@ class ConnectService:
     # -- complete ----------------------------------------------------------------------------------------------
 
     async def complete(self, state: str, *, code: str | None = None, redirect_url: str | None = None,
-                       profile_id: str | None = None, error: str | None = None) -> ConnectSession:
+                       profile_id: str | None = None, error: str | None = None, test_mode: bool = False) -> ConnectSession:
         """Finish a session: the code (given, or read from the URL the browser came back to) for tokens, the
         post-exchange step, the account(s) stored. Returns the session, now connected.
 
@@ -218,7 +218,7 @@ class ConnectService:
                 raise ConnectError("The URL's state is not this connect's: it belongs to another (or a forged) attempt.",
                                    rule="connect.state_mismatch", remediation="Paste the URL of the browser tab this connect opened.")
             code, error = query.get("code"), query.get("error")
-        row = await self.get(state, profile_id=profile_id)
+        row = await self.get(state, profile_id=profile_id, test_mode=test_mode)
         if row.status == EXPIRED:
             raise ConnectError("This connect expired before the user finished.", rule="connect.expired",
                                remediation="Start again with connect_account.")

@@ -209,12 +209,12 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         code: Annotated[str | None, Field(min_length=1, max_length=4096, description="Or only its code parameter.")] = None,
         profileId: ProfileArg = None,
     ) -> ConnectStatus:
-        profile, _ = await profile_of(rt, profileId)
+        profile, caller = await profile_of(rt, profileId)
         service = rt.connect_
         if redirectUrl is not None or code is not None:
-            row = await service.complete(state, code=code, redirect_url=redirectUrl, profile_id=profile.id)
+            row = await service.complete(state, code=code, redirect_url=redirectUrl, profile_id=profile.id, test_mode=caller.test_mode)
         else:
-            row = await service.get(state, profile_id=profile.id)
+            row = await service.get(state, profile_id=profile.id, test_mode=caller.test_mode)
         accounts = [account_out(await rt.accounts.get(profile.id, a)) for a in row.account_ids]
         return ConnectStatus(state=row.state, platform=row.platform, status=row.status, expiresAt=row.expires_at,  # type: ignore[arg-type]
                              accounts=accounts, error=row.error)
