@@ -172,6 +172,26 @@ async def test_oauth_arguments_are_refused_for_a_connect_without_oauth(client: C
     assert (err["code"], err["rule"]) == ("validation_failed", "emulates")
 
 
+# -- provider data ---------------------------------------------------------------------------------------------------
+
+
+def test_configuration_overrides_a_providers_endpoints_and_scopes_and_supplies_its_app(clock: FixedClock) -> None:
+    env = {"OMNIPOST_PINTEREST_CLIENT_ID": "id", "OMNIPOST_PINTEREST_CLIENT_SECRET": "s",
+           "OMNIPOST_PINTEREST_AUTHORIZE_URL": "http://127.0.0.1:1/auth", "OMNIPOST_PINTEREST_API_BASE": "http://127.0.0.1:1/",
+           "OMNIPOST_PINTEREST_SCOPES": "a,b"}
+    provider = provider_for("pinterest", env)
+    assert (provider.authorize_url, provider.api_base, provider.scopes) == ("http://127.0.0.1:1/auth", "http://127.0.0.1:1", ("a", "b"))
+    assert provider.token_url == PROVIDERS["pinterest"].token_url and provider.app is not None
+    url = httpx2.URL(OAuthClient(provider, httpx2.AsyncClient(), clock).authorization_url(
+        redirect_uri="http://127.0.0.1:8788/callback", state="st", verifier=new_verifier()))
+    assert url.params["scope"] == "a,b" and url.params["code_challenge_method"] == "S256" and url.params["state"] == "st"
+    linkedin = provider_for("linkedin", {"OMNIPOST_LINKEDIN_CLIENT_ID": "id"})
+    url = httpx2.URL(OAuthClient(linkedin, httpx2.AsyncClient(), clock).authorization_url(
+        redirect_uri="http://127.0.0.1:8788/callback", state="st", verifier=new_verifier()))
+    assert "code_challenge" not in url.params and url.params["scope"] == "openid profile w_member_social"
+    assert provider_for("x", {"OMNIPOST_X_CLIENT_ID": " "}).app is None  # an unset bundle field arrives empty
+
+
 # -- the client against the server directly ----------------------------------------------------------------------
 
 
@@ -329,3 +349,20 @@ def test_accounts_connect_refuses_bad_input_in_one_line_with_exit_2(cli_env: dic
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_client_with_url_elicitation_is_asked_to_open_the_authorization_url(oauth_server: OmnipostServer) -> None:
+    from mcp.types import ElicitResult
+
+    asked: list[Any] = []
+
+    async def answer(_ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept")
+
+    async with Client(oauth_server, mode="legacy", elicitation_callback=answer) as legacy:
+        started = await start(legacy)
+    assert started["opened"] is True
+    assert [(p.mode, p.url) for p in asked] == [("url", started["authorizationUrl"])]
+    async with Client(oauth_server) as modern:  # 2026-07-28: no back-channel, the URL is only in the result
+        assert (await start(modern))["opened"] is False

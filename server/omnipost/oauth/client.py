@@ -11,6 +11,7 @@ Nothing here logs or returns a token, code, verifier or client secret: errors ca
 """
 
 import base64
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -22,7 +23,7 @@ from oauthlib.oauth2.rfc6749.parameters import parse_token_response
 from omnipost.clock import Clock
 from omnipost.errors import PlatformAuthError
 from omnipost.oauth.model import OAuthCredentials, TokenSet
-from omnipost.oauth.providers import Provider
+from omnipost.oauth.providers import Provider, provider_for
 from omnipost.platforms.calls import body_of, raise_for_status, send
 from omnipost.platforms.errormap import AUTH_REFUSED, ErrorMap, Rule, body_field
 
@@ -215,3 +216,14 @@ class OAuthRefresher:
             await self.client.revoke_token(stored.refresh_token, "refresh_token")
         await self.client.revoke_token(stored.access_token, "access_token")  # RFC 7009 §2.2: 200 even if already gone
         return True
+
+
+def refresher_for(platform: str, http: httpx2.AsyncClient, clock: Clock, environ: Mapping[str, str], *,
+                  timeout: float = 30.0) -> OAuthRefresher | None:
+    """The platform's refresher as configured (None: the platform is not an OAuth one, or has no app credentials,
+    so its tokens cannot be renewed here)."""
+    try:
+        provider = provider_for(platform, environ)
+    except KeyError:
+        return None
+    return OAuthRefresher(provider, http, clock, timeout=timeout) if provider.app is not None else None
