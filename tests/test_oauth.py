@@ -268,6 +268,45 @@ async def test_a_brought_token_is_verified_upstream_before_it_is_stored(
     assert account["tokenExpiresAt"].startswith("2026-11-24T13:00:00")
 
 
+async def test_a_platform_account_connects_through_the_connect_service(oauth_server: OmnipostServer, mcp: Client,
+                                                                     auth_server: AuthServer) -> None:
+    """What connect_account does for an OAuth platform once its adapter exists: the account is the platform's own."""
+    ok(await mcp.call_tool("list_accounts", {}))  # opens the runtime
+    rt = oauth_server.runtime
+    profile = await rt.accounts.resolve_profile(None)
+    started = await rt.connect_.start(profile.id, "linkedin", args={"defaults": {"visibility": "PUBLIC"}})
+    assert await rt.connect_.ensure_listening(rt._tg)  # noqa: SLF001 - the lifespan's task group, as the tool uses it
+    with anyio.fail_after(20):
+        page = await consent(started.authorization_url, auth_server.redirect_uri)
+    assert isinstance(page, httpx2.Response) and page.status_code == 200
+    status = ok(await mcp.call_tool("complete_connect", {"state": started.state}))
+    [account] = status["accounts"]
+    assert (account["platform"], account["handle"], account["defaults"]) == ("linkedin", "alice", {"visibility": "PUBLIC"})
+    stored = rt.accounts.credentials(await rt.accounts.get(profile.id, account["id"]))
+    assert set(stored) >= {"access_token", "refresh_token", "expires_at", "scope"} and "openid" in stored["scope"]
+
+
+async def test_meta_and_threads_tokens_are_renewed_their_own_way(clock: FixedClock) -> None:
+    seen: list[httpx2.Request] = []
+
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={"access_token": f"new-{len(seen)}", "token_type": "bearer", "expires_in": 5184000})
+
+    env = {"OMNIPOST_FACEBOOK_CLIENT_ID": "app", "OMNIPOST_FACEBOOK_CLIENT_SECRET": "shh",
+           "OMNIPOST_THREADS_CLIENT_ID": "app", "OMNIPOST_THREADS_CLIENT_SECRET": "shh"}
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(upstream)) as http:
+        facebook = await OAuthRefresher(provider_for("facebook", env), http, clock).refresh({"access_token": "long-lived"})
+        threads = await OAuthRefresher(provider_for("threads", env), http, clock).refresh({"access_token": "th-long"})
+    assert (facebook.access_token, threads.access_token) == ("new-1", "new-2")
+    assert facebook.expires_at == clock.now() + timedelta(seconds=5184000)
+    fb, th = seen
+    assert (fb.method, fb.url.path, dict(fb.url.params)) == ("GET", "/v24.0/oauth/access_token", {
+        "grant_type": "fb_exchange_token", "client_id": "app", "client_secret": "shh", "fb_exchange_token": "long-lived"})
+    assert (th.method, th.url.host, th.url.path, dict(th.url.params)) == (
+        "GET", "graph.threads.net", "/refresh_access_token", {"grant_type": "th_refresh_token", "access_token": "th-long"})
+
+
 # -- secrets ---------------------------------------------------------------------------------------------------------
 
 
@@ -334,6 +373,31 @@ async def test_accounts_connect_in_a_terminal_waits_for_the_browser_and_prints_t
     assert code == 0, out
     result = json.loads(out)
     assert result["status"] == "connected" and result["accounts"][0]["emulates"] == "threads"
+
+
+async def test_accounts_connect_takes_a_pasted_url_when_no_listener_runs(cli_env: dict[str, str], auth_server: AuthServer) -> None:
+    env = cli_env | {"OMNIPOST_OAUTH_REDIRECT_URI": auth_server.redirect_uri}  # a configured redirect URI: no listener
+    proc = subprocess.Popen([sys.executable, "-m", "omnipost", "accounts", "connect", "x", "--sandbox", "--json", "--timeout", "60"],
+                            env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None and proc.stdin is not None
+        url = None
+        with anyio.fail_after(30):
+            while url is None:
+                line = await anyio.to_thread.run_sync(proc.stderr.readline)
+                assert line, "the command ended before printing the URL"
+                url = line.strip() if line.startswith("http") else None
+            landed = await consent(url, auth_server.redirect_uri, land=False)
+        assert isinstance(landed, str)
+        proc.stdin.write(landed + "\n")
+        proc.stdin.flush()
+        with anyio.fail_after(30):
+            out = await anyio.to_thread.run_sync(proc.stdout.read)
+            code = await anyio.to_thread.run_sync(proc.wait)
+    finally:
+        proc.kill()
+    assert code == 0, out
+    assert json.loads(out)["accounts"][0]["emulates"] == "x"
 
 
 @pytest.mark.parametrize(("argv", "env_drop"), [

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from omnipost.config import Settings
+from omnipost.errors import AppError
 
 
 class ConnectUsageError(Exception):
@@ -24,7 +25,6 @@ async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: 
                   open_browser: bool, timeout: float, as_json: bool) -> int:
     """Run one connect to the end; the exit code."""
     from omnipost.clock import SystemClock
-    from omnipost.errors import AppError
     from omnipost.oauth.providers import PROVIDERS
     from omnipost.outputs import account_out
     from omnipost.platforms.registry import PLATFORMS
@@ -50,19 +50,27 @@ async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: 
             say = sys.stderr if as_json else sys.stdout
             print(f"Open this URL to connect {platform}:\n{started.authorization_url}", file=say, flush=True)
             if not listening:
-                print(f"(nothing listens on {started.redirect_uri}: paste the URL you land on into complete_connect)",
-                      file=sys.stderr, flush=True)
+                print(f"Nothing listens on {started.redirect_uri}: paste here the URL the browser lands on.", file=sys.stderr, flush=True)
             if open_browser:
                 webbrowser.open(started.authorization_url)
+            refused: AppError | None = None
             with anyio.move_on_after(timeout):
-                await done.wait()
+                if listening:
+                    await done.wait()
+                else:
+                    pasted = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+                    try:
+                        await service.complete(started.state, redirect_url=pasted.strip())
+                    except AppError as exc:
+                        refused = exc
             with anyio.move_on_after(5):  # let the listener finish the browser's page before it goes
                 await service.wait_closed()
             tg.cancel_scope.cancel()
         row = await service.get(started.state)
         if row.status != "connected":
-            error = row.error or {"code": "validation_failed", "rule": "connect.timeout",
-                                  "message": f"No answer from the browser within {timeout:g} seconds."}
+            error = row.error or (refused.to_error_object().model_dump(exclude_none=True) if refused is not None else
+                                  {"code": "validation_failed", "rule": "connect.timeout",
+                                   "message": f"No answer from the browser within {timeout:g} seconds."})
             if as_json:
                 print(json.dumps({"status": row.status, "error": error}, ensure_ascii=False))
             print(f"omnipost accounts: {error.get('code')}: {error.get('message')}", file=sys.stderr)
@@ -74,7 +82,5 @@ async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: 
             for a in accounts:
                 print(f"connected {a.platform}{' (' + a.emulates + ')' if a.emulates else ''} {a.handle}: {a.id}")
         return 0
-    except AppError:
-        raise
     finally:
         await rt.close()

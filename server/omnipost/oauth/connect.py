@@ -184,10 +184,11 @@ class ConnectService:
         if row is None or (profile_id is not None and row.profile_id != profile_id) or (test_mode and row.target != "sandbox"):
             raise NotFoundError("No connect was started with this state.", rule="state",
                                 remediation="Start again with connect_account; use the state it answers.")
-        if row.status == PENDING and self.clock.now() >= row.expires_at:
+        if row.status in (PENDING, EXCHANGING) and self.clock.now() >= row.expires_at:
+            # (an exchange still running past the expiry was cut short, e.g. by a crash: its code is spent)
             await self._finish(state, EXPIRED, error=ConnectError("The connect expired before the user finished.",
                                                                   rule="connect.expired").to_error_object().model_dump(exclude_none=True),
-                               only_from=PENDING)
+                               only_from=row.status)
             row.status = EXPIRED
         return row
 
@@ -275,7 +276,7 @@ class ConnectService:
     async def _store(self, profile_id: str, provider: Provider, tokens: TokenSet, *, target: str, args: dict[str, Any]) -> list[str]:
         """Run the post-exchange step and store what it found; the ids of the accounts stored."""
         ctx = ExchangeContext(http=self.deps.http, tokens=tokens, app=provider.app,  # type: ignore[arg-type]  # configured
-                              api_base=provider.api_base, clock=self.clock, args=dict(args.get("step") or {}))
+                              api_base=provider.api_base, clock=self.clock, args=dict(args))
         found = await step_for(provider, self.environ)(ctx)
         if not found:
             raise PlatformAuthError(f"Nothing to post as was found for this {provider.platform} login.",
