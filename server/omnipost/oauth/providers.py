@@ -119,8 +119,9 @@ PROVIDERS: dict[str, Provider] = {p.platform: p for p in (
 
 
 def _value(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name)
-    return value.strip() if value and value.strip() else None  # an unset manifest field arrives as ""
+    value = (environ.get(name) or "").strip()
+    # An unset bundle setting arrives empty, or (a host that does not substitute it) as the "${user_config...}" itself.
+    return value if value and not value.startswith("${") else None
 
 
 def provider_for(platform: str, environ: Mapping[str, str]) -> Provider:
