@@ -61,12 +61,12 @@ class ConnectOut(AccountOut):
     health: str | None = None  # type: ignore[assignment]
     createdAt: datetime | None = None  # type: ignore[assignment]
     status: Literal["connected", "pending"] = "connected"
-    accountIds: list[str] = Field(default_factory=lambda: [], description="Every account connected (Facebook: one per Page).")
-    state: str | None = Field(default=None, description="Pending: pass it to complete_connect.")
-    authorizationUrl: str | None = Field(default=None, description="Pending: the user opens it and approves.")
+    accountIds: list[str] = Field(default_factory=lambda: [])  # every account connected (Facebook: one per Page)
+    state: str | None = None  # pending: complete_connect's argument
+    authorizationUrl: str | None = None  # pending: the user opens it and approves
     redirectUri: str | None = None
     expiresAt: datetime | None = None
-    opened: bool = Field(default=False, description="Pending: the client was asked to open the URL.")
+    opened: bool = False  # pending: the client was asked to open the URL (URL-mode elicitation)
 
 
 class ConnectStatus(BaseModel):
@@ -98,7 +98,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def connect_account(
         platform: Annotated[Literal[CONNECTABLE], Field(description=CONNECT_HELP)],
         ctx: Context,
-        handle: Annotated[str | None, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any display handle). OAuth: optional, the platform's own by default.")] = None,
+        handle: Annotated[str | None, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any; OAuth: optional).")] = None,
         emulates: Annotated[str | None, Field(description=only_for(
             "emulates", f"the platform whose rules apply ({', '.join(Platform)})."))] = None,
         appPassword: Annotated[str | None, Field(description=only_for(
@@ -109,10 +109,10 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
             "how it takes posts. caller_id (default): omnipost picks each post's id, as Bluesky; own_id: it assigns ids "
             "and refuses the same text twice in 24 h, as X; container: a post processes, then is published, as Instagram."))] = None,
-        oauth: Annotated[bool | None, Field(description="Sandbox only: connect through the emulated platform's OAuth flow (its app credentials).")] = None,
-        accessToken: Annotated[str | None, Field(min_length=1, max_length=4096, description="OAuth platforms: a token from the developer portal, verified before it is stored (no browser step).")] = None,
-        refreshToken: Annotated[str | None, Field(min_length=1, max_length=4096, description="With accessToken, if you have one.")] = None,
-        expiresAt: Annotated[Instant | None, Field(description="With accessToken: when it expires.")] = None,
+        oauth: Annotated[bool | None, Field(description="Sandbox: sign in through the emulated platform's OAuth.")] = None,
+        accessToken: Annotated[str | None, Field(max_length=4096, description="OAuth: a developer-portal token (verified first).")] = None,
+        refreshToken: Annotated[str | None, Field(max_length=4096)] = None,
+        expiresAt: Instant | None = None,
     ) -> ConnectOut:
         profile, caller = await profile_of(rt, profileId)
         given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl}
@@ -197,16 +197,15 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         description=("Connect an account to a profile; returns it (acc_…: a target's accountId). Bluesky: handle (or DID) "
                      "and an app password, optionally pdsUrl; the session is kept and refreshed, the password not stored. "
                      "Sandbox: a local simulated platform with the rules of the one it emulates, to try publishing end to end "
-                     "without a real account (oauth: true goes through the emulated platform's OAuth sign-in). OAuth: answers "
-                     "status pending and authorizationUrl for the user to open (show it unless opened); then complete_connect. "
-                     "Connecting an already connected account updates it (same id)."),
+                     "without a real account. OAuth: status pending and authorizationUrl for the user (show it unless "
+                     "opened), then complete_connect. Reconnecting updates the account (same id)."),
         annotations=LOCAL_WRITE,
     )
 
     async def complete_connect(
-        state: Annotated[str, Field(min_length=1, max_length=200, description="The state connect_account answered.")],
-        redirectUrl: Annotated[str | None, Field(max_length=8192, description="The whole URL the browser landed on after approving.")] = None,
-        code: Annotated[str | None, Field(min_length=1, max_length=4096, description="Or only its code parameter.")] = None,
+        state: Annotated[str, Field(max_length=200, description="From connect_account.")],
+        redirectUrl: Annotated[str | None, Field(max_length=8192, description="The URL the browser landed on.")] = None,
+        code: Annotated[str | None, Field(max_length=4096, description="Or only its code.")] = None,
         profileId: ProfileArg = None,
     ) -> ConnectStatus:
         profile, caller = await profile_of(rt, profileId)
@@ -221,9 +220,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     server.add_tool(
         complete_connect, name="complete_connect", title="Complete or check an OAuth connect",
-        description=("Finish an OAuth connect that connect_account started: with redirectUrl (or code) the user pasted, it "
-                     "exchanges it and stores the account; with only state it tells whether the user finished (pending, "
-                     "connected with the accounts, failed with the error, expired)."),
+        description=("Finish an OAuth connect: redirectUrl (or code) the user pasted stores the account; with only "
+                     "state, says whether the user finished (pending, connected, failed, expired)."),
         annotations=PUBLISH,
     )
 
