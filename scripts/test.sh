@@ -9,8 +9,11 @@ if command -v npm >/dev/null 2>&1; then
   # MCP conformance suite (tests/test_mcp_conformance.py). The suite needs node >= 22: the test runs it with
   # the node `tools/pds/launcher.py node` gives (the one on PATH if >= 22, else the one installed below).
   # 0.2.0-alpha.12 is the newest; its --requirements 2026-07-28 set covers the modern protocol (the python SDK pins this line too).
+  # oidc-provider: the real OAuth 2.0 / OpenID Connect authorization server tests/oauth/server.mjs runs on loopback
+  # (PKCE required, refresh-token rotation, revocation) for tests/test_oauth.py.
   npm install --silent --no-audit --no-fund --prefix .tools \
-    @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 >/dev/null
+    @anthropic-ai/mcpb@2.1.2 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 \
+    oidc-provider@9.13.3 >/dev/null
 else
   echo "npm not found: install Node.js >= 22 (the Inspector, the conformance suite and the PDS need it; apt-get install nodejs npm, or nodejs.org)" >&2
   exit 1

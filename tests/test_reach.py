@@ -212,6 +212,7 @@ TABLE: dict[str, Reaches | Lists | Creates | Same] = {
     "list_accounts": Lists(World.account, _ids("accounts")),
     "get_account": Reaches(lambda w, kind: _named("accountId", w.account(kind))),
     "disconnect_account": Reaches(lambda w, kind: _named("accountId", w.account(kind))),
+    "complete_connect": Reaches(lambda w, kind: _connect_session(w, kind)),
     "list_profiles": Same(),
     "create_profile": Same(lambda w: {"name": f"brand-{w.n()}"}, differs=True),
     # publishing
@@ -266,6 +267,24 @@ async def _unknown(w: World, kind: str) -> str:
     return post_id
 
 
+async def _connect_session(w: World, kind: str) -> dict[str, Any]:
+    """An OAuth connect the user finished: of a sandbox account (through the emulated platform's sign-in) or a real one."""
+    from datetime import timedelta
+
+    from omnipost.store.models import ConnectSession
+
+    state = f"state-{w.n()}"
+    await w.rt.wait_ready()
+    profile = await w.rt.accounts.resolve_profile(None)
+    now = w.rt.clock.now()
+    async with w.db.session() as s:
+        s.add(ConnectSession(state=state, profile_id=profile.id, platform="x", target="sandbox" if kind == "sandbox" else "account",
+                             redirect_uri="http://127.0.0.1:8788/callback", verifier=b"sealed", status="connected",
+                             created_at=now, expires_at=now + timedelta(minutes=10), finished_at=now))
+        await s.commit()
+    return {"state": state}
+
+
 async def _connect_args(w: World, kind: str) -> dict[str, Any]:
     if kind == "sandbox":
         return {"platform": "sandbox", "emulates": "x", "handle": f"new{w.n()}.test"}
@@ -275,7 +294,7 @@ async def _connect_args(w: World, kind: str) -> dict[str, Any]:
 def unseen(value: Any) -> Any:
     """The same arguments naming nothing: every id's ULID part replaced, every idempotency key fresh."""
     if isinstance(value, dict):
-        return {k: (v + "-unseen" if k == "idempotencyKey" else unseen(v)) for k, v in value.items()}
+        return {k: (v + "-unseen" if k in ("idempotencyKey", "state") else unseen(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [unseen(v) for v in value]
     if isinstance(value, str) and value.split("_", 1)[0] in ("acc", "post", "bat", "med", "whk"):

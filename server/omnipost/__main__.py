@@ -190,6 +190,24 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return anyio.run(keys.cli_revoke, settings, args.key_id, args.json)
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """Connect an account through its platform's OAuth sign-in, from the terminal."""
+    import anyio
+
+    from omnipost import logging as oplog
+    from omnipost.oauth.cli import ConnectUsageError, connect
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    settings = _settings()
+    oplog.configure(settings.log_level)
+    try:
+        return anyio.run(lambda: connect(settings, args.platform, sandbox=args.sandbox, profile=args.profile, handle=args.handle,
+                                         open_browser=args.open, timeout=args.timeout, as_json=args.json))
+    except ConnectUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `omnipost` console script."""
     from omnipost import __version__
@@ -235,6 +253,16 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--name")
     keys.add_argument("--json", action="store_true")
     keys.set_defaults(func=cmd_keys)
+    accounts = sub.add_parser("accounts", help="connect an account through its platform's OAuth sign-in")
+    accounts.add_argument("action", choices=["connect"])
+    accounts.add_argument("platform", help="x, linkedin, facebook, instagram, threads or pinterest")
+    accounts.add_argument("--sandbox", action="store_true", help="store a sandbox account emulating the platform")
+    accounts.add_argument("--profile", help="profile id or name (default profile if omitted)")
+    accounts.add_argument("--handle", help="the account's display handle (default: the platform's)")
+    accounts.add_argument("--open", action="store_true", help="open the URL in a browser")
+    accounts.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the browser (default 600)")
+    accounts.add_argument("--json", action="store_true", help="print the result as JSON (the URL goes to stderr)")
+    accounts.set_defaults(func=cmd_accounts)
     args = parser.parse_args(argv)
     if args.command is None:  # `omnipost` alone, as MCP clients launch it: serve on stdio
         args = parser.parse_args(["serve", *(argv or [])])

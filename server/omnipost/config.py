@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=256, ge=1, description=(
         "Simultaneous HTTP connections; a new one past it closes the one waiting longest for its headers (or itself). "
         "Lowered to fit the open-file limit."))
+    oauth_redirect_port: int = Field(default=8788, ge=1, le=65535, description=(
+        "Port of the loopback listener that receives OAuth redirects: register http://127.0.0.1:<port>/callback "
+        "as your app's redirect URI."))
+    oauth_redirect_uri: str | None = Field(default=None, description=(
+        "A redirect URI other than the loopback listener's (a platform that refuses loopback, a remote server): "
+        "no listener runs; the user pastes the URL they land on into complete_connect."))
+    oauth_connect_timeout: float = Field(default=600.0, gt=0, description="Seconds a started OAuth connect waits for the user.")
     scheduler_enabled: bool = Field(default=True, description="Run the scheduler inside every long-running server process.")
     # 0.5 s keeps p99 lateness under 1 s (bench/scheduler.py): a post is at most one tick plus its publish late.
     scheduler_tick: float = Field(default=0.5, gt=0, description="Seconds between scheduler ticks.")

@@ -61,6 +61,7 @@ class Runtime:
     _background_running: list[tuple[anyio.CancelScope, anyio.Event]] = field(default_factory=lambda: [])
     tokens: Any = None  # tokens.TokenWatcher, after open()
     sessions: Any = None  # oauth.session.TokenSessions: one TokenSession per account, after open()
+    connect_: Any = None  # oauth.connect.ConnectService, after open()
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -111,6 +112,7 @@ class Runtime:
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
         self.sessions = self._token_sessions(vault)
+        self.connect_ = self._connect_service(vault)
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = self._adapters()
         self.media_ = self._media_service()
@@ -153,8 +155,10 @@ class Runtime:
         """The accounts' TokenSessions: each platform's Refresher (its spec's `refresher`, built from the adapter
         deps), the database as the store and lock, and a refused refresh marking the account needs_reconnect
         (publishing's mark_account, which emits token.revoked)."""
+        import os
         from dataclasses import replace
 
+        from omnipost.oauth.client import refresher_for
         from omnipost.oauth.session import REFRESH_TIMEOUT, DatabaseCredentialStore, TokenSessions
         from omnipost.platforms.registry import PLATFORMS
 
@@ -162,11 +166,32 @@ class Runtime:
         deps = self.adapter_deps()
         deps = replace(deps, timeout=min(deps.timeout, REFRESH_TIMEOUT))  # a refresh holds the account's lock
         refreshers = {p: spec.refresher(deps) for p, spec in PLATFORMS.items() if spec.refresher is not None}
+        # The OAuth platforms renew through their provider data (oauth/providers.py) when their app is configured.
+        environ = self.extra.get("environ") or os.environ
+        for p in PLATFORMS:
+            if p not in refreshers and (found := refresher_for(p, deps.http, deps.clock, environ, timeout=deps.timeout)) is not None:
+                refreshers[p] = found
 
         async def refused(account_id: str) -> None:
             await self.publisher.mark_account(account_id, "needs_reconnect")
 
         return TokenSessions(DatabaseCredentialStore(self.db, vault), self.clock, refreshers, on_refused=refused)
+
+    def _connect_service(self, vault: Any) -> Any:
+        """OAuth connects (oauth/connect.py): app credentials and endpoint overrides from the environment (a test's
+        extra["environ"]), the loopback listener unless a redirect URI is configured."""
+        import os
+        from datetime import timedelta
+
+        from omnipost.oauth.connect import ConnectService, redirect_uri_for
+
+        s = self.settings
+        assert self.db is not None and self.accounts_ is not None
+        return ConnectService(self.db, vault, self.accounts_, self.adapter_deps(), self.clock,
+                              environ=self.extra.get("environ") or os.environ,
+                              redirect_uri=redirect_uri_for(s.oauth_redirect_port, s.oauth_redirect_uri),
+                              ttl=timedelta(seconds=s.oauth_connect_timeout),
+                              listen_port=None if s.oauth_redirect_uri else s.oauth_redirect_port)
 
     def _adapters(self) -> dict[str, PlatformAdapter]:
         """One adapter per platform that has one, each built the same way: `spec.adapter.from_deps(deps)` (platforms/registry.py)."""

@@ -218,7 +218,28 @@ def _v9(conn: Connection) -> None:
     md.tables["notices"].create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _connect_sessions(conn: Connection) -> None:
+    """OAuth connect sessions (issue 12): one row per started connect, found by its state; the PKCE verifier sealed
+    like credentials; what it connected (account ids) or why it failed (an error object) once it ends."""
+    md = sa.MetaData()
+    sa.Table("connect_sessions", md,
+             sa.Column("state", sa.String, primary_key=True),
+             sa.Column("profile_id", sa.String, nullable=False, index=True),
+             sa.Column("platform", sa.String, nullable=False),
+             sa.Column("target", sa.String, nullable=False),
+             sa.Column("redirect_uri", sa.String, nullable=False),
+             sa.Column("verifier", sa.LargeBinary, nullable=False),
+             sa.Column("args", sa.JSON, nullable=False),
+             sa.Column("status", sa.String, nullable=False),
+             sa.Column("account_ids", sa.JSON, nullable=False),
+             sa.Column("error", sa.JSON),
+             sa.Column("created_at", UTCDateTime(), nullable=False),
+             sa.Column("expires_at", UTCDateTime(), nullable=False),
+             sa.Column("finished_at", UTCDateTime()))
+    md.tables["connect_sessions"].create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions]
 LATEST = len(MIGRATIONS)
 
 

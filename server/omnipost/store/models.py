@@ -221,3 +221,22 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = _ts()
     delivered_at: datetime | None = _ts(nullable=True)
+
+
+class ConnectSession(SQLModel, table=True):
+    """One OAuth connect started by connect_account (oauth/connect.py), found by its `state`."""
+
+    __tablename__ = "connect_sessions"
+    state: str = Field(primary_key=True)
+    profile_id: str = Field(index=True)
+    platform: str  # whose OAuth provider (x, linkedin, ...)
+    target: str  # what the tokens become: "account" (a platform account) or "sandbox" (a sandbox account emulating it)
+    redirect_uri: str
+    verifier: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the PKCE verifier, sealed (store/crypto.py)
+    args: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))  # handle, defaults, step args
+    status: str = "pending"  # pending | connected | failed | expired
+    account_ids: list[Any] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
+    error: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)

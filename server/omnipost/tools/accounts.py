@@ -1,7 +1,12 @@
 """Profiles and accounts: connect (each platform's flow is its spec's connect_with), list, get, disconnect."""
 
-from typing import TYPE_CHECKING, Annotated, Literal
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, Field
 
 from omnipost.outputs import AccountOut, DisconnectedOut, ProfileOut, account_out, profile_out
@@ -10,7 +15,8 @@ from omnipost.domain import Platform
 from omnipost.errors import ValidationFailedError
 from omnipost.platforms.base import ConnectRequest
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, ProfileArg, profile_of, reach_of
+from omnipost.oauth.providers import PROVIDERS
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, Instant, ProfileArg, profile_of, reach_of
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -36,6 +42,44 @@ def refuse_foreign_arguments(platform: str, given: dict[str, object]) -> None:
                                         remediation=f"Leave {argument} out when connecting a {platform} account.")
 
 
+logger = logging.getLogger("omnipost.tools.accounts")
+
+OAUTH_ARGS = ("oauth", "accessToken", "refreshToken", "expiresAt")
+"""connect_account's OAuth arguments: for a platform that connects through OAuth, or a sandbox account emulating one."""
+
+ELICIT_PATIENCE = 120.0  # seconds the client may take to answer "open this URL?"
+
+
+class ConnectOut(AccountOut):
+    """connect_account's answer: the account connected now (as get_account), or, status pending, an OAuth connect
+    waiting for the user at authorizationUrl (its account fields empty)."""
+
+    id: str | None = None  # type: ignore[assignment]  # empty while pending
+    profileId: str | None = None  # type: ignore[assignment]
+    platform: str | None = None  # type: ignore[assignment]
+    handle: str | None = None  # type: ignore[assignment]
+    health: str | None = None  # type: ignore[assignment]
+    createdAt: datetime | None = None  # type: ignore[assignment]
+    status: Literal["connected", "pending"] = "connected"
+    accountIds: list[str] = Field(default_factory=lambda: [])  # every account connected (Facebook: one per Page)
+    state: str | None = None  # pending: complete_connect's argument
+    authorizationUrl: str | None = None  # pending: the user opens it and approves
+    redirectUri: str | None = None
+    expiresAt: datetime | None = None
+    opened: bool = False  # pending: the client was asked to open the URL (URL-mode elicitation)
+
+
+class ConnectStatus(BaseModel):
+    """Where an OAuth connect stands."""
+
+    state: str
+    platform: str
+    status: Literal["pending", "exchanging", "connected", "failed", "expired"]
+    expiresAt: datetime
+    accounts: list[AccountOut] = Field(default_factory=lambda: [])
+    error: dict[str, Any] | None = None
+
+
 class AccountList(BaseModel):
     """Connected accounts of a profile."""
 
@@ -53,7 +97,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def connect_account(
         platform: Annotated[Literal[CONNECTABLE], Field(description=CONNECT_HELP)],
-        handle: Annotated[str, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any display handle).")],
+        ctx: Context,
+        handle: Annotated[str | None, Field(min_length=1, max_length=253, description="The account's handle (Bluesky: handle or DID; sandbox: any; OAuth: optional).")] = None,
         emulates: Annotated[str | None, Field(description=only_for(
             "emulates", f"the platform whose rules apply ({', '.join(Platform)})."))] = None,
         appPassword: Annotated[str | None, Field(description=only_for(
@@ -64,7 +109,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
             "how it takes posts. caller_id (default): omnipost picks each post's id, as Bluesky; own_id: it assigns ids "
             "and refuses the same text twice in 24 h, as X; container: a post processes, then is published, as Instagram."))] = None,
-    ) -> AccountOut:
+        oauth: Annotated[bool | None, Field(description="Sandbox: sign in through the emulated platform's OAuth.")] = None,
+        accessToken: Annotated[str | None, Field(max_length=4096, description="OAuth: a developer-portal token (verified first).")] = None,
+        refreshToken: Annotated[str | None, Field(max_length=4096)] = None,
+        expiresAt: Instant | None = None,
+    ) -> ConnectOut:
         profile, caller = await profile_of(rt, profileId)
         given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl}
         refuse_foreign_arguments(platform, given)
@@ -74,22 +123,106 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
             raise UnauthorizedError("An op_test_ key can only connect sandbox accounts.", rule="platform",
                                     remediation="Use an op_live_ key, or connect a sandbox account.")
-        assert spec.connect_with is not None  # CONNECTABLE: the platforms with a connect flow
-        connected = await spec.connect_with(ConnectRequest(
-            handle=handle, args={k: v for k, v in given.items() if v is not None}, defaults=dict(defaults or {}),
-            deps=rt.adapter_deps()))
-        account = await rt.accounts.add(profile.id, platform=platform, emulates=connected.emulates, handle=connected.handle,
-                                        credentials=connected.credentials, defaults=connected.defaults,
-                                        token_expires_at=connected.token_expires_at, identity=connected.identity)
-        return account_out(account)
+        oauth_platform, target = oauth_target(platform, emulates, oauth, accessToken)
+        if oauth_platform is None:
+            for name, value in (("oauth", oauth), ("accessToken", accessToken), ("refreshToken", refreshToken), ("expiresAt", expiresAt)):
+                if value is not None and value is not False:
+                    raise ValidationFailedError(f"{name} is for accounts connected through OAuth, not {platform}.", path=name,
+                                                remediation=f"Leave {name} out, or connect a platform that uses OAuth.")
+            if handle is None:
+                raise ValidationFailedError("handle is required for this platform.", path="handle")
+            assert spec.connect_with is not None  # CONNECTABLE: the platforms with a connect flow
+            connected = await spec.connect_with(ConnectRequest(
+                handle=handle, args={k: v for k, v in given.items() if v is not None}, defaults=dict(defaults or {}),
+                deps=rt.adapter_deps()))
+            account = await rt.accounts.add(profile.id, platform=platform, emulates=connected.emulates, handle=connected.handle,
+                                            credentials=connected.credentials, defaults=connected.defaults,
+                                            token_expires_at=connected.token_expires_at, identity=connected.identity)
+            return ConnectOut(**account_out(account).model_dump(), accountIds=[account.id])
+        args: dict[str, Any] = {k: v for k, v in {"handle": handle, "defaults": defaults, "sandboxMode": sandboxMode}.items() if v}
+        service = rt.connect_
+        if accessToken is not None:
+            ids = await service.bring_token(profile.id, oauth_platform, access_token=accessToken, refresh_token=refreshToken,
+                                            expires_at=expiresAt, target=target, args=args)
+            return await connected_out(ids)
+        if refreshToken is not None or expiresAt is not None:
+            raise ValidationFailedError("refreshToken and expiresAt go with accessToken.", path="refreshToken" if refreshToken else "expiresAt")
+        started = await service.start(profile.id, oauth_platform, target=target, args=args)
+        if rt._tg is not None:
+            await service.ensure_listening(rt._tg)
+        opened = await ask_to_open(ctx, started.authorization_url, started.state, oauth_platform)
+        return ConnectOut(status="pending", platform=platform, emulates=oauth_platform if target == "sandbox" else None,
+                          state=started.state, authorizationUrl=started.authorization_url, redirectUri=started.redirect_uri,
+                          expiresAt=started.expires_at, opened=opened)
+
+    def oauth_target(platform: str, emulates: str | None, oauth: bool | None, access_token: str | None) -> tuple[str | None, str]:
+        """(the OAuth provider's platform, what the tokens become), or (None, "") for a connect without OAuth."""
+        if platform == "sandbox":
+            if not oauth and access_token is None:
+                return None, ""
+            name = (emulates or "").strip().lower()
+            name = "x" if name == "twitter" else name
+            if name not in PROVIDERS:
+                raise ValidationFailedError(f"A sandbox connected through OAuth emulates one of {', '.join(PROVIDERS)}.",
+                                            path="emulates", remediation="Set emulates to a platform that connects through OAuth.")
+            return name, "sandbox"
+        if platform in PROVIDERS:
+            return platform, "account"
+        return None, ""
+
+    async def connected_out(ids: list[str]) -> ConnectOut:
+        from omnipost.store.models import Account  # the first account just stored (in the caller's profile)
+
+        assert rt.db is not None
+        async with rt.db.session() as s:
+            account = await s.get(Account, ids[0])
+        assert account is not None
+        return ConnectOut(**account_out(account).model_dump(), accountIds=ids)
+
+    async def ask_to_open(ctx: Context, url: str, state: str, platform: str) -> bool:
+        """URL-mode elicitation where the client supports it (and the session can ask); False when not asked."""
+        caps = ctx.client_capabilities
+        if caps is None or caps.elicitation is None or caps.elicitation.url is None:
+            return False
+        try:
+            with anyio.move_on_after(ELICIT_PATIENCE):
+                result = await ctx.elicit_url(f"Sign in to {platform} and approve omnipost's access.", url, state)
+                return result.action == "accept"
+        except MCPError as exc:  # 2026-07-28 sessions have no back-channel: the URL is in the result instead
+            logger.debug("URL elicitation not available: %s", exc)
+        return False
 
     server.add_tool(
         connect_account, name="connect_account", title="Connect an account",
         description=("Connect an account to a profile; returns it (acc_…: a target's accountId). Bluesky: handle (or DID) "
                      "and an app password, optionally pdsUrl; the session is kept and refreshed, the password not stored. "
                      "Sandbox: a local simulated platform with the rules of the one it emulates, to try publishing end to end "
-                     "without a real account. Connecting an already connected account updates it (same id)."),
+                     "without a real account. OAuth: status pending and authorizationUrl for the user (show it unless "
+                     "opened), then complete_connect. Reconnecting updates the account (same id)."),
         annotations=LOCAL_WRITE,
+    )
+
+    async def complete_connect(
+        state: Annotated[str, Field(max_length=200, description="From connect_account.")],
+        redirectUrl: Annotated[str | None, Field(max_length=8192, description="The URL the browser landed on.")] = None,
+        code: Annotated[str | None, Field(max_length=4096, description="Or only its code.")] = None,
+        profileId: ProfileArg = None,
+    ) -> ConnectStatus:
+        profile, caller = await profile_of(rt, profileId)
+        service = rt.connect_
+        if redirectUrl is not None or code is not None:
+            row = await service.complete(state, code=code, redirect_url=redirectUrl, profile_id=profile.id, test_mode=caller.test_mode)
+        else:
+            row = await service.get(state, profile_id=profile.id, test_mode=caller.test_mode)
+        accounts = [account_out(await rt.accounts.get(profile.id, a)) for a in row.account_ids]
+        return ConnectStatus(state=row.state, platform=row.platform, status=row.status, expiresAt=row.expires_at,  # type: ignore[arg-type]
+                             accounts=accounts, error=row.error)
+
+    server.add_tool(
+        complete_connect, name="complete_connect", title="Complete or check an OAuth connect",
+        description=("Finish an OAuth connect: redirectUrl (or code) the user pasted stores the account; with only "
+                     "state, says whether the user finished (pending, connected, failed, expired)."),
+        annotations=PUBLISH,
     )
 
     async def list_accounts(profileId: ProfileArg = None,
