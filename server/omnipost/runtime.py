@@ -61,7 +61,8 @@ class Runtime:
     _background_running: list[tuple[anyio.CancelScope, anyio.Event]] = field(default_factory=lambda: [])
     tokens: Any = None  # tokens.TokenWatcher, after open()
     sessions: Any = None  # oauth.session.TokenSessions: one TokenSession per account, after open()
-    connect_: Any = None  # oauth.connect.ConnectService, after open()
+    _connect: Any = None  # oauth.connect.ConnectService, built at the first connect (see connect_)
+    _vault: Any = None
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -112,7 +113,7 @@ class Runtime:
             self._owns_http = True
         self.accounts_ = Accounts(self.db, vault, self.clock)
         self.sessions = self._token_sessions(vault)
-        self.connect_ = self._connect_service(vault)
+        self._vault = vault
         # Every adapter is registered before recovery, which may need any of them.
         self.adapters = self._adapters()
         self.media_ = self._media_service()
@@ -158,7 +159,7 @@ class Runtime:
         import os
         from dataclasses import replace
 
-        from omnipost.oauth.client import refresher_for
+        from omnipost.oauth.providers import oauth_configured
         from omnipost.oauth.session import REFRESH_TIMEOUT, DatabaseCredentialStore, TokenSessions
         from omnipost.platforms.registry import PLATFORMS
 
@@ -169,13 +170,26 @@ class Runtime:
         # The OAuth platforms renew through their provider data (oauth/providers.py) when their app is configured.
         environ = self.extra.get("environ") or os.environ
         for p in PLATFORMS:
-            if p not in refreshers and (found := refresher_for(p, deps.http, deps.clock, environ, timeout=deps.timeout)) is not None:
-                refreshers[p] = found
+            if p not in refreshers and oauth_configured(p, environ):
+                from omnipost.oauth.client import refresher_for  # the OAuth library only when an app is configured
+
+                if (found := refresher_for(p, deps.http, deps.clock, environ, timeout=deps.timeout)) is not None:
+                    refreshers[p] = found
 
         async def refused(account_id: str) -> None:
             await self.publisher.mark_account(account_id, "needs_reconnect")
 
         return TokenSessions(DatabaseCredentialStore(self.db, vault), self.clock, refreshers, on_refused=refused)
+
+    @property
+    def connect_(self) -> Any:
+        """The OAuth connect service (oauth/connect.py), built at its first use: a server that connects nothing never
+        loads the OAuth library (idle memory, bench/idle_memory.py)."""
+        if self._connect is None:
+            if self._vault is None:
+                raise InternalError("server not started")
+            self._connect = self._connect_service(self._vault)
+        return self._connect
 
     def _connect_service(self, vault: Any) -> Any:
         """OAuth connects (oauth/connect.py): app credentials and endpoint overrides from the environment (a test's

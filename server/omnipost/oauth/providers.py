@@ -140,3 +140,8 @@ def provider_for(platform: str, environ: Mapping[str, str]) -> Provider:
         scopes=tuple(s for s in scopes.split(base.scope_separator) if s) if scopes else base.scopes,
         app=AppCredentials(client_id, client_secret) if client_id else None,
     )
+
+
+def oauth_configured(platform: str, environ: Mapping[str, str]) -> bool:
+    """Whether the platform connects through OAuth and its app's client id is set."""
+    return platform in PROVIDERS and provider_for(platform, environ).app is not None
