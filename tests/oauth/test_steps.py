@@ -20,7 +20,8 @@ from omnipost.clock import FixedClock
 from omnipost.errors import (AppError, ConfigError, ConnectError, PlatformAuthError, PlatformForbiddenError,
                              PlatformRateLimitError)
 from omnipost.oauth.model import AppCredentials, ExchangeContext, OAuthCredentials, TokenSet
-from omnipost.oauth.steps import API_BASE, STEPS
+from omnipost.oauth.providers import PROVIDERS
+from omnipost.oauth.steps import STEPS
 from omnipost.platforms.base import Connected
 from omnipost.platforms.registry import PLATFORMS
 from refdata import requires_reference_data
@@ -52,7 +53,7 @@ def clock() -> Clock:
 def context(fake: FakeUpstream, platform: str, tokens: TokenSet, clock: Clock, *, secret: str | None = None,
             client_id: str = "client-id", **args: Any) -> ExchangeContext:
     return ExchangeContext(http=fake.client(), tokens=tokens, app=AppCredentials(client_id, secret),
-                           api_base=API_BASE[platform], clock=clock.fixed, args=args)
+                           api_base=PROVIDERS[platform].api_base, clock=clock.fixed, args=args)
 
 
 def stored(account: Connected) -> OAuthCredentials:
@@ -66,10 +67,11 @@ async def refused(step: str, ctx: ExchangeContext) -> AppError:
 
 
 def test_there_is_a_step_and_a_pinned_api_base_for_every_oauth_platform() -> None:
-    assert set(STEPS) == set(API_BASE) == {"x", "linkedin", "facebook", "instagram", "threads", "pinterest"}
-    for platform in ("facebook", "instagram", "threads", "pinterest"):
+    assert set(STEPS) == set(PROVIDERS) == {"x", "linkedin", "facebook", "instagram", "threads", "pinterest"}
+    assert all(PROVIDERS[p].step == p for p in STEPS)
+    for platform in ("facebook", "instagram", "threads", "pinterest"):  # the providers' API base is the pinned version
         pin = PLATFORMS[platform].api_version
-        assert pin is not None and API_BASE[platform].endswith("/" + pin.version)
+        assert pin is not None and PROVIDERS[platform].api_base.endswith("/" + pin.version)
 
 
 # --- X ---------------------------------------------------------------------------------------------------------------

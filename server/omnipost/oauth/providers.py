@@ -76,7 +76,7 @@ PROVIDERS: dict[str, Provider] = {p.platform: p for p in (
     # platforms.md §2.1: PKCE S256, space-separated scopes, Basic for a confidential client, 30 s code lifetime,
     # refresh only with offline.access, single-use rotating refresh tokens (unconfirmed but widely reported).
     Provider("x", authorize_url="https://x.com/i/oauth2/authorize", token_url="https://api.x.com/2/oauth2/token",
-             api_base="https://api.x.com/2", scopes=("tweet.read", "tweet.write", "users.read", "offline.access", "media.write"),
+             api_base="https://api.x.com", scopes=("tweet.read", "tweet.write", "users.read", "offline.access", "media.write"),
              client_auth="basic", pkce="required", refresh="rotating", revoke_url="https://api.x.com/2/oauth2/revoke",
              portal="https://developer.x.com/en/portal/dashboard (your app → Keys and tokens → OAuth 2.0 Client ID and Client Secret)",
              step="x"),

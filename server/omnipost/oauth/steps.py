@@ -35,7 +35,6 @@ from omnipost.platforms.base import Connected
 from omnipost.platforms.calls import raise_for_status, send
 from omnipost.platforms.errormap import (AUTH_REFUSED, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule, body_field,
                                          first_of, reset_header, retry_after_header)
-from omnipost.platforms.registry import PLATFORMS
 
 # Error maps for the identity calls. The adapters of these platforms do not exist yet; when they do, their module
 # constant ERRORS (platforms/<p>.py) is the one place for these rules and the steps should use it.
@@ -377,23 +376,6 @@ async def pinterest(ctx: ExchangeContext) -> list[Connected]:
     extra: dict[str, Any] = {"username": account.username} | ({"userId": account.id} if account.id else {})
     return [Connected(handle=account.username, identity=account.id or account.username,
                       token_expires_at=ctx.tokens.expires_at, credentials=_stored(ctx, extra))]
-
-
-def _pinned(platform: str) -> str:
-    pin = PLATFORMS[platform].api_version
-    assert pin is not None  # every OAuth platform's spec pins its version (tests/test_registry.py)
-    return pin.version
-
-
-API_BASE: dict[str, str] = {
-    "x": "https://api.x.com",  # paths carry the version (/2/...)
-    "linkedin": "https://api.linkedin.com",  # /v2/userinfo here; publishing is /rest/* with the LinkedIn-Version header
-    "facebook": f"https://graph.facebook.com/{_pinned('facebook')}",
-    "instagram": f"https://graph.facebook.com/{_pinned('instagram')}",  # Instagram API with Facebook Login
-    "threads": f"https://graph.threads.net/{_pinned('threads')}",
-    "pinterest": f"https://api.pinterest.com/{_pinned('pinterest')}",
-}
-"""Each OAuth platform's API base URL (ExchangeContext.api_base), with the version the registry pins."""
 
 
 STEPS: dict[str, PostExchange] = {
