@@ -262,3 +262,17 @@ async def test_a_container_sandbox_refuses_a_url_serving_other_bytes(tmp_path: P
             clock.at -= timedelta(seconds=901)
             lapsed = await create({"url": host.presign(medium.sha256), "sha256": medium.sha256})
             assert lapsed.status_code == 400 and lapsed.json()["error"]["error_subcode"] == 2207052
+
+
+async def test_an_upload_is_copied_to_the_bucket_and_deleted_with_its_last_record(tmp_path: Path, s3: S3) -> None:
+    settings = _s3_settings(tmp_path, s3)
+    picture = tmp_path / "copy.jpg"
+    picture.write_bytes(make_image("JPEG", 500, 500))
+    medium = _medium(tmp_path, picture.read_bytes())
+    async with httpx2.AsyncClient() as http:
+        probe = _host(http, s3, FixedClock(_now()), prefix=settings.media_s3_prefix)
+        async with Client(build_server(settings, clock=FixedClock(_now()))) as client:
+            media_id = ok(await client.call_tool("upload_media", {"path": str(picture)}))["id"]
+            assert await probe.exists(medium)  # copied at upload: a worker on another machine finds it
+            ok(await client.call_tool("delete_media", {"mediaId": media_id}))
+            assert not await probe.exists(medium)

@@ -82,6 +82,10 @@ class MediaHost(Protocol):
         """A URL the platform can fetch the file from, or None when this host cannot serve it."""
         ...
 
+    async def remove(self, sha256: str) -> None:
+        """Forget a file no media record refers to any more (nothing for hosts that serve from disk)."""
+        ...
+
 
 # ----------------------------------------------------------------------------- the caller's own URL
 
@@ -96,6 +100,9 @@ class OriginalUrlHost:
 
     async def url_for(self, medium: StoredMedium) -> str | None:
         return medium.source_url
+
+    async def remove(self, sha256: str) -> None:
+        return None
 
 
 # ----------------------------------------------------------------------------- omnipost's own transport
@@ -161,6 +168,9 @@ class SignedUrlHost:
 
     async def url_for(self, medium: StoredMedium) -> str | None:
         return self.sign(medium.media_id)
+
+    async def remove(self, sha256: str) -> None:
+        return None
 
 
 # ----------------------------------------------------------------------------- S3-compatible bucket
@@ -249,6 +259,12 @@ class S3MediaHost:
         await self.store(medium)  # uploaded before this host was configured, or the copy at upload failed
         return self.presign(medium.sha256)
 
+    async def remove(self, sha256: str) -> None:
+        """Delete the object (S3 answers 204 whether or not it existed). A presigned URL already handed out then
+        answers 404; a later publish of the same content copies it again (url_for)."""
+        signed = self._sign("DELETE", self.object_url(sha256), {}, query=False)
+        self._raise_for(await self._send("DELETE", signed), "delete")
+
     async def _send(self, method: str, signed: Any, content: Any = None) -> httpx2.Response:
         try:
             return await self.http.request(method, str(signed.url), headers=dict(signed.headers.items()), content=content,
@@ -330,6 +346,15 @@ class MediaHosting:
             await self.host.store(medium)
         except PlatformUnavailableError as exc:
             logger.warning("media %s not copied to the %s host at upload: %s", medium.media_id, self.host.kind, exc.message)
+
+    async def remove(self, sha256: str) -> None:
+        """Delete a file no record refers to from the configured host; a failure is logged (the object stays)."""
+        if self.host is None:
+            return
+        try:
+            await self.host.remove(sha256)
+        except PlatformUnavailableError as exc:
+            logger.warning("media object %s… not deleted from the %s host: %s", sha256[:12], self.host.kind, exc.message)
 
     async def url_for(self, medium: StoredMedium) -> str:
         """A public URL for the file.

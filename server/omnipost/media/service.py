@@ -101,7 +101,7 @@ class MediaService:
             self.store.release(stored.sha256)
             with anyio.CancelScope(shield=True):  # clean up even when the upload was cancelled
                 async with self._lock:
-                    await self._remove_if_unreferenced(stored.sha256)
+                    await self._remove_if_unreferenced(stored.sha256, remote=False)  # no network while cancelled
             raise
         self.store.release(stored.sha256)
         return record
@@ -201,7 +201,7 @@ class MediaService:
                 sha = media.sha256
             await self._remove_if_unreferenced(sha)
 
-    async def _remove_if_unreferenced(self, sha256: str) -> None:
+    async def _remove_if_unreferenced(self, sha256: str, *, remote: bool = True) -> None:
         """Unlink the file if no live record (any profile) refers to it. Hold self._lock."""
         async with self.db.session() as s:
             live = (
@@ -209,6 +209,8 @@ class MediaService:
             ).first()
         if live is None:
             await anyio.to_thread.run_sync(self.store.remove, sha256)
+            if remote and self.hosting is not None:  # the bucket's copy too (content-addressed: no live record needs it)
+                await self.hosting.remove(sha256)
 
     def stored(self, media: Media) -> StoredMedium:
         """The record as a media host sees it."""
