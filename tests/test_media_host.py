@@ -276,3 +276,55 @@ async def test_an_upload_is_copied_to_the_bucket_and_deleted_with_its_last_recor
             assert await probe.exists(medium)  # copied at upload: a worker on another machine finds it
             ok(await client.call_tool("delete_media", {"mediaId": media_id}))
             assert not await probe.exists(medium)
+
+
+class _CdnStore:
+    """The media store with a fake CDN: ingest_url serves bytes from a dict (no network), the rest is the real store."""
+
+    def __new__(cls, data_dir: Path, roots: list[Path], served: dict[str, bytes]) -> Any:
+        from omnipost.media.storage import MediaStore
+
+        class Store(MediaStore):
+            async def ingest_url(self, url: str, **_kw: Any) -> Any:
+                import base64
+
+                return await self.ingest_base64(base64.b64encode(served[url]).decode())
+
+        return Store(data_dir, roots)
+
+
+async def test_media_fetched_from_a_url_remembers_it_and_preflight_lets_it_through(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from omnipost.accounts import Accounts, ProfileDirectory
+    from omnipost.media.service import MediaService
+    from omnipost.store.crypto import Vault
+    from omnipost.store.db import Database
+
+    clock = FixedClock(_now())
+    url = "https://cdn.example.com/photo.jpg"
+    photo, local = make_image("JPEG", 600, 600), make_image("JPEG", 610, 600)
+    (tmp_path / "local.jpg").write_bytes(local)
+    db = await Database.open(None, tmp_path / "db", clock.now())
+    try:
+        profile = (await db.ensure_default_profile(clock.now())).id
+        hosting = MediaHosting(None)
+        service = MediaService(db, _CdnStore(tmp_path / "data", [tmp_path], {url: photo}), None, None, clock,  # type: ignore[arg-type]
+                               hosting=hosting)
+        from_url = await service.upload(profile, url=url)
+        from_disk = await service.upload(profile, path=str(tmp_path / "local.jpg"))
+        assert from_url.source_url == url and from_disk.source_url is None
+        assert await hosting.url_for(service.stored(from_url)) == url
+        with pytest.raises(PublicUrlUnavailableError):
+            await hosting.url_for(service.stored(from_disk))
+        directory = ProfileDirectory(Accounts(db, Vault(Fernet.generate_key()), clock), db, profile, hosting=hosting)
+        for record, expected in ((from_url, True), (from_disk, False)):
+            assert await directory.get_media(record.id, profile) is not None
+            assert await directory.public_url_available(record.id, profile) is expected
+        # The same bytes uploaded from disk first and from a URL later: the record learns its public URL.
+        later = "https://cdn.example.com/local.jpg"
+        service.store = _CdnStore(tmp_path / "data", [tmp_path], {later: local})
+        again = await service.upload(profile, url=later)
+        assert again.id == from_disk.id and again.source_url == later
+    finally:
+        await db.close()
