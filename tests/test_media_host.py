@@ -130,7 +130,9 @@ def test_own_signed_urls_verify_and_refuse_tampering_and_expiry() -> None:
     assert "k" * 10 not in repr(host)
 
 
-async def test_the_http_transport_serves_a_signed_url_and_refuses_bad_and_expired_ones(tmp_path: Path) -> None:
+async def test_the_http_transport_serves_a_signed_url_and_refuses_bad_and_expired_ones(tmp_path: Path,
+                                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     from omnipost.transports import build_http_app, build_http_server
 
     clock = FixedClock(datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc))
@@ -160,6 +162,9 @@ async def test_the_http_transport_serves_a_signed_url_and_refuses_bad_and_expire
             ok(await client.call_tool("delete_media", {"mediaId": media_id}))
             gone = await http.get(path)
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+            key = server.runtime.hosting.host._key  # noqa: SLF001 - the secret the test looks for
+            answers = tampered.text + unsigned.text + expired.text + gone.text
+            assert key.hex() not in answers and key.hex() not in caplog.text and repr(key) not in caplog.text
 
 
 # --- the caller's original URL, and the order of choice ---------------------------------------------------------
@@ -219,18 +224,21 @@ async def test_an_instagram_publish_of_a_local_file_goes_through_the_bucket(tmp_
     refused_before = len(s3.check.refused)
     async with Client(build_server(settings, clock=FixedClock(_now()))) as client:
         gram = await connect(client, "instagram", "gram", sandboxMode="container")
+        spool = await connect(client, "threads", "spool", sandboxMode="container")
         uploaded = ok(await client.call_tool("upload_media", {"path": str(picture)}))
         results.append(uploaded)
         with anyio.fail_after(60):
-            batch = ok(await client.call_tool("publish_post", {"text": "Through the bucket", "media": [{"mediaId": uploaded["id"]}],
-                                                               "targets": [{"accountId": gram}]}))
+            batch = ok(await client.call_tool("publish_post", {
+                "text": "Through the bucket", "media": [{"mediaId": uploaded["id"]}],
+                "targets": [{"accountId": gram}, {"accountId": spool}]}))
         results.append(batch)
-        result = batch["results"][0]
-        assert result["status"] == "published", result
-    post = {p["id"]: p for p in received(settings)}[result["upstreamId"]]
-    # The sandbox fetched the presigned URL it was handed and found the file's own bytes there.
-    assert post["media"][0]["sha256"] == digest and post["media"][0]["size"] == picture.stat().st_size
-    assert post["media"][0]["url"] == f"{s3.endpoint}/{s3.bucket}/e2e/{tmp_path.name}/{digest}"
+        assert [r["status"] for r in batch["results"]] == ["published", "published"], batch
+    posts = {p["id"]: p for p in received(settings)}
+    for result in batch["results"]:
+        media = posts[result["upstreamId"]]["media"]
+        # The sandbox fetched the presigned URL it was handed and found the file's own bytes there.
+        assert media[0]["sha256"] == digest and media[0]["size"] == picture.stat().st_size
+        assert media[0]["url"] == f"{s3.endpoint}/{s3.bucket}/e2e/{tmp_path.name}/{digest}"
     assert s3.check.refused[refused_before:] == []  # every request (PUT, HEAD, the sandbox's GET) was signed right
     # No secret anywhere: logs, tool results, the data directory.
     haystacks = [caplog.text, json.dumps(results)]
