@@ -336,3 +336,11 @@ async def test_media_fetched_from_a_url_remembers_it_and_preflight_lets_it_throu
         assert again.id == from_disk.id and again.source_url == later
     finally:
         await db.close()
+
+
+def test_unset_bundle_settings_mean_no_media_host() -> None:
+    # An MCPB client passes an optional user_config entry left blank as "" or as its literal placeholder.
+    settings = Settings(_env_file=None, media_s3_bucket="", media_s3_region="${user_config.media_s3_region}",  # type: ignore[call-arg]
+                        media_s3_secret_access_key="${user_config.media_s3_secret_access_key}", public_base_url="  ")
+    assert (settings.media_s3_bucket, settings.media_s3_secret_access_key, settings.public_base_url) == (None, None, None)
+    assert settings.media_s3_region == "us-east-1"

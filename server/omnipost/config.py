@@ -86,5 +86,15 @@ class Settings(BaseSettings):
                      "media_s3_secret_access_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        # An MCPB bundle passes an unset user_config entry as an empty string.
-        return None if isinstance(value, str) and not value.strip() else value
+        # An MCPB bundle passes an unset user_config entry as an empty string, or (some clients) as the literal
+        # "${user_config.<key>}" placeholder: both mean "not configured".
+        if isinstance(value, str) and (not value.strip() or value.startswith("${user_config.")):
+            return None
+        return value
+
+    @field_validator("media_s3_region", mode="before")
+    @classmethod
+    def _blank_region(cls, value: object) -> object:
+        if isinstance(value, str) and (not value.strip() or value.startswith("${user_config.")):
+            return "us-east-1"
+        return value
