@@ -99,11 +99,26 @@ async def test_a_wrong_secret_is_refused_and_reported_without_the_secret(s3: S3,
     async with httpx2.AsyncClient() as http:
         host = S3MediaHost(http, FixedClock(_now()), bucket=s3.bucket, region=REGION, access_key_id=ACCESS_KEY_ID,
                            secret_access_key="not-the-secret-0000", endpoint_url=s3.endpoint, prefix=f"t3/{tmp_path.name}/")
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(PublicUrlUnavailableError) as caught:
             await host.url_for(medium)
-    error = caught.value
-    assert getattr(error, "code", None) == "platform_unavailable" and getattr(error, "retryable", False)
-    assert "not-the-secret" not in str(error) and "not-the-secret" not in json.dumps(error.to_error_object().model_dump())  # type: ignore[attr-defined]
+    obj = caught.value.to_error_object()
+    assert (obj.code, obj.rule, obj.retryable) == ("preflight_failed", RULE, False)  # fix the settings; no retry
+    assert s3.check.refused[-1] == "SignatureDoesNotMatch"  # refused by the server for the signature
+    assert "not-the-secret" not in json.dumps(obj.model_dump()) and "not-the-secret" not in str(caught.value)
+
+
+async def test_an_unreachable_bucket_is_a_retryable_failure(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with httpx2.AsyncClient() as http:
+        host = S3MediaHost(http, FixedClock(_now()), bucket="b", region=REGION, access_key_id=ACCESS_KEY_ID,
+                           secret_access_key=SECRET_ACCESS_KEY, endpoint_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(Exception) as caught:
+            await host.url_for(_medium(tmp_path, b"bytes"))
+    assert getattr(caught.value, "code", None) == "platform_unavailable" and getattr(caught.value, "retryable", False)
 
 
 # --- omnipost's own signed URLs ---------------------------------------------------------------------------------

@@ -57,6 +57,10 @@ class PublicUrlUnavailableError(InputError):
         super().__init__(message, rule=RULE, remediation=SETTINGS_HINT)
 
 
+class MediaHostRefusedError(PublicUrlUnavailableError):
+    """The configured bucket refused us (credentials, bucket, region): no URL until the settings are fixed."""
+
+
 @dataclass(frozen=True)
 class StoredMedium:
     """What a host needs to know about one stored file."""
@@ -275,13 +279,15 @@ class S3MediaHost:
                                            "publishing is retried.") from None
 
     def _raise_for(self, response: httpx2.Response, what: str) -> None:
+        """A 5xx or 429 is the bucket's passing trouble (retryable); any other refusal is its configuration."""
         if response.status_code < 300:
             return
         code = _s3_error_code(response)
-        raise PlatformUnavailableError(
-            f"The media bucket refused the {what} ({response.status_code} {code or 'no error code'}).",
-            status=response.status_code,
-            remediation="Check the bucket name, region and that the access key may read and write objects in it.")
+        message = f"The media bucket refused the {what} ({response.status_code} {code or 'no error code'})."
+        if response.status_code >= 500 or response.status_code == 429:
+            raise PlatformUnavailableError(message, status=response.status_code, remediation="Publishing is retried.")
+        raise MediaHostRefusedError(message + " Check the bucket name, region, endpoint and that the access key may "
+                                    "read and write objects in it (OMNIPOST_MEDIA_S3_*).")
 
 
 def _add_auth_at(signer: Any, request: Any, at: datetime) -> None:
@@ -344,7 +350,7 @@ class MediaHosting:
             return
         try:
             await self.host.store(medium)
-        except PlatformUnavailableError as exc:
+        except (PlatformUnavailableError, MediaHostRefusedError) as exc:
             logger.warning("media %s not copied to the %s host at upload: %s", medium.media_id, self.host.kind, exc.message)
 
     async def remove(self, sha256: str) -> None:
@@ -353,7 +359,7 @@ class MediaHosting:
             return
         try:
             await self.host.remove(sha256)
-        except PlatformUnavailableError as exc:
+        except (PlatformUnavailableError, MediaHostRefusedError) as exc:
             logger.warning("media object %s… not deleted from the %s host: %s", sha256[:12], self.host.kind, exc.message)
 
     async def url_for(self, medium: StoredMedium) -> str:
@@ -361,7 +367,8 @@ class MediaHosting:
 
         Raises:
             PublicUrlUnavailableError: no host can serve it (no bucket, no public base URL, not from a URL).
-            PlatformUnavailableError: the bucket could not take or check the file (retryable).
+            MediaHostRefusedError: the bucket refused our credentials or request (a PublicUrlUnavailableError).
+            PlatformUnavailableError: the bucket could not be reached or failed (retryable).
         """
         for host in self.hosts:
             url = await host.url_for(medium)
