@@ -31,7 +31,7 @@ from omnipost.media.host import (
 )
 from s3server import ACCESS_KEY_ID, REGION, S3, SECRET_ACCESS_KEY, s3  # noqa: F401
 from test_publishing import connect, received
-from toolresult import ok
+from toolresult import err, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -226,6 +226,13 @@ async def test_preflight_reports_a_missing_media_host_for_url_platforms_only(tmp
             for platform in ("instagram", "threads"):
                 assert (RULE in await _validate_rules(client, media_id, platform)) is expected, (platform, expected)
             assert RULE not in await _validate_rules(client, media_id, "bluesky")
+            if expected:  # publishing is refused the same way, before anything is sent
+                gram = await connect(client, "instagram", "gram", sandboxMode="container")
+                refused = await client.call_tool("publish_post", {"text": "Photo", "media": [{"mediaId": media_id}],
+                                                                  "targets": [{"accountId": gram}]})
+                error = err(refused)
+                assert error["code"] == "preflight_failed" and RULE in json.dumps(error)
+                assert received(settings) == []
 
 
 async def test_an_instagram_publish_of_a_local_file_goes_through_the_bucket(tmp_path: Path, s3: S3,
