@@ -8,7 +8,7 @@ Facebook by URL): the `MediaHost` port and its three implementations, chosen by 
   botocore is imported only when a bucket is configured, so a server without one never loads it.
 - `SignedUrlHost`: omnipost's own HTTP transport, when a public base URL is configured: `<base>/media/<id>?expires=
   <unix>&signature=<hmac>`, an HMAC-SHA256 over the media id and the expiry with a key derived from the server's
-  secret key (store/crypto.py), checked by `serve_media` (media/serve.py).
+  secret key (store/crypto.py), checked by `MediaRoute` (media/serve.py) on the HTTP transports.
 - `OriginalUrlHost`: the caller's own public URL, when the media was fetched from one.
 
 `MediaHosting` tries them in that order (a configured host first: it serves exactly the bytes preflight checked,
