@@ -208,8 +208,11 @@ def info(account: Account) -> AccountInfo:
 class ProfileDirectory:
     """AccountLookup and MediaLookup for preflight, bound to one profile."""
 
-    def __init__(self, accounts: Accounts, db: Database, profile_id: str, *, test_mode: bool = False) -> None:
+    def __init__(self, accounts: Accounts, db: Database, profile_id: str, *, test_mode: bool = False,
+                 hosting: Any = None) -> None:
         self._accounts, self._db, self._profile = accounts, db, profile_id
+        self._hosting = hosting  # media.host.MediaHosting: whether a local file can get a public URL
+        self._sources: dict[str, str | None] = {}  # media id -> the public URL it was fetched from (get_media reads it)
         self._reach = Reach(profile_id, test_mode)
         self._primed: dict[str, Account] = {}
 
@@ -240,5 +243,10 @@ class ProfileDirectory:
             m = await s.get(Media, media_id)
         if m is None or m.profile_id != self._profile or m.deleted_at is not None or not self._reach.sees_mode(m.mode):
             return None
+        self._sources[media_id] = m.source_url
         return MediaFacts(kind=m.kind, mime=m.mime, size=m.size, width=m.width, height=m.height,  # type: ignore[arg-type]
                           duration=m.duration, frames=m.frames, sha256=m.sha256)
+
+    async def public_url_available(self, media_id: str, profile_id: str | None) -> bool:
+        """Whether a platform that fetches media by URL can be handed one for this (already looked up) media."""
+        return self._hosting is None or self._hosting.can_serve(self._sources.get(media_id))

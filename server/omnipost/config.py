@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -68,3 +68,40 @@ class Settings(BaseSettings):
     schedule_grace: float = Field(default=3600.0, ge=0, description="Seconds a scheduled post may be late and still publish; later fails.")
     scheduler_lease: float = Field(default=300.0, gt=0, description="Seconds a worker's claim on a post lasts before another may take it.")
     scheduler_max_attempts: int = Field(default=5, ge=1, description="Tries of a scheduled post before a transient failure is final.")
+    # Media that platforms fetch by URL (Instagram, Threads): media/host.py. An S3-compatible bucket wins over the
+    # signed URLs of omnipost's own HTTP transport; with neither, only media that came from a public URL can go there.
+    public_base_url: str | None = Field(default=None, description=(
+        "The public https address of this server's HTTP transport (e.g. https://omnipost.example.com): media is then "
+        "served to platforms at signed, expiring URLs under /media/."))
+    media_s3_bucket: str | None = Field(default=None, description=(
+        "An S3-compatible bucket (AWS S3, Cloudflare R2, MinIO, ...) that uploaded media is copied to; platforms get "
+        "presigned GET URLs. Needs the access key id and secret access key too."))
+    media_s3_endpoint_url: str | None = Field(default=None, description=(
+        "The S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com or http://127.0.0.1:9000 (MinIO); "
+        "default AWS S3 in the region."))
+    media_s3_region: str = Field(default="us-east-1", description="The bucket's region (Cloudflare R2: auto).")
+    media_s3_access_key_id: SecretStr | None = Field(default=None, description="Access key id for the bucket.")
+    media_s3_secret_access_key: SecretStr | None = Field(default=None, description="Secret access key for the bucket.")
+    media_s3_prefix: str = Field(default="omnipost/media/", description="Key prefix of media objects in the bucket.")
+    media_s3_path_style: bool | None = Field(default=None, description=(
+        "Address the bucket in the path (endpoint/bucket/key) rather than the host name; default: path style when "
+        "an endpoint is set (MinIO, R2), virtual-hosted for AWS."))
+    media_url_expires: int = Field(default=900, ge=60, le=604800, description=(
+        "Seconds a media URL handed to a platform stays valid (presigned S3 or signed own-transport URL)."))
+
+    @field_validator("public_base_url", "media_s3_bucket", "media_s3_endpoint_url", "media_s3_access_key_id",
+                     "media_s3_secret_access_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # An MCPB bundle passes an unset user_config entry as an empty string, or (some clients) as the literal
+        # "${user_config.<key>}" placeholder: both mean "not configured".
+        if isinstance(value, str) and (not value.strip() or value.startswith("${user_config.")):
+            return None
+        return value
+
+    @field_validator("media_s3_region", mode="before")
+    @classmethod
+    def _blank_region(cls, value: object) -> object:
+        if isinstance(value, str) and (not value.strip() or value.startswith("${user_config.")):
+            return "us-east-1"
+        return value

@@ -37,7 +37,7 @@ async def confirmation_message(rt: "Runtime", request: "PostRequest") -> str:
 
     profile, caller = await profile_of(rt, request.profileId)
     assert rt.db is not None
-    directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
+    directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode, hosting=rt.hosting)
     pending = list(dict.fromkeys(t.accountId for t in request.targets if t.accountId))
     await directory.prime(set(pending))
     lines: list[tuple[str, str | None]] = []

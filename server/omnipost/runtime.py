@@ -63,6 +63,7 @@ class Runtime:
     sessions: Any = None  # oauth.session.TokenSessions: one TokenSession per account, after open()
     _connect: Any = None  # oauth.connect.ConnectService, built at the first connect (see connect_)
     _vault: Any = None
+    hosting: Any = None  # media.host.MediaHosting, after open(): public URLs for platforms that fetch media by URL
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
@@ -100,17 +101,23 @@ class Runtime:
         if s.database_url is None or s.secret_key is None:  # the database file or the key file lives there
             s.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = await Database.open(s.database_url, s.data_dir, self.clock.now())
-        vault = Vault(load_key(s.secret_key.get_secret_value() if s.secret_key else None, s.data_dir))
+        key = load_key(s.secret_key.get_secret_value() if s.secret_key else None, s.data_dir)
+        vault = Vault(key)
         if self.http is None:
             mounts: dict[str, httpx2.AsyncBaseTransport] = {}
             if s.sandbox_url is None:
                 # The embedded sandbox: a simulated platform in this process, with its own store.
-                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=_embedded_sandbox(s.data_dir / "sandbox.db", self.clock))
+                # It fetches the media URLs its container mode is given through this runtime's client (guarded).
+                mounts[SANDBOX_HOST] = httpx2.ASGITransport(app=_embedded_sandbox(s.data_dir / "sandbox.db", self.clock,
+                                                                                  fetch=lambda: self.http))
             # Keep-alive for a whole 25-target fan-out, so a batch does not open new connections.
             limits = httpx2.Limits(max_connections=100, max_keepalive_connections=50)
             self.http = httpx2.AsyncClient(mounts=mounts, timeout=httpx2.Timeout(30.0, connect=10.0), limits=limits,
                                            transport=self._guarded_transport(limits))
             self._owns_http = True
+        from omnipost.media.host import build_hosting
+
+        self.hosting = build_hosting(s, self.http, self.clock, key)
         self.accounts_ = Accounts(self.db, vault, self.clock)
         self.sessions = self._token_sessions(vault)
         self._vault = vault
@@ -221,9 +228,12 @@ class Runtime:
         from omnipost.netguard import GuardedBackend, GuardedTransport
 
         trusted = []
-        if self.settings.sandbox_url:
-            url = httpx2.URL(self.settings.sandbox_url)
-            trusted.append((url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80)))
+        # The operator's own endpoints are trusted as configured: an external sandbox, and an S3-compatible bucket
+        # (often MinIO on a private address or loopback).
+        for configured in (self.settings.sandbox_url, self.settings.media_s3_bucket and self.settings.media_s3_endpoint_url):
+            if configured:
+                url = httpx2.URL(configured)
+                trusted.append((url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80)))
         backend = GuardedBackend(self.resolver, trusted=trusted,
                                  allow_loopback=self.settings.upstream_allow_loopback, inner=self.extra.get("network_backend"))
         return GuardedTransport(backend, limits=limits)
@@ -234,7 +244,7 @@ class Runtime:
 
         assert self.db is not None and self.http is not None
         store = MediaStore(self.settings.data_dir, self.settings.media_roots, max_bytes=self.settings.media_max_bytes)
-        return MediaService(self.db, store, self.resolver, self.http, self.clock)
+        return MediaService(self.db, store, self.resolver, self.http, self.clock, hosting=self.hosting)
 
     def media_port(self) -> Any:
         """The media operations publishing needs (and the reachability check of other URLs a post carries)."""
@@ -251,15 +261,20 @@ class Runtime:
             record = await service.get(profile_id, media_id)
             if record is None:
                 return None
-            return MediaFile(index=0, mime=record.mime, kind=record.kind, size=record.size, path=service.store.path_for(record.sha256),
-                             width=record.width, height=record.height, alt_text=record.alt_text)
+            stored = service.stored(record)
+
+            async def locate() -> str:  # asked only by adapters whose platform fetches media by URL
+                return await self.hosting.url_for(stored)
+
+            return MediaFile(index=0, mime=record.mime, kind=record.kind, size=record.size, path=stored.path,
+                             width=record.width, height=record.height, alt_text=record.alt_text, locate=locate)
 
         async def check_url(url: str) -> None:
             from omnipost.media.fetch import check_reachable
 
             await check_reachable(url, http=service.http, resolver=service.resolver, timeout=service.url_timeout)
 
-        return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of, check_url=check_url)
+        return MediaPort(upload=service.upload, facts_of=facts_of, file_of=file_of, check_url=check_url, hosting=self.hosting)
 
     def start_background(self, tg: anyio.abc.TaskGroup) -> None:
         """Everything a long-running process does besides answering tools (after open(), until close()): the
@@ -407,7 +422,7 @@ def _import_store() -> None:
     import omnipost.store.db  # noqa: F401  # the engine and aiosqlite
 
 
-def _embedded_sandbox(path: Path, clock: Clock) -> Any:
+def _embedded_sandbox(path: Path, clock: Clock, *, fetch: Any) -> Any:
     """The embedded sandbox upstream as an ASGI app that builds itself at its first request: a server that never
     publishes to a sandbox account neither imports it nor opens its store."""
     app: Any = None
@@ -417,7 +432,7 @@ def _embedded_sandbox(path: Path, clock: Clock) -> Any:
         if app is None:
             from omnipost.sandbox.upstream import create_sandbox_app
 
-            app = create_sandbox_app(path, clock=clock)
+            app = create_sandbox_app(path, clock=clock, fetch=fetch)
         await app(scope, receive, send)
 
     return asgi

@@ -4,7 +4,8 @@ Authentication is the MCP SDK's own: the server is built with `token_verifier=Om
 and `auth=AuthSettings(...)`, so the SDK's BearerAuthBackend verifies `Authorization: Bearer <key>` on
 every HTTP request and its RequireAuthMiddleware refuses a request without a valid key (401). The
 verified key reaches tools as the SDK's access token (omnipost.auth.current_caller). `UnauthenticatedAsJson`
-only rewrites the body of that 401 into the PRODUCT.md §3 error object.
+only rewrites the body of that 401 into the PRODUCT.md §3 error object. `GET /media/<id>` (media/serve.py) is
+answered before that check: its signature, not an API key, authorises it.
 """
 
 import json
@@ -134,7 +135,10 @@ def build_http_app(server: OmnipostServer, settings: Settings, transport: Transp
         app = server.sse_app(transport_security=security)
     else:
         app = server.streamable_http_app(transport_security=security)
-    return UnauthenticatedAsJson(app, keys)
+    from omnipost.media.serve import MediaRoute
+
+    # The signed media URLs (OMNIPOST_PUBLIC_BASE_URL) are fetched anonymously by platforms: served before the API key.
+    return MediaRoute(UnauthenticatedAsJson(app, keys), server)
 
 
 def require_a_key(settings: Settings) -> None:

@@ -15,6 +15,7 @@ Media shorthand inside `media`:
     {image: {fmt: png, width: 100, height: 100, size: 2100000, frames: 1}, altText: ...}  -> bytesBase64 (real file)
     {video: {brand: isom, width: 1280, height: 720, duration: 10, size: 5000000}}          -> bytesBase64 (real file)
     {stored: {kind: video, mime: video/mp4, size: 4000000001, width: 1920, height: 1080}}  -> mediaId of a media record
+    {stored: {...}, hosted: false}  -> ... that no media host can hand a URL-fetching platform (media/host.py)
     {url: ...} / {mediaId: ...} / {bytesBase64: ...}                                       -> as given
 """
 
@@ -40,12 +41,16 @@ class Directory:
 
     accounts: dict[str, AccountInfo] = field(default_factory=lambda: {})
     media: dict[str, MediaFacts] = field(default_factory=lambda: {})
+    unhosted: set[str] = field(default_factory=lambda: set[str]())  # media ids with no public URL to be had
 
     async def get_account(self, account_id: str, profile_id: str | None) -> AccountInfo | None:
         return self.accounts.get(account_id)
 
     async def get_media(self, media_id: str, profile_id: str | None) -> MediaFacts | None:
         return self.media.get(media_id)
+
+    async def public_url_available(self, media_id: str, profile_id: str | None) -> bool:
+        return media_id not in self.unhosted
 
 
 @dataclass
@@ -80,6 +85,8 @@ def _media_item(item: dict[str, Any], directory: Directory) -> dict[str, Any]:
             duration=spec.get("duration"), frames=spec.get("frames"), sha256="0" * 64,
         )
         item["mediaId"] = media_id
+        if item.pop("hosted", True) is False:
+            directory.unhosted.add(media_id)
     return item
 
 
@@ -111,7 +118,7 @@ def load_cases() -> list[Case]:
                 account_id = acc.get("id", f"acc_case_{len(cases)}")
                 directory.accounts[account_id] = AccountInfo(
                     id=account_id, platform=Platform(acc.get("platform", platform)), handle=acc.get("handle"),
-                    defaults=acc.get("defaults") or {},
+                    defaults=acc.get("defaults") or {}, adapter=acc.get("adapter"),
                 )
                 target.pop("platform", None)
                 target["accountId"] = account_id

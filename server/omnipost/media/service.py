@@ -22,6 +22,7 @@ from omnipost.clock import Clock
 from omnipost.errors import MediaError, NotFoundError, ValidationFailedError, echo
 from omnipost.media import probe
 from omnipost.media.fetch import Resolver
+from omnipost.media.host import MediaHosting, StoredMedium
 from omnipost.media.probe import MediaFacts
 from omnipost.media.storage import DEFAULT_URL_TIMEOUT, MediaStore, Progress, StoredFile, probe_file
 from omnipost.store.db import Database, new_id
@@ -44,8 +45,10 @@ class MediaService:
         clock: Clock,
         *,
         url_timeout: float = DEFAULT_URL_TIMEOUT,
+        hosting: "MediaHosting | None" = None,
     ) -> None:
         self.db = db
+        self.hosting = hosting  # where platforms that fetch by URL get media from (media/host.py)
         self.store = store
         self.resolver = resolver
         self.http = http
@@ -89,12 +92,16 @@ class MediaService:
                 raise
             name = filename or _default_filename(path=path, url=url)
             async with self._lock:
-                record = await self._record(as_reach(scope), facts, alt_text=alt_text, filename=name)
+                record = await self._record(as_reach(scope), facts, alt_text=alt_text, filename=name, source_url=url)
+            if self.hosting is not None:
+                # Copied to the bucket now (the file is still pending, so a racing delete cannot unlink it): workers on
+                # other machines find it there. A failure is only logged; publishing copies it if it is missing.
+                await self.hosting.store(self.stored(record))
         except BaseException:
             self.store.release(stored.sha256)
             with anyio.CancelScope(shield=True):  # clean up even when the upload was cancelled
                 async with self._lock:
-                    await self._remove_if_unreferenced(stored.sha256)
+                    await self._remove_if_unreferenced(stored.sha256, remote=False)  # no network while cancelled
             raise
         self.store.release(stored.sha256)
         return record
@@ -111,7 +118,8 @@ class MediaService:
         assert bytes_base64 is not None
         return await self.store.ingest_base64(bytes_base64, progress=progress)
 
-    async def _record(self, reach: Reach, facts: MediaFacts, *, alt_text: str | None, filename: str | None) -> Media:
+    async def _record(self, reach: Reach, facts: MediaFacts, *, alt_text: str | None, filename: str | None,
+                      source_url: str | None = None) -> Media:
         async with self.db.session() as s:
             existing = (
                 await s.exec(
@@ -122,8 +130,12 @@ class MediaService:
                 )
             ).first()
             if existing is not None:
+                changed = False
                 if alt_text is not None and alt_text != existing.alt_text:
-                    existing.alt_text = alt_text
+                    existing.alt_text, changed = alt_text, True
+                if source_url is not None and existing.source_url is None:  # the same bytes, now known to be public
+                    existing.source_url, changed = source_url, True
+                if changed:
                     s.add(existing)
                     await s.commit()
                 return existing
@@ -141,6 +153,7 @@ class MediaService:
                 frames=facts.frames,
                 alt_text=alt_text,
                 filename=filename,
+                source_url=source_url,
                 created_at=self.clock.now(),
             )
             s.add(media)
@@ -188,7 +201,7 @@ class MediaService:
                 sha = media.sha256
             await self._remove_if_unreferenced(sha)
 
-    async def _remove_if_unreferenced(self, sha256: str) -> None:
+    async def _remove_if_unreferenced(self, sha256: str, *, remote: bool = True) -> None:
         """Unlink the file if no live record (any profile) refers to it. Hold self._lock."""
         async with self.db.session() as s:
             live = (
@@ -196,6 +209,13 @@ class MediaService:
             ).first()
         if live is None:
             await anyio.to_thread.run_sync(self.store.remove, sha256)
+            if remote and self.hosting is not None:  # the bucket's copy too (content-addressed: no live record needs it)
+                await self.hosting.remove(sha256)
+
+    def stored(self, media: Media) -> StoredMedium:
+        """The record as a media host sees it."""
+        return StoredMedium(media_id=media.id, sha256=media.sha256, mime=media.mime, size=media.size,
+                            path=self.store.path_for(media.sha256), source_url=media.source_url)
 
     def facts(self, media: Media) -> MediaFacts:
         """The record as preflight sees it."""

@@ -46,6 +46,23 @@ class MediaFile:
     width: int | None = None
     height: int | None = None
     alt_text: str | None = None
+    # Where a platform that fetches media by URL gets this file (media/host.py); bound by the runtime.
+    locate: "Callable[[], Awaitable[str]] | None" = field(default=None, repr=False, compare=False)
+
+    async def public_url(self) -> str:
+        """A URL the platform can fetch this file from: presigned S3, this server's signed URL, or the caller's own.
+
+        Raises:
+            PublicUrlUnavailableError: no media host is configured and the file did not come from a public URL.
+            PlatformUnavailableError: the media bucket could not be reached (retryable).
+        """
+        if self.locate is not None:
+            return await self.locate()
+        if self.url is not None:
+            return self.url
+        from omnipost.media.host import PublicUrlUnavailableError
+
+        raise PublicUrlUnavailableError(f"media[{self.index}] has no public URL and no media host is configured.")
 
 
 @dataclass(frozen=True)

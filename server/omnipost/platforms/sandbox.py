@@ -35,6 +35,7 @@ from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest,
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Processing, part
 from omnipost.platforms.errormap import AUTH_REFUSED, DUPLICATE, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule
 from omnipost.platforms.calls import raise_for_status, send
+from omnipost.preflight.rules import URL_ONLY_MEDIA
 
 PLATFORM = "sandbox"
 _CHUNK = 1 << 20
@@ -81,8 +82,10 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-async def _descriptor(m: MediaFile) -> dict[str, Any]:
-    """What the sandbox records about one attachment (it takes facts, not bytes)."""
+async def _descriptor(m: MediaFile, *, by_url: bool = False) -> dict[str, Any]:
+    """What the sandbox records about one attachment (it takes facts, not bytes). `by_url`: the account emulates a
+    platform that fetches media from a public URL (Instagram, Threads in container mode), so the attachment carries the
+    URL the media host gives, and the sandbox fetches it and checks its bytes against `sha256`."""
     sha256, size = None, m.size
     if m.path is not None:
         sha256, measured = await anyio.to_thread.run_sync(_hash_file, m.path)
@@ -90,8 +93,9 @@ async def _descriptor(m: MediaFile) -> dict[str, Any]:
     out: dict[str, Any] = {"mime": m.mime, "size": size, "sha256": sha256}
     if m.alt_text:
         out["altText"] = m.alt_text
-    if m.url:
-        out["url"] = m.url
+    url = await m.public_url() if by_url else m.url
+    if url:
+        out["url"] = url
     return out
 
 
@@ -202,9 +206,12 @@ class SandboxAdapter:
         account, key, mode, ledger = job.account, job.upstream_key, mode_of(job.account), job.ledger
         target = job.target
 
+        # Instagram and Threads take media only by URL: a container-mode account emulating them is handed URLs.
+        by_url = mode == "container" and target.platform in URL_ONLY_MEDIA
+
         async def piece(name: str, body: dict[str, Any]) -> Made:
             async def sent(make: Callable[[dict[str, Any]], Awaitable[Made]]) -> Made:  # the attachments hashed only to send
-                return await make(body | {"media": [await _descriptor(m) for m in body["media"]]})
+                return await make(body | {"media": [await _descriptor(m, by_url=by_url) for m in body["media"]]})
 
             if mode == "caller_id":
                 upstream_id = key + _suffix(name)

@@ -25,7 +25,9 @@ class AccountLookup(Protocol):
 
 
 class MediaLookup(Protocol):
-    """Finds an uploaded media record in a profile (the store implements this)."""
+    """Finds an uploaded media record in a profile (the store implements this). It may also answer
+    `async public_url_available(media_id, profile_id) -> bool` (whether a platform that fetches media by URL can be
+    handed one for it: media/host.py); a lookup without it is taken to host every file."""
 
     async def get_media(self, media_id: str, profile_id: str | None) -> MediaFacts | None: ...
 
@@ -152,7 +154,12 @@ async def _media_ref(
         if item.mediaId not in media_cache:
             media_cache[item.mediaId] = await media.get_media(item.mediaId, profile_id)
         facts = media_cache[item.mediaId]
-        return MediaRef(index, "mediaId", item.altText, facts, media_id=item.mediaId, unknown=facts is None), None
+        public_url = True
+        available = getattr(media, "public_url_available", None)  # a lookup without it (a test double) hosts every file
+        if facts is not None and available is not None:
+            public_url = await available(item.mediaId, profile_id)
+        return MediaRef(index, "mediaId", item.altText, facts, media_id=item.mediaId, unknown=facts is None,
+                        public_url=public_url), None
     if item.url is not None:
         return MediaRef(index, "url", item.altText, None, url=item.url), None
     payload = item.bytesBase64 or ""

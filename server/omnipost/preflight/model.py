@@ -26,6 +26,9 @@ class MediaRef:
     media_id: str | None = None
     url: str | None = None
     unknown: bool = False  # a mediaId that resolves to nothing in scope
+    # A platform that fetches media by URL can be handed one (a media host is configured, or the file came from a
+    # public URL): media/host.py. Only meaningful for a mediaId; a url item is its own public URL.
+    public_url: bool = True
     inline: str | None = field(default=None, repr=False, compare=False)  # the base64 payload, kept for storing it
 
 

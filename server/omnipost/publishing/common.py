@@ -94,6 +94,7 @@ class MediaPort:
     facts_of: Callable[[str, str], Awaitable[MediaFacts | None]]
     file_of: Callable[[str, str], Awaitable[MediaFile | None]]
     check_url: Callable[[str], Awaitable[None]] | None = None  # raises MediaError when a URL is not reachable
+    hosting: Any = None  # media.host.MediaHosting: which files a platform that fetches by URL can be handed
 
 
 @dataclass

@@ -21,6 +21,7 @@ from omnipost.errors import (
     UnknownOutcomeError,
 )
 from omnipost.leases import owner_is_gone
+from omnipost.media.host import PublicUrlUnavailableError
 from omnipost.media.probe import MediaFacts
 from omnipost.netguard import UpstreamForbiddenError
 from omnipost.platforms.base import MediaFile, PlatformAdapter, PublishJob, probe
@@ -155,6 +156,8 @@ class Dispatch:
                 absent=lambda pieces: Result(post.id, attempt_id, None, exc, "rejected", "rejected", pieces=pieces))
         except PlatformError as exc:  # Forbidden (scope), Rejected: the account stays as it is
             return refused(exc, "rejected", "rejected")
+        except PublicUrlUnavailableError as exc:  # a local file for a platform that fetches by URL, no media host: nothing sent
+            return refused(exc, "rejected", "rejected")
         except UpstreamForbiddenError as exc:  # the account's server now resolves to a non-public address: nothing sent
             await self.mark_account(account.id, "needs_reconnect")
             return refused(exc, "rejected", "rejected")
@@ -227,7 +230,7 @@ class Dispatch:
                 mf = await self.media.file_of(post.profile_id, mid)
                 if mf is not None:
                     files.append(MediaFile(index=m["index"], mime=mf.mime, kind=mf.kind, size=mf.size, path=mf.path, url=m.get("url"),
-                                           width=mf.width, height=mf.height, alt_text=m.get("altText")))
+                                           width=mf.width, height=mf.height, alt_text=m.get("altText"), locate=mf.locate))
                     continue
             files.append(MediaFile(index=m["index"], mime=None, kind=None, size=None, url=m.get("url"), alt_text=m.get("altText")))
         target = load_target(post.position, post.content, info(account), facts)

@@ -88,7 +88,8 @@ class Intake:
 
     async def _publish_claimed(self, req: PostRequest, mode: str, profile_id: str, test_mode: bool,
                                progress: Progress | None, claim_id: str | None) -> BatchResult:
-        directory = ProfileDirectory(self.accounts, self.db, profile_id, test_mode=test_mode)
+        directory = ProfileDirectory(self.accounts, self.db, profile_id, test_mode=test_mode,
+                                     hosting=self.media.hosting if self.media is not None else None)
         await directory.prime({t.accountId for t in req.targets if t.accountId})
         resolution = await resolve(req, directory, directory)
         judged: list[TargetResult] = []

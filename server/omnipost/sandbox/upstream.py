@@ -33,6 +33,12 @@ An account's mode says how it creates posts; a create of another mode answers 40
   are Meta's Graph error object, HTTP 400: not finished → `{"error": {"message", "type": "OAuthException",
   "code": 9007, "error_subcode": 2207027, "is_transient": true, "fbtrace_id"}}`; expired → code 100,
   error_subcode 2207008. No such container → 404 `not_found`.
+  An account emulating a platform that fetches media from a public URL (Instagram, Threads) must give each
+  attachment a `url`; the sandbox fetches it when the container is created, as they do, and checks the bytes:
+  no url → 400 `{"error": "media_url_required"}`; the URL does not answer 200 with the bytes → Meta's 400
+  `{"error": {"code": 9004, "error_subcode": 2207052, ...}}`; bytes whose SHA-256 differs from the given `sha256`
+  → 400 `{"error": "media_mismatch"}`. The stored attachment keeps the fetched digest and size, and the URL
+  without its query (a presigned URL's signature is not kept).
 
 `PUT /v1/posts/{id}` — the caller chooses the id (like Bluesky's rkey), `[A-Za-z0-9_-]{1,80}`:
     `{"text": str, "media": [{"mime", "size", "sha256", "altText"?, "url"?}],
@@ -129,6 +135,10 @@ HANG_SECONDS = 300.0  # bounded so a server with a hung request can still shut d
 LIST_LIMIT_DEFAULT = 20
 LIST_LIMIT_MAX = 100
 MAX_LATENCY_MS = 60_000
+# Container mode fetches the media URLs of accounts emulating these (they take media only by URL).
+URL_FETCHING = ("instagram", "threads")
+MEDIA_FETCH_TIMEOUT = 60.0
+MEDIA_FETCH_MAX_BYTES = 5 * 1024**3
 
 T = TypeVar("T")
 
@@ -235,6 +245,11 @@ def _reply_exists(conn: sqlite3.Connection, account: str, reply_to: str | None) 
         "SELECT 1 FROM posts WHERE account = ? AND id = ?", (account, reply_to)).fetchone() is not None
 
 
+def _emulates(conn: sqlite3.Connection, account: str) -> str | None:
+    row = conn.execute("SELECT emulates FROM accounts WHERE id = ?", (account,)).fetchone()
+    return None if row is None else str(row["emulates"])
+
+
 def _new_post_id() -> str:
     return "sbp" + secrets.token_hex(9)  # an id the platform chose (own_id and container modes)
 
@@ -317,6 +332,11 @@ class SandboxStore:
             conn.execute("INSERT INTO tokens (token_sha256, account, created_at) VALUES (?, ?, ?)",
                          (_token_hash(token), account, now))
         return {"account": account, "token": token, "handle": handle, "emulates": emulates, "mode": mode}, created
+
+    def emulates(self, account: str) -> str | None:
+        """The platform the account emulates."""
+        with self._conn() as conn:
+            return _emulates(conn, account)
 
     def account_for(self, token: str) -> str | None:
         """The account a bearer token belongs to."""
@@ -643,11 +663,17 @@ async def _wait_for_disconnect(request: Request) -> None:
             pass
 
 
+class _MediaUnfetchable(Exception):
+    """An attachment URL that did not answer 200 with its bytes."""
+
+
 class _Sandbox:
     """The app's state and endpoints."""
 
-    def __init__(self, store: SandboxStore, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: SandboxStore, clock: Callable[[], datetime],
+                 fetch: Callable[[], httpx2.AsyncClient | None] | None = None) -> None:
         self.store, self.clock = store, clock
+        self.fetch = fetch  # the HTTP client media URLs are fetched with (None: a client of its own per fetch)
         self.faults = FaultPlan()
         self.processing = ProcessingPlan()
         self._tokens: dict[str, str] = {}  # bearer token -> account, for tokens seen valid (saves a read per call)
@@ -751,12 +777,63 @@ class _Sandbox:
 
         return await self._faulted(request, write)
 
+    async def _fetch_hash(self, url: str) -> tuple[str, int]:
+        """SHA-256 and size of what `url` serves (streamed, capped at MEDIA_FETCH_MAX_BYTES).
+
+        Raises:
+            _MediaUnfetchable: not http(s), not 200, too large, or the connection failed.
+        """
+        if not url.lower().startswith(("http://", "https://")):
+            raise _MediaUnfetchable("not an http(s) URL")
+        client = self.fetch() if self.fetch is not None else None
+        own = client is None
+        if client is None:
+            client = httpx2.AsyncClient()
+        digest, size = hashlib.sha256(), 0
+        try:
+            async with client.stream("GET", url, timeout=MEDIA_FETCH_TIMEOUT) as response:
+                if response.status_code != 200:
+                    raise _MediaUnfetchable(f"answered {response.status_code}")
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MEDIA_FETCH_MAX_BYTES:
+                        raise _MediaUnfetchable("too large")
+                    digest.update(chunk)
+        except httpx2.HTTPError as exc:
+            raise _MediaUnfetchable(type(exc).__name__) from None
+        finally:
+            if own:
+                await client.aclose()
+        return digest.hexdigest(), size
+
+    async def _fetched_media(self, account: str, post: dict[str, Any]) -> Response | None:
+        """For an account emulating a platform that fetches media by URL: fetch each attachment's URL and check its
+        bytes, recording what was fetched (a refusal answer, or None when every attachment checked out)."""
+        emulates = await self._run(self.store.emulates, account)
+        if emulates not in URL_FETCHING:
+            return None
+        for i, item in enumerate(post["media"]):
+            url = item.get("url")
+            if not url:
+                return _error(400, "media_url_required", f"media[{i}] needs a url: {emulates} fetches media from a public URL.")
+            try:
+                sha256, size = await self._fetch_hash(url)
+            except _MediaUnfetchable:
+                return _graph_error("Media download has failed. The media URI doesn't meet our requirements.", 9004, 2207052,
+                                    transient=False)
+            if item.get("sha256") is not None and item["sha256"] != sha256:
+                return _error(400, "media_mismatch", f"media[{i}]: the URL serves other bytes than the attachment's sha256.")
+            item.update(sha256=sha256, size=size, url=url.split("?", 1)[0])
+        return None
+
     async def create_container(self, request: Request) -> Response:
-        """POST /v1/containers (container mode)."""
+        """POST /v1/containers (container mode): media URLs are fetched and checked here, as Instagram and Threads do."""
         account = await self._account(request)
 
         async def write() -> Response:
             post = _parse_post(await _json_object(request))
+            if (refused := await self._fetched_media(account, post)) is not None:
+                return refused
             outcome, container = await self._run(self.store.create_container, account, post, self._now())
             return self._created(outcome, post, container)
 
@@ -864,11 +941,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": code, "message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def create_sandbox_app(store_path: Path, *, clock: Clock) -> Starlette:
+def create_sandbox_app(store_path: Path, *, clock: Clock, fetch: Callable[[], httpx2.AsyncClient | None] | None = None) -> Starlette:
     """The sandbox upstream as an ASGI app, storing into `store_path` (created if missing). `clock`: the embedding
-    program's clock (the sandbox's token expiries and timestamps agree with the program that judges them)."""
+    program's clock (the sandbox's token expiries and timestamps agree with the program that judges them). `fetch`:
+    the HTTP client container mode fetches media URLs with (the embedding program's, SSRF-guarded); default a plain
+    client per fetch (the standalone sandbox)."""
     store = SandboxStore(Path(store_path))
-    sb = _Sandbox(store, clock.now)
+    sb = _Sandbox(store, clock.now, fetch)
     routes = [
         Route("/v1/accounts", sb.register, methods=["POST"]),
         Route("/v1/posts", sb.list_account_posts, methods=["GET"]),

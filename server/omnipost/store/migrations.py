@@ -239,7 +239,13 @@ def _connect_sessions(conn: Connection) -> None:
     md.tables["connect_sessions"].create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions]
+def _media_source_url(conn: Connection) -> None:
+    """Media fetched from a URL remembers it: a platform that fetches media by URL can be handed the caller's own
+    public URL when no media host is configured (media/host.py). Media stored before has none."""
+    conn.execute(sa.text("ALTER TABLE media ADD COLUMN source_url VARCHAR"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions, _media_source_url]
 LATEST = len(MIGRATIONS)
 
 

@@ -153,6 +153,7 @@ class Media(SQLModel, table=True):
     frames: int | None = None
     alt_text: str | None = None
     filename: str | None = None
+    source_url: str | None = None  # the public URL it was fetched from (a platform that fetches by URL may get it)
     mode: str = "live"  # of the key that uploaded it: live | test (a test key sees only test media)
     created_at: datetime = _ts()
     deleted_at: datetime | None = _ts(nullable=True)

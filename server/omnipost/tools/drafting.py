@@ -96,7 +96,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         profile, caller = await profile_of(rt, request.profileId)  # waits until the store is loaded
         from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
         assert rt.db is not None
-        directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
+        directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode, hosting=rt.hosting)
         return await validate_request(request.as_post_request(), clock=rt.clock, accounts=rt.extra.get("accounts", directory),
                                       media=rt.extra.get("media", directory))
 

@@ -79,7 +79,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             from omnipost.accounts import ProfileDirectory
 
             assert rt.db is not None
-            directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode)
+            directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode, hosting=rt.hosting)
             validation = await validate_request(request, clock=rt.clock, accounts=directory, media=directory)
             return BatchResult(id="", status="dry_run", mode="dry_run", createdAt=rt.clock.now(), results=[], validation=validation)
         if not (isinstance(confirm, AcceptedElicitation) and confirm.data.publish):

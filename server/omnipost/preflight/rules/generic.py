@@ -29,6 +29,19 @@ def _check_not_probed(t: ResolvedTarget) -> Iterable[Violation]:
                             "Upload the file first (upload_media) to have every media rule checked now.", severity="warning")
 
 
+def _check_public_url(t: ResolvedTarget) -> Iterable[Violation]:
+    from omnipost.media.host import RULE, SETTINGS_HINT  # media.host imports httpx2; only this check needs it
+
+    account = t.account
+    if account is not None and account.adapter == "sandbox" and account.defaults.get("sandboxMode") != "container":
+        return  # a sandbox account outside container mode takes the file's bytes
+    for m in t.media:
+        if m.source == "mediaId" and not m.unknown and not m.public_url:
+            yield Violation(RULE, f"{t.path}.media[{m.index}].mediaId",
+                            f"media[{m.index}] is a local file, and {t.platform.value} fetches media from a public URL; "
+                            "this server has no media host to give it one.", SETTINGS_HINT, m.media_id, None)
+
+
 def _ignored(rule_id: str, what: str) -> c.Check:
     def check(t: ResolvedTarget) -> Iterable[Violation]:
         from omnipost.preflight.rules import RULES  # the registry imports this module
@@ -75,6 +88,18 @@ NOT_PROBED = c.custom(
     remediation="Upload the file first to have every rule checked now.",
     example_fail={"media": [{"url": "https://example.com/photo.jpg"}]},
     example_pass={"media": [{"mediaId": "med_uploaded"}]},
+)
+PUBLIC_URL = c.custom(
+    SRC, "media.public_url_unavailable", check=_check_public_url,
+    summary="Platforms that fetch media from a public URL (Instagram, Threads) need a media host for uploaded files.",
+    why="They download the file themselves: a local file needs an S3-compatible bucket (presigned URLs) or this "
+        "server's HTTP transport at a public address (signed URLs); media uploaded from a public URL can be given "
+        "that URL.",
+    remediation="Set OMNIPOST_MEDIA_S3_BUCKET (with OMNIPOST_MEDIA_S3_ENDPOINT_URL, OMNIPOST_MEDIA_S3_REGION, "
+                "OMNIPOST_MEDIA_S3_ACCESS_KEY_ID, OMNIPOST_MEDIA_S3_SECRET_ACCESS_KEY) or OMNIPOST_PUBLIC_BASE_URL, "
+                "or give the media as a public https url.",
+    example_fail={"platform": "instagram", "text": "Photo", "media": [{"mediaId": "med_uploaded_from_disk"}]},
+    example_pass={"platform": "instagram", "text": "Photo", "media": [{"url": "https://example.com/photo.jpg"}]},
 )
 THREAD_IGNORED = c.custom(
     SRC, "thread.unsupported", check=_ignored("thread.unsupported", "thread"), severity="warning",
@@ -136,5 +161,5 @@ URL_FORBIDDEN = c.info_rule(
 # Applied to every target.
 ALL: tuple[Rule, ...] = (MEDIA_UNKNOWN, MEDIA_UNREADABLE, NOT_PROBED, THREAD_IGNORED, FIRST_COMMENT_IGNORED, TITLE_IGNORED, OPTIONS_IGNORED)
 # Applied only to platforms that ingest media from a public URL (Instagram, Threads).
-URL_ONLY: tuple[Rule, ...] = (BYTES_INLINE,)
+URL_ONLY: tuple[Rule, ...] = (BYTES_INLINE, PUBLIC_URL)
 CATALOGUE: tuple[Rule, ...] = ALL + URL_ONLY + (PROFILE_SCOPE, DUPLICATE, URL_FETCH, URL_FORBIDDEN)
