@@ -2,13 +2,14 @@
 (oidc-provider on loopback, tests/oauth_as.py): through the MCP tools, the loopback listener, the paste fallback, the
 terminal, and the OAuthClient/OAuthRefresher directly for what a standards-strict server refuses."""
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from mcp import Client
 
 import oauth_as
+from mediagen import make_image
 from oauth_as import AuthServer, consent
 from omnipost.app import OmnipostServer, build_server
 from omnipost.clock import FixedClock
@@ -25,12 +27,15 @@ from omnipost.config import Settings
 from omnipost.errors import PlatformAuthError
 from omnipost.oauth.client import OAuthClient, OAuthRefresher, credentials_from, new_verifier
 from omnipost.oauth.providers import PROVIDERS, provider_for
+from s3server import ACCESS_KEY_ID, REGION, S3, SECRET_ACCESS_KEY, s3  # noqa: F401 - the fixture
+from test_publishing import received
 
 pytestmark = pytest.mark.anyio
 auth_server = oauth_as.auth_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PUBLISHABLE = ("x", "linkedin", "facebook", "threads")  # text-only posts are valid there (Instagram, Pinterest need media)
+PUBLISHABLE = ("x", "linkedin", "facebook", "threads")  # text-only posts are valid there (Instagram, Pinterest need media:
+# test_the_media_platforms_connected_through_oauth_publish_a_local_image)
 
 
 @pytest.fixture
@@ -93,6 +98,40 @@ async def test_each_oauth_platform_connects_through_the_loopback_listener_and_it
             assert batch["status"] == "published", batch
     accounts = ok(await mcp.call_tool("list_accounts", {}))["accounts"]
     assert sorted(a["emulates"] for a in accounts) == sorted(PROVIDERS)
+
+
+async def test_the_media_platforms_connected_through_oauth_publish_a_local_image(
+        tmp_path: Path, auth_server: AuthServer, as_env: dict[str, str], s3: S3) -> None:
+    """Instagram fetches media by URL: its account, connected through Instagram's OAuth flow, is handed a presigned
+    URL of the S3 media host (the container sandbox fetches it and checks the bytes); Pinterest takes the upload."""
+    clock = FixedClock(datetime.now(timezone.utc).replace(microsecond=0))  # S3 judges a presigned URL by the real time
+    settings = Settings(data_dir=tmp_path / "data", log_level="WARNING", upstream_allow_loopback=True,  # type: ignore[call-arg]
+                        oauth_redirect_port=auth_server.redirect_port, scheduler_enabled=False, _env_file=None,
+                        media_roots=[tmp_path], media_s3_bucket=s3.bucket, media_s3_endpoint_url=s3.endpoint,
+                        media_s3_region=REGION, media_s3_access_key_id=ACCESS_KEY_ID, media_s3_secret_access_key=SECRET_ACCESS_KEY,
+                        media_s3_prefix=f"oauth/{tmp_path.name}/")
+    picture = tmp_path / "square.jpg"
+    picture.write_bytes(make_image("JPEG", 1080, 1080))
+    async with Client(build_server(settings, clock=clock)) as mcp:
+        ids = {}
+        for platform in ("instagram", "pinterest"):
+            started = await start(mcp, platform)
+            with anyio.fail_after(20):
+                await consent(started["authorizationUrl"], auth_server.redirect_uri)
+            status = ok(await mcp.call_tool("complete_connect", {"state": started["state"]}))
+            [account] = status["accounts"]
+            ids[platform] = account["id"]
+        uploaded = ok(await mcp.call_tool("upload_media", {"path": str(picture)}))
+        with anyio.fail_after(60):
+            batch = ok(await mcp.call_tool("publish_post", {
+                "text": "hello media platforms via OAuth", "media": [{"mediaId": uploaded["id"]}],
+                "targets": [{"accountId": ids["instagram"]}, {"accountId": ids["pinterest"], "pinterest": {"boardId": "b1"}}]}))
+    assert [r["status"] for r in batch["results"]] == ["published", "published"], batch["results"]
+    posts = {p["id"]: p for p in received(settings)}
+    digest = hashlib.sha256(picture.read_bytes()).hexdigest()
+    gram, pin = (posts[r["upstreamId"]]["media"][0] for r in batch["results"])
+    assert gram["url"] == f"{s3.endpoint}/{s3.bucket}/oauth/{tmp_path.name}/{digest}" and gram["sha256"] == digest
+    assert pin["sha256"] == digest and not pin.get("url")  # uploaded, as the platform takes bytes
 
 
 async def test_connecting_the_same_identity_again_updates_its_account(mcp: Client, auth_server: AuthServer) -> None:

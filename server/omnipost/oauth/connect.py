@@ -294,8 +294,10 @@ class ConnectService:
 
             # One sandbox account per emulated platform and identity: alice connected through X is alice.x there.
             handle = args.get("handle") or f"{connected.handle}.{platform}"
+            # It publishes as that platform does unless told otherwise: its own ids (search), containers (Instagram, Threads).
+            mode = args.get("sandboxMode") or sandbox.mode_like(platform)
             emulated = await sandbox.connect_account(ConnectRequest(
-                handle=handle, args={"emulates": platform, "sandboxMode": args.get("sandboxMode")}, defaults=defaults, deps=self.deps))
+                handle=handle, args={"emulates": platform, "sandboxMode": mode}, defaults=defaults, deps=self.deps))
             # The sandbox publishes with its own token; the OAuth tokens are kept beside it, as the platform's would be.
             return await self.accounts.add(profile_id, platform="sandbox", emulates=emulated.emulates, handle=emulated.handle,
                                            credentials=emulated.credentials | {"oauth": connected.credentials},

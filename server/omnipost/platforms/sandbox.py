@@ -40,6 +40,15 @@ from omnipost.preflight.rules import URL_ONLY_MEDIA
 PLATFORM = "sandbox"
 _CHUNK = 1 << 20
 MODES = ("caller_id", "own_id", "container")
+
+
+def mode_like(platform: str) -> str:
+    """The sandbox mode that publishes the way `platform` does: by its exactly-once strategy (registry.py)."""
+    from omnipost.platforms.registry import PLATFORMS
+
+    spec = PLATFORMS.get(platform)
+    strategy = spec.exactly_once if spec is not None else "caller_id"
+    return {"container": "container", "search": "own_id", "idempotency_key": "own_id"}.get(strategy, "caller_id")
 MAX_STATUS_POLLS = 5  # container status reads in a row per try before the piece is left `processing`
 CHECK_AFTER = timedelta(seconds=30)  # when a worker checks a container still processing again
 RECONCILE_WINDOW = timedelta(hours=24)  # how far back `find` searches when it does not know when the post was sent
