@@ -396,13 +396,8 @@ async def test_accounts_connect_in_a_terminal_waits_for_the_browser_and_prints_t
                              "--timeout", "60"], env=cli_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None and proc.stdout is not None
-        url = None
         with anyio.fail_after(30):
-            while url is None:
-                line = await anyio.to_thread.run_sync(proc.stderr.readline)
-                assert line, "the command ended before printing the URL"
-                url = line.strip() if line.startswith("http") else None
-            page = await consent(url, auth_server.redirect_uri)
+            page = await consent(await printed_url(proc), auth_server.redirect_uri)
         assert isinstance(page, httpx2.Response) and page.status_code == 200
         with anyio.fail_after(30):
             out = await anyio.to_thread.run_sync(proc.stdout.read)
@@ -414,19 +409,24 @@ async def test_accounts_connect_in_a_terminal_waits_for_the_browser_and_prints_t
     assert result["status"] == "connected" and result["accounts"][0]["emulates"] == "threads"
 
 
+async def printed_url(proc: "subprocess.Popen[str]") -> str:
+    """The authorization URL `omnipost accounts connect --json` prints on stderr."""
+    assert proc.stderr is not None
+    while True:
+        line = await anyio.to_thread.run_sync(proc.stderr.readline)
+        assert line, "the command ended before printing the URL"
+        if line.startswith("http"):
+            return line.strip()
+
+
 async def test_accounts_connect_takes_a_pasted_url_when_no_listener_runs(cli_env: dict[str, str], auth_server: AuthServer) -> None:
     env = cli_env | {"OMNIPOST_OAUTH_REDIRECT_URI": auth_server.redirect_uri}  # a configured redirect URI: no listener
     proc = subprocess.Popen([sys.executable, "-m", "omnipost", "accounts", "connect", "x", "--sandbox", "--json", "--timeout", "60"],
                             env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None and proc.stdout is not None and proc.stdin is not None
-        url = None
         with anyio.fail_after(30):
-            while url is None:
-                line = await anyio.to_thread.run_sync(proc.stderr.readline)
-                assert line, "the command ended before printing the URL"
-                url = line.strip() if line.startswith("http") else None
-            landed = await consent(url, auth_server.redirect_uri, land=False)
+            landed = await consent(await printed_url(proc), auth_server.redirect_uri, land=False)
         assert isinstance(landed, str)
         proc.stdin.write(landed + "\n")
         proc.stdin.flush()
