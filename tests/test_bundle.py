@@ -114,13 +114,14 @@ def test_unpacked_bundle_starts_as_its_manifest_says_and_lists_its_tools(unpacke
     data_dir = tmp_path / "data"
     variables = {"__dirname": str(unpacked), "HOME": str(home), "/": "/", "pathSeparator": "/",
                  "user_config.data_dir": str(data_dir)}
-    # The OAuth apps' client ids and secrets are optional and left unset, as a user who connects none: empty.
-    oauth_apps = {k for k in manifest["user_config"] if k.endswith(("_client_id", "_client_secret"))}
-    variables |= {f"user_config.{k}": "" for k in oauth_apps}
+    # The optional settings (the OAuth apps, the media host) are left as a user who sets none leaves them: their
+    # default, else empty.
+    optional = {k: str(v.get("default", "")) for k, v in manifest["user_config"].items() if not v.get("required") and k != "data_dir"}
+    variables |= {f"user_config.{k}": v for k, v in optional.items()}
     args = [_substitute(a, variables) for a in config.get("args", [])]
     env = {k: _substitute(v, variables) for k, v in config.get("env", {}).items()}
-    apps = {f"OMNIPOST_{k.upper()}" for k in oauth_apps}
-    assert set(env) - apps <= {"PYTHONPATH", "OMNIPOST_DATA_DIR"}, env  # a new variable: decide its test value here
+    unset = {k for k, v in config.get("env", {}).items() if any(f"${{user_config.{o}}}" == v for o in optional)}
+    assert set(env) - unset <= {"PYTHONPATH", "OMNIPOST_DATA_DIR"}, env  # a new variable: decide its test value here
     # A host's environment: a PATH whose python3 knows nothing of omnipost, a HOME, no OMNIPOST_* or PYTHONPATH
     # beyond what the manifest sets.
     clean = {"PATH": f"{clean_python}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(home), "LANG": "C.UTF-8"}
