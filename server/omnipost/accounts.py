@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
@@ -205,6 +206,11 @@ def info(account: Account) -> AccountInfo:
                        adapter="sandbox" if account.platform == "sandbox" else None)
 
 
+# Built once: a publish runs these statements every time, and building one costs more than running it (~0.14 ms).
+_PRIME = select(Account).where(col(Account.id).in_(bindparam("ids", expanding=True)), Account.profile_id == bindparam("profile"),
+                               Account.health != "disconnected")
+
+
 class ProfileDirectory:
     """AccountLookup and MediaLookup for preflight, bound to one profile."""
 
@@ -219,8 +225,7 @@ class ProfileDirectory:
     async def prime(self, account_ids: set[str]) -> None:
         """Load many accounts in one query (a 25-target request would otherwise make 25)."""
         async with self._db.session() as s:
-            rows = (await s.exec(select(Account).where(col(Account.id).in_(account_ids), Account.profile_id == self._profile,
-                                                       Account.health != "disconnected"))).all()
+            rows = (await s.exec(_PRIME, params={"ids": list(account_ids), "profile": self._profile})).all()
         self._primed.update({a.id: a for a in rows})
 
     def row(self, account_id: str) -> Account | None:

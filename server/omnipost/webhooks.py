@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
+from sqlalchemy import bindparam
 from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -161,6 +162,11 @@ class _Outcome:
         self.kind = kind  # delivered | failed | retry
         self.status = status
         self.error = error
+
+
+# Built once (every publish looks for the profile's endpoints; building the statement costs more than running it).
+_LIVE_ENDPOINTS = select(WebhookEndpoint).where(WebhookEndpoint.profile_id == bindparam("profile"),
+                                                col(WebhookEndpoint.disabled_at).is_(None))
 
 
 class WebhookService:
@@ -275,8 +281,7 @@ class WebhookService:
     @staticmethod
     async def endpoints_of(session: AsyncSession, profile_id: str) -> Sequence[WebhookEndpoint]:
         """The profile's live endpoints."""
-        return (await session.exec(select(WebhookEndpoint).where(
-            WebhookEndpoint.profile_id == profile_id, col(WebhookEndpoint.disabled_at).is_(None)))).all()
+        return (await session.exec(_LIVE_ENDPOINTS, params={"profile": profile_id})).all()
 
     async def emit_many(self, profile_id: str, events: list[tuple[str, dict[str, Any]]], *, session: AsyncSession,
                         endpoints: Sequence[WebhookEndpoint] | None = None) -> int:
