@@ -1,5 +1,6 @@
 """Dispatch: the upstream calls, the ledger, reconcile and recovery (see Dispatch)."""
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,30 @@ from omnipost.outputs import BatchResult
 from omnipost.publishing.common import Progress, batch_status, load_target, outcome, Result, _event_data, _whole, _clip
 
 logger = logging.getLogger("omnipost.publishing")
+
+
+# The UPDATEs that record a publish's results, built once per shape (building a statement costs more than running it
+# on SQLite); every value is a bound parameter named b_<column>.
+@functools.cache
+def _post_update(columns: tuple[str, ...], ends_lease: bool) -> Any:
+    """A post's outcome. A settled post's lease ends with it when it is this process's (b_owner; a scheduler's is
+    released by its worker): the same UPDATE clears it, conditionally, as every SET expression reads the row as it was."""
+    table = Post.__table__  # type: ignore[attr-defined]
+    values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in columns if c != "id"}
+    if ends_lease:
+        ours = table.c.lease_owner == bindparam("b_owner")
+        values |= {"lease_owner": case((ours, None), else_=table.c.lease_owner),
+                   "lease_until": case((ours, None), else_=table.c.lease_until)}
+    return sa_update(table).where(table.c.id == bindparam("b_id")).values(values)
+
+
+@functools.cache
+def _attempt_update(columns: tuple[str, ...]) -> Any:
+    table = Attempt.__table__  # type: ignore[attr-defined]
+    return sa_update(table).where(table.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns if c != "id"})
+
+
+_BATCH_STATUS = sa_update(Batch.__table__).where(Batch.__table__.c.id == bindparam("b_id")).values(status=bindparam("b_status"))  # type: ignore[attr-defined]
 
 
 class Dispatch:
@@ -305,22 +330,14 @@ class Dispatch:
                 count = len((await s.exec(select(Attempt.id).where(Attempt.post_id == post_id))).all())
                 s.add(Attempt(id=new_id("att"), post_id=post_id, number=count + 1, started_at=now, **values))
             if attempt_rows:
-                await s.exec(sa_update(Attempt), params=attempt_rows)
+                await s.exec(_attempt_update(tuple(attempt_rows[0])), params=[{f"b_{k}": v for k, v in row.items()} for row in attempt_rows])  # type: ignore[call-overload]
             settled = {r.post_id for r in results if r.status != "publishing"}
-            # One statement per shape (with or without the ledger, settled or not), executed for all its rows. A settled
-            # post's lease ends with it when it is this process's (a scheduler's is released by its worker): the same
-            # UPDATE clears it, conditionally, as every SET expression reads the row as it was.
-            table = Post.__table__  # type: ignore[attr-defined]
-            ours = table.c.lease_owner == self.owner
+            # One statement per shape (with or without the ledger, settled or not: _post_update), executed for all its rows.
             for keys in {(*row, row["id"] in settled) for row in post_rows}:
                 *columns, ends_lease = keys
-                values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in columns if c != "id"}
-                if ends_lease:
-                    values |= {"lease_owner": case((ours, None), else_=table.c.lease_owner),
-                               "lease_until": case((ours, None), else_=table.c.lease_until)}
-                rows = [{f"b_{k}": v for k, v in row.items()} for row in post_rows
+                rows = [{f"b_{k}": v for k, v in row.items()} | {"b_owner": self.owner} for row in post_rows
                         if (*row, row["id"] in settled) == keys]
-                await s.exec(sa_update(table).where(table.c.id == bindparam("b_id")).values(values), params=rows)  # type: ignore[call-overload]
+                await s.exec(_post_update(tuple(columns), ends_lease), params=rows)  # type: ignore[call-overload]
             if batch is None or batch.notify:
                 await self._emit_outcomes(s, results, now, known or {})
             for row in post_rows:  # the rows in memory now say what the database says
@@ -330,7 +347,7 @@ class Dispatch:
                     if row["id"] in settled and post.lease_owner == self.owner:
                         post.lease_owner, post.lease_until = None, None
             if batch is not None and (status := batch_status([p.status for p in batch.posts], batch.row.mode)) != batch.row.status:
-                await s.exec(sa_update(Batch).where(col(Batch.id) == batch.row.id).values(status=status))
+                await s.exec(_BATCH_STATUS, params={"b_id": batch.row.id, "b_status": status})  # type: ignore[call-overload]
                 batch.row.status = status
             await s.commit()
 
