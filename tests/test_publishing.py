@@ -386,6 +386,9 @@ async def test_a_bluesky_video_post_past_the_daily_video_quota_fails_only_its_ta
                    "targets": [{"accountId": account}, {"accountId": twin}]}
         with anyio.fail_after(20):
             batch = ok(await client.call_tool("publish_post", request))
+        # A post without media has no quota to ask about.
+        words = ok(await client.call_tool("publish_post", {"text": "Words only", "targets": [{"accountId": account}]}))
+    assert words["status"] == "published"
     first, second = batch["results"]
     assert batch["status"] == "partial_failed" and (first["status"], second["status"]) == ("rejected", "published")
     error = first["error"]
@@ -393,4 +396,5 @@ async def test_a_bluesky_video_post_past_the_daily_video_quota_fails_only_its_ta
         "preflight_failed", "bluesky.media.video_quota", "targets[0].media[0]", True)
     assert error["platformResponse"]["error"] == "daily_limit_exceeded"
     assert len(fake.calls("app.bsky.video.getUploadLimits")) == 1
-    assert fake.calls("app.bsky.video.uploadVideo") == [] and fake.posts() == []  # nothing was sent
+    # The video post sent nothing; the one without media was not asked about a quota.
+    assert fake.calls("app.bsky.video.uploadVideo") == [] and [p["value"]["text"] for p in fake.posts()] == ["Words only"]

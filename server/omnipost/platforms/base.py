@@ -158,6 +158,11 @@ class DeepChecking(Protocol):
     """An adapter with deep checks that need the account itself (Bluesky: the daily video quota). Intake calls it for
     an immediate publish, after the media are stored, with the facts of each attachment by its index."""
 
+    def deep_checks(self, target: ResolvedTarget) -> bool:
+        """Whether the target may have something to check (no I/O): Intake neither opens the account's credentials nor
+        calls deep_check for one that has not."""
+        ...
+
     async def deep_check(self, account: AccountContext, target: ResolvedTarget, facts: dict[int, MediaFacts]) -> list[DeepFinding]:
         ...
 

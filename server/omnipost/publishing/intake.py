@@ -293,7 +293,8 @@ class Intake:
         from omnipost.platforms.base import DeepChecking, DeepFinding
 
         wanted = [(t, adapter) for t in targets if t.account is not None and t.account.health == "active"
-                  and isinstance(adapter := self.adapters.get(t.account.adapter or t.account.platform.value), DeepChecking)]
+                  and isinstance(adapter := self.adapters.get(t.account.adapter or t.account.platform.value), DeepChecking)
+                  and adapter.deep_checks(t)]
         if not wanted:
             return {}, {}
         found: dict[int, list[DeepFinding]] = {}

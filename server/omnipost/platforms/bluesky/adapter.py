@@ -287,6 +287,10 @@ class BlueskyAdapter:
                                            platform_response=redact(body), remediation="Retry later.")
         return body
 
+    def deep_checks(self, target: ResolvedTarget) -> bool:
+        """Only a post with media may carry a video (the one deep check)."""
+        return bool(target.media)
+
     async def deep_check(self, account: AccountContext, target: ResolvedTarget, facts: dict[int, MediaFacts]) -> list[DeepFinding]:
         """bluesky.media.video_quota: before a video post, ask the video service whether the account may upload this
         video today. Limits that cannot be read give a warning under the same rule, never an error: the upload
