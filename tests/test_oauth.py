@@ -277,6 +277,55 @@ async def test_refresh_rotates_the_refresh_token_and_the_old_one_is_refused(
         await refresher.refresh(first)  # single-use: the rotated-out token is refused
 
 
+@pytest.mark.parametrize("crash", ["before-request", "after-commit"])
+async def test_a_kill_on_either_side_of_the_refresh_leaves_the_grant_usable_at_the_authorization_server(
+        crash: str, tmp_path: Path, as_env: dict[str, str], auth_server: AuthServer, http: httpx2.AsyncClient,
+        clock: FixedClock) -> None:
+    """tests/test_token_crash.py's kill test with the real OAuthRefresher against oidc-provider (strict rotation, reuse
+    detection): a process refreshing the token is SIGKILLed with the refresh lock held and nothing sent, or just after
+    the rotated tokens were committed; a new process refreshes with what is stored and uses the token, and the refresh
+    token stored at the end is the one the server accepts. (Killed after the server rotated and before the commit,
+    the rotated token is lost with the process: the window test_token_crash.py documents; no client can close it.)"""
+    from test_token_crash import ACCOUNT, child_run, stored
+
+    provider = provider_for("x", as_env)
+    client = OAuthClient(provider, http, clock)
+    code, verifier = await authorize(client, auth_server.redirect_uri)
+    first = credentials_from(await client.exchange(code=code, redirect_uri=auth_server.redirect_uri, verifier=verifier))
+    data_dir = tmp_path / "data"
+    await store_account(data_dir, ACCOUNT, first)
+    env = as_env | {"TOKEN_CHILD_USE_URL": f"{auth_server.issuer}/userinfo"}
+    status, said, _ = await anyio.to_thread.run_sync(lambda: child_run(data_dir, "oauth", crash, mode="force", env=env))
+    assert (status, said) == (-9, {"killed": crash})
+    kept = stored(data_dir)[0]["refresh_token"]
+    assert (kept == first["refresh_token"]) == (crash == "before-request")  # after the commit: the rotated one
+    status, said, err = await anyio.to_thread.run_sync(lambda: child_run(data_dir, "oauth", "none", mode="force", env=env))
+    assert (status, said) == (0, {"me": 200}), err  # the restarted process refreshed with what was stored, and used it
+    latest, health = stored(data_dir)
+    assert health == "active" and latest["refresh_token"] not in (first["refresh_token"], kept)
+    renewed = await OAuthRefresher(provider, http, clock).refresh(latest)  # what is stored is what the server accepts
+    assert renewed.refresh_token and renewed.access_token
+
+
+async def store_account(data_dir: Path, account_id: str, credentials: dict[str, Any]) -> None:
+    """An account of platform x holding these credentials, as a connect leaves it (for token_child.py)."""
+    from omnipost.store.crypto import Vault, load_key
+    from omnipost.store.db import Database
+    from omnipost.store.models import Account, Profile
+    from sqlmodel import select
+    from test_token_crash import NOW
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = await Database.open(None, data_dir, NOW)
+    vault = Vault(load_key(None, data_dir))
+    async with db.session() as s:
+        profile = (await s.exec(select(Profile))).one()
+        s.add(Account(id=account_id, profile_id=profile.id, platform="x", handle="crash", health="active", defaults={},
+                      credentials=vault.seal(credentials), created_at=NOW))
+        await s.commit()
+    await db.close()
+
+
 async def test_revoke_ends_the_grant(as_env: dict[str, str], auth_server: AuthServer, http: httpx2.AsyncClient,
                                      clock: FixedClock) -> None:
     provider = provider_for("x", as_env)

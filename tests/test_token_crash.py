@@ -92,7 +92,13 @@ def connect_account(data_dir: Path, fake: FakeTokenServer, url: str | None = Non
 
 def child(data_dir: Path, token_url: str, crash: str, mode: str = "current", url: str | None = None) -> tuple[int, dict[str, Any], str]:
     """Run token_child.py to its end (or its kill): (return code, its JSON line, its stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")}
+    return child_run(data_dir, token_url, crash, mode=mode, url=url)
+
+
+def child_run(data_dir: Path, token_url: str, crash: str, *, mode: str = "current", url: str | None = None,
+              env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    """child(), with extra environment (`env`: e.g. a provider's OMNIPOST_X_* for the real OAuthRefresher)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIPOST_")} | (env or {})
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent / "server"), str(TESTS)])
     done = subprocess.run([sys.executable, str(TESTS / "token_child.py"), str(data_dir), token_url, ACCOUNT, crash, NOW.isoformat(), mode,
                            *([url] if url else [])], env=env, capture_output=True, text=True, timeout=90)

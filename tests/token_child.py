@@ -2,6 +2,9 @@
 
     python token_child.py <data dir> <token url> <account id> <crash point> <now ISO> <current|force|wait-current> [database URL]
 
+<token url> "oauth": the real OAuthRefresher of platform x, configured by OMNIPOST_X_* (tests/test_oauth.py points it at
+the test authorization server), the token used at TOKEN_CHILD_USE_URL; else the fake's token URL (tests/fakes/tokens.py).
+
 It opens the database (the SQLite file in <data dir>, or the PostgreSQL database URL given), takes the account's TokenSession (DatabaseCredentialStore, the fake's
 Refresher), gets usable credentials (`current()`, or `expired()` to force a refresh) and uses the access token
 once (GET <server>/me). Exit 0 when that answered 200, 3 on a refused refresh (the account is then marked
@@ -47,7 +50,7 @@ def die(point: str) -> None:
 
 
 class CrashingRefresher:
-    def __init__(self, inner: FakeOAuthRefresher, crash: str) -> None:
+    def __init__(self, inner: Any, crash: str) -> None:
         self.inner, self.crash = inner, crash
 
     async def refresh(self, credentials: dict[str, Any]) -> TokenSet:
@@ -95,7 +98,14 @@ async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now:
             await s.commit()
 
     async with httpx2.AsyncClient(timeout=60) as http:
-        refresher = CrashingRefresher(FakeOAuthRefresher(http, clock=clock, token_url=token_url), crash)
+        if token_url == "oauth":  # the real OAuthRefresher of platform x, its provider configured by OMNIPOST_X_* (a test AS)
+            from omnipost.oauth.client import refresher_for
+
+            inner: Any = refresher_for("x", http, clock, os.environ)
+            assert inner is not None, "OMNIPOST_X_CLIENT_ID is not set"
+        else:
+            inner = FakeOAuthRefresher(http, clock=clock, token_url=token_url)
+        refresher = CrashingRefresher(inner, crash)
         sessions = TokenSessions(store, clock, {"x": refresher}, on_refused=needs_reconnect)
         async with db.session() as s:
             row = await s.get(Account, account_id)
@@ -115,7 +125,8 @@ async def main(data_dir: Path, token_url: str, account_id: str, crash: str, now:
             return 4
         finally:
             await db.close()
-        me = await http.get(token_url.rsplit("/", 1)[0] + "/me", headers={"Authorization": f"Bearer {creds['access_token']}"})
+        use = os.environ.get("TOKEN_CHILD_USE_URL") or token_url.rsplit("/", 1)[0] + "/me"  # where the access token is used
+        me = await http.get(use, headers={"Authorization": f"Bearer {creds['access_token']}"})
         print(json.dumps({"me": me.status_code}), flush=True)
         return 0 if me.status_code == 200 else 4
 
