@@ -448,14 +448,20 @@ async def test_accounts_connect_in_a_terminal_waits_for_the_browser_and_prints_t
         with anyio.fail_after(30):
             page = await consent(await printed_url(proc), auth_server.redirect_uri)
         assert isinstance(page, httpx2.Response) and page.status_code == 200
-        with anyio.fail_after(30):
-            out = await anyio.to_thread.run_sync(proc.stdout.read)
-            code = await anyio.to_thread.run_sync(proc.wait)
+        code, out = await finished(proc)
     finally:
         proc.kill()
     assert code == 0, out
     result = json.loads(out)
     assert result["status"] == "connected" and result["accounts"][0]["emulates"] == "threads"
+
+
+async def finished(proc: "subprocess.Popen[str]") -> tuple[int, str]:
+    """The command's exit code and what it printed on stdout, once it ends."""
+    assert proc.stdout is not None
+    with anyio.fail_after(30):
+        out = await anyio.to_thread.run_sync(proc.stdout.read)
+        return await anyio.to_thread.run_sync(proc.wait), out
 
 
 async def printed_url(proc: "subprocess.Popen[str]") -> str:
@@ -479,9 +485,7 @@ async def test_accounts_connect_takes_a_pasted_url_when_no_listener_runs(cli_env
         assert isinstance(landed, str)
         proc.stdin.write(landed + "\n")
         proc.stdin.flush()
-        with anyio.fail_after(30):
-            out = await anyio.to_thread.run_sync(proc.stdout.read)
-            code = await anyio.to_thread.run_sync(proc.wait)
+        code, out = await finished(proc)
     finally:
         proc.kill()
     assert code == 0, out
