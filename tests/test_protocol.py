@@ -78,6 +78,20 @@ async def test_rules_posts_and_accounts_are_templates_and_only_the_indexes_are_f
             assert (await read_text(client, f"omnipost://rules/{rule_id}")).startswith(f"# {rule_id}")
 
 
+async def test_a_rule_asked_by_another_name_of_its_platform_is_found_and_an_unknown_one_gets_the_closest_ids(
+        client: Client) -> None:
+    """X's rules keep their twitter.* ids (a public contract); x.* (any case of the platform name) finds them, as tool and
+    resource. An unknown id is not_found with the closest ids in the remediation."""
+    for asked in ("x.text.max_graphemes", "X.text.max_graphemes", "twitter.text.max_graphemes"):
+        assert ok(await client.call_tool("explain_preflight_rule", {"rule_id": asked}))["id"] == "twitter.text.max_graphemes"
+        assert (await read_text(client, f"omnipost://rules/{asked}")).startswith("# twitter.text.max_graphemes")
+    error = err(await client.call_tool("explain_preflight_rule", {"rule_id": "x.text.max_grapheme"}))
+    assert (error["code"], error["rule"]) == ("not_found", "rule_id")
+    assert "twitter.text.max_graphemes" in error["remediation"]
+    error = err(await client.call_tool("explain_preflight_rule", {"rule_id": "nothing.like.it"}))
+    assert error["code"] == "not_found" and "Did you mean" not in error["remediation"]
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_post_and_an_account_read_as_get_post_and_get_account_answer(server: OmnipostServer, mode: str) -> None:
     async with Client(server, mode=mode) as client:

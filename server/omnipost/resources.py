@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from omnipost.errors import AppError, NotFoundError, UnauthorizedError
 from omnipost.preflight.render import rule_markdown
-from omnipost.preflight.rules import CATALOGUE
+from omnipost.preflight.rules import CATALOGUE, find_rule
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -69,7 +69,7 @@ def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
     @server.resource(RULE_TEMPLATE, name="preflight-rule", title="Preflight rule", mime_type="text/markdown",
                      description="One preflight rule: what it checks, its limit and unit, and how to fix a violation.")
     def rule(ruleId: str) -> str:
-        found = CATALOGUE.get(ruleId)
+        found = find_rule(ruleId)
         if found is None:
             raise ResourceNotFoundError(f"Unknown resource: omnipost://rules/{ruleId}")
         return rule_markdown(found)

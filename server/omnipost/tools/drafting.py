@@ -9,7 +9,7 @@ from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
 from omnipost.validation import ValidateResult, rule_uri, validate_request
 from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
-from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, generic
+from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, closest_rules, find_rule, generic
 from omnipost.request import ValidateRequest
 
 if TYPE_CHECKING:
@@ -142,10 +142,12 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     async def explain_preflight_rule(
         rule_id: Annotated[str, Field(min_length=1, max_length=100, description="A rule id such as bluesky.text.max_graphemes.")],
     ) -> RuleExplanation:
-        rule = CATALOGUE.get(rule_id.strip())
+        rule = find_rule(rule_id)
         if rule is None:
+            near = closest_rules(rule_id)
             raise NotFoundError(f"There is no preflight rule '{echo(rule_id)}'.", rule="rule_id",
-                                remediation="Call list_preflight_rules for the rule ids.")
+                                remediation=(f"Did you mean {' or '.join(near)}? " if near else "")
+                                + "Call list_preflight_rules for the rule ids.")
         return explain(rule)
 
     server.add_tool(

@@ -1,6 +1,8 @@
 """The rule registry: one line per platform, plus the generic rules."""
 
-from omnipost.domain import Platform
+import difflib
+
+from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX, Platform
 from omnipost.preflight.model import PlatformRules, Rule
 from omnipost.preflight.rules import generic
 from omnipost.preflight.rules.bluesky import BLUESKY
@@ -35,6 +37,29 @@ def _catalogue() -> dict[str, Rule]:
 
 
 CATALOGUE: dict[str, Rule] = _catalogue()
+
+
+# Each name a platform is known by (domain.PLATFORM_ALIASES: x, twitter, ...) leads to its rules' id prefix (X's are
+# `twitter.*`, a public contract).
+_PREFIX: dict[str, str] = {name: RULE_PREFIX[p] for name, p in PLATFORM_ALIASES.items()}
+
+
+def find_rule(rule_id: str) -> Rule | None:
+    """The rule with this id; a platform's other name in the first segment finds it too (x.text.max_graphemes is
+    twitter.text.max_graphemes)."""
+    rule_id = rule_id.strip()
+    if (rule := CATALOGUE.get(rule_id)) is not None:
+        return rule
+    head, dot, rest = rule_id.partition(".")
+    prefix = _PREFIX.get(head.lower())
+    return CATALOGUE.get(f"{prefix}.{rest}") if prefix and dot else None
+
+
+def closest_rules(rule_id: str, n: int = 3) -> list[str]:
+    """The catalogue's ids closest to an unknown one (after the platform's other names), best first."""
+    head, dot, rest = rule_id.strip().partition(".")
+    wanted = f"{_PREFIX.get(head.lower(), head)}{dot}{rest}"
+    return difflib.get_close_matches(wanted, list(CATALOGUE), n=n, cutoff=0.6)
 
 
 def largest_media_limit() -> int:
