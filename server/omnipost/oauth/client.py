@@ -12,7 +12,7 @@ Nothing here logs or returns a token, code, verifier or client secret: errors ca
 
 import base64
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -171,10 +171,13 @@ def token_set_from(parsed: dict[str, Any], clock: Clock, *, separator: str = " "
                     extra={k: v for k, v in parsed.items() if k not in known})
 
 
-def credentials_from(tokens: TokenSet, **extra: Any) -> dict[str, Any]:
-    """What an OAuth account stores (OAuthCredentials, as JSON), sealed by the caller."""
+def credentials_from(tokens: TokenSet, now: datetime | None = None, **extra: Any) -> dict[str, Any]:
+    """What an OAuth account stores (OAuthCredentials, as JSON), sealed by the caller. `now`: when the tokens were
+    received, to date the refresh token's end (TokenSet.refresh_lapse)."""
+    lapse = tokens.refresh_lapse(now) if now is not None and tokens.refresh_token else None
     return OAuthCredentials(access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_at=tokens.expires_at,
-                            scope=list(tokens.scope), token_type=tokens.token_type, extra=dict(extra)).model_dump(mode="json")
+                            refresh_expires_at=lapse, scope=list(tokens.scope), token_type=tokens.token_type,
+                            extra=dict(extra)).model_dump(mode="json")
 
 
 class OAuthRefresher:

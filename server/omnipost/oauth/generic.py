@@ -39,7 +39,7 @@ def id_token_claims(id_token: Any) -> dict[str, Any]:
 
 
 def _connected(ctx: ExchangeContext, identity: str, handle: str) -> list[Connected]:
-    return [Connected(handle=handle, credentials=credentials_from(ctx.tokens), token_expires_at=ctx.tokens.expires_at,
+    return [Connected(handle=handle, credentials=credentials_from(ctx.tokens, ctx.clock.now()), token_expires_at=ctx.tokens.expires_at,
                       identity=identity)]
 
 

@@ -11,7 +11,7 @@ the two per-platform hooks:
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
@@ -33,6 +33,16 @@ class TokenSet:
     scope: tuple[str, ...] = ()
     token_type: str = "Bearer"
     extra: dict[str, Any] = field(default_factory=lambda: {}, repr=False)  # the rest of the answer (id_token, user_id...)
+
+    def refresh_lapse(self, now: datetime) -> datetime | None:
+        """When the refresh token ends, as the answer's rest says: `refresh_token_expires_at` (Unix seconds, Pinterest)
+        or `refresh_token_expires_in` (seconds from `now`: LinkedIn, Pinterest); None when it says neither."""
+        at, lifetime = self.extra.get("refresh_token_expires_at"), self.extra.get("refresh_token_expires_in")
+        if isinstance(at, int | float) and not isinstance(at, bool) and at > 0:
+            return datetime.fromtimestamp(at, timezone.utc)
+        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
+            return now + timedelta(seconds=lifetime)
+        return None
 
 
 class OAuthCredentials(BaseModel):

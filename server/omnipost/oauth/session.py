@@ -126,27 +126,19 @@ class OAuthShape:
 
     def merge(self, credentials: dict[str, Any], tokens: TokenSet, now: datetime) -> dict[str, Any]:
         """The answer over the stored credentials. A provider that does not rotate answers without a refresh token:
-        the old one stays, with its lifetime. A rotated one's lifetime is the answer's `refresh_token_expires_in`
-        (LinkedIn) or `refresh_expires_at` in `extra`, else unknown (None: it is not announced as lapsing)."""
+        the old one stays, with its lifetime. A rotated one's is what the answer says (TokenSet.refresh_lapse), else
+        unknown (None: it is not announced as lapsing)."""
         merged = dict(credentials)
         merged["access_token"] = tokens.access_token
         merged["expires_at"] = tokens.expires_at.isoformat() if tokens.expires_at else None
         merged["token_type"] = tokens.token_type or merged.get("token_type", "Bearer")
         if tokens.refresh_token:
             merged["refresh_token"] = tokens.refresh_token
-            lifetime = tokens.extra.get("refresh_token_expires_in")
-            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
-                merged["refresh_expires_at"] = (now + timedelta(seconds=lifetime)).isoformat()
-            else:
-                merged["refresh_expires_at"] = _iso_or_none(tokens.extra.get("refresh_expires_at"))
+            lapse = tokens.refresh_lapse(now)
+            merged["refresh_expires_at"] = lapse.isoformat() if lapse else None
         if tokens.scope:
             merged["scope"] = list(tokens.scope)
         return merged
-
-
-def _iso_or_none(value: Any) -> str | None:
-    at = _instant(value)
-    return at.isoformat() if at else None
 
 
 OAUTH_SHAPE = OAuthShape()

@@ -23,7 +23,7 @@ only way it takes them), so no URL is ever quoted; every other call sends the to
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -121,15 +121,6 @@ def _in(ctx: ExchangeContext, seconds: Any) -> datetime | None:
     return None
 
 
-def _refresh_expires_at(ctx: ExchangeContext, tokens: TokenSet) -> datetime | None:
-    """When the refresh token lapses, from the token answer's rest: LinkedIn's and Pinterest's
-    `refresh_token_expires_in`, or Pinterest's `refresh_token_expires_at` (Unix seconds)."""
-    at = tokens.extra.get("refresh_token_expires_at")
-    if isinstance(at, (int, float)) and not isinstance(at, bool) and at > 0:
-        return datetime.fromtimestamp(at, timezone.utc)
-    return _in(ctx, tokens.extra.get("refresh_token_expires_in"))
-
-
 def _stored(ctx: ExchangeContext, extra: dict[str, Any], *, access_token: str | None = None,
             expires_at: datetime | None = None, keep_refresh: bool = True) -> dict[str, Any]:
     """The OAuthCredentials an account stores, as JSON. Defaults: the tokens just obtained, as they are."""
@@ -138,7 +129,7 @@ def _stored(ctx: ExchangeContext, extra: dict[str, Any], *, access_token: str | 
         access_token=tokens.access_token if access_token is None else access_token,
         refresh_token=tokens.refresh_token if keep_refresh else None,
         expires_at=tokens.expires_at if access_token is None else expires_at,
-        refresh_expires_at=_refresh_expires_at(ctx, tokens) if keep_refresh and tokens.refresh_token else None,
+        refresh_expires_at=tokens.refresh_lapse(ctx.clock.now()) if keep_refresh and tokens.refresh_token else None,
         scope=list(tokens.scope), token_type="Bearer", extra=extra,
     ).model_dump(mode="json")
 
