@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.outputs import AccountOut, DisconnectedOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
-from omnipost.domain import Platform
+from omnipost.domain import PLATFORM_ALIASES, Platform
 from omnipost.errors import ValidationFailedError
 from omnipost.platforms.base import ConnectRequest
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
@@ -144,7 +144,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         if accessToken is not None:
             ids = await service.bring_token(profile.id, oauth_platform, access_token=accessToken, refresh_token=refreshToken,
                                             expires_at=expiresAt, target=target, args=args)
-            return await connected_out(ids)
+            return await connected_out(profile.id, ids)
         if refreshToken is not None or expiresAt is not None:
             raise ValidationFailedError("refreshToken and expiresAt go with accessToken.", path="refreshToken" if refreshToken else "expiresAt")
         started = await service.start(profile.id, oauth_platform, target=target, args=args)
@@ -160,8 +160,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         if platform == "sandbox":
             if not oauth and access_token is None:
                 return None, ""
-            name = (emulates or "").strip().lower()
-            name = "x" if name == "twitter" else name
+            known = PLATFORM_ALIASES.get((emulates or "").strip().lower())
+            name = known.value if known is not None else ""
             if name not in PROVIDERS:
                 raise ValidationFailedError(f"A sandbox connected through OAuth emulates one of {', '.join(PROVIDERS)}.",
                                             path="emulates", remediation="Set emulates to a platform that connects through OAuth.")
@@ -170,14 +170,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             return platform, "account"
         return None, ""
 
-    async def connected_out(ids: list[str]) -> ConnectOut:
-        from omnipost.store.models import Account  # the first account just stored (in the caller's profile)
-
-        assert rt.db is not None
-        async with rt.db.session() as s:
-            account = await s.get(Account, ids[0])
-        assert account is not None
-        return ConnectOut(**account_out(account).model_dump(), accountIds=ids)
+    async def connected_out(profile_id: str, ids: list[str]) -> ConnectOut:
+        """The first account just stored, as get_account answers it, with every id connected."""
+        return ConnectOut(**account_out(await rt.accounts.get(profile_id, ids[0])).model_dump(), accountIds=ids)
 
     async def ask_to_open(ctx: Context, url: str, state: str, platform: str) -> bool:
         """URL-mode elicitation where the client supports it (and the session can ask); False when not asked."""
