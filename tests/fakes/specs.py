@@ -1,9 +1,13 @@
 """The platforms' published specs as the fakes' referee (reference-data/platform-specs/README.md).
 
-- `OpenAPI`: an OpenAPI 3.0 document (X API v2, Pinterest v5). `check_request` refuses a request the operation does
-  not allow (unknown or ill-typed query parameter, a required one missing); `check_response` validates the fake's
-  own answer against the operation's response schema for its status (or `default`), so a fake cannot drift from the
-  spec. Schemas are checked with jsonschema (draft 4 semantics, OpenAPI's `nullable` turned into a null type).
+- `OpenAPI`: an OpenAPI 3.0 or 3.1 document (X API v2, Pinterest v5; Mastodon 3.1). `check_request` refuses a
+  request the operation does not allow: an unknown or ill-typed query parameter, a required one missing, an
+  ill-typed path parameter, and, when the caller passes them, a missing or ill-typed header parameter, a body the
+  operation's `requestBody` schema refuses (or one it does not take in that content type, or none when it is
+  required), and missing credentials or scopes its `security` requires. `check_response` validates the fake's own
+  answer against the operation's response schema for its status (or `NXX`, `default`), so a fake cannot drift from
+  the spec. Schemas are checked with jsonschema: draft 4 for 3.0 (`nullable` turned into a null type), draft 2020-12
+  for 3.1.
 - `GraphNodes`: Meta's Graph API node specs (facebook-business-sdk-codegen `api_specs/specs/<Node>.json`): each
   node's fields with their types, each edge's parameters. `check_fields` checks a `fields=` selector (nested
   `a{b,c}` included) against a node, `check_params` an edge call's parameters, `check_object` an answer's object.
@@ -17,17 +21,20 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, Draft202012Validator
 from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
+from referencing.jsonschema import DRAFT4, DRAFT202012
 
 import refdata
 
 SPECS = refdata.path("platform-specs")
 _DOC = "urn:omnipost:openapi"
+ABSENT: Any = object()  # check_request's `body` when the caller does not check bodies
 
 
 class SpecViolation(AssertionError):
@@ -51,13 +58,21 @@ def _escape(token: str) -> str:
 
 
 class OpenAPI:
-    """One OpenAPI document; paths are matched below `base` (the server URL's path, e.g. "/v5")."""
+    """One OpenAPI document; paths are matched below `base` (the server URL's path, e.g. "/v5").
 
-    def __init__(self, filename: str, *, base: str = "") -> None:
-        self.doc: dict[str, Any] = _nullable(json.loads((SPECS / filename).read_text(encoding="utf-8")))
+    `errata`: parameter name → the schema to check it with instead of the document's, for a parameter the document
+    types wrongly (say why where the fake is built)."""
+
+    def __init__(self, filename: str, *, base: str = "", errata: dict[str, dict[str, Any]] | None = None) -> None:
+        raw = json.loads((SPECS / filename).read_text(encoding="utf-8"))
+        self.v31 = str(raw.get("openapi", "")).startswith("3.1")
+        self.doc: dict[str, Any] = raw if self.v31 else _nullable(raw)
         self.base = base
+        self.errata = dict(errata or {})
+        self._validator = Draft202012Validator if self.v31 else Draft4Validator
         # Schemas are validated in place, by a JSON pointer into the whole document, so #/components refs resolve.
-        self._registry: Registry[Any] = Registry().with_resource(_DOC, Resource(contents=self.doc, specification=DRAFT4))
+        self._registry: Registry[Any] = Registry().with_resource(
+            _DOC, Resource(contents=self.doc, specification=DRAFT202012 if self.v31 else DRAFT4))
         self._paths = [(re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(p)) + "$"), p) for p in self.doc["paths"]]
 
     def _at(self, pointer: str) -> Any:
@@ -86,38 +101,111 @@ class OpenAPI:
         raise SpecViolation(f"{method} {path}: no such operation in the spec")
 
     def _validate(self, pointer: str, value: Any, where: str) -> None:
-        validator = Draft4Validator({"$ref": _DOC + pointer}, registry=self._registry)
+        self._validate_schema({"$ref": _DOC + pointer}, value, where)
+
+    def _validate_schema(self, schema: dict[str, Any], value: Any, where: str) -> None:
+        validator = self._validator(schema, registry=self._registry)
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
         if errors:
             raise SpecViolation(f"{where}: " + "; ".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:5]))
 
-    def check_request(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-        """Refuse what the operation does not take: unknown query parameters, ill-typed values, missing required ones."""
-        template, op = self.operation(method, path)
+    def _params(self, template: str, op: str, where: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """The operation's parameters that sit `where` (query, path, header), by name (headers lower-cased)."""
         pointers = [f"#/paths/{_escape(template)}/parameters/{i}" for i in range(len(self.doc["paths"][template].get("parameters", [])))]
         pointers += [f"{op}/parameters/{i}" for i in range(len(self._at(op).get("parameters", [])))]
         known: dict[str, tuple[dict[str, Any], str]] = {}
         for pointer in pointers:
-            param, where = self._deref(pointer)
-            if param.get("in") == "query":
-                known[param["name"]] = (param, where)
+            param, at = self._deref(pointer)
+            if param.get("in") == where:
+                known[param["name"].lower() if where == "header" else param["name"]] = (param, at)
+        return known
+
+    def _check_value(self, param: dict[str, Any], at: str, raw: str, where: str) -> None:
+        if param["name"] in self.errata:
+            self._validate_schema(self.errata[param["name"]], raw, where)
+            return
+        schema, schema_at = self._deref(f"{at}/schema")
+        value: Any = raw.split(",") if schema.get("type") == "array" else _scalar(raw, schema.get("type"))
+        self._validate(schema_at, value, where)
+
+    def check_request(self, method: str, path: str, query: dict[str, list[str]], *, headers: Mapping[str, str] | None = None,
+                      body: Any = ABSENT, content_type: str | None = None, auth: tuple[str, Collection[str]] | None | bool = False) -> None:
+        """Refuse what the operation does not take (see the module docstring).
+
+        `headers`: the request's headers (checked when given: required header parameters, their types); `body`: the
+        parsed body (a JSON value, or a form as an object of strings; checked when given, None meaning no body) sent as
+        `content_type`; `auth`: the credentials presented, as (security scheme type: "oauth2" | "http", the token's
+        scopes), or None for none (checked unless left False)."""
+        template, op = self.operation(method, path)
+        known = self._params(template, op, "query")
         for name, values in query.items():
             if name not in known:
                 raise SpecViolation(f"{method} {path}: query parameter {name!r} is not in the spec")
             param, where = known[name]
-            schema, schema_at = self._deref(f"{where}/schema")
             for raw in values:
-                value: Any = raw.split(",") if schema.get("type") == "array" else _scalar(raw, schema.get("type"))
-                self._validate(schema_at, value, f"{method} {path} ?{name}")
+                self._check_value(param, where, raw, f"{method} {path} ?{name}")
         for name, (param, _) in known.items():
             if param.get("required") and name not in query:
                 raise SpecViolation(f"{method} {path}: required query parameter {name!r} missing")
+        names = re.findall(r"\{([^/]+?)\}", template)
+        pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "([^/]+)", re.escape(template)) + "$")
+        if (match := pattern.match(path[len(self.base):])) is not None:
+            values = dict(zip(names, match.groups()))
+            for name, (param, where) in self._params(template, op, "path").items():
+                if name in values:
+                    self._check_value(param, where, unquote(values[name]), f"{method} {path} path {{{name}}}")
+        if headers is not None:
+            lowered = {k.lower(): v for k, v in headers.items()}
+            for name, (param, where) in self._params(template, op, "header").items():
+                if name in lowered:
+                    self._check_value(param, where, lowered[name], f"{method} {path} header {param['name']}")
+                elif param.get("required"):
+                    raise SpecViolation(f"{method} {path}: required header {param['name']!r} missing")
+        if body is not ABSENT:
+            self._check_body(method, path, op, body, content_type)
+        if auth is not False:
+            self._check_security(method, path, op, auth)
+
+    def _check_body(self, method: str, path: str, op: str, body: Any, content_type: str | None) -> None:
+        spec = self._at(op).get("requestBody")
+        if spec is None:
+            if body is not None:
+                raise SpecViolation(f"{method} {path}: the operation takes no request body")
+            return
+        spec, at = self._deref(f"{op}/requestBody")
+        if body is None:
+            if spec.get("required"):
+                raise SpecViolation(f"{method} {path}: the request body is required")
+            return
+        kind = (content_type or "").split(";")[0].strip().lower()
+        if kind not in spec.get("content", {}):
+            raise SpecViolation(f"{method} {path}: the operation takes no {kind or 'untyped'} body "
+                                f"(only {', '.join(spec.get('content', {}))})")
+        if "schema" in spec["content"][kind]:
+            self._validate(f"{at}/content/{_escape(kind)}/schema", body, f"{method} {path} body")
+
+    def _check_security(self, method: str, path: str, op: str, auth: tuple[str, Collection[str]] | None) -> None:
+        required = self._at(op).get("security", self.doc.get("security"))
+        if not required or any(not alternative for alternative in required):
+            return  # no credentials needed (or an empty alternative: they are optional)
+        if auth is None:
+            raise SpecViolation(f"{method} {path}: the operation requires credentials and none were sent")
+        kind, scopes = auth
+        schemes = self.doc.get("components", {}).get("securitySchemes", {})
+        for alternative in required:
+            for name, needed in alternative.items():
+                scheme = schemes.get(name, {})
+                # A scope `a:b` is also granted by its parent `a` (Mastodon: `write` covers `write:statuses`).
+                if scheme.get("type") == kind and all(n in scopes or n.split(":")[0] in scopes for n in needed):
+                    return
+        raise SpecViolation(f"{method} {path}: credentials of type {kind} with scopes {sorted(scopes)} meet none of "
+                            f"its security requirements {required}")
 
     def check_response(self, method: str, path: str, status: int, body: Any, content_type: str = "application/json") -> None:
         """The fake's answer must be one the spec describes for this status."""
         _, op = self.operation(method, path)
         responses = self._at(op).get("responses", {})
-        key = next((k for k in (str(status), f"{str(status)[0]}XX", "default") if k in responses), None)
+        key = next((k for k in (str(status), f"{str(status)[0]}XX", f"{str(status)[0]}xx", "default") if k in responses), None)
         if key is None:
             raise SpecViolation(f"{method} {path}: the spec documents no {status} answer")
         response, at = self._deref(f"{op}/responses/{key}")
@@ -142,6 +230,14 @@ def _scalar(raw: str, kind: Any) -> Any:
 def x_api() -> OpenAPI:
     """X API v2 (servers: https://api.x.com; paths start at /2/)."""
     return OpenAPI("x-api-v2.openapi.json")
+
+
+@cache
+def mastodon_api() -> OpenAPI:
+    """Mastodon API (OpenAPI 3.1; servers https://{hostname}: paths start at /api/ and /oauth/). Erratum (the
+    README of platform-specs): the document types `POST /api/v1/statuses`'s `Idempotency-Key` header as an object;
+    Mastodon's documentation describes an arbitrary string, so it is checked as one."""
+    return OpenAPI("mastodon.openapi.json", errata={"Idempotency-Key": {"type": "string", "minLength": 1}})
 
 
 @cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,8 @@ class Req:
     query: dict[str, list[str]]
     path_params: dict[str, str]
     bearer: str | None  # the token from the Authorization header (Bearer or OAuth scheme)
+    body: Any = None  # the parsed body: a JSON value, a form as {name: value} (a repeated name: a list), None for none
+    content_type: str | None = None  # the body's media type, parameters dropped
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -166,7 +169,8 @@ class FakeUpstream:
             auth = request.headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
             bearer = value.strip() if scheme.lower() in ("bearer", "oauth") and value.strip() else None
-            req = Req(request, name, query, {k: str(v) for k, v in request.path_params.items()}, bearer)
+            content_type, body = await _parsed(request)
+            req = Req(request, name, query, {k: str(v) for k, v in request.path_params.items()}, bearer, body, content_type)
             held = self.grants.get(bearer) if bearer else None
             self.log.append(Call(request.method, name, request.url.path,
                                  {k: (["[secret]"] * len(v) if k in _SECRET_PARAMS else v) for k, v in query.items()},
@@ -183,9 +187,40 @@ class FakeUpstream:
             return self._answer(req, status, body, {})  # pyright: ignore[reportUnknownArgumentType]
         return endpoint
 
+    def presented(self, req: Req) -> tuple[str, tuple[str, ...]] | None:
+        """The credentials a request presents, as fakes/specs.py's `check_request(auth=...)` takes them: an OAuth 2.0
+        token this fake issued, with the scopes it was issued with (`issue(..., scopes=...)`); None without one."""
+        if req.bearer is None:
+            return None
+        held = self.grants.get(req.bearer)
+        return "oauth2", tuple(held.data.get("scopes", ())) if held is not None else ()
+
     def _answer(self, req: Req, status: int, body: Any, headers: dict[str, str]) -> Response:
         self.check_answer(req, status, body)
         return JSONResponse(body, status_code=status, headers=headers, media_type=self.media_type(status))
 
     def media_type(self, status: int) -> str:
         return "application/json"
+
+
+async def _parsed(request: Request) -> tuple[str | None, Any]:
+    """(media type, parsed body) of a request. A form becomes {name: value}, a name sent more than once a list; an
+    uploaded file is named by a placeholder string (a handler reads its bytes from `await request.form()`, which
+    Starlette keeps), so a spec's `format: binary` string field validates."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower() or None
+    raw = await request.body()
+    if not raw:
+        return kind, None
+    if kind == "application/json" or (kind or "").endswith("+json"):
+        try:
+            return kind, json.loads(raw)
+        except ValueError:
+            return kind, raw.decode("utf-8", "replace")
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            item = value if isinstance(value, str) else f"<file {value.filename} ({value.size} bytes)>"
+            out[key] = [*out[key], item] if isinstance(out.get(key), list) else [out[key], item] if key in out else item
+        return kind, out
+    return kind, raw
