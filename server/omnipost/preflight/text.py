@@ -269,9 +269,14 @@ TWITTER_WEIGHTED = Unit("twitter_weighted", "weighted characters (twitter-text v
 THREADS_CHARS = Unit("threads_chars", "characters (emoji count as their UTF-8 bytes)", threads_length)
 
 
-@functools.lru_cache(maxsize=32)
 def mastodon_unit(url_length: int = MASTODON_URL_LENGTH) -> Unit:
-    """Mastodon's characters on an instance that reserves `url_length` characters per URL (stock: 23)."""
+    """Mastodon's characters on an instance that reserves `url_length` characters per URL (stock: 23); one Unit
+    object per length."""
+    return _mastodon_unit(url_length)
+
+
+@functools.lru_cache(maxsize=32)
+def _mastodon_unit(url_length: int) -> Unit:
     return Unit("mastodon_chars", f"characters (grapheme clusters; a URL counts {url_length}, @user@domain counts @user)",
                 functools.partial(_mastodon_count, url_length=url_length))
 
