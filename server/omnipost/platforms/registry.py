@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from omnipost.clock import Clock
 from omnipost.domain import Platform
 from omnipost.oauth.model import Refresher
-from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
+from omnipost.platforms import bluesky, facebook, instagram, linkedin, mastodon, pinterest, sandbox, threads, x
 from omnipost.platforms.base import AdapterDeps, Connected, ConnectRequest, PlatformAdapter
 from omnipost.preflight.model import PlatformRules, ResolvedTarget
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
@@ -166,6 +166,13 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               "pinterest", "Pinterest API", "v5", None,
               source="Pinterest API v5 reference (https://developers.pinterest.com/docs/api/v5/): base https://api.pinterest.com/v5",
               checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed).")),
+    _spec(Platform.MASTODON, mastodon, options=mastodon.MastodonOptions, exactly_once="idempotency_key",
+          api_version=ApiVersion(
+              "mastodon", "Mastodon REST API (/api/v1, /api/v2 paths)", "4.7.0", None,
+              source="Mastodon API 4.7.0 OpenAPI document (abraham/mastodon-openapi dist/schema.json, 2026-08-19): "
+                     "POST /api/v1/statuses (Idempotency-Key), POST /api/v2/media, GET /api/v2/instance; endpoints are "
+                     "versioned by path (v1/v2) and Mastodon publishes no sunset for them",
+              checked="2026-12-05")),
     # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
     # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.
     PlatformSpec(
