@@ -3,10 +3,10 @@
 Pieces (platforms/pieces.py): the main post, each thread part (a reply to the previous part: `in_reply_to_id`) and
 the first comment (a reply to the main post), each one `POST /api/v1/statuses` (JSON) through `job.ledger.step`,
 with the header `Idempotency-Key: <upstream_key>:<piece>` (the job's deterministic key and the piece's name), so
-the same piece always carries the same key. The body: `status`, `visibility` (public | unlisted | private | direct:
-the option, else the request's visibility when it is one of those), `language`, `sensitive`, `spoiler_text` (the
-content warning: the request's `title`, on the main post only, as preflight counts it), `media_ids`,
-`in_reply_to_id`.
+the same piece always carries the same key. The main body is the one validate_post previews (`build_post`: `status`,
+`visibility`, `language`, `sensitive`, `spoiler_text` = the request's `title`, the content warning) with the real
+`media_ids`; replies (`in_reply_to_id`) carry the same visibility, language and sensitivity, and no content warning
+(preflight counts the warning into the main post only).
 
 Media (the main post's): each attachment is uploaded inside the piece's send, right before its status, never before
 (`find` probes with a ledger that must not send): `POST /api/v2/media` (multipart `file`, `description` = alt text)
@@ -45,6 +45,7 @@ from omnipost.clock import Clock
 from omnipost.errors import PlatformAuthError, PlatformError, PlatformRejectedError, PlatformUnavailableError, UnknownOutcomeError
 from omnipost.oauth.session import MemoryCredentialStore, TokenSession, TokenSessions
 from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, assembled
+from omnipost.platforms.mastodon import build_post
 from omnipost.platforms.mastodon.api import PLATFORM, call
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Piece, Processing, part
 
@@ -53,7 +54,6 @@ WINDOW_MARGIN = timedelta(minutes=5)  # re-POSTed only well inside it (clocks di
 CLOCK_SKEW = timedelta(minutes=2)  # searched before the send time too: the server's clock may be behind ours
 SEARCH_WINDOW = timedelta(hours=24)  # how far back `find` looks for a piece it has no send time for
 SEARCH_PAGES = 5  # 40 statuses each
-VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 
 def idempotency_key(upstream_key: str, piece: str) -> str:
@@ -223,15 +223,10 @@ class MastodonAdapter:
         replying to the main post; each piece through the job's ledger (see the module docstring)."""
         ledger, target = job.ledger, job.target
         api = self._api(job.account)
-        opts = target.options
-        common: dict[str, Any] = {}
-        visibility = opts.get("visibility") or target.visibility
-        if visibility in VISIBILITIES:
-            common["visibility"] = visibility
-        if opts.get("language"):
-            common["language"] = opts["language"]
-        if opts.get("sensitive") is not None:
-            common["sensitive"] = bool(opts["sensitive"])
+        # The body validate_post previews (platforms/mastodon/__init__.py), its media placeholders replaced at send time;
+        # replies carry the same visibility, language and sensitivity, the content warning only the main post.
+        main_body = {k: v for k, v in build_post(target).items() if k != "media_ids"}
+        common = {k: main_body[k] for k in ("visibility", "sensitive", "language") if k in main_body}
 
         async def piece(name: str, body: dict[str, Any], with_media: bool) -> Made:
             key = idempotency_key(job.upstream_key, name)
@@ -245,16 +240,13 @@ class MastodonAdapter:
             async def reconcile(rec: Piece) -> Made | None:
                 now = self.clock.now()
                 if not ledger.probe and rec.sent_at is not None and now - rec.sent_at < IDEMPOTENCY_WINDOW - WINDOW_MARGIN \
-                        and (not with_media or rec.handle or not count):
+                        and (not count or rec.handle):
                     ids = rec.handle.split(",") if rec.handle else []
                     return await self._post(api, key, body | ({"media_ids": ids} if ids else {}), existed=True)
                 return await self._search(api, rec.sent_at, body, count)
 
             return await ledger.step(name, send, reconcile, marks=True)
 
-        main_body = {"status": target.text, **common}
-        if target.title:
-            main_body["spoiler_text"] = target.title
         main = await piece(MAIN, main_body, True)
         parent = main.upstream_id
         for i, text in enumerate(target.thread, start=1):

@@ -26,7 +26,7 @@ runtime's guarded client, so a server at a non-public address is refused before 
 (upstream.url_forbidden, path instanceUrl).
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx2
@@ -141,15 +141,22 @@ async def connect_account(req: ConnectRequest) -> Connected:
 # --- the daily refresh of the limits ----------------------------------------------------------------------------------
 
 def _instance_of(defaults: dict[str, Any]) -> str | None:
-    url = defaults.get("instanceUrl")
-    return url if isinstance(url, str) and url else None
+    """The account's server: its `instanceUrl`, else the one its stored limits were read from."""
+    entry = defaults.get(INSTANCE_KEY)
+    url = defaults.get("instanceUrl") or (entry.get("url") if isinstance(entry, dict) else None)
+    return url.rstrip("/") if isinstance(url, str) and url else None
 
 
 def _stale(defaults: dict[str, Any], now: datetime) -> bool:
-    from omnipost.platforms.mastodon.limits import checked_at
-
+    """Whether the stored limits were read 24 hours ago or more (or never, or unreadably)."""
     entry = defaults.get(INSTANCE_KEY)
-    when = checked_at(entry) if isinstance(entry, dict) else None
+    raw = entry.get("checkedAt") if isinstance(entry, dict) else None
+    try:
+        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
     return when is None or now - when >= LIMITS_TTL
 
 
