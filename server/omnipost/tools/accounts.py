@@ -104,7 +104,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         appPassword: Annotated[str | None, Field(description=only_for(
             "appPassword", "an app password (Settings → App passwords), never the account password."))] = None,
         pdsUrl: Annotated[str | None, Field(description=only_for("pdsUrl", "the PDS to log in to (default https://bsky.social)."))] = None,
-        instanceUrl: Annotated[str | None, Field(max_length=2048, description=only_for("instanceUrl", "its server."))] = None,
+        instanceUrl: Annotated[str | None, Field(description=only_for("instanceUrl", "its server."))] = None,
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
