@@ -25,6 +25,11 @@ from test_webhooks import MapResolver
 from toolresult import err, ok
 
 from omnipost.app import build_server
+from omnipost.domain import Platform
+from omnipost.platforms.base import AccountContext, PublishJob, find
+from omnipost.platforms.mastodon.adapter import MastodonAdapter
+from omnipost.platforms.pieces import MAIN, SENDING, Ledger, Piece
+from omnipost.preflight.model import ResolvedTarget
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.scheduler import Scheduler
@@ -308,7 +313,7 @@ async def test_a_lost_answer_is_sent_again_with_the_same_idempotency_key_and_one
         assert len(posts) == 2 and len(fake.keys) == 1
 
 
-async def test_a_lost_answer_past_the_idempotency_window_is_found_by_searching(settings: Settings) -> None:
+async def test_a_lost_answer_is_found_by_searching_the_accounts_statuses(settings: Settings) -> None:
     fake = instance()
     env = Env(settings, fake)
     async with env.http, Client(env.server) as client:
@@ -356,3 +361,51 @@ async def test_the_instance_enforces_its_own_limit_as_mastodon_counts() -> None:
     assert fake.length(f"see {url}") == 4 + 23
     assert fake.length("hi @bob@mastodon.social", spoiler_text="cw") == len("hi @bob") + 2
     assert fake.length("👩‍👩‍👧 family") == 8
+
+
+# --- reconcile, on the adapter itself ----------------------------------------------------------------------------------
+
+def _job(fake: FakeMastodon, clock: FixedClock, text: str, pieces: dict[str, Piece]) -> PublishJob:
+    alice = next(u for u in fake.users.values() if u.username == "alice")
+    account = AccountContext(id="acc_1", platform="mastodon", handle="@alice@mastodon.example",
+                             credentials={"access_token": fake.user_token("alice"),
+                                          "extra": {"instanceUrl": fake.origin, "accountId": alice.id}})
+    target = ResolvedTarget(index=0, platform=Platform.MASTODON, account=None, text=text, media=(), first_comment=None,
+                            thread=(), title=None, visibility=None, options={})
+    return PublishJob(post_id="post_1", upstream_key="post_1", account=account, target=target,
+                      ledger=Ledger(pieces, clock=clock))
+
+
+@pytest.mark.parametrize("sent_ago, reposts", [(timedelta(minutes=10), 1), (timedelta(hours=2), 0)])
+async def test_a_piece_sent_without_an_answer_is_reposted_inside_the_window_and_searched_past_it(
+        sent_ago: timedelta, reposts: int) -> None:
+    """An earlier try sent the status (it is upstream) and recorded no answer. Inside Mastodon's hour the same
+    Idempotency-Key is sent again and answers that status; past it, the account's statuses are searched and the
+    status is found by its source. Either way there is one status, and the piece is taken as existing."""
+    clock = FixedClock(NOW)
+    fake = instance()
+    fake.clock = lambda: clock.now().timestamp()
+    text = "Sent once https://example.com/" + "x" * 60
+    async with fake.client() as http:
+        adapter = MastodonAdapter(http, clock=clock)
+        job = _job(fake, clock, text, {})
+        first = await adapter.publish(job)
+        clock.at = NOW + sent_ago
+        again = _job(fake, clock, text, {MAIN: Piece(SENDING, sent_at=NOW)})
+        found = await adapter.publish(again)
+        assert found.upstream_id == first.upstream_id and found.already_existed and again.ledger.sent == 0
+        assert len(fake.statuses) == 1 and len(fake.calls("statuses.create")) == 1 + reposts
+        assert bool(fake.calls("statuses.source")) is (reposts == 0)
+        clock.at = NOW + sent_ago + timedelta(minutes=1)
+        fake.statuses.clear()  # gone (deleted on the server): certainly absent, so it is sent again
+        resent = _job(fake, clock, text, {MAIN: Piece(SENDING, sent_at=NOW - timedelta(hours=2))})
+        assert (await adapter.publish(resent)).upstream_id != first.upstream_id and resent.ledger.sent == 1
+
+
+async def test_probing_never_sends() -> None:
+    clock = FixedClock(NOW)
+    fake = instance()
+    fake.clock = lambda: clock.now().timestamp()
+    async with fake.client() as http:
+        assert await find(MastodonAdapter(http, clock=clock), _job(fake, clock, "Not there", {})) is None
+    assert fake.calls("statuses.create") == [] and fake.calls("accounts.statuses")
