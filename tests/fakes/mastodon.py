@@ -30,8 +30,10 @@ Routes:
 Ids are Mastodon snowflakes: the fake clock's milliseconds << 16, plus a sequence, so `since_id` made from an instant
 finds what was created after it (as on a real instance).
 
-Errors are `{"error": ...}` (OAuth ones add `error_description`). A missing, unknown or revoked token → 401 `The access
-token is invalid`.
+Errors are `{"error": ...}` (OAuth ones add `error_description`). An unknown or revoked token → 401 `The access token
+is invalid`; a live token without the scopes the operation's security requires (a token the user made with fewer
+scopes) → 403 `This action is outside the authorized scopes`, as Mastodon answers; no token at all where the document
+requires one is a broken request (SpecViolation).
 
 Errata (the document against Mastodon's own documentation; checked here as described):
 - `POST /oauth/token` is documented with a JSON body only; Mastodon (Doorkeeper) takes the RFC 6749 form too, which
@@ -45,6 +47,8 @@ Errata (the document against Mastodon's own documentation; checked here as descr
 - `POST /api/v1/statuses`'s body is a oneOf of TextStatus, MediaStatus and PollStatus, but a status with text and
   media (Mastodon's documentation: `status` is optional when `media_ids` is given, not forbidden) is valid under two:
   the body must be valid under at least one (anyOf).
+- Most operations document no 403, which Mastodon answers to a token outside the operation's scopes: checked
+  against the Error schema.
 - A token the instance does not know (or revoked) is answered 401 before its scopes are looked at, so such a request
   is checked without its security requirement.
 """
@@ -174,6 +178,7 @@ class FakeMastodon(FakeUpstream):
         self.consent: str | None = None  # the username who approves at /oauth/authorize (None: denies)
         self.processing_reads = 1  # a video upload's GET /api/v1/media/{id} answers 206 this many times
         self.processing_seconds: float | None = None  # ... or until this long after the upload
+        self.outside_scopes: set[int] = set()  # requests whose live token lacks the operation's scopes (answered 403)
         self._seq = itertools.count(1)
         self._ids = itertools.count(100)
         super().__init__(clock=clock)
@@ -218,6 +223,7 @@ class FakeMastodon(FakeUpstream):
 
     def check(self, req: Req) -> None:
         method, path = req.request.method, req.request.url.path
+        api = mastodon_api()
         auth: Any = self.presented(req)
         held = self.grants.get(req.bearer) if req.bearer else None
         if req.bearer is not None and (held is None or held.revoked):
@@ -226,20 +232,25 @@ class FakeMastodon(FakeUpstream):
             scopes = set(auth[1])
             if scopes & {"profile", "read:accounts", "read"}:
                 auth = ("oauth2", tuple(scopes | {"profile", "read:accounts"}))
+        if auth:  # a live token without the operation's scopes: Mastodon answers 403 (see _user), not a broken request
+            try:
+                api._check_security(method, path, api.operation(method, path)[1], auth)  # noqa: SLF001
+            except SpecViolation:
+                self.outside_scopes.add(id(req.request))
+                auth = False
         content_type, body = req.content_type, req.body
         if req.route == "token" and content_type == "application/x-www-form-urlencoded":
             content_type = "application/json"  # erratum: the form is checked against the JSON schema
         if req.route == "statuses.create":  # erratum: oneOf read as anyOf (checked below)
             body = ABSENT
-        mastodon_api().check_request(method, path, req.query, headers=req.request.headers, body=body,
-                                     content_type=content_type, auth=auth)
+        api.check_request(method, path, req.query, headers=req.request.headers, body=body, content_type=content_type, auth=auth)
         if req.route == "statuses.create":
             if content_type != "application/json" or not isinstance(req.body, dict):
                 raise SpecViolation(f"POST {path}: the operation takes a JSON object")
             failures = []
             for branch in ("TextStatus", "MediaStatus", "PollStatus"):
                 try:
-                    mastodon_api()._validate(f"#/components/schemas/{branch}", req.body, f"POST {path} body as {branch}")  # noqa: SLF001
+                    api._validate(f"#/components/schemas/{branch}", req.body, f"POST {path} body as {branch}")  # noqa: SLF001
                     break
                 except SpecViolation as exc:
                     failures.append(str(exc))
@@ -250,6 +261,9 @@ class FakeMastodon(FakeUpstream):
         method, path = req.request.method, req.request.url.path
         if req.route == "authorize" and status == 302:
             return  # erratum: the document has no 302
+        if status == 403 and "403" not in mastodon_api()._at(mastodon_api().operation(method, path)[1])["responses"]:  # noqa: SLF001
+            mastodon_api()._validate("#/components/schemas/Error", body, f"{method} {path} answer 403")  # noqa: SLF001
+            return
         if req.route == "media.get" and status == 206:
             mastodon_api()._validate("#/components/schemas/MediaAttachment", body, f"{method} {path} answer 206")  # noqa: SLF001
             return
@@ -259,7 +273,11 @@ class FakeMastodon(FakeUpstream):
         return Answer(401, dict(INVALID_TOKEN))
 
     def _user(self, req: Req) -> User:
-        return self.users[self.grant(req, "user").subject]
+        user = self.users[self.grant(req, "user").subject]
+        if id(req.request) in self.outside_scopes:
+            self.outside_scopes.discard(id(req.request))
+            raise Answer(403, {"error": "This action is outside the authorized scopes"})
+        return user
 
     # --- OAuth ------------------------------------------------------------------------------------------------------
 

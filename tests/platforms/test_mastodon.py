@@ -355,6 +355,17 @@ async def test_refusals_map_to_their_error_codes_and_delete_removes_the_status(s
         assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "needs_reconnect"
 
 
+async def test_a_token_without_the_write_scope_is_forbidden_and_the_account_stays_healthy(settings: Settings) -> None:
+    fake = instance()
+    env = Env(settings, fake)
+    async with env.http, Client(env.server) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "mastodon", "instanceUrl": fake.origin,
+                                                                "accessToken": fake.user_token("alice", ("read",))}))["id"]
+        result = (await publish(client, [account], "Not allowed"))["results"][0]
+        assert (result["status"], result["error"]["code"]) == ("rejected", "platform_forbidden")
+        assert fake.statuses == {} and ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "active"
+
+
 async def test_the_instance_enforces_its_own_limit_as_mastodon_counts() -> None:
     fake = FakeMastodon(max_characters=30)
     url = "https://example.com/" + "x" * 100

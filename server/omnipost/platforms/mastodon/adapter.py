@@ -33,7 +33,6 @@ Errors: api.ERRORS (platforms/calls.py applies it). Tokens come from the account
 Mastodon tokens do not expire, so there is no refresh: a 401 is AuthRefused (reconnect).
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
