@@ -5,6 +5,8 @@ text, media with alt text, a video that processes, threads, first comments, visi
 two instances with different limits in one batch, Idempotency-Key after a lost answer, error mapping, delete, and the
 SSRF guard on the instance URL."""
 
+import json
+import logging
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -144,6 +146,30 @@ async def test_oauth_registers_the_app_once_per_instance_and_stores_identity_and
         stored = env.rt.accounts.credentials(await env.rt.accounts.get((await env.rt.accounts.resolve_profile(None)).id, alice["id"]))
         assert stored["extra"] == {"instanceUrl": one.origin, "accountId": one.users[next(iter(one.users))].id, "username": "alice"}
         assert stored["refresh_token"] is None and alice["tokenExpiresAt"] is None  # Mastodon tokens do not expire
+
+
+async def test_no_secret_reaches_the_database_in_clear_the_logs_or_a_tool_result(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = instance()
+    env = Env(settings, fake)
+    async with env.http, Client(env.server) as client:
+        fake.consent = "alice"
+        started = ok(await client.call_tool("connect_account", {"platform": "mastodon", "instanceUrl": fake.origin}))
+        landed = (await env.http.get(started["authorizationUrl"])).headers["location"]
+        done = ok(await client.call_tool("complete_connect", {"state": started["state"], "redirectUrl": landed}))
+        account = done["accounts"][0]["id"]
+        published = await publish(client, [account], "No secrets here")
+        listed = ok(await client.call_tool("list_accounts", {}))
+        [app] = fake.apps.values()
+        [token] = [t for t, g in fake.grants.items() if g.data.get("client_id") == app.client_id]
+        code = httpx2.URL(landed).params["code"]
+        await env.rt.db.close()  # flush the WAL into the files
+    stored = b"".join(p.read_bytes() for p in settings.data_dir.rglob("*") if p.is_file())
+    logged = [r for r in caplog.records if not r.name.startswith(("httpcore", "httpx"))]
+    text = json.dumps([started, done, published, listed]) + "\n".join(r.getMessage() for r in logged)
+    for secret in (token, app.client_secret, code):
+        assert secret.encode() not in stored and secret not in text
 
 
 async def test_a_brought_token_connects_without_registering_an_app(settings: Settings) -> None:
