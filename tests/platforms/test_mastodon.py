@@ -28,7 +28,9 @@ from toolresult import err, ok
 
 from omnipost.app import build_server
 from omnipost.domain import Platform
-from omnipost.platforms.base import AccountContext, PublishJob, find
+from omnipost.errors import PlatformAuthError
+from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest, PublishJob, find
+from omnipost.platforms.registry import PLATFORMS
 from omnipost.platforms.mastodon.adapter import MastodonAdapter
 from omnipost.platforms.pieces import MAIN, SENDING, Ledger, Piece
 from omnipost.preflight.model import ResolvedTarget
@@ -446,3 +448,23 @@ async def test_probing_never_sends() -> None:
     async with fake.client() as http:
         assert await find(MastodonAdapter(http, clock=clock), _job(fake, clock, "Not there", {})) is None
     assert fake.calls("statuses.create") == [] and fake.calls("accounts.statuses")
+
+
+async def test_the_specs_connect_flow_takes_a_brought_token_on_its_instance() -> None:
+    """PlatformSpec.connect_with (what a caller without the connect service uses) checks the token the same way."""
+    clock = FixedClock(NOW)
+    fake = instance()
+    async with fake.client() as http:
+        async def save(*_: Any) -> None:
+            pass
+
+        deps = AdapterDeps(http=http, clock=clock, timeout=5.0, sandbox_url="", save_credentials=save, resolver=None)
+        connect = PLATFORMS["mastodon"].connect_with
+        assert connect is not None
+        got = await connect(ConnectRequest(handle="", args={"instanceUrl": fake.origin, "accessToken": fake.user_token("bob")},
+                                           defaults={"visibility": "unlisted"}, deps=deps))
+        assert (got.handle, got.defaults["visibility"], got.defaults["mastodonInstance"]["maxCharacters"]) == (
+            "@bob@mastodon.example", "unlisted", 500)
+        assert got.credentials["extra"]["instanceUrl"] == fake.origin and got.token_expires_at is None
+        with pytest.raises(PlatformAuthError):
+            await connect(ConnectRequest(handle="", args={"instanceUrl": fake.origin, "accessToken": "nope"}, defaults={}, deps=deps))
