@@ -270,7 +270,10 @@ class ProfileDirectory:
         """Load many accounts in one query (a 25-target request would otherwise make 25)."""
         async with self._db.session() as s:
             rows = (await s.exec(_PRIME, params={"ids": list(account_ids), "profile": self._profile})).all()
-        self._primed.update({a.id: a for a in await self._accounts.refresh_defaults(list(rows))})
+        self._primed.update({a.id: a for a in rows})
+        # Defaults kept fresh from upstream (a Mastodon server's limits, daily), for the accounts this caller reaches.
+        self._primed.update({a.id: a for a in await self._accounts.refresh_defaults(
+            [a for a in rows if self._reach.sees_account(a.platform)])})
 
     def row(self, account_id: str) -> Account | None:
         """The account's row as prime() loaded it (None if it was not primed)."""
