@@ -234,8 +234,10 @@ def mastodon_countable(text: str, url_length: int = MASTODON_URL_LENGTH) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=256)
 def mastodon_length(text: str, spoiler: str = "", url_length: int = MASTODON_URL_LENGTH) -> int:
-    """Mastodon length: grapheme clusters of spoiler_text (the content warning) joined to the countable text."""
+    """Mastodon length: grapheme clusters of spoiler_text (the content warning) joined to the countable text.
+    Cached: one request measures the same text for the rule and for validate_post's measure."""
     return grapheme_len(spoiler + mastodon_countable(text, url_length))
 
 

@@ -105,7 +105,7 @@ def _clean(name: str, value: Any) -> Any:
 
 def _lenient(values: dict[str, Any]) -> InstanceLimits:
     """InstanceLimits from `values`, keeping the stock value of each field that is missing or unusable."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for name in InstanceLimits.model_fields:
         if (value := _clean(name, values.get(name))) is not None:
             fields[name] = value

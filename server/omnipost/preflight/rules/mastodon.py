@@ -69,7 +69,7 @@ def _text_max(src: c.Source, limits: InstanceLimits) -> Rule:
         src, rule_id, check=check,
         summary=f"On {src.name}, the content warning (title) and the text together are at most {limit} {unit.label}.",
         why=f"{src.name} refuses a longer status. It counts grapheme clusters of spoiler_text + text, each URL as "
-            f"{limits.charactersReservedPerUrl} and a remote mention @user@domain as @user; every instance sets its own limit.",
+            f"{limits.charactersReservedPerUrl} and a remote mention @user@domain as @user.",
         remediation=f"Shorten the text (or the title) to {limit} {unit.label} together, or move the rest into `thread`.",
         limit=limit, unit=unit.label,
         example_fail={"text": "a" * (limit + 1)}, example_pass={"text": "a" * limit},
