@@ -11,6 +11,8 @@ Routes:
   → the consenting user (`consent`, a username; None: the user denies) approves at once: 302 to the redirect URI with
   `code` and `state` (or `error=access_denied`). A redirect URI the app did not register, scopes it did not ask for,
   or a challenge method other than S256 → 400.
+- POST /oauth/revoke {client_id, client_secret, token} → {} (RFC 7009: an unknown token too); the token is refused
+  from then on.
 - POST /oauth/token grant_type=authorization_code (form or JSON; client_secret in the body) → Token {access_token,
   token_type: Bearer, scope, created_at}; a used or unknown code, a wrong verifier or redirect URI → 400
   invalid_grant; a wrong client → 401 invalid_client. Tokens do not expire.
@@ -42,6 +44,7 @@ Errata (the document against Mastodon's own documentation; checked here as descr
   Mastodon's documentation says either (`profile` exists since 4.3): a token with either is checked as having both.
 - `GET /api/v1/media/{id}` documents no body for 206; Mastodon answers the MediaAttachment (`url: null`): checked
   against the MediaAttachment schema.
+- `POST /oauth/revoke` answers 200 "Empty"; Mastodon's body is `{}` (not checked).
 - `GET /oauth/authorize` is documented as a 200 page; the fake's user consents at once and the answer is the 302 an
   approval redirects with (not checked: the document has no 302).
 - `POST /api/v1/statuses`'s body is a oneOf of TextStatus, MediaStatus and PollStatus, but a status with text and
@@ -209,6 +212,7 @@ class FakeMastodon(FakeUpstream):
                 ("POST", "/api/v1/apps", "apps", self._apps),
                 ("GET", "/oauth/authorize", "authorize", self._authorize),
                 ("POST", "/oauth/token", "token", self._token),
+                ("POST", "/oauth/revoke", "revoke", self._revoke_token),
                 ("GET", "/api/v1/accounts/verify_credentials", "verify_credentials", self._verify),
                 ("GET", "/api/v2/instance", "instance", self._instance),
                 ("POST", "/api/v1/statuses", "statuses.create", self._create),
@@ -239,7 +243,7 @@ class FakeMastodon(FakeUpstream):
                 self.outside_scopes.add(id(req.request))
                 auth = False
         content_type, body = req.content_type, req.body
-        if req.route == "token" and content_type == "application/x-www-form-urlencoded":
+        if req.route in ("token", "revoke") and content_type == "application/x-www-form-urlencoded":
             content_type = "application/json"  # erratum: the form is checked against the JSON schema
         if req.route == "statuses.create":  # erratum: oneOf read as anyOf (checked below)
             body = ABSENT
@@ -261,6 +265,8 @@ class FakeMastodon(FakeUpstream):
         method, path = req.request.method, req.request.url.path
         if req.route == "authorize" and status == 302:
             return  # erratum: the document has no 302
+        if req.route == "revoke" and status == 200 and body == {}:
+            return  # erratum: documented "Empty"; Mastodon answers {}
         if status == 403 and "403" not in mastodon_api()._at(mastodon_api().operation(method, path)[1])["responses"]:  # noqa: SLF001
             mastodon_api()._validate("#/components/schemas/Error", body, f"{method} {path} answer 403")  # noqa: SLF001
             return
@@ -332,6 +338,16 @@ class FakeMastodon(FakeUpstream):
         code.used = True
         token = self.issue(code.user_id, "user", None, scopes=tuple(code.scopes), client_id=app.client_id)
         return {"access_token": token, "token_type": "Bearer", "scope": " ".join(code.scopes), "created_at": int(self.clock())}
+
+    async def _revoke_token(self, req: Req) -> Any:
+        body = req.body if isinstance(req.body, dict) else {}
+        app = self.apps.get(str(body.get("client_id")))
+        if app is None or body.get("client_secret") != app.client_secret:
+            raise Answer(403, {"error": "unauthorized_client", "error_description": "You are not authorized to revoke this token"})
+        held = self.grants.get(str(body.get("token")))
+        if held is not None and held.data.get("client_id") == app.client_id:
+            held.revoked = True
+        return {}
 
     # --- identity and instance --------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The adapter contract (ARCHITECTURE §2, issue 10): one suite of behaviours, written once, run against every adapter
-of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes and Bluesky.
+of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky and Mastodon.
 
 Each case goes through the MCP tools only (publish_post, retry_post, resolve_post, delete_post, get_post), so it
 survives the rewrite of the adapter seam, and asserts what the upstream holds afterwards. A `Harness` says per

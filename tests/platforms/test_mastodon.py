@@ -146,7 +146,8 @@ async def test_oauth_registers_the_app_once_per_instance_and_stores_identity_and
         assert sorted(r.instance for r in rows) == [BIG, one.origin]
         assert all(app.client_secret.encode() not in r.client_secret for r in rows)
         stored = env.rt.accounts.credentials(await env.rt.accounts.get((await env.rt.accounts.resolve_profile(None)).id, alice["id"]))
-        assert stored["extra"] == {"instanceUrl": one.origin, "accountId": one.users[next(iter(one.users))].id, "username": "alice"}
+        assert stored["extra"] == {"instanceUrl": one.origin, "accountId": one.users[next(iter(one.users))].id, "username": "alice",
+                                   "clientId": app.client_id, "clientSecret": app.client_secret}  # sealed: revoking needs them
         assert stored["refresh_token"] is None and alice["tokenExpiresAt"] is None  # Mastodon tokens do not expire
 
 
@@ -172,6 +173,20 @@ async def test_no_secret_reaches_the_database_in_clear_the_logs_or_a_tool_result
     text = json.dumps([started, done, published, listed]) + "\n".join(r.getMessage() for r in logged)
     for secret in (token, app.client_secret, code):
         assert secret.encode() not in stored and secret not in text
+
+
+async def test_disconnect_revokes_an_oauth_token_and_says_a_brought_one_cannot_be(settings: Settings) -> None:
+    fake = instance()
+    env = Env(settings, fake)
+    async with env.http, Client(env.server) as client:
+        alice = (await env.connect(client, fake.origin))["id"]
+        brought = ok(await client.call_tool("connect_account", {"platform": "mastodon", "instanceUrl": fake.origin,
+                                                                "accessToken": fake.user_token("bob")}))["id"]
+        gone = ok(await client.call_tool("disconnect_account", {"accountId": alice}))
+        assert gone["revoked"] is True and len(fake.calls("revoke")) == 1
+        assert [g.revoked for g in fake.grants.values() if g.data.get("client_id")] == [True]
+        kept = ok(await client.call_tool("disconnect_account", {"accountId": brought}))
+        assert kept["revoked"] == "unsupported" and len(fake.calls("revoke")) == 1
 
 
 async def test_a_brought_token_connects_without_registering_an_app(settings: Settings) -> None:

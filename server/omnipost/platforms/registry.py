@@ -177,7 +177,8 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
     _spec(Platform.MASTODON, mastodon, options=mastodon.MastodonOptions, exactly_once="idempotency_key",
           adapter=MastodonAdapter, credentials=mastodon_connect.MastodonCredentials, connect="oauth2",
           connect_with=mastodon_connect.connect_account, connect_args=("instanceUrl",), errors=mastodon_api.ERRORS,
-          defaults_refresh=mastodon_connect.instance_refresh(), connect_help="mastodon (instanceUrl)",
+          defaults_refresh=mastodon_connect.instance_refresh(), refresher=mastodon_connect.refresher,
+          connect_help="mastodon (instanceUrl)",
           api_version=ApiVersion(
               "mastodon", "Mastodon REST API (/api/v1, /api/v2 paths)", "4.7.0", None,
               source="Mastodon API 4.7.0 OpenAPI document (abraham/mastodon-openapi dist/schema.json, 2026-08-19): "

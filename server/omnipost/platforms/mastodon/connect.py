@@ -113,8 +113,11 @@ async def connected(ctx: ExchangeContext) -> list[Connected]:
         raise PlatformAuthError("Mastodon's verify_credentials named no account.", remediation="Connect again.") from None
     server = await read_instance(ctx.http, instance, clock=clock, timeout=30.0)
     domain = server.get("domain") if isinstance(server.get("domain"), str) else httpx2.URL(instance).host
+    extra: dict[str, Any] = {"instanceUrl": instance, "accountId": me.id, "username": me.username}
+    if ctx.app is not None and ctx.app.client_id and ctx.app.client_secret:  # the app the token was issued to: revoking needs it
+        extra |= {"clientId": ctx.app.client_id, "clientSecret": ctx.app.client_secret}
     credentials = OAuthCredentials(access_token=ctx.tokens.access_token, scope=list(ctx.tokens.scope), token_type="Bearer",
-                                   extra={"instanceUrl": instance, "accountId": me.id, "username": me.username}).model_dump(mode="json")
+                                   extra=extra).model_dump(mode="json")
     return [Connected(handle=f"@{me.username}@{domain}", identity=f"{me.id}@{instance}", token_expires_at=None,
                       credentials=credentials,
                       defaults={"instanceUrl": instance, INSTANCE_KEY: limits_entry(instance, server, clock.now())})]
@@ -136,6 +139,38 @@ async def connect_account(req: ConnectRequest) -> Connected:
     [found] = await connected(ctx)
     return Connected(handle=found.handle, credentials=found.credentials, defaults={**req.defaults, **found.defaults},
                      identity=found.identity)
+
+
+# --- revoking ------------------------------------------------------------------------------------------------------------
+
+class MastodonRevoker:
+    """The Refresher (oauth/model.py) of Mastodon accounts, for disconnect_account: Mastodon tokens do not expire, so
+    there is nothing to refresh; revoking is POST /oauth/revoke with the app the token was issued to (stored with an
+    account connected through OAuth; a brought token's app is unknown, so it cannot be revoked here)."""
+
+    def __init__(self, http: httpx2.AsyncClient, *, clock: Clock, timeout: float = 30.0) -> None:
+        self.http, self.clock, self.timeout = http, clock, timeout
+
+    async def refresh(self, credentials: dict[str, Any]) -> TokenSet:
+        raise PlatformAuthError("Mastodon tokens are not renewed: the token was refused.", remediation="Reconnect the account (connect_account).")
+
+    async def revoke(self, credentials: dict[str, Any]) -> bool:
+        extra = credentials.get("extra") if isinstance(credentials.get("extra"), dict) else {}
+        instance, client_id, secret = extra.get("instanceUrl"), extra.get("clientId"), extra.get("clientSecret")
+        token = credentials.get("access_token")
+        if not (instance and client_id and secret and token):
+            return False
+        try:
+            await call(self.http, "POST", f"{instance}/oauth/revoke", write=False, now=self.clock.now().timestamp(),
+                       timeout=self.timeout, what="/oauth/revoke", json={"client_id": client_id, "client_secret": secret, "token": token})
+        except PlatformAuthError:
+            return True  # the server no longer knows the token: nothing left to revoke
+        return True
+
+
+def refresher(deps: AdapterDeps) -> MastodonRevoker:
+    """The spec's `refresher` (revoking only; see MastodonRevoker)."""
+    return MastodonRevoker(deps.http, clock=deps.clock, timeout=deps.timeout)
 
 
 # --- the daily refresh of the limits ----------------------------------------------------------------------------------
