@@ -483,3 +483,15 @@ async def test_the_specs_connect_flow_takes_a_brought_token_on_its_instance() ->
         assert got.credentials["extra"]["instanceUrl"] == fake.origin and got.token_expires_at is None
         with pytest.raises(PlatformAuthError):
             await connect(ConnectRequest(handle="", args={"instanceUrl": fake.origin, "accessToken": "nope"}, defaults={}, deps=deps))
+
+
+@pytest.mark.parametrize(("platform", "extra"), [("mastodon", {}), ("mastodon", {"sandbox": True, "instance_url": SMALL}),
+                                                 ("x", {"instance_url": SMALL})])
+async def test_the_terminal_connect_takes_an_instance_url_for_mastodon_only(settings: Settings, platform: str,
+                                                                          extra: dict[str, Any]) -> None:
+    from omnipost.oauth.cli import ConnectUsageError, connect
+
+    arguments: dict[str, Any] = {"sandbox": False, "profile": None, "handle": None, "open_browser": False, "timeout": 1.0,
+                                 "as_json": False} | extra
+    with pytest.raises(ConnectUsageError):
+        await connect(settings, platform, **arguments)
