@@ -193,7 +193,7 @@ class MastodonAdapter:
             raise UnknownOutcomeError("The Mastodon account's id is not known, so its statuses cannot be searched.",
                                       remediation="Reconnect the account, then resolve_post.")
         since = (sent_at or self.clock.now() - SEARCH_WINDOW) - CLOCK_SKEW
-        params: dict[str, str] = {"since_id": snowflake_at(since), "limit": "40"}
+        params: dict[str, str] = {"since_id": snowflake_at(since), "limit": "40", "exclude_reblogs": "true"}
         for _ in range(SEARCH_PAGES):
             page = (await self._call(api, "GET", f"/api/v1/accounts/{api.account_id}/statuses", write=False,
                                      what="the account's statuses", params=params)).body
