@@ -11,6 +11,11 @@ What the tokens become is the session's `target`: "account" (an account of the p
 account emulating the platform, connected through the platform's real OAuth flow: how the flow is tried end to end
 before the platform's adapter exists, or against a test authorization server).
 
+A platform whose users name their own server (INSTANCE_PROVIDERS: Mastodon) has no configured app: `configured`
+places its provider on the `instanceUrl` argument (checked by netguard, stored with the session) and registers omnipost's
+app there at the first connect to that server, keeping it per instance (oauth/apps.py) for every later connect; the
+completion reuses the app the code was issued to.
+
 `bring_token` is the other way in: a token the user generated in the platform's developer portal, verified by the
 same post-exchange step (a whoami upstream) before anything is stored.
 """
