@@ -1,5 +1,5 @@
 """The adapter contract (ARCHITECTURE §2, issue 10): one suite of behaviours, written once, run against every adapter
-of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes and Bluesky.
+of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky and Mastodon.
 
 Each case goes through the MCP tools only (publish_post, retry_post, resolve_post, delete_post, get_post), so it
 survives the rewrite of the adapter seam, and asserts what the upstream holds afterwards. A `Harness` says per
@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from fakes.bluesky import PDS_URL
+from fakes.mastodon import FakeMastodon
 from fakes.scripted import Scripted
 from mcp import Client
 from mediagen import b64, make_image
@@ -76,7 +77,14 @@ HARNESSES = [
             rate_limited=(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
                           {"RateLimit-Reset": "1795521690", "RateLimit-Remaining": "0"}),  # now + 90 s (epoch seconds)
             duplicate=None, caps=frozenset({"refresh", "processing"})),
+    # Mastodon has no duplicate refusal: the same Idempotency-Key answers the status it made (the fake does so itself).
+    Harness(id="mastodon", platform="mastodon", create=r"^/api/v1/statuses$", create_method="POST",
+            read=r"^/api/v1/(accounts/[^/]+/statuses|statuses/[^/]+/source)$", read_skip=0,
+            forbidden={"error": "This action is outside the authorized scopes"}, unavailable={"error": "Service Unavailable"},
+            rate_limited=(429, {"error": "Too many requests"}, {"X-RateLimit-Reset": "2026-11-24T12:01:30.000Z"}),  # now + 90 s
+            duplicate=None, caps=frozenset({"processing"})),
 ]
+MASTODON = "https://mastodon.example"
 # Every platform with an adapter runs the contract: a new one fails here until it has a harness.
 assert sorted({h.platform for h in HARNESSES}) == sorted(p for p, s in PLATFORMS.items() if s.adapter)
 
@@ -110,8 +118,11 @@ class Env(Setup):
     def __init__(self, settings: Settings, harness: Harness) -> None:
         self.h = harness
         self.fronts: dict[str, Scripted] = {}
+        self.mastodon = FakeMastodon(MASTODON)
+        self.mastodon.add_user("alice")
         super().__init__(settings, sandbox=lambda app: self._front("sandbox", app), pds=lambda app: self._front("bluesky", app),
-                         mounts={VIDEO_SERVICE: self._video_app()})
+                         mounts={VIDEO_SERVICE: self._video_app(), MASTODON: self._front("mastodon", self.mastodon.app)})
+        self.mastodon.clock = lambda: self.clock.now().timestamp()
         self.settings = settings
 
     def _front(self, platform: str, app: Any) -> Scripted:
@@ -129,6 +140,8 @@ class Env(Setup):
         await self.start(client, bluesky=False)
         if self.h.platform == "bluesky":
             args = {"platform": "bluesky", "handle": "alice.test", "appPassword": PASSWORD, "pdsUrl": PDS_URL}
+        elif self.h.platform == "mastodon":
+            args = {"platform": "mastodon", "instanceUrl": MASTODON, "accessToken": self.mastodon.user_token("alice")}
         else:
             args = {"platform": "sandbox", "emulates": self.h.emulates, "handle": "contract", "sandboxMode": self.h.sandbox_mode}
         self.account = ok(await client.call_tool("connect_account", args))["id"]
@@ -147,6 +160,9 @@ class Env(Setup):
         if self.h.platform == "sandbox":
             return [{"id": p["id"], "text": p["text"], "parent": p["replyTo"], "media": len(p["media"])}
                     for p in list_posts(self.settings.data_dir / "sandbox.db")]
+        if self.h.platform == "mastodon":
+            return [{"id": s.id, "text": s.text, "parent": s.in_reply_to_id, "media": len(s.media_ids)}
+                    for s in self.mastodon.live_statuses()]
         out = []
         for r in self.fake.posts():
             value, embed = r["value"], r["value"].get("embed") or {}
@@ -332,11 +348,14 @@ async def test_a_duplicate_refusal_after_an_unknown_outcome_is_reconciled_as_pub
 
 async def slow_processing(env: Env, h: Harness, tmp_path: Path) -> dict[str, Any]:
     """Make the platform's processing slow (sandbox: a container finishes 10 minutes after its creation; Bluesky: the
-    video service is still encoding at the first two status reads); the publish arguments that need it."""
+    video service is still encoding at the first two status reads; Mastodon: the video is processed 5 minutes after its
+    upload); the publish arguments that need it."""
     if h.platform == "sandbox":
         plan = await env.rt.http.post(f"{SANDBOX_HOST}/v1/_control/processing", json={"readyAfterPolls": None, "readyAfterSeconds": 600})
         assert plan.status_code == 200
         return {}
+    if h.platform == "mastodon":
+        env.mastodon.processing_seconds = 300  # the video is processed 5 minutes after its upload
     env.fake.video_polls = 3
     clip = write_video(tmp_path / "clip.mp4", width=640, height=360, frames=24).read_bytes()
     return {"media": [{"bytesBase64": b64(clip), "altText": "A clip"}]}
@@ -346,6 +365,8 @@ def processing_started(env: Env, h: Harness) -> int:
     """How many times the platform was asked to start processing (containers created, videos uploaded)."""
     if h.platform == "sandbox":
         return sum(1 for m, p in env.script.seen if m == "POST" and re.fullmatch(r"/v1/containers", p))
+    if h.platform == "mastodon":
+        return len(env.mastodon.calls("media.create"))
     return len(env.fake.calls("app.bsky.video.uploadVideo"))
 
 
