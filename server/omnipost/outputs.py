@@ -105,15 +105,27 @@ class AttemptOut(BaseModel):
     response: str | None = Field(description="The upstream body, secrets redacted, at most 2000 characters.")
 
 
+class RevisionOut(BaseModel):
+    """One edit (update_post): the fields it changed and their values before it."""
+
+    number: int
+    at: datetime
+    fields: list[str]
+    before: dict[str, Any]
+
+
 class PostDetail(TargetOutcome):
-    """A post with its text and every attempt."""
+    """A post with its text, every attempt and every edit."""
 
     batchId: str
     text: str
     createdAt: datetime
     updatedAt: datetime
     publishedAt: datetime | None
+    scheduledAt: datetime | None = None
+    campaign: str | None = None
     attempts: list[AttemptOut]
+    revisions: list[RevisionOut] = Field(default_factory=lambda: [])
 
 
 class PostPage(BaseModel):

@@ -257,7 +257,6 @@ class Scheduler:
     async def _claim(self, now: datetime) -> list[tuple[str, str]]:
         """Lease the due posts; returns (post id, status when claimed) of those this worker won, in due order."""
         until = now + timedelta(seconds=self.lease_seconds)
-        lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
         query = (select(Post.id, Post.status).where(due_filter(now))
                  .order_by(col(Post.next_attempt_at), col(Post.position)).limit(CLAIM_BATCH))
         if self.db.engine.dialect.name == "postgresql":
@@ -268,7 +267,9 @@ class Scheduler:
             candidates = list((await s.exec(query)).all())
             won: list[tuple[str, str]] = []
             for pid, status in candidates:
-                result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, lease_free)
+                # due_filter again, not only the lease: a post edited or rescheduled (update_post, reschedule_post) since
+                # the SELECT above is claimed only if it is still due
+                result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, due_filter(now))
                                       .values(lease_owner=self.worker_id, lease_until=until))
                 if result.rowcount == 1:
                     won.append((pid, status))

@@ -305,6 +305,30 @@ def option_summary() -> str:
     return "; ".join(parts)
 
 
+_STR: dict[str, Any] = {"type": "string"}
+_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+
+
+def update_schema() -> dict[str, Any]:
+    """update_post's advertised input: the fields it changes, named, not spelt out (the tool validates its arguments
+    as request.UpdateRequest, in full, with every field's path). The option objects are said in the description."""
+    props: dict[str, Any] = {"id": {**_STR, "description": "post_… or bat_… (each of its draft/queued posts)."},
+                             "text": _STR, "media": _OBJECTS, "firstComment": _STR,
+                             "thread": {"type": "array", "items": _STR}, "title": _STR, "visibility": _STR,
+                             "scheduledAt": _STR, "timezone": _STR, "campaign": _STR, "skipDuplicateCheck": {"type": "boolean"},
+                             "idempotencyKey": _STR, "profileId": _STR}
+    return {"type": "object", "properties": props, "required": ["id"]}
+
+
+def bulk_schema() -> dict[str, Any]:
+    """schedule_posts' advertised input: items named as schedule_post requests (each validated in full, on its own)."""
+    return {"type": "object", "properties": {
+        "items": {**_OBJECTS, "minItems": 1, "maxItems": 100, "description": "Each a schedule_post request."},
+        "atomic": {"type": "boolean", "description": "All or none."}, "dryRun": {"type": "boolean"},
+        "campaign": {**_STR, "description": "Items' default."}, "idempotencyKey": _STR, "profileId": _STR},
+        "required": ["items"], "additionalProperties": False}
+
+
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The advertised input schema of a post tool taking `model` (a copy: the caller may change it)."""
     return copy.deepcopy(_request_schema(model))

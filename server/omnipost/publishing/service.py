@@ -13,12 +13,13 @@ from omnipost.platforms.base import PlatformAdapter
 from omnipost.store.db import Database
 from omnipost.publishing.common import MediaPort
 from omnipost.publishing.dispatch import Dispatch
+from omnipost.publishing.edits import Edits
 from omnipost.publishing.intake import Intake
 from omnipost.publishing.queries import Queries
 from omnipost.publishing.unknown import Unknowns
 
 @dataclass
-class PublishService(Intake, Dispatch, Unknowns, Queries):
+class PublishService(Intake, Dispatch, Unknowns, Queries, Edits):
     """Publishing, drafts, post history and crash recovery."""
 
     db: Database

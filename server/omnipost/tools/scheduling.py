@@ -1,12 +1,13 @@
 """Scheduling tools: schedule_post, reschedule_post, retry_post, scheduler_status (cancel_post is in publishing)."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from omnipost.outputs import BatchResult
-from omnipost.request import ScheduleRequest
+from omnipost.request import ScheduleRequest, UpdateRequest
+from omnipost.toolschema import update_schema
 from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, KeyArg, ProfileArg, profile_of, reach_of
 from omnipost.tools.publishing import with_idempotency
 
@@ -49,6 +50,22 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             "gap or overlap, no scheduler running). Then: reschedule_post, cancel_post, get_post."
         ),
         annotations=PUBLISH,
+    )
+
+    async def update_post(request: Any) -> BatchResult:
+        reach = await reach_of(rt, request.profileId)
+        body = request.model_dump(mode="json", exclude_unset=True)
+        return await with_idempotency(rt, reach, "update_post", request.idempotencyKey, body,
+                                      lambda: rt.publisher.update(reach, request), BatchResult)
+
+    server.add_request_tool(
+        update_post, param="request", model=UpdateRequest, schema=update_schema(), name="update_post", title="Edit a queued post",
+        description=(
+            "Change a draft or queued post (or each of a batch's) before a worker takes it: only the fields given (null "
+            "removes one), incl. its platform's options object as in a schedule_post target. Checked like validate_post: "
+            "a broken rule changes nothing. Keeps the time unless scheduledAt. Returns the batch; get_post lists revisions."
+        ),
+        annotations=LOCAL_WRITE,
     )
 
     async def reschedule_post(
