@@ -92,6 +92,30 @@ class BatchResult(BaseModel):
     validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
 
 
+class BulkItemOut(BaseModel):
+    """One item of schedule_posts, in call order."""
+
+    index: int
+    status: str = Field(description="queued, invalid (error says why, at items[index]...), valid (dryRun), or "
+                                    "partial_failed/failed (a target failed a deep check; error).")
+    batchId: str | None = None
+    scheduledAt: datetime | None = None
+    postIds: list[str] = Field(default_factory=lambda: [])
+    error: ErrorObject | None = None
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+
+
+class BulkResult(BaseModel):
+    """schedule_posts' answer: a result per item."""
+
+    status: str = Field(description="queued (every item), partial_failed, failed; dryRun: valid or invalid.")
+    queued: int
+    invalid: int
+    replay: bool = False
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+    items: list[BulkItemOut]
+
+
 class AttemptOut(BaseModel):
     """One try at the upstream."""
 

@@ -12,6 +12,7 @@ from omnipost.idempotency import Idempotency
 from omnipost.platforms.base import PlatformAdapter
 from omnipost.store.db import Database
 from omnipost.publishing.common import MediaPort
+from omnipost.publishing.bulk import Bulk
 from omnipost.publishing.dispatch import Dispatch
 from omnipost.publishing.edits import Edits
 from omnipost.publishing.intake import Intake
@@ -19,7 +20,7 @@ from omnipost.publishing.queries import Queries
 from omnipost.publishing.unknown import Unknowns
 
 @dataclass
-class PublishService(Intake, Dispatch, Unknowns, Queries, Edits):
+class PublishService(Intake, Dispatch, Unknowns, Queries, Edits, Bulk):
     """Publishing, drafts, post history and crash recovery."""
 
     db: Database

@@ -33,9 +33,10 @@ class DeclinedError(InputError):
 
 
 async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: str | None, body: dict[str, Any],
-                           run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel]) -> Any:
-    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body.
-    A test key's idempotency keys are its own (Reach.idempotency_key): it never gets a live key's answer."""
+                           run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel], *, mark_replay: bool = False) -> Any:
+    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body (with
+    `mark_replay`, its `replay` field set). A test key's idempotency keys are its own (Reach.idempotency_key): it
+    never gets a live key's answer."""
     from omnipost.idempotency import Idempotency, request_hash
 
     if key is None:
@@ -45,7 +46,7 @@ async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: st
     idem = Idempotency(rt.db, rt.clock)
     claim = await idem.claim(reach.profile_id, reach.idempotency_key(key), tool, request_hash(tool, body))
     if claim.replay is not None:
-        return model.model_validate(claim.replay)
+        return model.model_validate(claim.replay | ({"replay": True} if mark_replay else {}))
     assert claim.record_id is not None
     try:
         result = await run()

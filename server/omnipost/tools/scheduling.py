@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from omnipost.outputs import BatchResult
-from omnipost.request import ScheduleRequest, UpdateRequest
-from omnipost.toolschema import update_schema
+from omnipost.outputs import BatchResult, BulkResult
+from omnipost.request import BulkRequest, ScheduleRequest, UpdateRequest
+from omnipost.toolschema import bulk_schema, update_schema
 from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, KeyArg, ProfileArg, profile_of, reach_of
 from omnipost.tools.publishing import with_idempotency
 
@@ -56,7 +56,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         reach = await reach_of(rt, request.profileId)
         body = request.model_dump(mode="json", exclude_unset=True)
         return await with_idempotency(rt, reach, "update_post", request.idempotencyKey, body,
-                                      lambda: rt.publisher.update(reach, request), BatchResult)
+                                      lambda: rt.publisher.update(reach, request), BatchResult, mark_replay=True)
 
     server.add_request_tool(
         update_post, param="request", model=UpdateRequest, schema=update_schema(), name="update_post", title="Edit a queued post",
@@ -66,6 +66,23 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
             "a broken rule changes nothing. Keeps the time unless scheduledAt. Returns the batch; get_post lists revisions."
         ),
         annotations=LOCAL_WRITE,
+    )
+
+    async def schedule_posts(request: BulkRequest) -> BulkResult:
+        reach = await reach_of(rt, request.profileId)
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await with_idempotency(rt, reach, "schedule_posts", request.idempotencyKey, body,
+                                      lambda: rt.publisher.schedule_many(reach, request), BulkResult, mark_replay=True)
+
+    server.add_request_tool(
+        schedule_posts, param="request", model=BulkRequest, schema=bulk_schema(), name="schedule_posts",
+        title="Schedule many posts",
+        description=(
+            "Schedule up to 100 posts in one call, each item a schedule_post request with its own scheduledAt and targets. "
+            "All are checked first; each item is queued or refused on its own (errors at items[i]...), atomic: true "
+            "stores none unless all are valid, dryRun: true only checks. Returns a result per item."
+        ),
+        annotations=PUBLISH,
     )
 
     async def reschedule_post(
