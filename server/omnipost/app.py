@@ -34,7 +34,8 @@ INSTRUCTIONS = (
     "omnipost validates, publishes and schedules one post to up to 25 social accounts "
     "(Bluesky, X, Threads, LinkedIn, Instagram, Facebook Pages, Pinterest). Call validate_post "
     "first: it reports every rule a target breaks, with the numbers and a remediation to apply. "
-    "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule."
+    "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule. "
+    "Every tool's profileId is a profile's id or name; without it, the default profile."
 )
 
 

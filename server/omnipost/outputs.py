@@ -2,9 +2,9 @@
 (so the server can register its tools, and answer tools/list, before the store is loaded)."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from omnipost.validation import ValidateResult, Warning_
 from omnipost.errors import ErrorObject
@@ -89,7 +89,10 @@ class BatchResult(BaseModel):
     scheduledAt: datetime | None = None
     replay: bool = Field(default=False, description="True when this answer was replayed for a repeated idempotencyKey.")
     results: list[TargetOutcome]
-    validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
+    # Advertised as an object: its shape is validate_post's output schema, said there once (seven tools return a batch,
+    # and only publish_post's dryRun fills this; written out, it was 880 bytes of each one's schema in tools/list).
+    validation: Annotated[ValidateResult | None, WithJsonSchema({"type": ["object", "null"]})] = Field(
+        default=None, description="For dryRun: what validate_post reports; nothing was published.")
 
 
 class BulkItemOut(BaseModel):

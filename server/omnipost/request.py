@@ -27,7 +27,7 @@ PlatformId = Annotated[Platform, BeforeValidator(_platform_alias)]
 
 
 class MediaItem(_Strict):
-    """One attachment: exactly one of mediaId (preferred), url or bytesBase64; altText optional."""
+    """Exactly one of mediaId (preferred), url or bytesBase64."""
 
     mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="From upload_media (med_…).")
     url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public http(s) URL.")
@@ -139,7 +139,7 @@ Timezone = Annotated[str, Field(description="IANA zone for a scheduledAt without
 ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Id or name (default profile if omitted).")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, description="Same key + same body = same answer.")]
 SkipDuplicates = Annotated[bool, Field(description="Allow the same text to the same account within 24 h.")]
-Campaign = Annotated[str, Field(min_length=1, max_length=64, description="Campaign label.")]
+Campaign = Annotated[str, Field(min_length=1, max_length=64)]  # the name says it (the context budget)
 
 
 class _PostBody(_Content):

@@ -404,6 +404,24 @@ async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_
     return await publisher.batch_result(batch_id)
 
 
+async def reschedule_campaign(publisher: "PublishService", scope: "Reach | str", name: str, scheduled_at: str,
+                              zone: str | None) -> Any:
+    """Move a campaign's queued posts (its earliest to `scheduled_at`, the rest by as much); returns the campaign answer.
+
+    Raises:
+        NotFoundError; ValidationFailedError: bad time or zone.
+    """
+    from omnipost.request import PostRequest
+    from omnipost.validation import check_request, parse_time
+
+    probe = PostRequest.model_validate({"text": "-", "targets": [{"platform": "bluesky"}], "scheduledAt": scheduled_at,
+                                        "timezone": zone})
+    check_request(probe, publisher.clock)  # same rules as scheduling: parseable, known zone, at least 1 s ahead
+    when = parse_time(scheduled_at, ZoneInfo(zone) if zone else timezone.utc)
+    notes = [w.model_dump(exclude_none=True) for w in local_time_warnings(scheduled_at, zone)]
+    return await publisher.reschedule_campaign(scope, name, when, notes)
+
+
 async def retry(publisher: "PublishService", scope: "Reach | str", batch_id: str) -> Any:
     """Re-queue the failed targets of a batch, due now; published, rejected and unknown ones stay as they are
     (each unknown one gets a warning in the answer: not retried, why, and resolve_post as the way out).

@@ -58,7 +58,7 @@ class Queries:
 
     async def list_posts(self, scope: Reach | str, *, platform: str | None = None, status: str | None = None,
                          error_code: str | None = None, after: datetime | None = None, before: datetime | None = None,
-                         cursor: str | None = None, limit: int = 50) -> PostPage:
+                         cursor: str | None = None, limit: int = 50, campaign: str | None = None) -> PostPage:
         """Posts of the profile within reach, newest first, filtered, cursor-paginated (the cursor is the last post id seen)."""
         reach = as_reach(scope)
         q = select(Post).where(Post.profile_id == reach.profile_id)
@@ -68,6 +68,8 @@ class Queries:
             q = q.where(Post.platform == platform)
         if status:
             q = q.where(Post.status == status)
+        if campaign:
+            q = q.where(Post.campaign == campaign)
         if after:
             q = q.where(Post.created_at >= after)
         if before:

@@ -13,6 +13,7 @@ from omnipost.platforms.base import PlatformAdapter
 from omnipost.store.db import Database
 from omnipost.publishing.common import MediaPort
 from omnipost.publishing.bulk import Bulk
+from omnipost.publishing.campaigns import Campaigns
 from omnipost.publishing.dispatch import Dispatch
 from omnipost.publishing.edits import Edits
 from omnipost.publishing.intake import Intake
@@ -20,7 +21,7 @@ from omnipost.publishing.queries import Queries
 from omnipost.publishing.unknown import Unknowns
 
 @dataclass
-class PublishService(Intake, Dispatch, Unknowns, Queries, Edits, Bulk):
+class PublishService(Intake, Dispatch, Unknowns, Queries, Edits, Bulk, Campaigns):
     """Publishing, drafts, post history and crash recovery."""
 
     db: Database

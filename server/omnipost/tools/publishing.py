@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.auth import Reach, as_reach, current_caller
 from omnipost.validation import validate_request
-from omnipost.errors import InputError
+from omnipost.errors import InputError, ValidationFailedError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, PostStatus, TargetOutcome
 from omnipost.request import PostRequest
 from omnipost.tools.common import (LOCAL_DESTRUCTIVE, PUBLISH, READ, UPSTREAM_DESTRUCTIVE, Instant, KeyArg, ProfileArg,
@@ -96,12 +96,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     server.add_request_tool(
         publish_post, param="request", model=PostRequest, name="publish_post", title="Publish a post now",
         description=(
-            "Publish one post to up to 25 connected accounts now (draft: true stores it instead; dryRun: true only checks; "
-            "scheduledAt queues it, as schedule_post). Every platform rule is checked first: if a target breaks one, nothing "
-            "is published and the error lists each violation with its remediation. Returns the batch (published, "
-            "partial_failed or failed) with each target's post id, URL or error. Set idempotencyKey so a retry cannot post "
-            "twice. The same text to the same account within 24 h is refused unless skipDuplicateCheck. The user may be "
-            "asked to confirm."
+            "Publish one post to up to 25 connected accounts now (draft: true stores it; dryRun: true only checks; "
+            "scheduledAt queues it). Every platform rule is checked first: if a target breaks one, nothing is published and "
+            "the error lists each violation with its remediation. Returns the batch with each target's post id, URL or "
+            "error. Set idempotencyKey so a retry cannot post twice. The same text to the same account within 24 h is "
+            "refused unless skipDuplicateCheck. The user may be asked to confirm."
         ),
         annotations=PUBLISH,
     )
@@ -160,23 +159,33 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         before: Annotated[Instant | None, Field(description="Created before (ISO-8601; without an offset it is UTC).")] = None,
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
+        campaign: str | None = None,
     ) -> PostPage:
         reach = await reach_of(rt, profileId)
         return await rt.publisher.list_posts(reach, platform=platform, status=status, error_code=errorCode, after=after,
-                                             before=before, cursor=cursor, limit=limit)
+                                             before=before, cursor=cursor, limit=limit, campaign=campaign)
 
     server.add_tool(list_posts, name="list_posts", title="List posts",
                     description="List the profile's posts, newest first, filtered by platform, status, error code and creation time; pass nextCursor to page.",
                     annotations=READ)
 
-    async def cancel_post(id: Annotated[str, Field(description="A draft or queued post (post_…), or a batch (bat_…).")],
-                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
+    async def cancel_post(id: Annotated[str | None, Field(description="A draft or queued post (post_…), or a batch (bat_…).")] = None,
+                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None,
+                          campaign: Annotated[str | None, Field(description="Or: all its posts.")] = None) -> BatchResult:
         reach = await reach_of(rt, profileId)
-        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": id},
-                                      lambda: rt.publisher.cancel(reach, id), BatchResult)
+        if (id is None) == (campaign is None):
+            raise ValidationFailedError("Give id or campaign, not both.", path="id",
+                                        remediation="Name a post or batch in id, or a campaign in campaign.")
+        if campaign is not None:
+            return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"campaign": campaign},
+                                          lambda: rt.publisher.cancel_campaign(reach, campaign), BatchResult)
+        post_id = id
+        assert post_id is not None
+        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": post_id},
+                                      lambda: rt.publisher.cancel(reach, post_id), BatchResult)
 
     server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft or queued post",
-                    description=("Cancel a draft or queued post (or all of a batch's) so it is never published; returns the "
+                    description=("Cancel a draft or queued post (or all of a batch's or a campaign's) so it is never published; returns the "
                                  "batch. Cancelling twice is no error; one already publishing cannot be cancelled, and "
                                  "delete_post removes a published one."),
                     annotations=LOCAL_DESTRUCTIVE)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from omnipost.errors import ValidationFailedError
 from omnipost.outputs import BatchResult, BulkResult
 from omnipost.request import BulkRequest, ScheduleRequest, UpdateRequest
 from omnipost.toolschema import bulk_schema, update_schema
@@ -61,9 +62,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     server.add_request_tool(
         update_post, param="request", model=UpdateRequest, schema=update_schema(), name="update_post", title="Edit a queued post",
         description=(
-            "Change a draft or queued post (or each of a batch's) before a worker takes it: only the fields given (null "
-            "removes one), incl. its platform's options object as in a schedule_post target. Checked like validate_post: "
-            "a broken rule changes nothing. Keeps the time unless scheduledAt. Returns the batch; get_post lists revisions."
+            "Edit a draft or queued post (id: post_…, or bat_… for each of its) before a worker takes it: the fields given "
+            "(null removes one; its platform's options object too). Checked like validate_post: a broken rule changes "
+            "nothing. Time kept unless scheduledAt. Returns the batch; get_post shows revisions."
         ),
         annotations=LOCAL_WRITE,
     )
@@ -78,22 +79,30 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         schedule_posts, param="request", model=BulkRequest, schema=bulk_schema(), name="schedule_posts",
         title="Schedule many posts",
         description=(
-            "Schedule up to 100 posts in one call, each item a schedule_post request with its own scheduledAt and targets. "
-            "All are checked first; each item is queued or refused on its own (errors at items[i]...), atomic: true "
-            "stores none unless all are valid, dryRun: true only checks. Returns a result per item."
+            "Schedule up to 100 posts in one call, each item a schedule_post request (own scheduledAt, targets). All are "
+            "checked first; each is queued or refused alone (errors at items[i]...); atomic: true stores none unless all "
+            "are valid; dryRun: true only checks. A result per item."
         ),
         annotations=PUBLISH,
     )
 
     async def reschedule_post(
-        id: Annotated[str, Field(description="A queued post (post_…) or a batch (bat_…).")],
         scheduledAt: Annotated[str, Field(description="The new ISO-8601 time, at least 1 s ahead.")],
+        id: Annotated[str | None, Field(description="A queued post (post_…) or a batch (bat_…).")] = None,
         timezone: Annotated[str | None, Field(description="IANA zone for a scheduledAt without offset (default UTC).")] = None,
         profileId: ProfileArg = None,
+        campaign: Annotated[str | None, Field(description="Or: its first post moves to scheduledAt, the rest keep their spacing.")] = None,
     ) -> BatchResult:
-        from omnipost.scheduler import reschedule
+        from omnipost.scheduler import reschedule, reschedule_campaign
 
-        return await reschedule(rt.publisher, await reach_of(rt, profileId), id, scheduledAt, timezone)
+        reach = await reach_of(rt, profileId)
+        if (id is None) == (campaign is None):
+            raise ValidationFailedError("Give id or campaign, not both.", path="id",
+                                        remediation="Name a post or batch in id, or a campaign in campaign.")
+        if campaign is not None:
+            return await reschedule_campaign(rt.publisher, reach, campaign, scheduledAt, timezone)
+        assert id is not None
+        return await reschedule(rt.publisher, reach, id, scheduledAt, timezone)
 
     server.add_tool(reschedule_post, name="reschedule_post", title="Reschedule a queued post",
                     description=("Move a queued post (or all of a batch's) to a new time, with schedule_post's time rules; one "
