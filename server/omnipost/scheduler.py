@@ -5,9 +5,11 @@ One tick (`run_due`) is deterministic given `now`:
 1. heartbeat: upsert this worker's row in `scheduler_heartbeats` (alive = seen within 2 ticks);
 2. missed: queued posts (and due retries) more than `grace` late fail with `schedule.missed_grace`;
 3. claim: due posts get a lease (`lease_owner`, `lease_until`) through a conditional UPDATE
-   `... WHERE id = :id AND status = :status AND (lease_until IS NULL OR lease_until < :now)`; the
-   worker whose UPDATE changed the row owns it. (On PostgreSQL this becomes one
-   `SELECT ... FOR UPDATE SKIP LOCKED` + UPDATE; the predicate is the same.)
+   `... WHERE id = :id AND status = :status AND <still due, lease free>` (due_filter again: a post edited or
+   rescheduled since the SELECT is not claimed for its old time); the worker whose UPDATE changed the row owns
+   it, and reads the post's content only after that commits, so an edit (update_post, conditional on no live lease)
+   either lands before the claim or is refused. (On PostgreSQL this becomes one `SELECT ... FOR UPDATE SKIP LOCKED`
+   + UPDATE; the predicate is the same.)
 4. publish: claimed `queued`/`failed` posts, and `processing` posts due for their next status check (the
    platform was still processing a container or a video: the adapter checks the same handle once, from the
    post's pieces ledger, and publishes it or leaves it `processing` again), through `PublishService._fan_out` (the exactly-once

@@ -6,7 +6,10 @@ and input schemas).
   `anyOf [X, null]` + `default: null` written as just X (not being required already says it may be left out),
   and a definition used once written in place.
 - slim_output: an output schema without titles, descriptions and defaults (the tool description says what comes
-  back), the error object as a compact shape every error satisfies (`code` and `message`, more allowed).
+  back), `anyOf [X, null]` written as `type: [X, "null"]`, the error object as a compact shape every error
+  satisfies (`code` and `message`, more allowed).
+- update_schema / bulk_schema: update_post's and schedule_posts' inputs, their fields named, not spelt out (each
+  validated in full as its pydantic model, with every field's path; schedule_posts' items one by one).
 - request_schema: the input schema of a post tool (validate_post, schedule_post, publish_post): exactly the fields
   of its own request model (request.py), with the target's per-platform option objects summed up in one line of its
   description and the `platforms` overrides named, not spelt out; their full shapes are the resource
