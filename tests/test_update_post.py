@@ -204,3 +204,17 @@ async def test_an_edit_racing_the_scheduler_is_either_edited_or_published_as_it_
     else:
         assert sent == [f"New text {delay}"] and stored.text == f"New text {delay}" and len(revisions) == 1
     assert stored.status == "published"
+
+
+async def test_platform_options_are_merged_and_a_null_option_removed(server: OmnipostServer, client: Client, account: str) -> None:
+    batch = ok(await client.call_tool("schedule_post", {"text": "Opts", "scheduledAt": (NOW + HOUR).isoformat(),
+                                                        "targets": [{"accountId": account, "twitter": {"replySettings": "following"}}]}))
+    post_id = batch["results"][0]["postId"]
+    assert (await row(server, post_id)).content["options"] == {"replySettings": "following"}
+    ok(await client.call_tool("update_post", {"id": post_id, "twitter": {"replySettings": "verified"}}))
+    assert (await row(server, post_id)).content["options"] == {"replySettings": "verified"}
+    ok(await client.call_tool("update_post", {"id": post_id, "twitter": {"replySettings": None}}))
+    assert (await row(server, post_id)).content["options"] == {}
+    detail = ok(await client.call_tool("get_post", {"postId": post_id}))
+    assert [r["before"] for r in detail["revisions"]] == [{"twitter": {"replySettings": "following"}},
+                                                          {"twitter": {"replySettings": "verified"}}]
