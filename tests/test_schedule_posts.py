@@ -118,3 +118,20 @@ async def test_a_bad_call_is_refused_whole(client: Client, account: str) -> None
     assert (error["code"], error["path"]) == ("validation_failed", "items")
     result = ok(await client.call_tool("schedule_posts", {"items": [{"text": "no time", "targets": [{"accountId": account}]}]}))
     assert (result["status"], result["items"][0]["error"]["path"]) == ("failed", "items[0].scheduledAt")
+
+
+async def test_a_claim_whose_call_stored_its_items_is_completed_by_recovery_not_freed(server: OmnipostServer, client: Client,
+                                                                                      account: str) -> None:
+    """schedule_posts attaches its answer to the idempotency claim in the transaction that stores the items: a crash
+    after that commit leaves the claim in flight, and recovery completes it with that answer (a retry replays it)."""
+    from omnipost.auth import Reach
+    from omnipost.request import BulkRequest
+
+    rt = server.runtime
+    profile = ok(await client.call_tool("list_profiles", {}))["profiles"][0]["id"]
+    claim = await rt.publisher.idempotency.claim(profile, "crashed-key", "schedule_posts", "hash")
+    assert claim.record_id is not None
+    answer = await rt.publisher.schedule_many(Reach(profile), BulkRequest(items=week(account, 2)), claim_id=claim.record_id)
+    await rt.publisher._finish_claim(claim.record_id, None)  # what recovery does with a claim its process left in flight
+    again = await rt.publisher.idempotency.claim(profile, "crashed-key", "schedule_posts", "hash")
+    assert again.replay is not None and again.replay["items"][0]["batchId"] == answer.items[0].batchId

@@ -65,7 +65,7 @@ class _Item:
 class Bulk:
     """schedule_posts. Mixed into PublishService (service.py), whose fields and Intake helpers it uses."""
 
-    async def schedule_many(self, reach: Reach, req: BulkRequest) -> BulkResult:
+    async def schedule_many(self, reach: Reach, req: BulkRequest, claim_id: str | None = None) -> BulkResult:
         """Validate every item, then store the valid ones (all or none with `atomic`; none with `dryRun`).
 
         Raises:
@@ -131,8 +131,10 @@ class Bulk:
                       else ("post.rejected", _event_data(p) | {"error": p.error}) for item in stored for p in item.posts]
             if self.events is not None and events:
                 await self.events.emit_many(reach.profile_id, events, session=s)
+            result = _result(items, dry_run=False)
+            if claim_id is not None:  # with the rows: a crash after this commit replays this answer (Intake._finish_claim)
+                await self.idempotency.attach(claim_id, {"answer": result.model_dump(mode="json")}, session=s)
             await s.commit()
-        result = _result(items, dry_run=False)
         from omnipost.scheduler import alive_workers, no_scheduler_warning
 
         if any(item.batch is not None for item in items) and not await alive_workers(self.db, self.clock.now(), self.scheduler_tick):

@@ -78,7 +78,11 @@ class Intake:
         """Settle a claim whose request ended without its answer (an error, a crash): nothing stored frees the key for a
         retry; a stored batch becomes the answer to replay, so the retry cannot publish it twice."""
         if batch_id is None:
-            await self.idempotency.release(record_id)
+            answer = (await self.idempotency.progress(record_id)).get("answer")  # schedule_posts': attached with its rows
+            if answer is not None:
+                await self.idempotency.complete(record_id, answer)
+            else:
+                await self.idempotency.release(record_id)
         else:
             await self.idempotency.complete(record_id, (await self.batch_result(batch_id)).model_dump(mode="json"))
 

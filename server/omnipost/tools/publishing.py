@@ -33,14 +33,17 @@ class DeclinedError(InputError):
 
 
 async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: str | None, body: dict[str, Any],
-                           run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel], *, mark_replay: bool = False) -> Any:
+                           run: Callable[..., Awaitable[BaseModel]], model: type[BaseModel], *, mark_replay: bool = False,
+                           pass_claim: bool = False) -> Any:
     """Run a write once per (profile, key): replay the stored answer for a repeat with the same body (with
     `mark_replay`, its `replay` field set). A test key's idempotency keys are its own (Reach.idempotency_key): it
-    never gets a live key's answer."""
+    never gets a live key's answer. `pass_claim`: `run` gets the claim's id (None without a key), to attach its answer
+    to the claim in the transaction that stores what it wrote (Idempotency.attach {"answer": ...}): a request that
+    then fails, or a crash (recovery), completes the claim with that answer instead of freeing the key."""
     from omnipost.idempotency import Idempotency, request_hash
 
     if key is None:
-        return await run()
+        return await (run(None) if pass_claim else run())
     assert rt.db is not None
     reach = as_reach(scope)
     idem = Idempotency(rt.db, rt.clock)
@@ -49,11 +52,15 @@ async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: st
         return model.model_validate(claim.replay | ({"replay": True} if mark_replay else {}))
     assert claim.record_id is not None
     try:
-        result = await run()
+        result = await (run(claim.record_id) if pass_claim else run())
         await idem.complete(claim.record_id, result.model_dump(mode="json"))
     except BaseException:  # a refusal, a bug (internal_error) or a cancellation: never leave the key "still running"
         with anyio.CancelScope(shield=True):
-            await idem.release(claim.record_id)
+            answer = (await idem.progress(claim.record_id)).get("answer") if pass_claim else None
+            if answer is not None:  # what it wrote is stored: a retry replays it, never writes it again
+                await idem.complete(claim.record_id, answer)
+            else:
+                await idem.release(claim.record_id)
         raise
     return result
 

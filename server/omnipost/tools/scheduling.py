@@ -73,7 +73,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         reach = await reach_of(rt, request.profileId)
         body = request.model_dump(mode="json", exclude_none=True)
         return await with_idempotency(rt, reach, "schedule_posts", request.idempotencyKey, body,
-                                      lambda: rt.publisher.schedule_many(reach, request), BulkResult, mark_replay=True)
+                                      lambda claim: rt.publisher.schedule_many(reach, request, claim_id=claim), BulkResult,
+                                      mark_replay=True, pass_claim=True)
 
     server.add_request_tool(
         schedule_posts, param="request", model=BulkRequest, schema=bulk_schema(), name="schedule_posts",
