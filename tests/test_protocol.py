@@ -26,6 +26,7 @@ pytestmark = pytest.mark.anyio
 RULE = "omnipost://rules/{ruleId}"
 POST = "omnipost://posts/{postId}{?profileId}"
 ACCOUNT = "omnipost://accounts/{accountId}{?profileId}"
+CALENDAR = "omnipost://calendar/{start}{?days,timezone,campaign,profileId}"
 MODES = ["auto", "legacy"]  # auto negotiates 2026-07-28; legacy the 2025-11-25 handshake
 
 
@@ -70,7 +71,7 @@ async def test_rules_posts_and_accounts_are_templates_and_only_the_indexes_are_f
         server: OmnipostServer, mode: str) -> None:
     async with Client(server, mode=mode) as client:
         templates = {t.uri_template: t for t in (await client.list_resource_templates()).resource_templates}
-        assert set(templates) == {RULE, POST, ACCOUNT}
+        assert set(templates) == {RULE, POST, ACCOUNT, CALENDAR}
         assert all(t.description and t.mime_type for t in templates.values())
         fixed = sorted(str(r.uri) for r in (await client.list_resources()).resources)
         assert fixed == ["omnipost://rules", "omnipost://schemas/platform-options"]  # no resource per rule

@@ -198,6 +198,17 @@ async def _queued(w: World, kind: str) -> dict[str, Any]:
     return {"id": batch["results"][0]["postId"], "scheduledAt": LATER_STILL, "_batch": batch["id"]}
 
 
+async def _edit(w: World, kind: str) -> dict[str, Any]:
+    batch = await w.batch(kind, "queued")
+    return {"id": batch["results"][0]["postId"], "text": f"Edited {w.n()}", "idempotencyKey": f"edit-{w.n()}",
+            "_batch": batch["id"]}
+
+
+async def _bulk(w: World, kind: str) -> dict[str, Any]:
+    """atomic: an item naming an account out of reach refuses the call, as one error (non-atomic: that item's error)."""
+    return {"items": [await _with(_request(w, kind), scheduledAt=LATER)], "atomic": True, "idempotencyKey": f"bulk-{w.n()}"}
+
+
 def _ids(field: str, key: str = "id") -> Callable[[dict[str, Any]], list[str]]:
     return lambda result: [item[key] for item in result[field]]
 
@@ -231,6 +242,8 @@ TABLE: dict[str, Reaches | Lists | Creates | Same] = {
     # scheduling
     "schedule_post": Reaches(lambda w, kind: _with(_request(w, kind), scheduledAt=LATER)),
     "reschedule_post": Reaches(_queued, also=lambda args: [args | {"id": args["_batch"]}]),
+    "update_post": Reaches(_edit, also=lambda args: [args | {"id": args["_batch"]}]),
+    "schedule_posts": Reaches(_bulk),
     "retry_post": Reaches(lambda w, kind: _named("batchId", _batch_id(w.batch(kind, "failed")), idempotencyKey=f"retry-{w.n()}")),
     "scheduler_status": Lists(lambda w, kind: w.post(kind, "queued"), lambda r: ["x"] * r["queueDepth"]),
     # webhooks

@@ -130,7 +130,7 @@ async def test_connect_account_says_and_enforces_which_platform_takes_which_argu
     tools = {t.name: t for t in (await client.list_tools()).tools}
     properties = tools["connect_account"].input_schema["properties"]
     for argument, platform in [("appPassword", "bluesky"), ("pdsUrl", "bluesky"), ("emulates", "sandbox"), ("sandboxMode", "sandbox")]:
-        assert properties[argument]["description"].startswith(f"Only for platform {platform} "), argument
+        assert properties[argument]["description"].startswith(f"{platform} only: "), argument
     for args, path in [({"platform": "sandbox", "emulates": "x", "appPassword": "abcd-efgh-ijkl-mnop"}, "appPassword"),
                        ({"platform": "sandbox", "emulates": "x", "pdsUrl": "https://pds.example.com"}, "pdsUrl"),
                        ({"platform": "bluesky", "appPassword": "abcd-efgh-ijkl-mnop", "emulates": "x"}, "emulates"),

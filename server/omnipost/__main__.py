@@ -1,4 +1,5 @@
-"""The omnipost command line: `omnipost serve` (stdio by default), `worker`, `validate`, `rules`, `manifest --check`."""
+"""The omnipost command line: `omnipost serve` (stdio by default), `worker`, `validate`, `schedule --csv`, `rules`,
+`manifest --check`."""
 
 import argparse
 import json
@@ -118,6 +119,73 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Schedule one post per row of a CSV file (csvimport.py) through the real server's schedule_posts."""
+    import anyio
+    from mcp import Client
+
+    from omnipost import csvimport
+    from omnipost import logging as oplog
+    from omnipost.app import build_server
+
+    try:
+        raw = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.csv}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
+    try:
+        parsed = csvimport.parse(raw)
+    except csvimport.CsvError as exc:
+        raise UsageError(f"{args.csv}: {exc}") from None
+    # Storing never publishes here: a worker or a long-running server does, when the posts are due.
+    settings = _settings().model_copy(update={"scheduler_enabled": False})
+    oplog.configure("WARNING")
+    rows: list[dict[str, object]] = [{"line": line, "status": "invalid", "error": {"code": "validation_failed", "message": why}}
+                                     for line, why in parsed.bad]
+    call: dict[str, object] = {"items": parsed.items, "atomic": bool(args.atomic),
+                               "dryRun": bool(args.dry_run or (args.atomic and parsed.bad))}
+    call |= {k: v for k, v in (("campaign", args.campaign), ("idempotencyKey", args.idempotency_key),
+                               ("profileId", args.profile)) if v}
+
+    async def run() -> dict[str, object] | None:
+        if not parsed.items:
+            return None
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool("schedule_posts", call)
+        if result.is_error:
+            error = (result.structured_content or {}).get("error", {})
+            if not error.get("details") or not str(error.get("path", "")).startswith("items["):
+                raise UsageError(f"{error.get('code')}: {error.get('message')}")
+            return {"refused": error}
+        return result.structured_content
+
+    answer = anyio.run(run)
+    if answer is not None and "refused" in answer:  # atomic: nothing stored; each item's error at its row
+        for detail in answer["refused"]["details"]:  # type: ignore[index]
+            index = int(str(detail["path"]).split("]")[0].removeprefix("items["))
+            rows.append({"line": parsed.lines[index], "status": "invalid", "error": detail})
+    elif answer is not None:
+        for item in answer["items"]:  # type: ignore[union-attr]
+            rows.append({"line": parsed.lines[item["index"]], **{k: v for k, v in item.items() if k != "index"}})
+    rows.sort(key=lambda r: int(r["line"]))  # type: ignore[arg-type]
+    for r in rows:  # where to fix it in the file: the error's path with items[i] read as the row's line
+        if r.get("error"):
+            r["at"] = csvimport.at_line(r["error"].get("path"), int(r["line"]))  # type: ignore[union-attr,arg-type]
+    stored = not call["dryRun"] and not (answer is not None and "refused" in answer)
+    good = sum(r["status"] in ("queued", "valid") for r in rows)
+    if args.json:
+        print(json.dumps({"stored": stored, "ok": good, "invalid": len(rows) - good, "rows": rows}, indent=2, ensure_ascii=False))
+    else:
+        for r in rows:
+            error = r.get("error") or {}
+            if r["status"] in ("queued", "valid"):
+                what = f"queued {r['batchId']} ({len(r['postIds'])} posts) at {r['scheduledAt']}" if r["status"] == "queued" else "valid"  # type: ignore[arg-type]
+                print(f"line {r['line']}: {what}")
+            else:
+                print(f"{r['at']}: {r['status']}: [{error.get('code')}] {error.get('message')}")  # type: ignore[union-attr]
+        print(f"{good} of {len(rows)} rows {'stored' if stored else 'valid, nothing stored'}", file=sys.stderr)
+    return 0 if good == len(rows) else 1
+
+
 class UsageError(Exception):
     """Bad input to a command: one line on stderr, exit code 2 (1 stays "the post is invalid")."""
 
@@ -226,6 +294,15 @@ def main(argv: list[str] | None = None) -> None:
     validate = sub.add_parser("validate", help="validate a post request (JSON file or - for stdin)")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)
+    schedule = sub.add_parser("schedule", help="schedule one post per row of a CSV file (columns: docs/week-planning.md)")
+    schedule.add_argument("--csv", required=True, help="the CSV file, or - for stdin")
+    schedule.add_argument("--atomic", action="store_true", help="store nothing unless every row is valid")
+    schedule.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
+    schedule.add_argument("--campaign", help="campaign of the rows that name none")
+    schedule.add_argument("--idempotency-key", help="the same key and file again: the first answer, nothing new stored")
+    schedule.add_argument("--profile", help="profile id or name (default profile if omitted)")
+    schedule.add_argument("--json", action="store_true")
+    schedule.set_defaults(func=cmd_schedule)
     rules = sub.add_parser("rules", help="list the preflight rules")
     rules.add_argument("--platform")
     rules.add_argument("--json", action="store_true", help="one JSON array of the rules")

@@ -34,7 +34,8 @@ INSTRUCTIONS = (
     "omnipost validates, publishes and schedules one post to up to 25 social accounts "
     "(Bluesky, X, Threads, LinkedIn, Instagram, Facebook Pages, Pinterest, Mastodon). Call validate_post "
     "first: it reports every rule a target breaks, with the numbers and a remediation to apply. "
-    "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule."
+    "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule. "
+    "Every tool's profileId is a profile's id or name; without it, the default profile."
 )
 
 
@@ -178,19 +179,21 @@ class OmnipostServer(MCPServer):
             tool.fn_metadata.output_schema = with_error_branch(slim_output(tool.fn_metadata.output_schema))
         tool.parameters = slim_input(tool.parameters)
 
-    def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], **kwargs: Any) -> None:
+    def add_request_tool(self, fn: Any, *, param: str, model: type[BaseModel], schema: dict[str, Any] | None = None,
+                         **kwargs: Any) -> None:
         """Register a tool whose one model parameter is advertised flattened (its fields are the arguments).
 
         call_tool validates the arguments as `model` itself and hands the tool (and its resolvers) the
         instance, so the SDK's argument model only carries it through (an opaque field: generating the
         model's JSON schema inside it again would be wasted start-up). The advertised schema is the
-        model's own, slimmed (toolschema.request_schema), generated once per model.
+        model's own, slimmed (toolschema.request_schema), generated once per model, or `schema` when given
+        (a compact one that names what the model validates in full).
         """
         fn.__annotations__[param] = Annotated[Any, WithJsonSchema({"type": "object"})]
         self.add_tool(fn, **kwargs)
         tool = self._tool_manager.get_tool(kwargs["name"])
         assert tool is not None
-        tool.parameters = request_schema(model)
+        tool.parameters = schema if schema is not None else request_schema(model)
         self._flattened[tool.name] = (param, model)
 
     def add_prompts_later(self, register: Callable[["OmnipostServer"], None]) -> None:

@@ -2,9 +2,9 @@
 (so the server can register its tools, and answer tools/list, before the store is loaded)."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from omnipost.validation import ValidateResult, Warning_
 from omnipost.errors import ErrorObject
@@ -89,7 +89,34 @@ class BatchResult(BaseModel):
     scheduledAt: datetime | None = None
     replay: bool = Field(default=False, description="True when this answer was replayed for a repeated idempotencyKey.")
     results: list[TargetOutcome]
-    validation: ValidateResult | None = Field(default=None, description="For dryRun: what validate_post reports; nothing was published.")
+    # Advertised as an object: its shape is validate_post's output schema, said there once (seven tools return a batch,
+    # and only publish_post's dryRun fills this; written out, it was 880 bytes of each one's schema in tools/list).
+    validation: Annotated[ValidateResult | None, WithJsonSchema({"type": ["object", "null"]})] = Field(
+        default=None, description="For dryRun: what validate_post reports; nothing was published.")
+
+
+class BulkItemOut(BaseModel):
+    """One item of schedule_posts, in call order."""
+
+    index: int
+    status: str = Field(description="queued, invalid (error says why, at items[index]...), valid (dryRun), or "
+                                    "partial_failed/failed (a target failed a deep check; error).")
+    batchId: str | None = None
+    scheduledAt: datetime | None = None
+    postIds: list[str] = Field(default_factory=lambda: [])
+    error: ErrorObject | None = None
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+
+
+class BulkResult(BaseModel):
+    """schedule_posts' answer: a result per item."""
+
+    status: str = Field(description="queued (every item), partial_failed, failed; dryRun: valid or invalid.")
+    queued: int
+    invalid: int
+    replay: bool = False
+    warnings: list[Warning_] = Field(default_factory=lambda: [])
+    items: list[BulkItemOut]
 
 
 class AttemptOut(BaseModel):
@@ -105,15 +132,27 @@ class AttemptOut(BaseModel):
     response: str | None = Field(description="The upstream body, secrets redacted, at most 2000 characters.")
 
 
+class RevisionOut(BaseModel):
+    """One edit (update_post): the fields it changed and their values before it."""
+
+    number: int
+    at: datetime
+    fields: list[str]
+    before: dict[str, Any]
+
+
 class PostDetail(TargetOutcome):
-    """A post with its text and every attempt."""
+    """A post with its text, every attempt and every edit."""
 
     batchId: str
     text: str
     createdAt: datetime
     updatedAt: datetime
     publishedAt: datetime | None
+    scheduledAt: datetime | None = None
+    campaign: str | None = None
     attempts: list[AttemptOut]
+    revisions: list[RevisionOut] = Field(default_factory=lambda: [])
 
 
 class PostPage(BaseModel):

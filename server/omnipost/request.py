@@ -27,7 +27,7 @@ PlatformId = Annotated[Platform, BeforeValidator(_platform_alias)]
 
 
 class MediaItem(_Strict):
-    """One attachment: exactly one of mediaId (preferred), url or bytesBase64; altText optional."""
+    """Exactly one of mediaId (preferred), url or bytesBase64."""
 
     mediaId: str | None = Field(default=None, min_length=1, max_length=64, description="From upload_media (med_…).")
     url: str | None = Field(default=None, min_length=1, max_length=4096, description="Public http(s) URL.")
@@ -139,6 +139,7 @@ Timezone = Annotated[str, Field(description="IANA zone for a scheduledAt without
 ProfileId = Annotated[str, Field(min_length=1, max_length=64, description="Id or name (default profile if omitted).")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, description="Same key + same body = same answer.")]
 SkipDuplicates = Annotated[bool, Field(description="Allow the same text to the same account within 24 h.")]
+Campaign = Annotated[str, Field(min_length=1, max_length=64)]  # the name says it (the context budget)
 
 
 class _PostBody(_Content):
@@ -174,6 +175,7 @@ class PostRequest(_PostBody):
     idempotencyKey: IdempotencyKey | None = None
     profileId: ProfileId | None = None
     skipDuplicateCheck: SkipDuplicates | None = None
+    campaign: Campaign | None = None
 
 
 class ScheduleRequest(_PostBody):
@@ -184,6 +186,53 @@ class ScheduleRequest(_PostBody):
     idempotencyKey: IdempotencyKey | None = None
     profileId: ProfileId | None = None
     skipDuplicateCheck: SkipDuplicates | None = None
+    campaign: Campaign | None = None
+
+
+class BulkItem(_PostBody):
+    """One item of schedule_posts: a schedule_post request without the call-wide idempotencyKey and profileId."""
+
+    scheduledAt: ScheduledAt
+    timezone: Timezone | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+    campaign: Campaign | None = None
+
+    def as_schedule(self, profile_id: str | None) -> ScheduleRequest:
+        """The item as the schedule_post request it stands for."""
+        return ScheduleRequest.model_construct(_fields_set=set(self.model_fields_set) | {"profileId"}, profileId=profile_id,
+                                               **{name: getattr(self, name) for name in type(self).model_fields})
+
+
+class BulkRequest(_Strict):
+    """schedule_posts' request. Items stay raw here: each is validated on its own (one bad item fails alone, its errors
+    at items[i]...)."""
+
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+    atomic: bool | None = None
+    dryRun: bool | None = None
+    campaign: Campaign | None = None
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+
+
+class _UpdateBase(_Content):
+    """update_post's request: the post or batch, and only the fields to change (a field sent as null is removed)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    scheduledAt: ScheduledAt | None = None
+    timezone: Timezone | None = None
+    campaign: Campaign | None = None
+    skipDuplicateCheck: SkipDuplicates | None = None
+    idempotencyKey: IdempotencyKey | None = None
+    profileId: ProfileId | None = None
+
+
+UpdateRequest = create_model(
+    "UpdateRequest", __base__=_UpdateBase, __module__=__name__, __doc__=_UpdateBase.__doc__,
+    **{OPTION_KEY[platform]: (options | None, None) for platform, options in _OPTIONS},
+    tiktok=(TiktokOptions | None, None),
+    youtube=(YoutubeOptions | None, None),
+)
 
 
 class ValidateRequest(_PostBody):

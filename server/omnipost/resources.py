@@ -1,4 +1,5 @@
-"""Read-only resources: the rule catalogue (one fixed resource) and three templates, one rule, one post, one account.
+"""Read-only resources: the rule catalogue (one fixed resource) and four templates, one rule, one post, one account, and
+the calendar (a period's queued posts by day, issue 14).
 
 A template is one entry in resources/templates/list however many rules, posts or accounts there are; the
 client fills in the id (completion/complete offers the ids, see completions.py). A post or an account is read
@@ -26,6 +27,7 @@ CATALOGUE_URI = "omnipost://rules"
 RULE_TEMPLATE = "omnipost://rules/{ruleId}"
 POST_TEMPLATE = "omnipost://posts/{postId}{?profileId}"
 ACCOUNT_TEMPLATE = "omnipost://accounts/{accountId}{?profileId}"
+CALENDAR_TEMPLATE = "omnipost://calendar/{start}{?days,timezone,campaign,profileId}"
 
 
 def catalogue_json() -> str:
@@ -48,7 +50,7 @@ def as_resource_error(exc: AppError, uri: str) -> ResourceError:
 
 
 def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
-    """Register the catalogue and the rule, post and account templates (each rendered when read)."""
+    """Register the catalogue and the rule, post, account and calendar templates (each rendered when read)."""
     from omnipost.auth import Reach
     from omnipost.outputs import account_out
     from omnipost.tools.common import reach_of
@@ -89,3 +91,17 @@ def register_resources(server: "OmnipostServer", rt: "Runtime") -> None:
             return account_out(await rt.accounts.get(reach, accountId))
 
         return await read_within_reach(f"omnipost://accounts/{accountId}", profileId, found)
+
+    @server.resource(CALENDAR_TEMPLATE, name="calendar", title="Calendar of queued posts", mime_type="application/json",
+                     description=("The queued posts of `days` days (default 7, at most 31) from the date `start` (e.g. "
+                                  "2026-12-07), by day, in `timezone` (IANA, default UTC), optionally one campaign's: "
+                                  "read it before planning more posts."))
+    async def calendar(start: str, days: str = "7", timezone: str | None = None, campaign: str | None = None,
+                       profileId: str | None = None) -> str:
+        uri = f"omnipost://calendar/{start}"
+        try:
+            reach = await reach_of(rt, profileId)
+            count = int(days) if days.isdigit() else 0
+            return json.dumps(await rt.publisher.calendar(reach, start, count, timezone, campaign), ensure_ascii=False)
+        except AppError as exc:
+            raise as_resource_error(exc, uri) from None

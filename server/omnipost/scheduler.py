@@ -5,9 +5,11 @@ One tick (`run_due`) is deterministic given `now`:
 1. heartbeat: upsert this worker's row in `scheduler_heartbeats` (alive = seen within 2 ticks);
 2. missed: queued posts (and due retries) more than `grace` late fail with `schedule.missed_grace`;
 3. claim: due posts get a lease (`lease_owner`, `lease_until`) through a conditional UPDATE
-   `... WHERE id = :id AND status = :status AND (lease_until IS NULL OR lease_until < :now)`; the
-   worker whose UPDATE changed the row owns it. (On PostgreSQL this becomes one
-   `SELECT ... FOR UPDATE SKIP LOCKED` + UPDATE; the predicate is the same.)
+   `... WHERE id = :id AND status = :status AND <still due, lease free>` (due_filter again: a post edited or
+   rescheduled since the SELECT is not claimed for its old time); the worker whose UPDATE changed the row owns
+   it, and reads the post's content only after that commits, so an edit (update_post, conditional on no live lease)
+   either lands before the claim or is refused. (On PostgreSQL this becomes one `SELECT ... FOR UPDATE SKIP LOCKED`
+   + UPDATE; the predicate is the same.)
 4. publish: claimed `queued`/`failed` posts, and `processing` posts due for their next status check (the
    platform was still processing a container or a video: the adapter checks the same handle once, from the
    post's pieces ledger, and publishes it or leaves it `processing` again), through `PublishService._fan_out` (the exactly-once
@@ -257,7 +259,6 @@ class Scheduler:
     async def _claim(self, now: datetime) -> list[tuple[str, str]]:
         """Lease the due posts; returns (post id, status when claimed) of those this worker won, in due order."""
         until = now + timedelta(seconds=self.lease_seconds)
-        lease_free = or_(col(Post.lease_until).is_(None), col(Post.lease_until) < now)
         query = (select(Post.id, Post.status).where(due_filter(now))
                  .order_by(col(Post.next_attempt_at), col(Post.position)).limit(CLAIM_BATCH))
         if self.db.engine.dialect.name == "postgresql":
@@ -268,7 +269,9 @@ class Scheduler:
             candidates = list((await s.exec(query)).all())
             won: list[tuple[str, str]] = []
             for pid, status in candidates:
-                result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, lease_free)
+                # due_filter again, not only the lease: a post edited or rescheduled (update_post, reschedule_post) since
+                # the SELECT above is claimed only if it is still due
+                result = await s.exec(sa_update(Post).where(col(Post.id) == pid, col(Post.status) == status, due_filter(now))
                                       .values(lease_owner=self.worker_id, lease_until=until))
                 if result.rowcount == 1:
                     won.append((pid, status))
@@ -401,6 +404,24 @@ async def reschedule(publisher: "PublishService", scope: "Reach | str", post_or_
         s.add(batch)
         await s.commit()
     return await publisher.batch_result(batch_id)
+
+
+async def reschedule_campaign(publisher: "PublishService", scope: "Reach | str", name: str, scheduled_at: str,
+                              zone: str | None) -> Any:
+    """Move a campaign's queued posts (its earliest to `scheduled_at`, the rest by as much); returns the campaign answer.
+
+    Raises:
+        NotFoundError; ValidationFailedError: bad time or zone.
+    """
+    from omnipost.request import PostRequest
+    from omnipost.validation import check_request, parse_time
+
+    probe = PostRequest.model_validate({"text": "-", "targets": [{"platform": "bluesky"}], "scheduledAt": scheduled_at,
+                                        "timezone": zone})
+    check_request(probe, publisher.clock)  # same rules as scheduling: parseable, known zone, at least 1 s ahead
+    when = parse_time(scheduled_at, ZoneInfo(zone) if zone else timezone.utc)
+    notes = [w.model_dump(exclude_none=True) for w in local_time_warnings(scheduled_at, zone)]
+    return await publisher.reschedule_campaign(scope, name, when, notes)
 
 
 async def retry(publisher: "PublishService", scope: "Reach | str", batch_id: str) -> Any:

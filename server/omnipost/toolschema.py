@@ -6,7 +6,10 @@ and input schemas).
   `anyOf [X, null]` + `default: null` written as just X (not being required already says it may be left out),
   and a definition used once written in place.
 - slim_output: an output schema without titles, descriptions and defaults (the tool description says what comes
-  back), the error object as a compact shape every error satisfies (`code` and `message`, more allowed).
+  back), `anyOf [X, null]` written as `type: [X, "null"]`, the error object as a compact shape every error
+  satisfies (`code` and `message`, more allowed).
+- update_schema / bulk_schema: update_post's and schedule_posts' inputs, their fields named, not spelt out (each
+  validated in full as its pydantic model, with every field's path; schedule_posts' items one by one).
 - request_schema: the input schema of a post tool (validate_post, schedule_post, publish_post): exactly the fields
   of its own request model (request.py), with the target's per-platform option objects summed up in one line of its
   description and the `platforms` overrides named, not spelt out; their full shapes are the resource
@@ -203,9 +206,20 @@ def slim_input(schema: dict[str, Any], *, finish: bool = True) -> dict[str, Any]
     return _place_defs(slim) if finish else slim
 
 
+def _nullable_type(node: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf [{type: T, ...}, {type: null}]` written as `{type: [T, null], ...}`: the same values, said shorter."""
+    branches = node.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and _NULL in branches:
+        other = next(b for b in branches if b != _NULL)
+        if isinstance(other, dict) and isinstance(other.get("type"), str) and not set(other) & set(node):
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return {**other, "type": [other["type"], "null"], **rest}
+    return node
+
+
 def slim_output(schema: dict[str, Any]) -> dict[str, Any]:
     """An output schema that every structured result still validates against: see the module docstring."""
-    slim = _walk(schema, _drop(("title", "description", "default")))
+    slim = _walk(_walk(schema, _drop(("title", "description", "default"))), _nullable_type)
     defs = slim.get("$defs", {})
     if "ErrorObject" in defs:
         defs["ErrorObject"] = copy.deepcopy(COMPACT_ERROR)
@@ -237,7 +251,13 @@ def _full_request_schema() -> dict[str, Any]:
     """PostRequest's schema, slimmed: every post tool's fields (pydantic generates it once; it is most of start-up)."""
     from omnipost.request import PostRequest
 
-    return inline_single_use(slim_input(PostRequest.model_json_schema(ref_template="#/$defs/{model}"), finish=False))
+    def no_sanity_cap(node: dict[str, Any]) -> dict[str, Any]:
+        # The 100 000-character caps on text fields only bound hostile input (still validated); a model writing a post
+        # is bounded by its platforms' limits, which validate_post reports: not worth their bytes in three schemas.
+        return {k: v for k, v in node.items() if not (k == "maxLength" and isinstance(v, int) and v >= 100_000)}
+
+    schema = _walk(PostRequest.model_json_schema(ref_template="#/$defs/{model}"), no_sanity_cap)
+    return inline_single_use(slim_input(schema, finish=False))
 
 
 @functools.cache
@@ -273,7 +293,7 @@ def _request_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
     schema["properties"]["platforms"] = {
         "type": "object",
-        "description": 'Per-platform defaults for its targets, e.g. {"x": {"text": "..."}, "instagram": {"contentType": "reel"}}.',
+        "description": 'Per-platform defaults for its targets, e.g. {"instagram": {"contentType": "reel"}}.',
         "properties": {name: {"$ref": "#/$defs/Override"} for name in PLATFORM_ALIASES},
         "additionalProperties": False,
     }
@@ -303,6 +323,30 @@ def option_summary() -> str:
             fields.append(f"{name}: {'|'.join(values)}" if values else name)
         parts.append(f"{key} {{{', '.join(fields)}}}")
     return "; ".join(parts)
+
+
+_STR: dict[str, Any] = {"type": "string"}
+_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+
+
+def update_schema() -> dict[str, Any]:
+    """update_post's advertised input: the fields it changes, named, not spelt out (the tool validates its arguments
+    as request.UpdateRequest, in full, with every field's path). The option objects are said in the description."""
+    props: dict[str, Any] = {"id": _STR,
+                             "text": _STR, "media": _OBJECTS, "firstComment": _STR,
+                             "thread": {"type": "array", "items": _STR}, "title": _STR, "visibility": _STR,
+                             "scheduledAt": _STR, "timezone": _STR, "campaign": _STR, "skipDuplicateCheck": {"type": "boolean"},
+                             "idempotencyKey": _STR, "profileId": _STR}
+    return {"type": "object", "properties": props, "required": ["id"]}
+
+
+def bulk_schema() -> dict[str, Any]:
+    """schedule_posts' advertised input: items named as schedule_post requests (each validated in full, on its own)."""
+    return {"type": "object", "properties": {
+        "items": {**_OBJECTS, "minItems": 1, "maxItems": 100, "description": "Each a schedule_post request."},
+        "atomic": {"type": "boolean"}, "dryRun": {"type": "boolean"},
+        "campaign": {**_STR, "description": "Items' default."}, "idempotencyKey": _STR, "profileId": _STR},
+        "required": ["items"], "additionalProperties": False}
 
 
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:

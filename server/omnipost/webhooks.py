@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("omnipost.webhooks")
 
 EVENTS: frozenset[str] = frozenset({
-    "post.queued", "post.validated", "post.published", "post.rejected", "post.failed",
+    "post.queued", "post.validated", "post.published", "post.rejected", "post.failed", "post.updated",
     "token.expiring", "token.revoked", "version.deprecated", "webhook.test",
 })
 SECRET_PREFIX = "whsec_"

@@ -78,7 +78,11 @@ class Intake:
         """Settle a claim whose request ended without its answer (an error, a crash): nothing stored frees the key for a
         retry; a stored batch becomes the answer to replay, so the retry cannot publish it twice."""
         if batch_id is None:
-            await self.idempotency.release(record_id)
+            answer = (await self.idempotency.progress(record_id)).get("answer")  # schedule_posts': attached with its rows
+            if answer is not None:
+                await self.idempotency.complete(record_id, answer)
+            else:
+                await self.idempotency.release(record_id)
         else:
             await self.idempotency.complete(record_id, (await self.batch_result(batch_id)).model_dump(mode="json"))
 
@@ -145,7 +149,7 @@ class Intake:
                 text=t.text, text_hash=text_hash(t.text), content=dump_target(t, media_ids.get(t.index, {})),
                 warnings=[w.model_dump(exclude_none=True) for w in r.warnings] + deep_warnings.get(t.index, []) + schedule_warnings,
                 error=error.model_dump(exclude_none=True) if error else None, created_at=now, updated_at=now,
-                next_attempt_at=when if mode == "scheduled" and not error else None,
+                next_attempt_at=when if mode == "scheduled" and not error else None, campaign=req.campaign,
             ))
         async with self.db.session() as s:
             # Decisions about these accounts' new posts are serialised across processes (caps.lock: an advisory lock
@@ -206,8 +210,11 @@ class Intake:
                     p.status, p.next_attempt_at = "queued", until
                     p.warnings = [*(p.warnings or []), caps.deferred_warning(p.platform, cap, len(counted[account_id]), until)]
 
-    async def _duplicates(self, s: Any, targets: Sequence[ResolvedTarget]) -> list[ErrorObject]:
-        """post.duplicate violations: the targets whose text went to their account within the window (stored posts only)."""
+    async def _duplicates(self, s: Any, targets: Sequence[ResolvedTarget], exclude: frozenset[str] = frozenset(),
+                          paths: dict[int, str] | None = None) -> list[ErrorObject]:
+        """post.duplicate violations: the targets whose text went to their account within the window (stored posts only;
+        `exclude`: posts that are not earlier ones, the ones being edited). `paths`: a target's path when it is not
+        targets[index] (a bulk item's, an edited batch's)."""
         since = self.clock.now() - DUPLICATE_WINDOW
         found: list[ErrorObject] = []
         wanted = {(t.account.id, text_hash(t.text)) for t in targets if t.account is not None}
@@ -215,14 +222,15 @@ class Intake:
             "accounts": sorted({a for a, _ in wanted}), "hashes": sorted({h for _, h in wanted}), "since": since})).all()
         latest: dict[tuple[str, str], Post] = {}
         for row in rows:
-            latest.setdefault((row.account_id, row.text_hash), row)
+            if row.id not in exclude:
+                latest.setdefault((row.account_id, row.text_hash), row)
         if latest:
             for t in targets:
                 assert t.account is not None
                 earlier = latest.get((t.account.id, text_hash(t.text)))
                 if earlier is not None:
                     found.append(violation_error(Violation(
-                        "post.duplicate", f"targets[{t.index}].text",
+                        "post.duplicate", f"{(paths or {}).get(t.index, f'targets[{t.index}]')}.text",
                         f"The same text went to account {t.account.id} at {earlier.created_at.isoformat()} (post {earlier.id}).",
                         f"Change the text, or set skipDuplicateCheck: true to post it again (earlier post: {earlier.id}).",
                         actual=earlier.id, limit=24)))

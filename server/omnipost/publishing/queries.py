@@ -7,14 +7,14 @@ from sqlmodel import col, select
 
 from omnipost.accounts import hides_batches, real_batches
 from omnipost.auth import Reach, as_reach
-from omnipost.outputs import AttemptOut, BatchResult, PostDetail, PostPage, TargetOutcome
+from omnipost.outputs import AttemptOut, BatchResult, PostDetail, PostPage, RevisionOut, TargetOutcome
 from omnipost.errors import (
     NotFoundError,
     PlatformError,
     ValidationFailedError,
     echo,
 )
-from omnipost.store.models import Account, Attempt, Batch, Post
+from omnipost.store.models import Account, Attempt, Batch, Post, PostRevision
 from omnipost.publishing.common import Progress, outcome, batch_status
 
 class Queries:
@@ -44,9 +44,13 @@ class Queries:
         post = await self._own_post(scope, post_id)
         async with self.db.session() as s:
             attempts = list((await s.exec(select(Attempt).where(Attempt.post_id == post_id).order_by(col(Attempt.number)))).all())
+            revisions = list((await s.exec(select(PostRevision).where(PostRevision.post_id == post_id)
+                                           .order_by(col(PostRevision.number)))).all())
         return PostDetail(
             **outcome(post).model_dump(), batchId=post.batch_id, text=post.text, createdAt=post.created_at,
-            updatedAt=post.updated_at, publishedAt=post.published_at,
+            updatedAt=post.updated_at, publishedAt=post.published_at, campaign=post.campaign,
+            scheduledAt=post.next_attempt_at if post.status == "queued" else None,
+            revisions=[RevisionOut(number=r.number, at=r.created_at, fields=list(r.fields), before=dict(r.before)) for r in revisions],
             attempts=[AttemptOut(number=a.number, startedAt=a.started_at, finishedAt=a.finished_at, httpStatus=a.http_status,
                                  outcome=a.outcome, errorCode=a.error_code, willRetry=a.will_retry, response=a.response_body)
                       for a in attempts],
@@ -54,7 +58,7 @@ class Queries:
 
     async def list_posts(self, scope: Reach | str, *, platform: str | None = None, status: str | None = None,
                          error_code: str | None = None, after: datetime | None = None, before: datetime | None = None,
-                         cursor: str | None = None, limit: int = 50) -> PostPage:
+                         cursor: str | None = None, limit: int = 50, campaign: str | None = None) -> PostPage:
         """Posts of the profile within reach, newest first, filtered, cursor-paginated (the cursor is the last post id seen)."""
         reach = as_reach(scope)
         q = select(Post).where(Post.profile_id == reach.profile_id)
@@ -64,6 +68,8 @@ class Queries:
             q = q.where(Post.platform == platform)
         if status:
             q = q.where(Post.status == status)
+        if campaign:
+            q = q.where(Post.campaign == campaign)
         if after:
             q = q.where(Post.created_at >= after)
         if before:

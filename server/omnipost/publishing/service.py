@@ -12,13 +12,16 @@ from omnipost.idempotency import Idempotency
 from omnipost.platforms.base import PlatformAdapter
 from omnipost.store.db import Database
 from omnipost.publishing.common import MediaPort
+from omnipost.publishing.bulk import Bulk
+from omnipost.publishing.campaigns import Campaigns
 from omnipost.publishing.dispatch import Dispatch
+from omnipost.publishing.edits import Edits
 from omnipost.publishing.intake import Intake
 from omnipost.publishing.queries import Queries
 from omnipost.publishing.unknown import Unknowns
 
 @dataclass
-class PublishService(Intake, Dispatch, Unknowns, Queries):
+class PublishService(Intake, Dispatch, Unknowns, Queries, Edits, Bulk, Campaigns):
     """Publishing, drafts, post history and crash recovery."""
 
     db: Database

@@ -260,8 +260,26 @@ def _instance_apps(conn: Connection) -> None:
     md.tables["instance_apps"].create(conn)
 
 
+def _campaigns_and_revisions(conn: Connection) -> None:
+    """Issue 14: a post may carry a campaign label (list_posts filters by it, cancel/reschedule act on all of a
+    campaign's queued posts), and every edit of a queued or draft post (update_post) is kept as a revision: the
+    fields it changed and their values before. Posts stored before belong to no campaign and have no revisions."""
+    conn.execute(sa.text("ALTER TABLE posts ADD COLUMN campaign VARCHAR"))
+    conn.execute(sa.text("CREATE INDEX ix_posts_campaign ON posts (profile_id, campaign)"))
+    md = sa.MetaData()
+    sa.Table("posts", md, sa.Column("id", sa.String, primary_key=True))  # only for the foreign key; it exists
+    sa.Table("post_revisions", md,
+             sa.Column("id", sa.String, primary_key=True),
+             sa.Column("post_id", sa.String, sa.ForeignKey("posts.id"), nullable=False, index=True),
+             sa.Column("number", sa.Integer, nullable=False),
+             sa.Column("fields", sa.JSON, nullable=False),
+             sa.Column("before", sa.JSON, nullable=False),
+             sa.Column("created_at", UTCDateTime(), nullable=False))
+    md.tables["post_revisions"].create(conn)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions, _media_source_url,
-                                                  _instance_apps]
+                                                  _instance_apps, _campaigns_and_revisions]
 LATEST = len(MIGRATIONS)
 
 

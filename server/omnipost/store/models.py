@@ -75,7 +75,8 @@ class Post(SQLModel, table=True):
     __tablename__ = "posts"
     __table_args__ = (Index("ix_posts_dup", "account_id", "text_hash", "created_at"),
                       Index("ix_posts_status", "status"),
-                      Index("ix_posts_due", "status", "next_attempt_at"))
+                      Index("ix_posts_due", "status", "next_attempt_at"),
+                      Index("ix_posts_campaign", "profile_id", "campaign"))
     id: str = Field(primary_key=True)
     batch_id: str = Field(foreign_key="batches.id", index=True)
     profile_id: str = Field(foreign_key="profiles.id", index=True)
@@ -102,6 +103,19 @@ class Post(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts(nullable=True)  # queued: the scheduled time; failed: when the scheduler retries
     lease_owner: str | None = None  # the scheduler worker that claimed the post
     lease_until: datetime | None = _ts(nullable=True)  # the claim lapses after this (a crashed worker)
+    campaign: str | None = None  # the caller's label grouping posts (issue 14)
+
+
+class PostRevision(SQLModel, table=True):
+    """One edit of a queued or draft post (update_post): the fields it changed and their values before it."""
+
+    __tablename__ = "post_revisions"
+    id: str = Field(primary_key=True)  # rev_
+    post_id: str = Field(foreign_key="posts.id", index=True)
+    number: int  # 1 for the first edit
+    fields: list[str] = Field(default_factory=new_list, sa_column=Column(JSON, nullable=False))
+    before: dict[str, Any] = Field(default_factory=new_dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
 
 
 class SchedulerHeartbeat(SQLModel, table=True):

@@ -30,7 +30,7 @@ defaults are for all."""
 
 def only_for(argument: str, description: str) -> str:
     """An argument's description, saying which platform takes it."""
-    return f"Only for platform {PLATFORM_ARGS[argument]} (refused for the others): {description}"
+    return f"{PLATFORM_ARGS[argument]} only: {description}"
 
 
 def refuse_foreign_arguments(platform: str, given: dict[str, object]) -> None:
@@ -108,8 +108,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
-            "how it takes posts. caller_id (default): omnipost picks each post's id, as Bluesky; own_id: it assigns ids "
-            "and refuses the same text twice in 24 h, as X; container: a post processes, then is published, as Instagram."))] = None,
+            "caller_id (default: our ids, as Bluesky), own_id (its ids, repeats refused, as X) or container (processes "
+            "first, as Instagram)."))] = None,
         oauth: Annotated[bool | None, Field(description="Sandbox: sign in through the emulated platform's OAuth.")] = None,
         accessToken: Annotated[str | None, Field(max_length=4096, description="OAuth: a developer-portal token (verified first).")] = None,
         refreshToken: Annotated[str | None, Field(max_length=4096)] = None,
@@ -196,7 +196,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                      "and an app password, optionally pdsUrl; the session is kept and refreshed, the password not stored. "
                      "Sandbox: a local simulated platform with the rules of the one it emulates, to try publishing end to end "
                      "without a real account. OAuth: status pending and authorizationUrl for the user (show it unless "
-                     "opened), then complete_connect. Reconnecting updates the account (same id)."),
+                     "opened), then complete_connect. Reconnecting updates the account (same id). A platform's own arguments are refused "
+                     "for the others."),
         annotations=LOCAL_WRITE,
     )
 

@@ -19,10 +19,11 @@ PUBLISH = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempote
 UPSTREAM_DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
-# The arguments most tools take, described once (every tool's schema carries the description: keep it short).
-ProfileArg = Annotated[str | None, Field(description="Default: the default profile.")]
+# The arguments most tools take, described once (every tool's schema carries the description: keep it short). profileId
+# has none: 26 tools take it, and the server's instructions say once what it is (app.INSTRUCTIONS; the context budget).
+ProfileArg = Annotated[str | None, Field()]
 KeyArg = Annotated[str | None, Field(min_length=1, max_length=128,
-                                     description="Same key + same arguments in 24 h: the first answer, done once.")]
+                                     description="Same key + arguments in 24 h: the first answer, done once.")]
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -107,11 +107,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         name="validate_post",
         title="Validate a post for every target",
         description=(
-            "Check a post against every rule of each target platform; nothing is published or stored. Use it before "
-            "publish_post or schedule_post and after each edit: same post, and a target may name just a platform instead of "
-            "an accountId. Returns per target, in order: valid, measure (length and limit as that platform counts), errors "
-            "(rule id, numbers, remediation), warnings and preview (the exact body to be sent). Broken rules are a normal "
-            "answer (valid: false); only a malformed request is an error (validation_failed, rule = the field's JSON path)."
+            "Check a post against every rule of each target platform; nothing is published or stored. A target may "
+            "name just a platform instead of an accountId. "
+            "Returns per target, in order: valid, measure (length and limit as its platform counts), errors (rule id, "
+            "numbers, remediation), warnings and preview (the body to send). Broken rules are a normal answer (valid: "
+            "false); only a malformed request is an error (validation_failed, rule = the field's path)."
         ),
         annotations=ToolAnnotations(title="Validate a post", read_only_hint=True, destructive_hint=False,
                                     idempotent_hint=True, open_world_hint=False),

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from omnipost.auth import Reach, as_reach, current_caller
 from omnipost.validation import validate_request
-from omnipost.errors import InputError
+from omnipost.errors import InputError, ValidationFailedError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, PostStatus, TargetOutcome
 from omnipost.request import PostRequest
 from omnipost.tools.common import (LOCAL_DESTRUCTIVE, PUBLISH, READ, UPSTREAM_DESTRUCTIVE, Instant, KeyArg, ProfileArg,
@@ -33,26 +33,34 @@ class DeclinedError(InputError):
 
 
 async def with_idempotency(rt: "Runtime", scope: Reach | str, tool: str, key: str | None, body: dict[str, Any],
-                           run: Callable[[], Awaitable[BaseModel]], model: type[BaseModel]) -> Any:
-    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body.
-    A test key's idempotency keys are its own (Reach.idempotency_key): it never gets a live key's answer."""
+                           run: Callable[..., Awaitable[BaseModel]], model: type[BaseModel], *, mark_replay: bool = False,
+                           pass_claim: bool = False) -> Any:
+    """Run a write once per (profile, key): replay the stored answer for a repeat with the same body (with
+    `mark_replay`, its `replay` field set). A test key's idempotency keys are its own (Reach.idempotency_key): it
+    never gets a live key's answer. `pass_claim`: `run` gets the claim's id (None without a key), to attach its answer
+    to the claim in the transaction that stores what it wrote (Idempotency.attach {"answer": ...}): a request that
+    then fails, or a crash (recovery), completes the claim with that answer instead of freeing the key."""
     from omnipost.idempotency import Idempotency, request_hash
 
     if key is None:
-        return await run()
+        return await (run(None) if pass_claim else run())
     assert rt.db is not None
     reach = as_reach(scope)
     idem = Idempotency(rt.db, rt.clock)
     claim = await idem.claim(reach.profile_id, reach.idempotency_key(key), tool, request_hash(tool, body))
     if claim.replay is not None:
-        return model.model_validate(claim.replay)
+        return model.model_validate(claim.replay | ({"replay": True} if mark_replay else {}))
     assert claim.record_id is not None
     try:
-        result = await run()
+        result = await (run(claim.record_id) if pass_claim else run())
         await idem.complete(claim.record_id, result.model_dump(mode="json"))
     except BaseException:  # a refusal, a bug (internal_error) or a cancellation: never leave the key "still running"
         with anyio.CancelScope(shield=True):
-            await idem.release(claim.record_id)
+            answer = (await idem.progress(claim.record_id)).get("answer") if pass_claim else None
+            if answer is not None:  # what it wrote is stored: a retry replays it, never writes it again
+                await idem.complete(claim.record_id, answer)
+            else:
+                await idem.release(claim.record_id)
         raise
     return result
 
@@ -95,12 +103,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     server.add_request_tool(
         publish_post, param="request", model=PostRequest, name="publish_post", title="Publish a post now",
         description=(
-            "Publish one post to up to 25 connected accounts now (draft: true stores it instead; dryRun: true only checks; "
-            "scheduledAt queues it, as schedule_post). Every platform rule is checked first: if a target breaks one, nothing "
-            "is published and the error lists each violation with its remediation. Returns the batch (published, "
-            "partial_failed or failed) with each target's post id, URL or error. Set idempotencyKey so a retry cannot post "
-            "twice. The same text to the same account within 24 h is refused unless skipDuplicateCheck. The user may be "
-            "asked to confirm."
+            "Publish one post to up to 25 connected accounts now (draft: true stores it; dryRun: true only checks; "
+            "scheduledAt queues it). Every platform rule is checked first: if a target breaks one, nothing is published and "
+            "the error lists each violation with its remediation. Returns the batch with each target's post id, URL or "
+            "error. Set idempotencyKey so a retry cannot post twice. The same text to the same account within 24 h is "
+            "refused unless skipDuplicateCheck. The user may be asked to confirm."
         ),
         annotations=PUBLISH,
     )
@@ -138,8 +145,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     description=(
                         "Settle a target whose outcome is unknown (sent; no definite answer came back). published + "
                         "upstream (its URL or id): checked on the platform where it can tell (refused if absent), else "
-                        "recorded as unverified; the target becomes published. resend: published again now, under the same "
-                        "upstream id where the platform allows, so it cannot appear twice. Returns the target's outcome."),
+                        "recorded as unverified. resend: published again now, under the same upstream id where the "
+                        "platform allows. Returns the target's outcome."),
                     annotations=PUBLISH)
 
     async def get_post(postId: Annotated[str, Field(description="post_… id.")], profileId: ProfileArg = None) -> PostDetail:
@@ -159,23 +166,33 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         before: Annotated[Instant | None, Field(description="Created before (ISO-8601; without an offset it is UTC).")] = None,
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
+        campaign: str | None = None,
     ) -> PostPage:
         reach = await reach_of(rt, profileId)
         return await rt.publisher.list_posts(reach, platform=platform, status=status, error_code=errorCode, after=after,
-                                             before=before, cursor=cursor, limit=limit)
+                                             before=before, cursor=cursor, limit=limit, campaign=campaign)
 
     server.add_tool(list_posts, name="list_posts", title="List posts",
                     description="List the profile's posts, newest first, filtered by platform, status, error code and creation time; pass nextCursor to page.",
                     annotations=READ)
 
-    async def cancel_post(id: Annotated[str, Field(description="A draft or queued post (post_…), or a batch (bat_…).")],
-                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
+    async def cancel_post(id: Annotated[str | None, Field(description="A draft or queued post (post_…), or a batch (bat_…).")] = None,
+                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None,
+                          campaign: Annotated[str | None, Field(description="Or: all its posts.")] = None) -> BatchResult:
         reach = await reach_of(rt, profileId)
-        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": id},
-                                      lambda: rt.publisher.cancel(reach, id), BatchResult)
+        if (id is None) == (campaign is None):
+            raise ValidationFailedError("Give id or campaign, not both.", path="id",
+                                        remediation="Name a post or batch in id, or a campaign in campaign.")
+        if campaign is not None:
+            return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"campaign": campaign},
+                                          lambda: rt.publisher.cancel_campaign(reach, campaign), BatchResult)
+        post_id = id
+        assert post_id is not None
+        return await with_idempotency(rt, reach, "cancel_post", idempotencyKey, {"id": post_id},
+                                      lambda: rt.publisher.cancel(reach, post_id), BatchResult)
 
     server.add_tool(cancel_post, name="cancel_post", title="Cancel a draft or queued post",
-                    description=("Cancel a draft or queued post (or all of a batch's) so it is never published; returns the "
+                    description=("Cancel a draft or queued post (or all of a batch's or a campaign's) so it is never published; returns the "
                                  "batch. Cancelling twice is no error; one already publishing cannot be cancelled, and "
                                  "delete_post removes a published one."),
                     annotations=LOCAL_DESTRUCTIVE)

@@ -43,7 +43,6 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return PlatformVersions(versions=[PlatformVersionOut.model_validate(r) for r in listing(rt.clock.now())])
 
     server.add_tool(platform_versions, name="platform_versions", title="Platform API versions",
-                    description=("The upstream API version omnipost speaks for each platform (Graph API version, "
-                                 "LinkedIn-Version month, …) with its sunset, days left, status (ok, deprecated_soon within "
+                    description=("The upstream API version omnipost speaks for each platform with its sunset, days left, status (ok, deprecated_soon within "
                                  "30 days, past_sunset) and source. A version.deprecated webhook fires near a sunset."),
                     annotations=READ)

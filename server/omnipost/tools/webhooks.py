@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from omnipost.store.models import WebhookDelivery, WebhookEndpoint
     from omnipost.webhooks import WebhookService
 
-EventName = Literal["post.queued", "post.validated", "post.published", "post.rejected", "post.failed",
+EventName = Literal["post.queued", "post.validated", "post.published", "post.rejected", "post.failed", "post.updated",
                     "token.expiring", "token.revoked", "version.deprecated", "webhook.test"]
 
 
