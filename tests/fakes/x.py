@@ -158,11 +158,14 @@ class FakeX(FakeUpstream):
         self.refresh_tokens[token] = _Refresh(user_id, tuple(scopes))
         return token
 
-    def expire_tokens(self) -> None:
-        """Every access token issued so far ends now (the next call answers 401)."""
-        for grant in self.grants.values():
+    def expire_tokens(self, *, refresh: bool = False) -> None:
+        """Every access token issued so far ends now (the next call answers 401); with `refresh`, every refresh token
+        is revoked too (a refresh is refused: the user must reconnect)."""
+        for token, grant in self.grants.items():
             if grant.kind == "user":
                 grant.expires_at = min(grant.expires_at or self.clock(), self.clock())
+            elif grant.kind == "refresh" and refresh:
+                self.revoke(token)
 
     def live_posts(self, user: str | None = None) -> list[XPost]:
         return [p for p in self.posts.values() if not p.deleted and (user is None or p.user == user)]
