@@ -27,8 +27,11 @@ Routes:
   "error_description": "Value passed for the token was invalid."} (platforms.md §2.1, unconfirmed exact text).
   POST /2/oauth2/revoke (RFC 7009). Neither is in the OpenAPI document (X documents its OAuth endpoints apart), so
   they are checked here by hand: the form's grant type, and client authentication (HTTP Basic or a client_id).
-- GET /_test/posts (test hook, not X's): the fake's posts as {id, user, text, parent, media, deleted}, for a test that
-  runs this fake in another process (tests/test_crash_platforms.py).
+- Test hooks (not X's), for a test that runs this fake in another process (tests/test_crash_platforms.py):
+  GET /_test/posts → the fake's posts as {id, user, text, parent, media, deleted}, with how many POST /2/tweets it
+  did not store (duplicate refusals and scripted failures) and the referee's violations; POST /_test/users {id,
+  username} → the user (created if new) and a fresh token pair. `refuse_duplicates = False` stores a second copy of
+  the same text instead of refusing it, so a crash test counts copies rather than relying on X's own guard.
 
 Refused token → 401 problem details `{"title": "Unauthorized", "type": "about:blank", "status": 401, "detail":
 "Unauthorized"}` (confirmed in platforms.md §2.4). Errata: the spec's `Problem` schema (a oneOf of nine problem
@@ -142,6 +145,8 @@ class FakeX(FakeUpstream):
         self.processing_reads = 2  # STATUS reads after which a video/GIF has succeeded
         self.processing_seconds: float | None = None  # or: seconds after finalize (the fake's clock)
         self.fail_processing = False
+        self.refuse_duplicates = True  # False: a second copy is stored (a crash test counts copies, not refusals)
+        self.violations: list[str] = []  # what the referee refused while served in its own process (tests/fakes/serve.py)
         self._ids = itertools.count(1)
 
     # --- state and tokens -------------------------------------------------------------------------------------------
@@ -188,7 +193,8 @@ class FakeX(FakeUpstream):
                 ("POST", "/2/media/metadata", "media.metadata", self._metadata),
                 ("POST", "/2/oauth2/token", "oauth2.token", self._token),
                 ("POST", "/2/oauth2/revoke", "oauth2.revoke", self._revoke),
-                ("GET", "/_test/posts", "test.posts", self._test_posts)]
+                ("GET", "/_test/posts", "test.posts", self._test_posts),
+                ("POST", "/_test/users", "test.users", self._test_user)]
 
     def check(self, req: Req) -> None:
         if req.route.startswith(("oauth2.", "test.")):  # not in the OpenAPI document: checked by their handlers
@@ -266,7 +272,7 @@ class FakeX(FakeUpstream):
         parent = (body.get("reply") or {}).get("in_reply_to_tweet_id")
         if parent is not None and (parent not in self.posts or self.posts[parent].deleted):
             raise invalid("The post you are replying to was deleted or is not visible to you.", "reply.in_reply_to_tweet_id", parent)
-        if text and any(p.text == text for p in self.live_posts(user.id) if p.created_at > self.clock() - DUPLICATE_WINDOW):
+        if self.refuse_duplicates and text and any(p.text == text for p in self.live_posts(user.id) if p.created_at > self.clock() - DUPLICATE_WINDOW):
             raise Answer(403, DUPLICATE, self._limits(user.id))
         post_id = self._id(1_860_000_000_000_000_000)
         stored, urls = self._stored(text, [self.media[m].key for m in media_ids])
@@ -426,4 +432,14 @@ class FakeX(FakeUpstream):
 
     async def _test_posts(self, req: Req) -> Any:
         return {"posts": [{"id": p.id, "user": p.user, "text": p.text, "parent": p.parent, "media": len(p.media_keys),
-                           "deleted": p.deleted} for p in self.posts.values()]}
+                           "deleted": p.deleted} for p in self.posts.values()],
+                "duplicateRefusals": sum(1 for c in self.log if c.route == "tweets.create") - len(self.posts),
+                "violations": list(self.violations)}
+
+    async def _test_user(self, req: Req) -> Any:
+        """Test hook: a user (created if new) and a fresh token pair for it."""
+        body: dict[str, Any] = req.body
+        if str(body["id"]) not in self.users:
+            self.add_user(str(body["id"]), str(body["username"]), str(body.get("name") or body["username"]))
+        return {"access_token": self.issue_user_token(str(body["id"])), "refresh_token": self.issue_refresh_token(str(body["id"])),
+                "expires_in": int(ACCESS_TTL)}
