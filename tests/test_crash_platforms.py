@@ -175,7 +175,7 @@ async def test_killing_the_server_mid_batch_never_publishes_to_the_platform_twic
     print(f"crash test [{platform}]: {KILLS} kills, {len(posts)} targets, {statuses['published']} published, {statuses['failed']} failed, "
           f"{statuses['unknown']} unknown, {statuses['rejected']} rejected, {len(duplicates)} duplicates, "
           f"{len(lost) + len(cut_off)} lost ({len(cut_off)} first comments), {len(stuck)} stuck, {len(unclaimed)} upstream posts "
-          f"unclaimed, {len(state["violations"])} spec violations, {len(may_hold)} in flight at a kill, {time.monotonic() - started:.0f} s")
+          f"unclaimed, {len(state['violations'])} spec violations, {len(may_hold)} in flight at a kill, {time.monotonic() - started:.0f} s")
     assert not state["violations"], state["violations"][:3]
     assert not duplicates, duplicates
     assert not stuck, stuck
