@@ -262,6 +262,10 @@ async def test_the_rotated_refresh_token_survives_a_restart_and_the_old_one_is_r
         answer = await http.post("https://api.x.com/2/oauth2/token", data={"grant_type": "refresh_token", "client_id": "c",
                                                                           "refresh_token": env.first_refresh})
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_request")
+    # No token X issued is anywhere in the database in clear (credentials are sealed; attempts keep redacted bodies).
+    stored = (settings.data_dir / "omnipost.db").read_bytes() + b"".join(
+        p.read_bytes() for p in settings.data_dir.glob("omnipost.db-*") if p.is_file())
+    assert [t for t in env.x.grants if t.encode() in stored] == []
 
 
 # --- the error map --------------------------------------------------------------------------------------------------------
