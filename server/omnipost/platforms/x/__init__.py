@@ -18,7 +18,8 @@ text through POST /2/media/metadata. X processes GIFs and videos asynchronously:
 STATUS at most `status_reads` times in a row (no waiting); still processing, it raises pieces.Processing with the
 media id as the piece's handle and X's check_after_secs as when to look again. The next try finds the pending handle
 and reads STATUS again instead of uploading. Thread parts are replies to the previous part, the first comment a
-reply to the main post. Uploads happen only inside the main piece's send: a probe (`find`) uploads nothing.
+reply to the main post; reply_settings applies to the main post only (the author can always reply to it, so the
+thread is unaffected), and a media id left pending is reused only for the piece it was uploaded for. Uploads happen only inside the main piece's send: a probe (`find`) uploads nothing.
 
 Exactly once: strategy `search`. X assigns ids and has no idempotency key. A piece an earlier try sent (`sending`)
 is reconciled by GET /2/users/{id}/tweets with start_time = the piece's sent_at less CLOCK_SKEW (1 min), up to
