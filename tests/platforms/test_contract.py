@@ -443,7 +443,7 @@ def test_no_adapter_sleeps() -> None:
     import omnipost.platforms as package
 
     sleepers = []
-    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+    for path in sorted(Path(package.__file__).parent.rglob("*.py")):  # the platform packages (bluesky/, x/) too
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
