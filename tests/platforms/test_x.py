@@ -375,3 +375,40 @@ async def test_the_adapter_alone_uses_the_api_base_it_is_given(settings: Setting
 
     assert api_base({"OMNIPOST_X_API_BASE": "http://127.0.0.1:8123/"}) == "http://127.0.0.1:8123"
     assert api_base({}) == "https://api.x.com" and XAdapter.caller_chosen_ids is False
+
+
+# --- the adapter alone ------------------------------------------------------------------------------------------------------
+
+async def test_find_uploads_nothing_and_finds_a_post_sent_with_its_media(tmp_path: Path) -> None:
+    """`find` probes every piece through reconcile only: no media upload, no post; a post already there is found."""
+    from omnipost.clock import FixedClock
+    from omnipost.domain import Platform
+    from omnipost.platforms.base import AccountContext, MediaFile, PublishJob, find
+    from omnipost.platforms.pieces import Ledger
+    from omnipost.preflight.model import MediaRef, ResolvedTarget
+    from test_tokens import NOW
+
+    clock = FixedClock(NOW)
+    x = FakeX(clock=lambda: clock.now().timestamp())
+    x.add_user(USER, "omnipost_dev", "Omnipost Dev")
+    image = tmp_path / "a.png"
+    image.write_bytes(make_image("png", 64, 64))
+    credentials = {"access_token": x.issue_user_token(USER), "extra": {"userId": USER, "username": "omnipost_dev"}}
+    account = AccountContext("acc_1", "x", "omnipost_dev", credentials)
+    target = ResolvedTarget(index=0, platform=Platform.X, account=None, text="Probe me https://example.com",
+                            media=(MediaRef(0, "mediaId", None, None, media_id="med_1"),), first_comment="A comment",
+                            thread=(), title=None, visibility=None, options={})
+    files = (MediaFile(0, "image/png", "image", image.stat().st_size, path=image),)
+    async with x.client() as http:
+        adapter = XAdapter(http, clock=clock)
+        job = PublishJob("post_1", "post_1", account, target, files, Ledger(clock=clock))
+        with anyio.fail_after(WAIT):
+            assert await find(adapter, job) is None
+        assert x.media == {} and x.posts == {} and [c.route for c in x.log] == ["users.tweets"]
+        with anyio.fail_after(WAIT):
+            published = await adapter.publish(job)
+        clock.at += timedelta(minutes=5)
+        with anyio.fail_after(WAIT):
+            found = await find(adapter, PublishJob("post_1", "post_1", account, target, files, Ledger(clock=clock)))
+    assert found is not None and (found.upstream_id, found.first_comment_ids) == (published.upstream_id, published.first_comment_ids)
+    assert len(x.media) == 1 and len(x.posts) == 2  # the probe after the publish uploaded and posted nothing more
