@@ -31,7 +31,7 @@ def test_version(tmp_path: Path) -> None:
     (["validate", "-"], "{bad", "stdin is not JSON"),
     (["validate", "-"], "[1, 2]", "a post request is a JSON object, not a list"),
     (["validate", "missing.json"], "", "cannot read missing.json"),
-    (["rules", "--platform", "mastodon"], "", "validation_failed: Unknown platform 'mastodon'."),
+    (["rules", "--platform", "myspace"], "", "validation_failed: Unknown platform 'myspace'."),
     (["keys", "revoke"], "", "keys revoke needs the key id"),
     (["keys", "revoke", "key_nope"], "", "not_found: no API key 'key_nope'"),
     (["keys", "create", "--profile", "nobody"], "", "not_found: no profile 'nobody'"),

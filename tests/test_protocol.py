@@ -195,7 +195,7 @@ async def test_account_post_and_profile_ids_complete_within_the_callers_reach(cl
 
 
 async def test_prompt_arguments_complete_platforms_platform_lists_and_time_zones(client: Client) -> None:
-    assert set((await complete(client, "split_thread", "platform", "")).values) == {"bluesky", "x", "threads"}
+    assert set((await complete(client, "split_thread", "platform", "")).values) == {"bluesky", "x", "threads", "mastodon"}
     assert (await complete(client, "split_thread", "platform", "Blu")).values == ["bluesky"]
     assert (await complete(client, "adapt_post", "platforms", "bluesky, x, li")).values == ["bluesky, x, linkedin"]
     listed = (await complete(client, "plan_week", "platforms", "bluesky,")).values

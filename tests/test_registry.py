@@ -29,7 +29,7 @@ CONTRACT = TESTS / "platforms" / "test_contract.py"
 
 # ARCHITECTURE §2: how each platform reaches exactly-once.
 STRATEGY = {"sandbox": "caller_id", "bluesky": "caller_id", "x": "search", "linkedin": "search", "facebook": "search",
-            "pinterest": "search", "instagram": "container", "threads": "container"}
+            "pinterest": "search", "instagram": "container", "threads": "container", "mastodon": "idempotency_key"}
 
 
 def _secret_fields(model: type[BaseModel]) -> list[str]:

@@ -23,11 +23,12 @@ NONE = ApiVersion("x", "X API", "v2", None, source="test", checked="2026-11-24")
 
 def test_every_adapter_declares_a_version_with_source_and_checked_date() -> None:
     platforms = [v.platform for v in VERSIONS]
-    assert sorted(platforms) == sorted({"bluesky", "x", "linkedin", "facebook", "instagram", "threads", "pinterest", "sandbox"})
+    assert sorted(platforms) == sorted({"bluesky", "x", "linkedin", "facebook", "instagram", "threads", "pinterest", "mastodon", "sandbox"})
     by = {v.platform: v for v in VERSIONS}
     assert by["facebook"].version == by["instagram"].version == "v24.0"
     assert by["facebook"].sunset == date(2028, 2, 18)
     assert by["threads"].version == "v1.0" and by["pinterest"].version == "v5" and by["x"].version == "v2"
+    assert by["mastodon"].version == "4.7.0" and by["mastodon"].sunset is None  # v1/v2 paths, no published sunset
     assert by["linkedin"].version.isdigit() and len(by["linkedin"].version) == 6 and by["linkedin"].sunset is not None
     for v in VERSIONS:
         assert v.source and date.fromisoformat(v.checked)

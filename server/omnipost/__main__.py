@@ -203,7 +203,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     oplog.configure(settings.log_level)
     try:
         return anyio.run(lambda: connect(settings, args.platform, sandbox=args.sandbox, profile=args.profile, handle=args.handle,
-                                         open_browser=args.open, timeout=args.timeout, as_json=args.json))
+                                         open_browser=args.open, timeout=args.timeout, as_json=args.json,
+                                         instance_url=args.instance_url))
     except ConnectUsageError as exc:
         raise UsageError(str(exc)) from None
 
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     keys.set_defaults(func=cmd_keys)
     accounts = sub.add_parser("accounts", help="connect an account through its platform's OAuth sign-in")
     accounts.add_argument("action", choices=["connect"])
-    accounts.add_argument("platform", help="x, linkedin, facebook, instagram, threads or pinterest")
+    accounts.add_argument("platform", help="x, linkedin, facebook, instagram, threads, pinterest or mastodon")
+    accounts.add_argument("--instance-url", help="mastodon: the server the account is on, e.g. https://mastodon.social")
     accounts.add_argument("--sandbox", action="store_true", help="store a sandbox account emulating the platform")
     accounts.add_argument("--profile", help="profile id or name (default profile if omitted)")
     accounts.add_argument("--handle", help="the account's display handle (default: the platform's)")

@@ -1,7 +1,8 @@
 """Profiles and connected accounts, always scoped to a profile (out of scope = not found)."""
 
 import re
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,9 @@ from omnipost.store.db import DEFAULT_PROFILE, Database, new_id
 from omnipost.store.models import Account, Media, Post, Profile
 
 if TYPE_CHECKING:
-    from omnipost.platforms.base import AccountContext
+    from omnipost.platforms.base import AccountContext, AdapterDeps
+
+logger = logging.getLogger("omnipost.accounts")
 
 
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -36,6 +39,8 @@ class Accounts:
     clock: Clock
     # Profiles are never renamed or deleted, so a lookup by id or name can be remembered.
     _profiles: dict[str, Profile] = field(default_factory=lambda: {}, init=False)
+    # What refresh_defaults fetches with (the runtime's adapter deps, built when first needed); None: never refreshed.
+    deps: "Callable[[], AdapterDeps] | None" = field(default=None, init=False)
 
     async def resolve_profile(self, profile: str | None, *, bound: str | None = None) -> Profile:
         """The profile a request acts on: by id or name; the default when omitted.
@@ -168,6 +173,45 @@ class Accounts:
                 s.add(row)
                 await s.commit()
 
+    async def refresh_defaults(self, rows: "list[Account]") -> "list[Account]":
+        """The accounts with their upstream-kept defaults fresh (a platform's spec `defaults_refresh`: Mastodon's server
+        limits, read again when 24 h old): each stale source (a server) is read once, and its entry stored on every
+        account of that platform and source (in every profile: it is the server's public data). A source that cannot
+        be read keeps its entry (logged; tried again at the next lookup). Returns `rows` with the stored values."""
+        if self.deps is None or not rows:
+            return rows
+        from omnipost.errors import AppError
+        from omnipost.platforms.registry import PLATFORMS
+
+        now = self.clock.now()
+        stale: dict[tuple[str, str], Any] = {}
+        for row in rows:
+            spec = PLATFORMS.get(row.platform)
+            keeper = spec.defaults_refresh if spec is not None else None
+            if keeper is not None and row.health == "active" and (source := keeper.source(row.defaults or {})) \
+                    and keeper.stale(row.defaults or {}, now):
+                stale[(row.platform, source)] = keeper
+        if not stale:
+            return rows
+        deps = self.deps()
+        for (platform, source), keeper in stale.items():
+            try:
+                entry = await keeper.fetch(deps, source)
+            except AppError as exc:
+                logger.warning("could not refresh the %s defaults of a %s server (%s); keeping the stored ones", keeper.key,
+                               platform, exc.code)
+                continue
+            async with self.db.session() as s:
+                for row in (await s.exec(select(Account).where(Account.platform == platform, Account.health != "disconnected"))).all():
+                    if keeper.source(row.defaults or {}) == source:
+                        row.defaults = dict(row.defaults or {}) | {keeper.key: entry}
+                        s.add(row)
+                await s.commit()
+            logger.info("refreshed the %s defaults of a %s server", keeper.key, platform)
+        async with self.db.session() as s:
+            fresh = {a.id: a for a in (await s.exec(select(Account).where(col(Account.id).in_([r.id for r in rows])))).all()}
+        return [fresh.get(r.id, r) for r in rows]
+
     def credentials(self, account: Account) -> dict[str, Any]:
         """Decrypted credentials (never log them)."""
         return self.vault.open(account.credentials) if account.credentials else {}
@@ -227,6 +271,9 @@ class ProfileDirectory:
         async with self._db.session() as s:
             rows = (await s.exec(_PRIME, params={"ids": list(account_ids), "profile": self._profile})).all()
         self._primed.update({a.id: a for a in rows})
+        # Defaults kept fresh from upstream (a Mastodon server's limits, daily), for the accounts this caller reaches.
+        self._primed.update({a.id: a for a in await self._accounts.refresh_defaults(
+            [a for a in rows if self._reach.sees_account(a.platform)])})
 
     def row(self, account_id: str) -> Account | None:
         """The account's row as prime() loaded it (None if it was not primed)."""
@@ -236,9 +283,10 @@ class ProfileDirectory:
         account: Account | None = self._primed.get(account_id)
         if account is None:
             try:
-                account = await self._accounts.get(self._reach, account_id)
+                account = (await self._accounts.refresh_defaults([await self._accounts.get(self._reach, account_id)]))[0]
             except NotFoundError:
                 return None
+            self._primed[account.id] = account
         if not self._reach.sees_account(account.platform):
             return None  # an op_test_ key reaches only sandbox accounts
         return info(account)

@@ -32,7 +32,7 @@ logger = logging.getLogger("omnipost")
 
 INSTRUCTIONS = (
     "omnipost validates, publishes and schedules one post to up to 25 social accounts "
-    "(Bluesky, X, Threads, LinkedIn, Instagram, Facebook Pages, Pinterest). Call validate_post "
+    "(Bluesky, X, Threads, LinkedIn, Instagram, Facebook Pages, Pinterest, Mastodon). Call validate_post "
     "first: it reports every rule a target breaks, with the numbers and a remediation to apply. "
     "Errors carry a code, the rule id and a remediation; explain_preflight_rule explains any rule."
 )

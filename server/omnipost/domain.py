@@ -13,6 +13,7 @@ class Platform(StrEnum):
     INSTAGRAM = "instagram"
     FACEBOOK = "facebook"
     PINTEREST = "pinterest"
+    MASTODON = "mastodon"
 
 
 # Rule ids and per-target option objects keep the historical "twitter" name for X
@@ -30,4 +31,5 @@ DISPLAY_NAME: dict[Platform, str] = {
     Platform.INSTAGRAM: "Instagram",
     Platform.FACEBOOK: "Facebook",
     Platform.PINTEREST: "Pinterest",
+    Platform.MASTODON: "Mastodon",
 }

@@ -119,6 +119,7 @@ class Runtime:
 
         self.hosting = build_hosting(s, self.http, self.clock, key)
         self.accounts_ = Accounts(self.db, vault, self.clock)
+        self.accounts_.deps = self.adapter_deps  # account defaults kept fresh from upstream (Mastodon's server limits)
         self.sessions = self._token_sessions(vault)
         self._vault = vault
         # Every adapter is registered before recovery, which may need any of them.

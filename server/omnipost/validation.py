@@ -151,7 +151,7 @@ def parse_time(value: str, zone: ZoneInfo | timezone) -> datetime:
 
 def judge_target(t: ResolvedTarget, early: list[Violation]) -> TargetResult:
     """Run preflight on one resolved target and render its result."""
-    rules = RULES[t.platform]
+    unit, length, limit = RULES[t.platform].measure_of(t)
     found = early + run_preflight(t)
     errors = [violation_error(v) for v in found if v.severity == "error"]
     warnings = [
@@ -164,7 +164,7 @@ def judge_target(t: ResolvedTarget, early: list[Violation]) -> TargetResult:
         platform=t.platform.value,
         accountId=t.account.id if t.account else None,
         valid=not errors,
-        measure=Measure(unit=rules.text_unit.name, length=rules.text_unit.count(t.text), limit=rules.text_limit),
+        measure=Measure(unit=unit.name, length=length, limit=limit),
         errors=errors,
         warnings=warnings,
         preview=PREVIEWS[t.platform](t),

@@ -1,5 +1,5 @@
 """The adapter contract (ARCHITECTURE §2, issue 10): one suite of behaviours, written once, run against every adapter
-of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky and X.
+of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky, X and Mastodon.
 
 Each case goes through the MCP tools only (publish_post, retry_post, resolve_post, delete_post, get_post), so it
 survives the rewrite of the adapter seam, and asserts what the upstream holds afterwards. A `Harness` says per
@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from fakes.bluesky import PDS_URL
+from fakes.mastodon import FakeMastodon
 from fakes.scripted import Scripted
 from fakes.x import FakeX
 from mcp import Client
@@ -85,9 +86,16 @@ HARNESSES = [
             rate_limited=(429, {"title": "Too Many Requests", "type": "about:blank", "status": 429, "detail": "Too Many Requests"},
                           {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1795521690"}),  # now + 90 s (epoch seconds)
             duplicate=None, caps=frozenset({"refresh", "processing"}), refresh="oauth2.token"),
+    # Mastodon has no duplicate refusal: the same Idempotency-Key answers the status it made (the fake does so itself).
+    Harness(id="mastodon", platform="mastodon", create=r"^/api/v1/statuses$", create_method="POST",
+            read=r"^/api/v1/(accounts/[^/]+/statuses|statuses/[^/]+/source)$", read_skip=0,
+            forbidden={"error": "This action is outside the authorized scopes"}, unavailable={"error": "Service Unavailable"},
+            rate_limited=(429, {"error": "Too many requests"}, {"X-RateLimit-Reset": "2026-11-24T12:01:30.000Z"}),  # now + 90 s
+            duplicate=None, caps=frozenset({"processing"})),
 ]
 X_USER = "2244994945"
 X_ENV = {"OMNIPOST_X_CLIENT_ID": "omnipost-test-client", "OMNIPOST_X_CLIENT_SECRET": "omnipost-test-secret"}
+MASTODON = "https://mastodon.example"
 # Every platform with an adapter runs the contract: a new one fails here until it has a harness.
 assert sorted({h.platform for h in HARNESSES}) == sorted(p for p, s in PLATFORMS.items() if s.adapter)
 
@@ -123,8 +131,12 @@ class Env(Setup):
         self.fronts: dict[str, Scripted] = {}
         self.x = FakeX(clock=lambda: self.clock.now().timestamp())
         self.x.add_user(X_USER, "contract_x", "Contract X")
+        self.mastodon = FakeMastodon(MASTODON)
+        self.mastodon.add_user("alice")
         super().__init__(settings, sandbox=lambda app: self._front("sandbox", app), pds=lambda app: self._front("bluesky", app),
-                         mounts={VIDEO_SERVICE: self._video_app(), FakeX.origin: self._front("x", self.x.app)})
+                         mounts={VIDEO_SERVICE: self._video_app(), FakeX.origin: self._front("x", self.x.app),
+                                 MASTODON: self._front("mastodon", self.mastodon.app)})
+        self.mastodon.clock = lambda: self.clock.now().timestamp()
         self.rt.extra["environ"] = dict(X_ENV)  # X's OAuth app: bring a token, refresh it
         self.settings = settings
 
@@ -151,6 +163,8 @@ class Env(Setup):
         elif self.h.platform == "x":
             args = {"platform": "x", "accessToken": self.x.issue_user_token(X_USER), "refreshToken": self.x.issue_refresh_token(X_USER),
                     "expiresAt": (self.clock.now() + timedelta(hours=2)).isoformat()}
+        elif self.h.platform == "mastodon":
+            args = {"platform": "mastodon", "instanceUrl": MASTODON, "accessToken": self.mastodon.user_token("alice")}
         else:
             args = {"platform": "sandbox", "emulates": self.h.emulates, "handle": "contract", "sandboxMode": self.h.sandbox_mode}
         self.account = ok(await client.call_tool("connect_account", args))["id"]
@@ -171,6 +185,9 @@ class Env(Setup):
                     for p in list_posts(self.settings.data_dir / "sandbox.db")]
         if self.h.platform == "x":
             return [{"id": p.id, "text": p.text, "parent": p.parent, "media": len(p.media_keys)} for p in self.x.live_posts()]
+        if self.h.platform == "mastodon":
+            return [{"id": s.id, "text": s.text, "parent": s.in_reply_to_id, "media": len(s.media_ids)}
+                    for s in self.mastodon.live_statuses()]
         out = []
         for r in self.fake.posts():
             value, embed = r["value"], r["value"].get("embed") or {}
@@ -356,13 +373,16 @@ async def test_a_duplicate_refusal_after_an_unknown_outcome_is_reconciled_as_pub
 
 async def slow_processing(env: Env, h: Harness, tmp_path: Path) -> dict[str, Any]:
     """Make the platform's processing slow (sandbox: a container finishes 10 minutes after its creation; Bluesky: the
-    video service is still encoding at the first two status reads; X: 10 minutes after finalize); the publish arguments that need it."""
+    video service is still encoding at the first two status reads; X: 10 minutes after finalize; Mastodon: the video is
+    processed 5 minutes after its upload); the publish arguments that need it."""
     if h.platform == "sandbox":
         plan = await env.rt.http.post(f"{SANDBOX_HOST}/v1/_control/processing", json={"readyAfterPolls": None, "readyAfterSeconds": 600})
         assert plan.status_code == 200
         return {}
     if h.platform == "x":
         env.x.processing_seconds = 600  # X processes the video for 10 minutes of its clock
+    if h.platform == "mastodon":
+        env.mastodon.processing_seconds = 300  # the video is processed 5 minutes after its upload
     env.fake.video_polls = 3
     clip = write_video(tmp_path / "clip.mp4", width=640, height=360, frames=24).read_bytes()
     return {"media": [{"bytesBase64": b64(clip), "altText": "A clip"}]}
@@ -374,6 +394,8 @@ def processing_started(env: Env, h: Harness) -> int:
         return sum(1 for m, p in env.script.seen if m == "POST" and re.fullmatch(r"/v1/containers", p))
     if h.platform == "x":
         return len(env.x.calls("media.initialize"))
+    if h.platform == "mastodon":
+        return len(env.mastodon.calls("media.create"))
     return len(env.fake.calls("app.bsky.video.uploadVideo"))
 
 

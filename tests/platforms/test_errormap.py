@@ -132,3 +132,37 @@ def test_new_error_objects_keep_the_public_shape() -> None:
         obj = error.to_error_object("req_1").model_dump()
         assert obj["code"] == code and obj["retryable"] is False and obj["requestId"] == "req_1"
         assert {"code", "message", "rule", "platformResponse", "remediation", "retryable", "requestId", "retryAfter"} <= obj.keys()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("2026-11-24T12:01:30.000Z", 90.0),  # Mastodon's X-RateLimit-Reset: an ISO-8601 instant (platforms.md §0.2)
+    ("2026-11-24T12:01:30+00:00", 90.0),
+    ("2026-11-24T11:59:00Z", 0.0),  # already past: retry now
+    ("2026-11-24T12:01:30", None),  # no zone: unreadable as an instant
+    ("1795521690", None),  # an epoch is not what Mastodon sends
+    (None, None),
+])
+def test_an_iso_reset_header_is_read_against_now(value: str | None, seconds: float | None) -> None:
+    from omnipost.platforms.errormap import iso_reset_header
+
+    headers = {"X-RateLimit-Reset": value} if value is not None else {}
+    assert iso_reset_header("x-ratelimit-reset")(httpx2.Response(429, headers=headers), 1_795_521_600.0) == seconds
+
+
+@pytest.mark.parametrize(("status", "body", "family", "message"), [
+    (401, {"error": "The access token is invalid"}, AUTH_REFUSED, "The access token is invalid"),
+    (403, {"error": "This action is outside the authorized scopes"}, FORBIDDEN, "This action is outside the authorized scopes"),
+    (422, {"error": "Validation failed: Text character limit of 500 exceeded"}, REJECTED,
+     "Validation failed: Text character limit of 500 exceeded"),
+    (422, {"error": "Cannot attach files that have not finished processing. Try again in a moment!"}, UNAVAILABLE, None),
+    (429, {"error": "Too many requests"}, RATE_LIMITED, "Too many requests"),
+    (503, {"error": "Service Unavailable"}, UNAVAILABLE, "Service Unavailable"),
+    (400, {"error": "invalid_grant", "error_description": "The provided authorization grant is invalid"}, REJECTED,
+     "The provided authorization grant is invalid"),
+])
+def test_mastodon_answers_map_to_their_families(status: int, body: dict[str, Any], family: Family, message: str | None) -> None:
+    from omnipost.platforms.mastodon.api import ERRORS
+
+    got, code, said = ERRORS.classify(status, body)
+    assert got is family and (message is None or said == message)
+    assert code == ("invalid_grant" if "error_description" in body else None)

@@ -9,6 +9,7 @@ credentials an OAuth account stores, the app credentials, and the two hooks a pl
   builds and parses, the injected httpx2 client sends) and `OAuthRefresher` / `refresher_for` (model.Refresher).
 - `generic`: which post-exchange step a provider runs (`step_for`: `steps.STEPS` by name, looked up lazily) and the
   generic ones (`token_step`, `oidc_step`).
+- `apps`: the OAuth apps registered per instance for a platform on any server (Mastodon; `INSTANCE_PROVIDERS`).
 - `connect`: `ConnectService`: connect sessions, completion, brought tokens; `listener`: the loopback redirect
   listener; `cli`: `omnipost accounts connect`.
 """

@@ -22,16 +22,20 @@ class ConnectUsageError(Exception):
 
 
 async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: str | None, handle: str | None,
-                  open_browser: bool, timeout: float, as_json: bool) -> int:
-    """Run one connect to the end; the exit code."""
+                  open_browser: bool, timeout: float, as_json: bool, instance_url: str | None = None) -> int:
+    """Run one connect to the end; the exit code. `instance_url`: the server, for a platform on any server (Mastodon)."""
     from omnipost.clock import SystemClock
-    from omnipost.oauth.providers import PROVIDERS
+    from omnipost.oauth.providers import INSTANCE_PROVIDERS, PROVIDERS
     from omnipost.outputs import account_out
     from omnipost.platforms.registry import PLATFORMS
     from omnipost.runtime import Runtime
 
-    if platform not in PROVIDERS:
-        raise ConnectUsageError(f"{platform} does not connect through OAuth; one of: {', '.join(PROVIDERS)}")
+    if platform not in PROVIDERS and platform not in INSTANCE_PROVIDERS:
+        raise ConnectUsageError(f"{platform} does not connect through OAuth; one of: {', '.join([*PROVIDERS, *INSTANCE_PROVIDERS])}")
+    if platform in INSTANCE_PROVIDERS and (sandbox or not instance_url):
+        raise ConnectUsageError(f"{platform} connects with --instance-url <its server> (and no --sandbox)")
+    if platform not in INSTANCE_PROVIDERS and instance_url:
+        raise ConnectUsageError(f"--instance-url is only for {', '.join(INSTANCE_PROVIDERS)}")
     spec = PLATFORMS.get(platform)
     if not sandbox and (spec is None or not spec.publishes):
         raise ConnectUsageError(f"omnipost cannot publish to {platform} yet; --sandbox connects a sandbox account through "
@@ -43,7 +47,7 @@ async def connect(settings: Settings, platform: str, *, sandbox: bool, profile: 
         done = anyio.Event()
         service.on_finished = lambda _state: done.set()
         profile_row = await rt.accounts.resolve_profile(profile)
-        args: dict[str, Any] = {"handle": handle} if handle else {}
+        args: dict[str, Any] = ({"handle": handle} if handle else {}) | ({"instanceUrl": instance_url} if instance_url else {})
         started = await service.start(profile_row.id, platform, target="sandbox" if sandbox else "account", args=args)
         async with anyio.create_task_group() as tg:
             listening = await service.ensure_listening(tg)

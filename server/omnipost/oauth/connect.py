@@ -11,6 +11,11 @@ What the tokens become is the session's `target`: "account" (an account of the p
 account emulating the platform, connected through the platform's real OAuth flow: how the flow is tried end to end
 before the platform's adapter exists, or against a test authorization server).
 
+A platform whose users name their own server (INSTANCE_PROVIDERS: Mastodon) has no configured app: `configured`
+places its provider on the `instanceUrl` argument (checked by netguard, stored with the session) and registers omnipost's
+app there at the first connect to that server, keeping it per instance (oauth/apps.py) for every later connect; the
+completion reuses the app the code was issued to.
+
 `bring_token` is the other way in: a token the user generated in the platform's developer portal, verified by the
 same post-exchange step (a whoami upstream) before anything is stored.
 """
@@ -36,7 +41,7 @@ from omnipost.oauth.client import OAuthClient, credentials_from, new_verifier
 from omnipost.oauth.generic import step_for
 from omnipost.oauth.listener import open_listener, serve
 from omnipost.oauth.model import ExchangeContext, TokenSet
-from omnipost.oauth.providers import PROVIDERS, Provider, credential_variables, provider_for
+from omnipost.oauth.providers import INSTANCE_PROVIDERS, PROVIDERS, Provider, credential_variables, on_instance, provider_for
 from omnipost.platforms.base import AdapterDeps, Connected, ConnectRequest
 from omnipost.store.crypto import Vault
 from omnipost.store.db import Database
@@ -147,6 +152,43 @@ class ConnectService:
                 doc_url=provider.portal.split(" ")[0] or None)
         return provider
 
+    async def configured(self, platform: str, args: dict[str, Any], *, app: str = "register",
+                         redirect_uri: str | None = None) -> Provider:
+        """The provider to connect with: a configured platform's (see provider), or, for a platform whose users name
+        their server (INSTANCE_PROVIDERS: Mastodon), the provider placed on `args["instanceUrl"]` with omnipost's app
+        there. `app`: "register" (reuse the app registered on that server, else register one and keep it: oauth/apps.py),
+        "stored" (only reuse: completing a connect needs the app its code was issued to), or "none" (a brought token).
+
+        Raises:
+            ValidationFailedError: no usable instanceUrl. UpstreamForbiddenError: it is at a non-public address.
+            ConfigError: see provider. ConnectError: "stored" and no app is registered there any more.
+            PlatformError: the server refused or failed the registration."""
+        base = INSTANCE_PROVIDERS.get(platform)
+        if base is None:
+            return self.provider(platform)
+        from omnipost.netguard import check_base_url
+        from omnipost.oauth.apps import InstanceApps
+        from omnipost.oauth.generic import load_ref
+
+        url = args.get("instanceUrl")
+        if not isinstance(url, str) or not url:
+            raise ValidationFailedError(f"Connecting {platform} needs instanceUrl, the server the account is on.", path="instanceUrl",
+                                        remediation="Give the server's address, e.g. https://mastodon.social.")
+        instance = check_base_url(url, path="instanceUrl")
+        if app == "none":
+            return on_instance(base, instance, None)
+        apps, redirect = InstanceApps(self.db, self.vault, self.clock), redirect_uri or self.redirect_uri
+        found = await apps.get(platform, instance, redirect, base.scope_string)
+        if found is None and app == "stored":
+            raise ConnectError(f"omnipost's app on {instance} is gone; this connect cannot complete.", rule="connect.app_missing",
+                               remediation="Start again with connect_account.")
+        if found is None:
+            found = await load_ref(base.register)(self.deps.http, on_instance(base, instance, None), redirect, self.clock,
+                                                  self.deps.timeout)
+            await apps.put(platform, instance, redirect, base.scope_string, found)
+            logger.info("registered omnipost's app on a %s server", platform)
+        return on_instance(base, instance, found)
+
     def client(self, provider: Provider) -> OAuthClient:
         return OAuthClient(provider, self.deps.http, self.clock, timeout=self.deps.timeout)
 
@@ -158,7 +200,7 @@ class ConnectService:
         Raises:
             ConfigError: no app credentials for the platform.
         """
-        provider = self.provider(platform)
+        provider = await self.configured(platform, dict(args or {}))
         state, verifier = secrets.token_urlsafe(32), new_verifier()
         now = self.clock.now()
         row = ConnectSession(state=state, profile_id=profile_id, platform=platform, target=target, redirect_uri=self.redirect_uri,
@@ -235,7 +277,7 @@ class ConnectService:
             raise ConnectError("This connect is already being completed.", rule="connect.exchanging")
         try:
             verifier = self.vault.open(row.verifier)["verifier"]
-            provider = self.provider(row.platform)
+            provider = await self.configured(row.platform, row.args, app="stored", redirect_uri=row.redirect_uri)
             tokens = await self.client(provider).exchange(code=code, redirect_uri=row.redirect_uri, verifier=verifier)
             ids = await self._store(row.profile_id, provider, tokens, target=row.target, args=row.args)
         except PlatformError as exc:
@@ -317,9 +359,9 @@ class ConnectService:
             ConfigError: no app credentials (refresh and Meta's exchange need them).
             PlatformAuthError: the platform refused the token.
         """
-        if platform not in PROVIDERS:
+        if platform not in PROVIDERS and platform not in INSTANCE_PROVIDERS:
             raise ValidationFailedError(f"{platform} does not connect with an OAuth token.", path="accessToken")
-        provider = self.provider(platform)
+        provider = await self.configured(platform, dict(args or {}), app="none")
         tokens = TokenSet(access_token=access_token, refresh_token=refresh_token, expires_at=expires_at)
         return await self._store(profile_id, provider, tokens, target=target, args=dict(args or {}))
 

@@ -74,12 +74,22 @@ async def oidc_step(ctx: ExchangeContext) -> list[Connected]:
 GENERIC_STEPS: dict[str, PostExchange] = {"oidc": oidc_step, "token": token_step}
 
 
+def load_ref(ref: str) -> Any:
+    """The object a "package.module:name" reference names (imported only now: a platform's connect code is loaded when
+    one of its accounts connects)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def step_for(provider: Provider, environ: Mapping[str, str]) -> PostExchange:
     """The provider's post-exchange step: OMNIPOST_<PLATFORM>_STEP (oidc, token, or a platform's step name) when set,
-    else the provider's own `step` from omnipost.oauth.steps.STEPS, else `token_step`."""
+    else the provider's own `step` (a name in omnipost.oauth.steps.STEPS, or a "module:function" reference), else
+    `token_step`."""
     name = (environ.get(provider.env_prefix + "STEP") or "").strip() or provider.step
     if name in GENERIC_STEPS:
         return GENERIC_STEPS[name]
+    if ":" in name:
+        return load_ref(name)  # type: ignore[no-any-return]
     try:
         steps: dict[str, PostExchange] = importlib.import_module("omnipost.oauth.steps").STEPS
     except ModuleNotFoundError as exc:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnipost.clock import Clock
 
 if TYPE_CHECKING:
+    from omnipost.oauth.providers import Provider
     from omnipost.platforms.base import Connected
 
 
@@ -84,6 +85,11 @@ class ExchangeContext:
 
 PostExchange = Callable[[ExchangeContext], Awaitable[list["Connected"]]]
 """Who the tokens belong to: one `Connected` per account to store (its credentials an OAuthCredentials dump)."""
+
+
+Registrar = Callable[["httpx2.AsyncClient", "Provider", str, Clock, float], Awaitable[AppCredentials]]
+"""Registers omnipost's app on a per-instance provider's server: (the guarded client, the provider placed on the
+instance, the redirect URI, the clock, the timeout) → the app's client credentials (Mastodon: POST /api/v1/apps)."""
 
 
 class Refresher(Protocol):

@@ -46,8 +46,11 @@ class Provider:
     refresh: RefreshKind = "rotating"
     revoke_url: str | None = None  # RFC 7009 revocation endpoint; None: the platform has none we use
     portal: str = ""  # the developer-portal page where the app's client id and secret are found
-    step: str = ""  # the post-exchange step's name in omnipost.oauth.steps.STEPS (the platform id)
+    step: str = ""  # the post-exchange step's name in omnipost.oauth.steps.STEPS (the platform id), or "module:function"
     app: AppCredentials | None = None  # filled by provider_for() from the configuration
+    # Per-instance platforms (INSTANCE_PROVIDERS): the endpoints above are paths on the instance the user names, and
+    # the app is registered there at the first connect ("module:function" of an oauth.model.Registrar).
+    register: str = ""
 
     @property
     def env_prefix(self) -> str:
@@ -116,6 +119,27 @@ PROVIDERS: dict[str, Provider] = {p.platform: p for p in (
              step="pinterest"),
 )}
 """Every OAuth platform's provider data, before configuration."""
+
+
+INSTANCE_PROVIDERS: dict[str, Provider] = {p.platform: p for p in (
+    # platforms.md §10: any Mastodon server; the app is registered per instance (POST /api/v1/apps) and its client id
+    # and secret stored (oauth/apps.py); PKCE S256 (4.3+; older servers ignore it); tokens do not expire. read:statuses
+    # is asked besides the publishing scopes for reconciling: the account's own statuses and a status's source.
+    Provider("mastodon", authorize_url="/oauth/authorize", token_url="/oauth/token", api_base="",
+             scopes=("read:accounts", "read:statuses", "write:statuses", "write:media"), client_auth="form",
+             pkce="supported", refresh="none", revoke_url="/oauth/revoke",
+             portal="your Mastodon server's Preferences → Development (to generate a token yourself)",
+             step="omnipost.platforms.mastodon.connect:connected",
+             register="omnipost.platforms.mastodon.connect:register_app"),
+)}
+"""The OAuth platforms whose authorization server is the instance a user names (connect_account's instanceUrl): no app
+credentials are configured; ConnectService registers one per instance (oauth/apps.py) and reuses it."""
+
+
+def on_instance(base: Provider, instance: str, app: AppCredentials | None) -> Provider:
+    """A per-instance provider placed on the instance at `instance` (a checked base URL), with its registered app."""
+    return replace(base, authorize_url=instance + base.authorize_url, token_url=instance + base.token_url,
+                   revoke_url=instance + base.revoke_url if base.revoke_url else None, api_base=instance, app=app)
 
 
 def _value(environ: Mapping[str, str], name: str) -> str | None:

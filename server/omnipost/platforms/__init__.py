@@ -14,12 +14,24 @@
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omnipost.domain import Platform
-from omnipost.platforms.registry import PLATFORMS
-from omnipost.preflight.model import ResolvedTarget
 
-PREVIEWS: dict[Platform, Callable[[ResolvedTarget], dict[str, Any]]] = {
-    Platform(p): spec.preview for p, spec in PLATFORMS.items() if spec.preview is not None
-}
+if TYPE_CHECKING:
+    from omnipost.preflight.model import ResolvedTarget
+
+    PREVIEWS: dict[Platform, Callable[[ResolvedTarget], dict[str, Any]]]
+    """The preview builder of each platform that has one (from the registry)."""
+
+
+def __getattr__(name: str) -> Any:
+    # PREVIEWS is read from the registry on first use, not when this package is imported: the preflight rules import
+    # platform modules (mastodon/limits.py), and the registry imports the rules.
+    if name == "PREVIEWS":
+        from omnipost.platforms.registry import PLATFORMS
+
+        previews = {Platform(p): spec.preview for p, spec in PLATFORMS.items() if spec.preview is not None}
+        globals()["PREVIEWS"] = previews
+        return previews
+    raise AttributeError(name)

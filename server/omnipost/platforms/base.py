@@ -139,6 +139,19 @@ class Connected:
 
 
 @dataclass(frozen=True)
+class DefaultsRefresh:
+    """An account default a platform keeps fresh from upstream (Mastodon: its server's limits, read again daily), on
+    its spec as `defaults_refresh`. Accounts.refresh_defaults applies it whenever accounts are looked up for validating
+    or publishing: for an account whose defaults are `stale(defaults, now)`, `fetch(deps, source)` reads the entry
+    again from its `source(defaults)` (the server), and it is stored under `key` on every account with that source."""
+
+    key: str
+    source: Callable[[dict[str, Any]], str | None]
+    stale: Callable[[dict[str, Any], datetime], bool]
+    fetch: Callable[[AdapterDeps, str], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
 class DeepFinding:
     """What an adapter's deep check found about one target before anything is sent: an error fails that target only
     (preflight_failed under `rule`); a warning (the check could not be made) is noted and publishing goes on."""

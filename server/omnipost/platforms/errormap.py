@@ -118,6 +118,21 @@ def reset_header(name: str) -> RetryAfter:
     return read
 
 
+def iso_reset_header(name: str) -> RetryAfter:
+    """A header holding the ISO-8601 instant the limit resets (Mastodon's X-RateLimit-Reset, e.g.
+    `2026-11-24T12:05:00.000Z`: platforms.md §0.2), counted from `now`; None when absent, unreadable or without a zone."""
+    def read(response: httpx2.Response, now: float | None) -> float | None:
+        value = response.headers.get(name)
+        if value is None or now is None:
+            return None
+        try:
+            at = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        return None if at.tzinfo is None else max(0.0, at.timestamp() - now)
+    return read
+
+
 def first_of(*extractors: RetryAfter) -> RetryAfter:
     """The first extractor that finds a value."""
     def read(response: httpx2.Response, now: float | None) -> float | None:

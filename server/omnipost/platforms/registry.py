@@ -25,8 +25,10 @@ from pydantic import BaseModel
 from omnipost.clock import Clock
 from omnipost.domain import Platform
 from omnipost.oauth.model import Refresher
-from omnipost.platforms import bluesky, facebook, instagram, linkedin, pinterest, sandbox, threads, x
-from omnipost.platforms.base import AdapterDeps, Connected, ConnectRequest, PlatformAdapter
+from omnipost.platforms import bluesky, facebook, instagram, linkedin, mastodon, pinterest, sandbox, threads, x
+from omnipost.platforms.base import AdapterDeps, Connected, ConnectRequest, DefaultsRefresh, PlatformAdapter
+from omnipost.platforms.mastodon import api as mastodon_api, connect as mastodon_connect
+from omnipost.platforms.mastodon.adapter import MastodonAdapter
 from omnipost.preflight.model import PlatformRules, ResolvedTarget
 from omnipost.preflight.rules import RULES, URL_ONLY_MEDIA
 from omnipost.versions import ApiVersion
@@ -72,6 +74,8 @@ class PlatformSpec:
     # Renews and revokes the platform's tokens (oauth/model.py Refresher), built from the runtime's AdapterDeps and
     # driven by each account's TokenSession (oauth/session.py). None: tokens are not renewed without the user.
     refresher: Callable[[AdapterDeps], Refresher | None] | None = None
+    # Account defaults kept fresh from upstream (Mastodon: the server's limits, read again daily): Accounts.refresh_defaults.
+    defaults_refresh: DefaultsRefresh | None = None
 
     @property
     def real(self) -> bool:
@@ -105,15 +109,17 @@ def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_
           adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None,
           connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None = None, connect_args: tuple[str, ...] = (),
           media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = (),
-          refresher: Callable[[AdapterDeps], Refresher | None] | None = None) -> PlatformSpec:
+          refresher: Callable[[AdapterDeps], Refresher | None] | None = None, errors: Any = None,
+          defaults_refresh: DefaultsRefresh | None = None) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
     return PlatformSpec(platform=p.value, adapter=adapter, credentials=credentials, options=options,
                         preview=module.build_post, connect=connect, connect_help=connect_help,
                         connect_with=connect_with, connect_args=connect_args,
                         capabilities=_capabilities(p), exactly_once=exactly_once, api_version=api_version,
-                        daily_cap=rules.daily_post_cap, errors=_errors(module), rules=rules,
-                        media_reachable_rule=media_reachable_rule, checked_links=checked_links, refresher=refresher)
+                        daily_cap=rules.daily_post_cap, errors=errors if errors is not None else _errors(module), rules=rules,
+                        media_reachable_rule=media_reachable_rule, checked_links=checked_links, refresher=refresher,
+                        defaults_refresh=defaults_refresh)
 
 
 # API version pins (PRODUCT §10): what each adapter speaks upstream, and when that stops working (versions.py).
@@ -133,7 +139,7 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               checked="2026-11-24")),
     # OAuth 2.0 (oauth/providers.py, oauth/connect.py): connect_account starts the flow itself, no connect_with.
     _spec(Platform.X, x, options=x.TwitterOptions, exactly_once="search", adapter=x.XAdapter, credentials=x.XCredentials,
-          connect="oauth2", connect_help="x (OAuth 2.0: sign in with X, or a developer-portal accessToken)",
+          connect="oauth2", connect_help="x",  # the OAuth flow needs nothing more (the budget of tools/list is tight)
           refresher=x.refresher,
           api_version=ApiVersion(
               "x", "X API", "v2", None,
@@ -169,6 +175,19 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               "pinterest", "Pinterest API", "v5", None,
               source="Pinterest API v5 reference (https://developers.pinterest.com/docs/api/v5/): base https://api.pinterest.com/v5",
               checked="2026-11-24", confirmed=False, note="No published sunset for v5 in our sources (unconfirmed).")),
+    # Any server: connect_account takes its instanceUrl, then OAuth (the app registered per server) or an accessToken;
+    # tokens do not expire. Exactly once by Idempotency-Key (platforms/mastodon/adapter.py).
+    _spec(Platform.MASTODON, mastodon, options=mastodon.MastodonOptions, exactly_once="idempotency_key",
+          adapter=MastodonAdapter, credentials=mastodon_connect.MastodonCredentials, connect="oauth2",
+          connect_with=mastodon_connect.connect_account, connect_args=("instanceUrl",), errors=mastodon_api.ERRORS,
+          defaults_refresh=mastodon_connect.instance_refresh(), refresher=mastodon_connect.refresher,
+          connect_help="mastodon (instanceUrl)",
+          api_version=ApiVersion(
+              "mastodon", "Mastodon REST API (/api/v1, /api/v2 paths)", "4.7.0", None,
+              source="Mastodon API 4.7.0 OpenAPI document (abraham/mastodon-openapi dist/schema.json, 2026-08-19): "
+                     "POST /api/v1/statuses (Idempotency-Key), POST /api/v2/media, GET /api/v2/instance; endpoints are "
+                     "versioned by path (v1/v2) and Mastodon publishes no sunset for them",
+              checked="2026-12-05")),
     # The local simulated platform: it writes every piece (post, thread replies, first comment, media with alt
     # text) under an id we choose, and takes any media; the rules are those of the platform it emulates.
     PlatformSpec(

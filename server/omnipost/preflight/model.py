@@ -127,3 +127,12 @@ class PlatformRules:
     daily_post_cap: int | None = None
     daily_post_cap_source: str | None = None
     daily_post_cap_checked: str | None = None  # ISO date the cap was last checked against its source
+    # A target's text measure when it depends on the target (a Mastodon account's instance sets its own limit and URL
+    # length, and the content warning counts): (unit, length, limit). None: `text_unit` and `text_limit`.
+    measure: Callable[[ResolvedTarget], tuple[Unit, int, int]] | None = None
+
+    def measure_of(self, t: ResolvedTarget) -> tuple[Unit, int, int]:
+        """(unit, length, limit) of the target's text as this platform counts it (validate_post's `measure`)."""
+        if self.measure is not None:
+            return self.measure(t)
+        return self.text_unit, self.text_unit.count(t.text), self.text_limit

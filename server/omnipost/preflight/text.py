@@ -41,6 +41,7 @@ class LazyPattern:
 __all__ = [
     "CODEPOINTS",
     "GRAPHEMES",
+    "MASTODON_CHARS",
     "THREADS_CHARS",
     "TWITTER_WEIGHTED",
     "UNITS",
@@ -50,6 +51,8 @@ __all__ = [
     "codepoint_len",
     "grapheme_len",
     "graphemes",
+    "mastodon_length",
+    "mastodon_unit",
     "split_thread",
     "threads_length",
     "utf8_len",
@@ -176,6 +179,69 @@ def threads_length(text: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Mastodon
+# ---------------------------------------------------------------------------------------------------------------
+
+MASTODON_URL_LENGTH = 23  # a stock instance's characters_reserved_per_url (StatusLengthValidator::URL_PLACEHOLDER)
+
+# Mastodon's Account::MENTION_RE (4.x): `@user` or `@user@domain`, not after `=`, `/` or a word character.
+# [[:word:]] in Ruby is Unicode letters, marks, numbers and connector punctuation: regex's \w.
+_MASTODON_MENTION = LazyPattern(
+    globals(), "_MASTODON_MENTION",
+    r"(?<![=/\w])@((?i:([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?))(?:@[\w.-]+\w+)?)")
+# twitter-text's end_mention_match: a match followed by another at sign, a Latin accent or "://" is not a mention.
+_MASTODON_MENTION_END = LazyPattern(
+    globals(), "_MASTODON_MENTION_END",
+    r"[@\uff20\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0100-\u024f\u0253\u0254\u0256\u0257\u0259\u025b\u0263\u0268"
+    r"\u026f\u0272\u0289\u028b\u02bb\u0300-\u036f\u1e00-\u1eff]|://")
+
+
+def _mastodon_entities(text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, mention local part or None for a URL) of the entities Mastodon rewrites before counting, with
+    overlapping ones dropped the way twitter-text's remove_overlapping_entities does (sorted by start; an entity
+    that starts inside an earlier kept one is dropped)."""
+    found: list[tuple[int, int, str | None]] = []
+    if "://" in text:
+        from omnipost.preflight.twitter import scheme_url_spans
+
+        found += [(a, b, None) for a, b in scheme_url_spans(text)]
+    if "@" in text:
+        for m in _MASTODON_MENTION.finditer(text):
+            if _MASTODON_MENTION_END.match(text, m.end()) is None:
+                found.append((m.start(), m.end(), m.group(2)))
+    found.sort(key=lambda e: e[0])
+    kept: list[tuple[int, int, str | None]] = []
+    for entity in found:
+        if not kept or entity[0] >= kept[-1][1]:
+            kept.append(entity)
+    return kept
+
+
+def mastodon_countable(text: str, url_length: int = MASTODON_URL_LENGTH) -> str:
+    """The text as Mastodon's StatusLengthValidator counts it: each http(s) URL (twitter-text extraction) replaced by
+    `url_length` placeholder characters, each mention `@user@domain` by `@user`; blank text counts as empty."""
+    if not text or text.isspace():
+        return ""
+    if "://" not in text and "@" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end, local in _mastodon_entities(text):
+        out.append(text[pos:start])
+        out.append("x" * url_length if local is None else f"@{local}")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=256)
+def mastodon_length(text: str, spoiler: str = "", url_length: int = MASTODON_URL_LENGTH) -> int:
+    """Mastodon length: grapheme clusters of spoiler_text (the content warning) joined to the countable text.
+    Cached: one request measures the same text for the rule and for validate_post's measure."""
+    return grapheme_len(spoiler + mastodon_countable(text, url_length))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Units
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -204,7 +270,28 @@ CODEPOINTS = Unit("codepoints", "characters (Unicode code points)", codepoint_le
 TWITTER_WEIGHTED = Unit("twitter_weighted", "weighted characters (twitter-text v3)", _twitter_count)
 THREADS_CHARS = Unit("threads_chars", "characters (emoji count as their UTF-8 bytes)", threads_length)
 
-UNITS: Mapping[str, Unit] = {u.name: u for u in (GRAPHEMES, UTF16, UTF8_BYTES, CODEPOINTS, TWITTER_WEIGHTED, THREADS_CHARS)}
+
+def mastodon_unit(url_length: int = MASTODON_URL_LENGTH) -> Unit:
+    """Mastodon's characters on an instance that reserves `url_length` characters per URL (stock: 23); one Unit
+    object per length."""
+    return _mastodon_unit(url_length)
+
+
+@functools.lru_cache(maxsize=32)
+def _mastodon_unit(url_length: int) -> Unit:
+    return Unit("mastodon_chars", f"characters (grapheme clusters; a URL counts {url_length}, @user@domain counts @user)",
+                functools.partial(_mastodon_count, url_length=url_length))
+
+
+def _mastodon_count(text: str, *, url_length: int) -> int:
+    return mastodon_length(text, "", url_length)
+
+
+MASTODON_CHARS = mastodon_unit()
+
+UNITS: Mapping[str, Unit] = {
+    u.name: u for u in (GRAPHEMES, UTF16, UTF8_BYTES, CODEPOINTS, TWITTER_WEIGHTED, THREADS_CHARS, MASTODON_CHARS)
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -262,6 +262,17 @@ def twitter_urls(text: str) -> list[tuple[str, int, int]]:
     return _twitter_url_entities(unicodedata.normalize("NFC", text))
 
 
+_SCHEME = re.compile(r"https?://", re.I)
+
+
+def scheme_url_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) code point spans of the http(s) URLs twitter-text extracts from `text` as given (no NFC step):
+    what Mastodon's extractor finds with `extract_url_without_protocol: false` (a bare domain is not a URL there)."""
+    if "://" not in text:
+        return []
+    return [(start, end) for url, start, end in _twitter_url_entities(text) if _SCHEME.match(url)]
+
+
 def twitter_weighted_length_with(text: str, config: TwitterConfig | Mapping[str, Any]) -> TwitterCount:
     """twitter-text parseTweet (weightedLength, valid, permillage) under an explicit config."""
     cfg = config if isinstance(config, TwitterConfig) else TwitterConfig.from_mapping(config)

@@ -245,7 +245,23 @@ def _media_source_url(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE media ADD COLUMN source_url VARCHAR"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions, _media_source_url]
+def _instance_apps(conn: Connection) -> None:
+    """OAuth apps registered on the servers users name (issue 13: Mastodon's POST /api/v1/apps), one per platform,
+    instance and redirect URI, reused by every later connect there; the client secret sealed like credentials."""
+    md = sa.MetaData()
+    sa.Table("instance_apps", md,
+             sa.Column("platform", sa.String, primary_key=True),
+             sa.Column("instance", sa.String, primary_key=True),
+             sa.Column("redirect_uri", sa.String, primary_key=True),
+             sa.Column("scopes", sa.String, nullable=False),
+             sa.Column("client_id", sa.String, nullable=False),
+             sa.Column("client_secret", sa.LargeBinary, nullable=False),
+             sa.Column("created_at", UTCDateTime(), nullable=False))
+    md.tables["instance_apps"].create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _connect_sessions, _media_source_url,
+                                                  _instance_apps]
 LATEST = len(MIGRATIONS)
 
 

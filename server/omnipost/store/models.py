@@ -224,6 +224,20 @@ class WebhookDelivery(SQLModel, table=True):
     delivered_at: datetime | None = _ts(nullable=True)
 
 
+class InstanceApp(SQLModel, table=True):
+    """omnipost's OAuth app registered on one server a user named (a Mastodon instance), reused by later connects
+    there (oauth/apps.py)."""
+
+    __tablename__ = "instance_apps"
+    platform: str = Field(primary_key=True)
+    instance: str = Field(primary_key=True)  # the server's base URL, as check_base_url normalised it
+    redirect_uri: str = Field(primary_key=True)
+    scopes: str  # as registered (space-separated): other scopes need another registration
+    client_id: str
+    client_secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # sealed (store/crypto.py)
+    created_at: datetime = _ts()
+
+
 class ConnectSession(SQLModel, table=True):
     """One OAuth connect started by connect_account (oauth/connect.py), found by its `state`."""
 

@@ -15,7 +15,7 @@ from omnipost.domain import PLATFORM_ALIASES, Platform
 from omnipost.errors import PlatformAuthError, PlatformError, ValidationFailedError
 from omnipost.platforms.base import ConnectRequest, Verifying
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
-from omnipost.oauth.providers import PROVIDERS
+from omnipost.oauth.providers import INSTANCE_PROVIDERS, PROVIDERS
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, Instant, ProfileArg, profile_of, reach_of
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         appPassword: Annotated[str | None, Field(description=only_for(
             "appPassword", "an app password (Settings → App passwords), never the account password."))] = None,
         pdsUrl: Annotated[str | None, Field(description=only_for("pdsUrl", "the PDS to log in to (default https://bsky.social)."))] = None,
+        instanceUrl: Annotated[str | None, Field(description=only_for("instanceUrl", "its server."))] = None,
         profileId: ProfileArg = None,
         defaults: Annotated[dict[str, str] | None, Field(description='Per-account defaults, e.g. {"boardId": "123"} for Pinterest.')] = None,
         sandboxMode: Annotated[Literal["caller_id", "own_id", "container"] | None, Field(description=only_for("sandboxMode",
@@ -115,7 +116,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         expiresAt: Instant | None = None,
     ) -> ConnectOut:
         profile, caller = await profile_of(rt, profileId)
-        given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl}
+        given = {"emulates": emulates, "sandboxMode": sandboxMode, "appPassword": appPassword, "pdsUrl": pdsUrl,
+                 "instanceUrl": instanceUrl}
         refuse_foreign_arguments(platform, given)
         spec = PLATFORMS[platform]
         if caller.test_mode and spec.real:
@@ -139,7 +141,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                                             credentials=connected.credentials, defaults=connected.defaults,
                                             token_expires_at=connected.token_expires_at, identity=connected.identity)
             return ConnectOut(**account_out(account).model_dump(), accountIds=[account.id])
-        args: dict[str, Any] = {k: v for k, v in {"handle": handle, "defaults": defaults, "sandboxMode": sandboxMode}.items() if v}
+        args: dict[str, Any] = {k: v for k, v in {"handle": handle, "defaults": defaults, "sandboxMode": sandboxMode,
+                                                  "instanceUrl": instanceUrl}.items() if v}
         service = rt.connect_
         if accessToken is not None:
             ids = await service.bring_token(profile.id, oauth_platform, access_token=accessToken, refresh_token=refreshToken,
@@ -166,7 +169,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                 raise ValidationFailedError(f"A sandbox connected through OAuth emulates one of {', '.join(PROVIDERS)}.",
                                             path="emulates", remediation="Set emulates to a platform that connects through OAuth.")
             return name, "sandbox"
-        if platform in PROVIDERS:
+        if platform in PROVIDERS or platform in INSTANCE_PROVIDERS:
             return platform, "account"
         return None, ""
 
@@ -248,7 +251,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         return account_out(account).model_copy(update={"displayName": who.name or account.display_name})
 
     server.add_tool(get_account, name="get_account", title="Get an account",
-                    description="One connected account of the profile: platform, handle, health (asked upstream where possible), token expiry and defaults. Unknown ids are not_found.",
+                    description="One connected account of the profile: platform, handle, health, token expiry and defaults. Unknown ids are not_found.",
                     annotations=READ)
 
     async def disconnect_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> DisconnectedOut:

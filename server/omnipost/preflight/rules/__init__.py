@@ -9,6 +9,7 @@ from omnipost.preflight.rules.bluesky import BLUESKY
 from omnipost.preflight.rules.facebook import FACEBOOK
 from omnipost.preflight.rules.instagram import INSTAGRAM
 from omnipost.preflight.rules.linkedin import LINKEDIN
+from omnipost.preflight.rules.mastodon import MASTODON
 from omnipost.preflight.rules.pinterest import PINTEREST
 from omnipost.preflight.rules.threads import THREADS
 from omnipost.preflight.rules.x import X
@@ -21,6 +22,7 @@ RULES: dict[Platform, PlatformRules] = {
     Platform.INSTAGRAM: INSTAGRAM,
     Platform.FACEBOOK: FACEBOOK,
     Platform.PINTEREST: PINTEREST,
+    Platform.MASTODON: MASTODON,
 }
 
 # Platforms whose publishing API pulls media from a public URL (platforms.md §0.4).
