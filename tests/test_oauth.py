@@ -494,7 +494,7 @@ async def test_accounts_connect_takes_a_pasted_url_when_no_listener_runs(cli_env
 
 @pytest.mark.parametrize(("argv", "env_drop"), [
     (["accounts", "connect", "myspace"], None),
-    (["accounts", "connect", "x"], None),  # no adapter for X yet: only --sandbox
+    (["accounts", "connect", "linkedin"], None),  # no adapter for LinkedIn yet: only --sandbox
     (["accounts", "connect", "x", "--sandbox"], "OMNIPOST_X_CLIENT_ID"),  # not configured
     (["accounts", "connect", "x", "--sandbox", "--timeout", "0"], None),
 ])

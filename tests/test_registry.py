@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr
 
 from omnipost import caps, versions
 from omnipost.domain import DISPLAY_NAME, OPTION_KEY, PLATFORM_ALIASES, RULE_PREFIX, Platform
+from omnipost.oauth.providers import PROVIDERS
 from omnipost.platforms import PREVIEWS
 from omnipost.platforms.registry import CONNECTABLE, PLATFORMS, ConnectKind, PlatformSpec, Strategy
 from omnipost.preflight.rules import RULES
@@ -79,7 +80,8 @@ def missing_parts(spec: PlatformSpec, contract: Path = CONTRACT) -> list[str]:
         if spec.credentials is not None or spec.connect != "none":
             out.append("adapter")
         return out
-    if spec.connect == "none" or not callable(spec.connect_with):
+    # An OAuth 2.0 platform connects through oauth/connect.py (its provider in oauth/providers.py), not connect_with.
+    if spec.connect == "none" or not (callable(spec.connect_with) or (spec.connect == "oauth2" and p in PROVIDERS)):
         out.append("connect")
     if not all(callable(getattr(spec.adapter, m, None)) for m in ("from_deps", "publish", "delete")):
         out.append("adapter")
@@ -109,7 +111,8 @@ def test_a_missing_part_is_named(tmp_path: Path) -> None:
     assert missing_parts(dataclasses.replace(bluesky, adapter=type("NoFromDeps", (), {"publish": 1, "delete": 1}))) == ["adapter"]
     assert missing_parts(dataclasses.replace(PLATFORMS["x"], exactly_once="caller_id", api_version=None)) == [
         "exactly_once", "api_version"]
-    assert missing_parts(dataclasses.replace(PLATFORMS["x"], connect="oauth2")) == ["adapter"]
+    assert missing_parts(dataclasses.replace(PLATFORMS["linkedin"], connect="oauth2")) == ["adapter"]
+    assert missing_parts(dataclasses.replace(PLATFORMS["x"], connect="token")) == ["connect"]  # OAuth only as oauth2
     contract = tmp_path / "test_contract.py"
     contract.write_text('@pytest.mark.parametrize("platform", ["sandbox"])\n', encoding="utf-8")
     assert missing_parts(bluesky, contract) == ["contract run"]

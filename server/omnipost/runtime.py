@@ -158,7 +158,8 @@ class Runtime:
 
         assert self.http is not None
         return AdapterDeps(http=self.http, clock=self.clock, timeout=self.settings.upstream_timeout, sandbox_url=self.sandbox_url,
-                           save_credentials=save_credentials, resolver=self.resolver, sessions=self.sessions)
+                           save_credentials=save_credentials, resolver=self.resolver, sessions=self.sessions,
+                           environ=self.extra.get("environ"))
 
     def _token_sessions(self, vault: Any) -> Any:
         """The accounts' TokenSessions: each platform's Refresher (its spec's `refresher`, built from the adapter
@@ -174,7 +175,8 @@ class Runtime:
         assert self.db is not None
         deps = self.adapter_deps()
         deps = replace(deps, timeout=min(deps.timeout, REFRESH_TIMEOUT))  # a refresh holds the account's lock
-        refreshers = {p: spec.refresher(deps) for p, spec in PLATFORMS.items() if spec.refresher is not None}
+        built = {p: spec.refresher(deps) for p, spec in PLATFORMS.items() if spec.refresher is not None}
+        refreshers = {p: r for p, r in built.items() if r is not None}  # None: an OAuth app not configured
         # The OAuth platforms renew through their provider data (oauth/providers.py) when their app is configured.
         environ = self.extra.get("environ") or os.environ
         for p in PLATFORMS:

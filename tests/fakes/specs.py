@@ -35,6 +35,7 @@ import refdata
 SPECS = refdata.path("platform-specs")
 _DOC = "urn:omnipost:openapi"
 ABSENT: Any = object()  # check_request's `body` when the caller does not check bodies
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 class SpecViolation(AssertionError):
@@ -182,7 +183,21 @@ class OpenAPI:
             raise SpecViolation(f"{method} {path}: the operation takes no {kind or 'untyped'} body "
                                 f"(only {', '.join(spec.get('content', {}))})")
         if "schema" in spec["content"][kind]:
-            self._validate(f"{at}/content/{_escape(kind)}/schema", body, f"{method} {path} body")
+            pointer = f"{at}/content/{_escape(kind)}/schema"
+            if kind in _FORMS and isinstance(body, dict):
+                body = self._typed_form(pointer, body)  # pyright: ignore[reportUnknownArgumentType]
+            self._validate(pointer, body, f"{method} {path} body")
+
+    def _typed_form(self, pointer: str, form: dict[str, Any]) -> dict[str, Any]:
+        """A form's fields are strings on the wire: each is read as its property's scalar type (an integer
+        `segment_index`), as a server decoding the form by the schema would."""
+        schema, pointer = self._deref(pointer)
+        props = schema.get("properties", {})
+        out: dict[str, Any] = {}
+        for name, value in form.items():
+            prop, _ = self._deref(f"{pointer}/properties/{_escape(name)}") if name in props else ({}, "")
+            out[name] = _scalar(value, prop.get("type")) if isinstance(value, str) else value
+        return out
 
     def _check_security(self, method: str, path: str, op: str, auth: tuple[str, Collection[str]] | None) -> None:
         required = self._at(op).get("security", self.doc.get("security"))

@@ -91,6 +91,7 @@ class FakeUpstream:
         self.grants: dict[str, Grant] = {}
         self.log: list[Call] = []
         self._failures: dict[str, list[Answer]] = {}
+        self._drops: dict[str, int] = {}
         self._serial = itertools.count(1)
         self.app = Starlette(routes=[Route(path, self._endpoint(name, handler), methods=[method])
                                      for method, path, name, handler in self.routes()])
@@ -154,6 +155,11 @@ class FakeUpstream:
         """The next call of `route` answers this, and nothing else happens."""
         self._failures.setdefault(route, []).append(Answer(status, body, headers))
 
+    def drop_answer_next(self, route: str) -> None:
+        """The next call of `route` takes effect, then its answer is lost: the client sees httpx2.ReadTimeout (raised
+        through the ASGI transport), as when a connection drops after the platform acted."""
+        self._drops[route] = self._drops.get(route, 0) + 1
+
     def calls(self, route: str) -> list[Call]:
         return [c for c in self.log if c.route == route]
 
@@ -182,10 +188,19 @@ class FakeUpstream:
             try:
                 result = await handler(req)
             except Answer as answer:
+                if answer.status < 400:
+                    self._lose(name)
                 return self._answer(req, answer.status, answer.body, answer.headers)
+            self._lose(name)
             status, body = result if isinstance(result, tuple) else (200, result)  # pyright: ignore[reportUnknownVariableType]
             return self._answer(req, status, body, {})  # pyright: ignore[reportUnknownArgumentType]
         return endpoint
+
+    def _lose(self, name: str) -> None:
+        """drop_answer_next: the call took effect; its answer never arrives."""
+        if self._drops.get(name):
+            self._drops[name] -= 1
+            raise httpx2.ReadTimeout(f"{self.origin} fake: the answer to {name} was lost after it took effect")
 
     def presented(self, req: Req) -> tuple[str, tuple[str, ...]] | None:
         """The credentials a request presents, as fakes/specs.py's `check_request(auth=...)` takes them: an OAuth 2.0

@@ -402,8 +402,14 @@ async def test_the_fakes_refuse_requests_their_platform_spec_does_not_allow(cloc
             await http.get("https://api.x.com/2/users/me", params={"user.fields": "id", "pretty": "1"})
         with pytest.raises(SpecViolation):
             await http.get("https://api.x.com/2/users/me", params={"user.fields": "shoe_size"})
-        with pytest.raises(AssertionError, match="no route"):  # an endpoint no one has added yet
+        with pytest.raises(SpecViolation, match="requires credentials"):  # the operation's security
             await http.post("https://api.x.com/2/tweets", json={"text": "hi"})
+        read_only = x.issue_user_token("2244994945", scopes=("tweet.read", "users.read"))
+        with pytest.raises(SpecViolation, match="security requirements"):  # a token without tweet.write
+            await http.post("https://api.x.com/2/tweets", json={"text": "hi"}, headers={"Authorization": f"Bearer {read_only}"})
+        with pytest.raises(SpecViolation, match="body"):  # X's schema takes no unknown field
+            await http.post("https://api.x.com/2/tweets", json={"text": "hi", "colour": "red"},
+                            headers={"Authorization": f"Bearer {x.issue_user_token('2244994945')}"})
     fb = graph(clock)
     async with fb.client() as http:
         with pytest.raises(SpecViolation, match="no field"):

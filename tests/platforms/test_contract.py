@@ -1,5 +1,5 @@
 """The adapter contract (ARCHITECTURE §2, issue 10): one suite of behaviours, written once, run against every adapter
-of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky and Mastodon.
+of the registry (PLATFORMS) with its fake: the sandbox in each of its three modes, Bluesky, X and Mastodon.
 
 Each case goes through the MCP tools only (publish_post, retry_post, resolve_post, delete_post, get_post), so it
 survives the rewrite of the adapter seam, and asserts what the upstream holds afterwards. A `Harness` says per
@@ -21,6 +21,7 @@ import pytest
 from fakes.bluesky import PDS_URL
 from fakes.mastodon import FakeMastodon
 from fakes.scripted import Scripted
+from fakes.x import FakeX
 from mcp import Client
 from mediagen import b64, make_image
 from test_media_storage import write_video
@@ -59,6 +60,7 @@ class Harness:
     sandbox_mode: str | None = None
     emulates: str = "x"
     caps: frozenset[str] = field(default_factory=frozenset)  # "refresh", "processing"
+    refresh: str = ""  # the route (fake's name) of a token refresh, for platforms with "refresh"
 
 
 SANDBOX = dict(platform="sandbox", read=r"^/v1/(posts|containers)", read_skip=0, forbidden={"error": "forbidden", "message": "Missing scope."},
@@ -76,7 +78,14 @@ HARNESSES = [
             unavailable={"error": "InternalServerError", "message": "Internal Server Error"},
             rate_limited=(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
                           {"RateLimit-Reset": "1795521690", "RateLimit-Remaining": "0"}),  # now + 90 s (epoch seconds)
-            duplicate=None, caps=frozenset({"refresh", "processing"})),
+            duplicate=None, caps=frozenset({"refresh", "processing"}), refresh="com.atproto.server.refreshSession"),
+    # X: POST /2/tweets creates; reconcile searches GET /2/users/{id}/tweets; the fake refuses duplicates itself.
+    Harness(id="x", platform="x", create=r"^/2/tweets$", create_method="POST", read=r"^/2/users/[0-9]+/tweets$", read_skip=0,
+            forbidden={"title": "Forbidden", "type": "about:blank", "status": 403, "detail": "Forbidden"},
+            unavailable={"title": "Service Unavailable", "type": "about:blank", "status": 503, "detail": "Service Unavailable"},
+            rate_limited=(429, {"title": "Too Many Requests", "type": "about:blank", "status": 429, "detail": "Too Many Requests"},
+                          {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1795521690"}),  # now + 90 s (epoch seconds)
+            duplicate=None, caps=frozenset({"refresh", "processing"}), refresh="oauth2.token"),
     # Mastodon has no duplicate refusal: the same Idempotency-Key answers the status it made (the fake does so itself).
     Harness(id="mastodon", platform="mastodon", create=r"^/api/v1/statuses$", create_method="POST",
             read=r"^/api/v1/(accounts/[^/]+/statuses|statuses/[^/]+/source)$", read_skip=0,
@@ -84,6 +93,8 @@ HARNESSES = [
             rate_limited=(429, {"error": "Too many requests"}, {"X-RateLimit-Reset": "2026-11-24T12:01:30.000Z"}),  # now + 90 s
             duplicate=None, caps=frozenset({"processing"})),
 ]
+X_USER = "2244994945"
+X_ENV = {"OMNIPOST_X_CLIENT_ID": "omnipost-test-client", "OMNIPOST_X_CLIENT_SECRET": "omnipost-test-secret"}
 MASTODON = "https://mastodon.example"
 # Every platform with an adapter runs the contract: a new one fails here until it has a harness.
 assert sorted({h.platform for h in HARNESSES}) == sorted(p for p, s in PLATFORMS.items() if s.adapter)
@@ -118,11 +129,15 @@ class Env(Setup):
     def __init__(self, settings: Settings, harness: Harness) -> None:
         self.h = harness
         self.fronts: dict[str, Scripted] = {}
+        self.x = FakeX(clock=lambda: self.clock.now().timestamp())
+        self.x.add_user(X_USER, "contract_x", "Contract X")
         self.mastodon = FakeMastodon(MASTODON)
         self.mastodon.add_user("alice")
         super().__init__(settings, sandbox=lambda app: self._front("sandbox", app), pds=lambda app: self._front("bluesky", app),
-                         mounts={VIDEO_SERVICE: self._video_app(), MASTODON: self._front("mastodon", self.mastodon.app)})
+                         mounts={VIDEO_SERVICE: self._video_app(), FakeX.origin: self._front("x", self.x.app),
+                                 MASTODON: self._front("mastodon", self.mastodon.app)})
         self.mastodon.clock = lambda: self.clock.now().timestamp()
+        self.rt.extra["environ"] = dict(X_ENV)  # X's OAuth app: bring a token, refresh it
         self.settings = settings
 
     def _front(self, platform: str, app: Any) -> Scripted:
@@ -136,10 +151,18 @@ class Env(Setup):
     def script(self) -> Scripted:
         return self.fronts[self.h.platform]
 
+    @property
+    def upstream_fake(self) -> Any:
+        """The harness's platform fake (for token scripting and its request log)."""
+        return self.x if self.h.platform == "x" else self.fake
+
     async def connect(self, client: Client) -> str:
         await self.start(client, bluesky=False)
         if self.h.platform == "bluesky":
             args = {"platform": "bluesky", "handle": "alice.test", "appPassword": PASSWORD, "pdsUrl": PDS_URL}
+        elif self.h.platform == "x":
+            args = {"platform": "x", "accessToken": self.x.issue_user_token(X_USER), "refreshToken": self.x.issue_refresh_token(X_USER),
+                    "expiresAt": (self.clock.now() + timedelta(hours=2)).isoformat()}
         elif self.h.platform == "mastodon":
             args = {"platform": "mastodon", "instanceUrl": MASTODON, "accessToken": self.mastodon.user_token("alice")}
         else:
@@ -160,6 +183,8 @@ class Env(Setup):
         if self.h.platform == "sandbox":
             return [{"id": p["id"], "text": p["text"], "parent": p["replyTo"], "media": len(p["media"])}
                     for p in list_posts(self.settings.data_dir / "sandbox.db")]
+        if self.h.platform == "x":
+            return [{"id": p.id, "text": p.text, "parent": p.parent, "media": len(p.media_keys)} for p in self.x.live_posts()]
         if self.h.platform == "mastodon":
             return [{"id": s.id, "text": s.text, "parent": s.in_reply_to_id, "media": len(s.media_ids)}
                     for s in self.mastodon.live_statuses()]
@@ -281,11 +306,11 @@ async def test_an_expired_token_is_refreshed_and_the_post_published(settings: Se
     env = env_of(settings, h)
     async with env.http, Client(env.server) as client:
         account = await env.connect(client)
-        env.fake.expire_tokens()  # the next call answers "expired"
+        env.upstream_fake.expire_tokens()  # the next call answers "expired"
         result = await publish(client, account, "Contract: after a refresh")
         assert result["status"] == "published", result
         assert env.texts() == ["Contract: after a refresh"] and await health(client, account) == "active"
-        assert len(env.fake.calls("com.atproto.server.refreshSession")) == 1
+        assert len(env.upstream_fake.calls(h.refresh)) == 1
 
 
 @pytest.mark.parametrize("h", cases("refused_refresh", needs="refresh"))
@@ -293,7 +318,7 @@ async def test_a_refused_refresh_needs_reconnect(settings: Settings, h: Harness)
     env = env_of(settings, h)
     async with env.http, Client(env.server) as client:
         account = await env.connect(client)
-        env.fake.expire_tokens(refresh=True)  # the access token expired and the refresh is refused
+        env.upstream_fake.expire_tokens(refresh=True)  # the access token expired and the refresh is refused
         result = await publish(client, account, "Contract: no session")
         assert (result["status"], result["error"]["code"]) == ("rejected", "platform_auth_failed"), result
         assert env.upstream() == [] and await health(client, account) == "needs_reconnect"
@@ -348,12 +373,14 @@ async def test_a_duplicate_refusal_after_an_unknown_outcome_is_reconciled_as_pub
 
 async def slow_processing(env: Env, h: Harness, tmp_path: Path) -> dict[str, Any]:
     """Make the platform's processing slow (sandbox: a container finishes 10 minutes after its creation; Bluesky: the
-    video service is still encoding at the first two status reads; Mastodon: the video is processed 5 minutes after its
-    upload); the publish arguments that need it."""
+    video service is still encoding at the first two status reads; X: 10 minutes after finalize; Mastodon: the video is
+    processed 5 minutes after its upload); the publish arguments that need it."""
     if h.platform == "sandbox":
         plan = await env.rt.http.post(f"{SANDBOX_HOST}/v1/_control/processing", json={"readyAfterPolls": None, "readyAfterSeconds": 600})
         assert plan.status_code == 200
         return {}
+    if h.platform == "x":
+        env.x.processing_seconds = 600  # X processes the video for 10 minutes of its clock
     if h.platform == "mastodon":
         env.mastodon.processing_seconds = 300  # the video is processed 5 minutes after its upload
     env.fake.video_polls = 3
@@ -365,6 +392,8 @@ def processing_started(env: Env, h: Harness) -> int:
     """How many times the platform was asked to start processing (containers created, videos uploaded)."""
     if h.platform == "sandbox":
         return sum(1 for m, p in env.script.seen if m == "POST" and re.fullmatch(r"/v1/containers", p))
+    if h.platform == "x":
+        return len(env.x.calls("media.initialize"))
     if h.platform == "mastodon":
         return len(env.mastodon.calls("media.create"))
     return len(env.fake.calls("app.bsky.video.uploadVideo"))
@@ -436,7 +465,7 @@ def test_no_adapter_sleeps() -> None:
     import omnipost.platforms as package
 
     sleepers = []
-    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+    for path in sorted(Path(package.__file__).parent.rglob("*.py")):  # the platform packages (bluesky/, x/) too
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")

@@ -33,18 +33,14 @@ from omnipost.errors import ConfigError, ConnectError, PlatformError, PlatformUn
 from omnipost.oauth.model import ExchangeContext, OAuthCredentials, PostExchange, TokenSet
 from omnipost.platforms.base import Connected
 from omnipost.platforms.calls import raise_for_status, send
-from omnipost.platforms.errormap import (AUTH_REFUSED, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule, body_field,
-                                         first_of, reset_header, retry_after_header)
+from omnipost.platforms.x.errors import ERRORS as ERRORS_OF_X
+from omnipost.platforms.errormap import AUTH_REFUSED, FORBIDDEN, RATE_LIMITED, UNAVAILABLE, ErrorMap, Rule, body_field
 
-# Error maps for the identity calls. The adapters of these platforms do not exist yet; when they do, their module
-# constant ERRORS (platforms/<p>.py) is the one place for these rules and the steps should use it.
+# Error maps for the identity calls. Where a platform's adapter exists (X), its module constant ERRORS is the one place
+# for these rules; for the others, when their adapters land, their ERRORS should replace the maps below.
 
-# X answers problem details (platforms.md §2.4): the `type` URI is the structured code; 401 is `about:blank`.
-X_ERRORS = ErrorMap(
-    rules=(Rule(RATE_LIMITED, code="https://api.x.com/2/problems/usage-capped"),
-           Rule(RATE_LIMITED, code="https://api.x.com/2/problems/rate-limit-exceeded")),
-    code=body_field("type"), message=body_field("detail"),
-    retry_after=first_of(reset_header("x-rate-limit-reset"), retry_after_header))
+# X answers problem details (platforms.md §2.4): its adapter's map (platforms/x/errors.py).
+X_ERRORS = ERRORS_OF_X
 
 # LinkedIn (§3.4): {"status", "serviceErrorCode", "code"?, "message"}; a 401 is a refused token whatever its code.
 LINKEDIN_ERRORS = ErrorMap(

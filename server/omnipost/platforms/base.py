@@ -5,7 +5,7 @@ their own (one is injected). They raise the PlatformError family from errors.py,
 platforms/calls.py from statuses and transport exceptions.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -111,6 +111,7 @@ class AdapterDeps:
     save_credentials: SaveCredentials
     resolver: Any
     sessions: Any = None  # oauth.session.TokenSessions (None: an adapter keeps its own in memory)
+    environ: Mapping[str, str] | None = field(default=None, repr=False)  # the configuration (None: os.environ): API base overrides
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,27 @@ class DeepChecking(Protocol):
         ...
 
     async def deep_check(self, account: AccountContext, target: ResolvedTarget, facts: dict[int, MediaFacts]) -> list[DeepFinding]:
+        ...
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Who an account's credentials belong to upstream, as the platform's whoami answered."""
+
+    id: str
+    handle: str
+    name: str | None = None
+
+
+@runtime_checkable
+class Verifying(Protocol):
+    """An adapter that can ask the platform who the account is (a whoami, no side effects): get_account reports the
+    account's health from it.
+
+    Raises (verify): PlatformAuthError when the platform refuses the credentials (after one refresh); another
+    PlatformError when it cannot be asked now."""
+
+    async def verify(self, account: AccountContext) -> Verified:
         ...
 
 

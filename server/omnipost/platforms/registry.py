@@ -59,7 +59,7 @@ class PlatformSpec:
     preview: Callable[[ResolvedTarget], dict[str, Any]] | None  # the request body validate_post previews
     connect: ConnectKind
     connect_help: str  # how a user connects, for the connect tool's description
-    connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None  # the connect flow (None: none built yet)
+    connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None  # the connect flow (None: none built yet, or OAuth)
     connect_args: tuple[str, ...]  # connect_account's arguments only this platform takes (appPassword, ...)
     capabilities: Capabilities
     exactly_once: Strategy
@@ -73,7 +73,7 @@ class PlatformSpec:
     rules: PlatformRules | None = field(default=None, repr=False)  # None only for the sandbox (it emulates)
     # Renews and revokes the platform's tokens (oauth/model.py Refresher), built from the runtime's AdapterDeps and
     # driven by each account's TokenSession (oauth/session.py). None: tokens are not renewed without the user.
-    refresher: Callable[[AdapterDeps], Refresher] | None = None
+    refresher: Callable[[AdapterDeps], Refresher | None] | None = None
     # Account defaults kept fresh from upstream (Mastodon: the server's limits, read again daily): Accounts.refresh_defaults.
     defaults_refresh: DefaultsRefresh | None = None
 
@@ -109,7 +109,7 @@ def _spec(p: Platform, module: ModuleType, *, options: type[BaseModel], exactly_
           adapter: type[PlatformAdapter] | None = None, credentials: type[BaseModel] | None = None,
           connect_with: Callable[[ConnectRequest], Awaitable[Connected]] | None = None, connect_args: tuple[str, ...] = (),
           media_reachable_rule: str | None = None, checked_links: tuple[tuple[str, str], ...] = (),
-          refresher: Callable[[AdapterDeps], Refresher] | None = None, errors: Any = None,
+          refresher: Callable[[AdapterDeps], Refresher | None] | None = None, errors: Any = None,
           defaults_refresh: DefaultsRefresh | None = None) -> PlatformSpec:
     """A real platform's spec: preview builder, capabilities and daily cap come from its modules and rules."""
     rules = RULES[p]
@@ -137,7 +137,10 @@ PLATFORMS: dict[str, PlatformSpec] = {s.platform: s for s in (
               source="atproto lexicons (https://github.com/bluesky-social/atproto/tree/main/lexicons, snapshot 2026-08): lexicons evolve by backwards-compatible "
                      "additions; there is no versioned endpoint and no published sunset",
               checked="2026-11-24")),
-    _spec(Platform.X, x, options=x.TwitterOptions, exactly_once="search",
+    # OAuth 2.0 (oauth/providers.py, oauth/connect.py): connect_account starts the flow itself, no connect_with.
+    _spec(Platform.X, x, options=x.TwitterOptions, exactly_once="search", adapter=x.XAdapter, credentials=x.XCredentials,
+          connect="oauth2", connect_help="x",  # the OAuth flow needs nothing more (the budget of tools/list is tight)
+          refresher=x.refresher,
           api_version=ApiVersion(
               "x", "X API", "v2", None,
               source="X API v2 OpenAPI document (https://api.x.com/2/openapi.json, 2026-08): POST /2/tweets, /2/media/upload; "

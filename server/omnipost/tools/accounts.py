@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from omnipost.outputs import AccountOut, DisconnectedOut, ProfileOut, account_out, profile_out
 from omnipost.auth import current_caller
 from omnipost.domain import PLATFORM_ALIASES, Platform
-from omnipost.errors import ValidationFailedError
-from omnipost.platforms.base import ConnectRequest
+from omnipost.errors import PlatformAuthError, PlatformError, ValidationFailedError
+from omnipost.platforms.base import ConnectRequest, Verifying
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE, PLATFORMS
 from omnipost.oauth.providers import INSTANCE_PROVIDERS, PROVIDERS
 from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, Instant, ProfileArg, profile_of, reach_of
@@ -235,7 +235,21 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def get_account(accountId: Annotated[str, Field(description="acc_… id.")], profileId: ProfileArg = None) -> AccountOut:
         reach = await reach_of(rt, profileId)  # first: it waits until the server is open
-        return account_out(await rt.accounts.get(reach, accountId))
+        account = await rt.accounts.get(reach, accountId)
+        adapter = rt.adapters.get(account.platform)
+        if account.health != "active" or not isinstance(adapter, Verifying):
+            return account_out(account)
+        # The platform says who the credentials belong to (a whoami): refused → needs_reconnect (token.revoked); a
+        # platform that cannot be asked now leaves the health as stored.
+        try:
+            who = await adapter.verify(rt.accounts.context(account))
+        except PlatformAuthError:
+            await rt.publisher.mark_account(account.id, "needs_reconnect")
+            return account_out(await rt.accounts.get(reach, accountId))
+        except PlatformError as exc:
+            logger.info("could not verify account %s (%s)", account.id, exc.code)
+            return account_out(account)
+        return account_out(account).model_copy(update={"displayName": who.name or account.display_name})
 
     server.add_tool(get_account, name="get_account", title="Get an account",
                     description="One connected account of the profile: platform, handle, health, token expiry and defaults. Unknown ids are not_found.",

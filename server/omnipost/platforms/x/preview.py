@@ -1,4 +1,4 @@
-"""X: the POST /2/tweets body, and its publish options model."""
+"""X: the POST /2/tweets body validate_post previews, and the publish options model."""
 
 from typing import Any, Literal
 
