@@ -37,6 +37,7 @@ import anyio
 import anyio.lowlevel
 import httpx2
 import pytest
+from refdata import requires_reference_data
 from test_crash import KEY, Proc, _free_port, call, db_rows, in_flight
 
 KILLS = int(os.environ.get("OMNIPOST_CRASH_KILLS", "20"))
@@ -99,6 +100,7 @@ def start_server(data_dir: Path, run: PlatformRun, fake_url: str, port: int) -> 
 
 
 @pytest.mark.anyio
+@requires_reference_data  # the served fake checks every call against the platform's published spec
 @pytest.mark.parametrize("platform", list(RUNS))
 async def test_killing_the_server_mid_batch_never_publishes_to_the_platform_twice(tmp_path: Path, platform: str) -> None:
     run = RUNS[platform]

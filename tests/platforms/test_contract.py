@@ -24,6 +24,7 @@ from fakes.scripted import Scripted
 from fakes.x import FakeX
 from mcp import Client
 from mediagen import b64, make_image
+from refdata import requires_reference_data
 from test_media_storage import write_video
 from test_tokens import PASSWORD, Setup
 from toolresult import err, ok
@@ -60,6 +61,7 @@ class Harness:
     sandbox_mode: str | None = None
     emulates: str = "x"
     caps: frozenset[str] = field(default_factory=frozenset)  # "refresh", "processing"
+    refereed: bool = False  # the fake checks every call against the platform's published spec (reference data)
     refresh: str = ""  # the route (fake's name) of a token refresh, for platforms with "refresh"
 
 
@@ -85,13 +87,13 @@ HARNESSES = [
             unavailable={"title": "Service Unavailable", "type": "about:blank", "status": 503, "detail": "Service Unavailable"},
             rate_limited=(429, {"title": "Too Many Requests", "type": "about:blank", "status": 429, "detail": "Too Many Requests"},
                           {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1795521690"}),  # now + 90 s (epoch seconds)
-            duplicate=None, caps=frozenset({"refresh", "processing"}), refresh="oauth2.token"),
+            duplicate=None, caps=frozenset({"refresh", "processing"}), refresh="oauth2.token", refereed=True),
     # Mastodon has no duplicate refusal: the same Idempotency-Key answers the status it made (the fake does so itself).
     Harness(id="mastodon", platform="mastodon", create=r"^/api/v1/statuses$", create_method="POST",
             read=r"^/api/v1/(accounts/[^/]+/statuses|statuses/[^/]+/source)$", read_skip=0,
             forbidden={"error": "This action is outside the authorized scopes"}, unavailable={"error": "Service Unavailable"},
             rate_limited=(429, {"error": "Too many requests"}, {"X-RateLimit-Reset": "2026-11-24T12:01:30.000Z"}),  # now + 90 s
-            duplicate=None, caps=frozenset({"processing"})),
+            duplicate=None, caps=frozenset({"processing"}), refereed=True),
 ]
 X_USER = "2244994945"
 X_ENV = {"OMNIPOST_X_CLIENT_ID": "omnipost-test-client", "OMNIPOST_X_CLIENT_SECRET": "omnipost-test-secret"}
@@ -116,7 +118,8 @@ def cases(name: str, needs: str | None = None) -> list[Any]:
         if needs is not None and needs not in h.caps:
             continue  # not applicable: NOT_APPLICABLE[needs]
         gap = KNOWN_GAPS.get((name, h.id))
-        out.append(pytest.param(h, id=h.id, marks=[pytest.mark.xfail(strict=True, reason=gap)] if gap else []))
+        marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
+        out.append(pytest.param(h, id=h.id, marks=marks + ([requires_reference_data] if h.refereed else [])))
     return out
 
 

@@ -33,13 +33,14 @@ from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest,
 from omnipost.platforms.registry import PLATFORMS
 from omnipost.platforms.mastodon.adapter import MastodonAdapter
 from omnipost.platforms.pieces import MAIN, SENDING, Ledger, Piece
+from refdata import requires_reference_data
 from omnipost.preflight.model import ResolvedTarget
 from omnipost.clock import FixedClock
 from omnipost.config import Settings
 from omnipost.scheduler import Scheduler
 from omnipost.store.models import InstanceApp
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, requires_reference_data]  # the fake is refereed by Mastodon's OpenAPI document
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)  # conftest's NOW
 
