@@ -3,21 +3,24 @@ several accounts of one platform through its adapter, restart it, and check ever
 
 tests/test_crash.py does this against the sandbox; here the upstream is the platform's own fake (tests/fakes/<p>.py)
 served in its own loopback process (tests/fakes/serve.py, state in memory), and the server reaches it through the
-platform's API base override (OMNIPOST_<P>_API_BASE) with loopback upstreams allowed (OMNIPOST_UPSTREAM_ALLOW_LOOPBACK:
-the SSRF guard refuses loopback otherwise). The fake stores a second copy of the same text instead of refusing it
-(`--allow-duplicates`), so a blind resend shows up as a copy, not as X's own duplicate guard saving us. Duplicates
-are counted from the fake's state (its test route).
+platform's API base override (X: OMNIPOST_X_API_BASE) or the instance URL the account is connected on (Mastodon),
+with loopback upstreams allowed (OMNIPOST_UPSTREAM_ALLOW_LOOPBACK: the SSRF guard refuses loopback otherwise). The
+fake stores a second copy of the same text instead of refusing it (`--allow-duplicates`), so a blind resend shows up
+as a copy, not as X's own duplicate guard saving us. Duplicates are counted from the fake's state (its test route).
 
 `PlatformRun` holds what differs per platform (the fake to serve, the server's environment, how an account is
 connected, how the fake's state reads); X and Mastodon run today.
 
 Mastodon refuses no duplicate text (its fake has no guard to turn off): what keeps a resend after a kill from making
 a copy is its Idempotency-Key (the same key from the same user within an hour answers the status it made then), which
-the adapter sends with every status and re-sends when it reconciles a piece sent without a recorded answer. The run
-asserts every status was made under a key and prints how many POSTs the key answered with an existing status. OMNIPOST_CRASH_KILLS sets the
-kills (20 by default, for CI; 200 by hand):
+the adapter sends with every status and sends again when it reconciles a piece sent without a recorded answer. The
+run asserts every status was made under a key and prints how many POSTs the key answered with an existing status.
+
+OMNIPOST_CRASH_KILLS sets the kills (20 by default, for CI; 200 by hand):
 
     OMNIPOST_CRASH_KILLS=200 PYTHONPATH=server python -m pytest tests/test_crash_platforms.py -q -s -p no:randomly
+
+(`-k mastodon` or `-k x` runs one platform.)
 
 Invariants, as in test_crash.py: 0 duplicates (per account, text and parent), 0 lost (a published target's post
 and first comment are upstream under the ids it recorded, nothing upstream that no published target claims; any

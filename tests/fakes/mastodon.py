@@ -32,8 +32,9 @@ Routes:
   POST /_test/users {username} → the user (created if new) and a fresh token of it {id, username, access_token};
   GET /_test/posts → the statuses as {id, user, text, parent, media, deleted}, with `idempotentReplays` (how many
   POST /api/v1/statuses were answered with the status an earlier one made under the same Idempotency-Key: the
-  resends the key made safe), `unkeyed` (statuses made by a POST without one) and the referee's `violations`. Mastodon refuses no duplicate text: a status sent
-  twice without its key (or past the key's hour) is simply a second status, which a crash test counts as a copy.
+  resends the key made safe), `unkeyed` (statuses made by a POST without a key) and the referee's `violations`.
+  Mastodon refuses no duplicate text: a status sent twice without its key (or past the key's hour) is simply a
+  second status, which a crash test counts as a copy.
 
 Ids are Mastodon snowflakes: the fake clock's milliseconds << 16, plus a sequence, so `since_id` made from an instant
 finds what was created after it (as on a real instance).

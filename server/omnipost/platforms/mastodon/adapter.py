@@ -279,6 +279,7 @@ class MastodonAdapter:
         api = self._api(account)
         body = (await self._call(api, "GET", "/api/v1/accounts/verify_credentials", write=False, what="verify_credentials")).body
         if not (isinstance(body, dict) and isinstance(body.get("id"), str) and isinstance(body.get("username"), str)):
-            raise PlatformUnavailableError("Mastodon answered verify_credentials without id and username.", remediation="Retry later.")
+            raise PlatformUnavailableError("Mastodon answered verify_credentials without id and username.",
+                                           remediation="Retry later.")
         name = body.get("display_name")
         return Verified(id=body["id"], handle=body["username"], name=name if isinstance(name, str) and name else None)
