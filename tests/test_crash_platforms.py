@@ -3,16 +3,24 @@ several accounts of one platform through its adapter, restart it, and check ever
 
 tests/test_crash.py does this against the sandbox; here the upstream is the platform's own fake (tests/fakes/<p>.py)
 served in its own loopback process (tests/fakes/serve.py, state in memory), and the server reaches it through the
-platform's API base override (OMNIPOST_<P>_API_BASE) with loopback upstreams allowed (OMNIPOST_UPSTREAM_ALLOW_LOOPBACK:
-the SSRF guard refuses loopback otherwise). The fake stores a second copy of the same text instead of refusing it
-(`--allow-duplicates`), so a blind resend shows up as a copy, not as X's own duplicate guard saving us. Duplicates
-are counted from the fake's state (its test route).
+platform's API base override (X: OMNIPOST_X_API_BASE) or the instance URL the account is connected on (Mastodon),
+with loopback upstreams allowed (OMNIPOST_UPSTREAM_ALLOW_LOOPBACK: the SSRF guard refuses loopback otherwise). The
+fake stores a second copy of the same text instead of refusing it (`--allow-duplicates`), so a blind resend shows up
+as a copy, not as X's own duplicate guard saving us. Duplicates are counted from the fake's state (its test route).
 
 `PlatformRun` holds what differs per platform (the fake to serve, the server's environment, how an account is
-connected, how the fake's state reads); adding Mastodon is one more entry in RUNS. OMNIPOST_CRASH_KILLS sets the
-kills (20 by default, for CI; 200 by hand):
+connected, how the fake's state reads); X and Mastodon run today.
+
+Mastodon refuses no duplicate text (its fake has no guard to turn off): what keeps a resend after a kill from making
+a copy is its Idempotency-Key (the same key from the same user within an hour answers the status it made then), which
+the adapter sends with every status and sends again when it reconciles a piece sent without a recorded answer. The
+run asserts every status was made under a key and prints how many POSTs the key answered with an existing status.
+
+OMNIPOST_CRASH_KILLS sets the kills (20 by default, for CI; 200 by hand):
 
     OMNIPOST_CRASH_KILLS=200 PYTHONPATH=server python -m pytest tests/test_crash_platforms.py -q -s -p no:randomly
+
+(`-k mastodon` or `-k x` runs one platform.)
 
 Invariants, as in test_crash.py: 0 duplicates (per account, text and parent), 0 lost (a published target's post
 and first comment are upstream under the ids it recorded, nothing upstream that no published target claims; any
@@ -53,6 +61,7 @@ class PlatformRun:
     env: Callable[[str], dict[str, str]]  # the server's environment for a fake at this URL
     connect: Callable[[str, int], Awaitable[dict[str, Any]]]  # connect_account's arguments for account i
     posts: Callable[[str], Awaitable[dict[str, Any]]]  # the fake's state: {"posts": [{id, user, text, parent, deleted}], "violations"}
+    keyed: bool = False  # every create carries an idempotency key (the state says `unkeyed` and `idempotentReplays`)
 
 
 async def _x_connect(url: str, i: int) -> dict[str, Any]:
@@ -61,6 +70,13 @@ async def _x_connect(url: str, i: int) -> dict[str, Any]:
     expires = datetime.now(timezone.utc) + timedelta(seconds=tokens["expires_in"])
     return {"platform": "x", "accessToken": tokens["access_token"], "refreshToken": tokens["refresh_token"],
             "expiresAt": expires.isoformat()}
+
+
+async def _mastodon_connect(url: str, i: int) -> dict[str, Any]:
+    """A brought token (as made in the instance's Preferences → Development) on the fake instance."""
+    async with httpx2.AsyncClient() as http:
+        user = (await http.post(f"{url}/_test/users", json={"username": f"crash{i}"})).json()
+    return {"platform": "mastodon", "instanceUrl": url, "accessToken": user["access_token"]}
 
 
 async def _state(url: str) -> dict[str, Any]:
@@ -72,6 +88,7 @@ RUNS = {
     "x": PlatformRun("x", env=lambda url: {"OMNIPOST_X_API_BASE": url, "OMNIPOST_X_TOKEN_URL": f"{url}/2/oauth2/token",
                                            "OMNIPOST_X_CLIENT_ID": "crash-client", "OMNIPOST_X_CLIENT_SECRET": "crash-secret"},
                      connect=_x_connect, posts=_state),
+    "mastodon": PlatformRun("mastodon", env=lambda url: {}, connect=_mastodon_connect, posts=_state, keyed=True),
 }
 
 
@@ -177,8 +194,11 @@ async def test_killing_the_server_mid_batch_never_publishes_to_the_platform_twic
     print(f"crash test [{platform}]: {KILLS} kills, {len(posts)} targets, {statuses['published']} published, {statuses['failed']} failed, "
           f"{statuses['unknown']} unknown, {statuses['rejected']} rejected, {len(duplicates)} duplicates, "
           f"{len(lost) + len(cut_off)} lost ({len(cut_off)} first comments), {len(stuck)} stuck, {len(unclaimed)} upstream posts "
-          f"unclaimed, {len(state['violations'])} spec violations, {len(may_hold)} in flight at a kill, {time.monotonic() - started:.0f} s")
+          f"unclaimed, {len(state['violations'])} spec violations, {len(may_hold)} in flight at a kill"
+          + (f", {state['idempotentReplays']} resends answered by their Idempotency-Key" if run.keyed else "")
+          + f", {time.monotonic() - started:.0f} s")
     assert not state["violations"], state["violations"][:3]
+    assert not run.keyed or state["unkeyed"] == 0, f"{state['unkeyed']} statuses made without an Idempotency-Key"
     assert not duplicates, duplicates
     assert not stuck, stuck
     assert not lost, [(p["status"], p["upstream_id"], p["first_comment_ids"], p["error"]) for p in lost[:5]]

@@ -28,6 +28,13 @@ Routes:
 - POST /api/v2/media (multipart file, description) → 200 MediaAttachment with `url` for an image; 202 with `url: null`
   for a video, which is processing until `processing_reads` reads of GET /api/v1/media/{id} answered 206 or the clock
   passed `processing_seconds` after the upload; then 200 with its url.
+- Test hooks (not Mastodon's), for a test that runs this fake in another process (tests/test_crash_platforms.py):
+  POST /_test/users {username} → the user (created if new) and a fresh token of it {id, username, access_token};
+  GET /_test/posts → the statuses as {id, user, text, parent, media, deleted}, with `idempotentReplays` (how many
+  POST /api/v1/statuses were answered with the status an earlier one made under the same Idempotency-Key: the
+  resends the key made safe), `unkeyed` (statuses made by a POST without a key) and the referee's `violations`.
+  Mastodon refuses no duplicate text: a status sent twice without its key (or past the key's hour) is simply a
+  second status, which a crash test counts as a copy.
 
 Ids are Mastodon snowflakes: the fake clock's milliseconds << 16, plus a sequence, so `since_id` made from an instant
 finds what was created after it (as on a real instance).
@@ -182,6 +189,8 @@ class FakeMastodon(FakeUpstream):
         self.processing_reads = 1  # a video upload's GET /api/v1/media/{id} answers 206 this many times
         self.processing_seconds: float | None = None  # ... or until this long after the upload
         self.outside_scopes: set[int] = set()  # requests whose live token lacks the operation's scopes (answered 403)
+        self.replays = 0  # POST /api/v1/statuses answered with the status an earlier one made under its Idempotency-Key
+        self.violations: list[str] = []  # what the referee refused while served in its own process (tests/fakes/serve.py)
         self._seq = itertools.count(1)
         self._ids = itertools.count(100)
         super().__init__(clock=clock)
@@ -221,11 +230,15 @@ class FakeMastodon(FakeUpstream):
                 ("GET", "/api/v1/statuses/{id}/source", "statuses.source", self._source),
                 ("GET", "/api/v1/accounts/{id}/statuses", "accounts.statuses", self._account_statuses),
                 ("POST", "/api/v2/media", "media.create", self._upload),
-                ("GET", "/api/v1/media/{id}", "media.get", self._media)]
+                ("GET", "/api/v1/media/{id}", "media.get", self._media),
+                ("GET", "/_test/posts", "test.posts", self._test_posts),
+                ("POST", "/_test/users", "test.users", self._test_user)]
 
     # --- the referee ------------------------------------------------------------------------------------------------
 
     def check(self, req: Req) -> None:
+        if req.route.startswith("test."):  # not Mastodon's: checked by their handlers
+            return
         method, path = req.request.method, req.request.url.path
         api = mastodon_api()
         auth: Any = self.presented(req)
@@ -262,6 +275,8 @@ class FakeMastodon(FakeUpstream):
                 raise SpecViolation("; ".join(failures))
 
     def check_answer(self, req: Req, status: int, body: Any) -> None:
+        if req.route.startswith("test."):
+            return
         method, path = req.request.method, req.request.url.path
         if req.route == "authorize" and status == 302:
             return  # erratum: the document has no 302
@@ -451,6 +466,7 @@ class FakeMastodon(FakeUpstream):
         now = self.clock()
         if key is not None and (seen := self.keys.get((user.id, key))) is not None and now - seen[1] < IDEMPOTENCY_WINDOW \
                 and seen[0] in self.statuses:
+            self.replays += 1
             return self._status_json(self.statuses[seen[0]])
         text, spoiler = str(body.get("status") or ""), str(body.get("spoiler_text") or "")
         media_ids = [str(m) for m in body.get("media_ids") or []]
@@ -551,3 +567,18 @@ class FakeMastodon(FakeUpstream):
             m.reads_left -= 1  # this read still finds it processing
             return 206, self._media_json(m)
         return self._media_json(m)
+
+    # --- test hooks (not Mastodon's) --------------------------------------------------------------------------------
+
+    async def _test_posts(self, req: Req) -> Any:
+        return {"posts": [{"id": s.id, "user": s.user_id, "text": s.text, "parent": s.in_reply_to_id, "media": len(s.media_ids),
+                           "deleted": False} for s in self.live_statuses()],
+                "idempotentReplays": self.replays, "unkeyed": sum(1 for s in self.statuses.values() if s.idempotency_key is None),
+                "violations": list(self.violations)}
+
+    async def _test_user(self, req: Req) -> Any:
+        """A user (created if new) and a fresh token of it, as if made in the instance's settings."""
+        body: dict[str, Any] = req.body
+        username = str(body["username"])
+        user = next((u for u in self.users.values() if u.username == username), None) or self.add_user(username)
+        return {"id": user.id, "username": user.username, "access_token": self.user_token(username)}

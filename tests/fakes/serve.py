@@ -1,6 +1,6 @@
 """Serve a platform fake in its own process on loopback, with its state in memory (tests/test_crash_platforms.py).
 
-    python tests/fakes/serve.py x --port 0 [--latency-ms 20] [--allow-duplicates]
+    python tests/fakes/serve.py x|mastodon --port 0 [--latency-ms 20] [--allow-duplicates]
 
 uvicorn logs "Uvicorn running on http://127.0.0.1:<port>" to stderr when it listens. The fake answers with the wall
 clock (a separate process cannot share the test's clock). A request the platform's spec refuses (the referee raises
@@ -25,14 +25,21 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 from fakes.specs import SpecViolation  # noqa: E402
 
 
-def build(platform: str, *, allow_duplicates: bool) -> Any:
-    """The fake for `platform`, on the wall clock. One line per platform: Mastodon joins here."""
+def build(platform: str, *, allow_duplicates: bool, origin: str = "http://127.0.0.1") -> Any:
+    """The fake for `platform`, on the wall clock; `origin` is where it is served (Mastodon's links and domain name it).
+
+    X: `allow_duplicates` turns its duplicate-content guard off. Mastodon has no such guard (the same text twice is two
+    statuses): what keeps a resend from copying is the Idempotency-Key alone, which stays on."""
     if platform == "x":
         from fakes.x import FakeX
 
         fake = FakeX(clock=time.time)
         fake.refuse_duplicates = not allow_duplicates
         return fake
+    if platform == "mastodon":
+        from fakes.mastodon import FakeMastodon
+
+        return FakeMastodon(origin, clock=time.time)
     raise SystemExit(f"no fake to serve for {platform}")
 
 
@@ -43,7 +50,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--allow-duplicates", action="store_true")
     args = parser.parse_args()
-    fake = build(args.platform, allow_duplicates=args.allow_duplicates)
+    fake = build(args.platform, allow_duplicates=args.allow_duplicates, origin=f"http://127.0.0.1:{args.port}")
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and args.latency_ms:

@@ -29,7 +29,7 @@ from toolresult import err, ok
 from omnipost.app import build_server
 from omnipost.domain import Platform
 from omnipost.errors import PlatformAuthError
-from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest, PublishJob, find
+from omnipost.platforms.base import AccountContext, AdapterDeps, ConnectRequest, PublishJob, Verifying, find
 from omnipost.platforms.registry import PLATFORMS
 from omnipost.platforms.mastodon.adapter import MastodonAdapter
 from omnipost.platforms.pieces import MAIN, SENDING, Ledger, Piece
@@ -408,6 +408,28 @@ async def test_a_token_without_the_write_scope_is_forbidden_and_the_account_stay
         result = (await publish(client, [account], "Not allowed"))["results"][0]
         assert (result["status"], result["error"]["code"]) == ("rejected", "platform_forbidden")
         assert fake.statuses == {} and ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "active"
+
+
+async def test_get_account_reports_health_from_verify_credentials(settings: Settings) -> None:
+    """get_account asks the instance who the token is (base.Verifying): healthy, with the display name it answers; an
+    instance that cannot be asked leaves the health as stored; a revoked token (401) → needs_reconnect."""
+    fake = instance()
+    env = Env(settings, fake)
+    async with env.http, Client(env.server) as client:
+        account = ok(await client.call_tool("connect_account", {"platform": "mastodon", "instanceUrl": fake.origin,
+                                                                "accessToken": fake.user_token("alice")}))["id"]
+        assert isinstance(env.rt.adapters.get("mastodon"), Verifying)
+        reads = len(fake.calls("verify_credentials"))  # the connect's own
+        got = ok(await client.call_tool("get_account", {"accountId": account}))
+        assert (got["health"], got["displayName"], got["handle"]) == ("active", "Alice", "@alice@mastodon.example")
+        fake.fail_next("verify_credentials", 503, {"error": "Service Unavailable"})
+        assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "active"
+        for token in list(fake.grants):
+            fake.revoke(token)  # the user revoked omnipost's token in the instance's settings
+        assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "needs_reconnect"
+        assert ok(await client.call_tool("get_account", {"accountId": account}))["health"] == "needs_reconnect"
+        assert len(fake.calls("verify_credentials")) == reads + 3  # healthy, 503, 401; not asked again once it needs reconnecting
+        assert fake.statuses == {}  # a whoami, nothing written
 
 
 async def test_the_instance_enforces_its_own_limit_as_mastodon_counts() -> None:

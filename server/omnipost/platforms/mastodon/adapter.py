@@ -29,6 +29,8 @@ Reconcile (a piece sent whose answer was not recorded: a timeout, a 5xx, a crash
   in a complete listing → certainly absent (sent again); more than the pages allow → unknown.
 
 Delete: `DELETE /api/v1/statuses/{id}` (a status already gone, 404, counts as deleted).
+Health (base.Verifying, for get_account): `GET /api/v1/accounts/verify_credentials` with the account's token, no side
+effects; 401 (a revoked token, a suspended account) is AuthRefused, so the account needs reconnecting.
 Errors: api.ERRORS (platforms/calls.py applies it). Tokens come from the account's TokenSession (`deps.sessions`);
 Mastodon tokens do not expire, so there is no refresh: a 401 is AuthRefused (reconnect).
 """
@@ -43,7 +45,7 @@ import httpx2
 from omnipost.clock import Clock
 from omnipost.errors import PlatformAuthError, PlatformError, PlatformRejectedError, PlatformUnavailableError, UnknownOutcomeError
 from omnipost.oauth.session import MemoryCredentialStore, TokenSession, TokenSessions
-from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, assembled
+from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Published, PublishJob, Verified, assembled
 from omnipost.platforms.mastodon import build_post
 from omnipost.platforms.mastodon.api import PLATFORM, call
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, Made, Mark, Piece, Processing, part
@@ -268,4 +270,16 @@ class MastodonAdapter:
             if exc.status != 404:
                 raise
 
+    async def verify(self, account: AccountContext) -> Verified:
+        """Whoami: GET /api/v1/accounts/verify_credentials with the account's token (Mastodon tokens are not renewed, so
+        a refusal is final). The handle is the username, as the instance names it; the name its display name.
 
+        Raises:
+            PlatformAuthError: the instance refused the token (401). PlatformError: it could not be asked now."""
+        api = self._api(account)
+        body = (await self._call(api, "GET", "/api/v1/accounts/verify_credentials", write=False, what="verify_credentials")).body
+        if not (isinstance(body, dict) and isinstance(body.get("id"), str) and isinstance(body.get("username"), str)):
+            raise PlatformUnavailableError("Mastodon answered verify_credentials without id and username.",
+                                           remediation="Retry later.")
+        name = body.get("display_name")
+        return Verified(id=body["id"], handle=body["username"], name=name if isinstance(name, str) and name else None)
