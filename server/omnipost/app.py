@@ -158,6 +158,7 @@ class OmnipostServer(MCPServer):
         self._flattened: dict[str, tuple[str, type[BaseModel]]] = {}
         self.runtime: Any = None
         self.rate_limiter: Any = None  # keys.RateLimiter, per process; applies to API-key callers only
+        self.verifier: Any = None  # keys.OmnipostTokenVerifier on the HTTP transports (transports.build_http_server)
         self._register_prompts: Callable[["OmnipostServer"], None] | None = None
 
     def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
