@@ -258,3 +258,26 @@ async def test_openapi_and_reference_page_are_served(rest: Rest) -> None:
     assert document["openapi"].startswith("3.1") and "/v1/posts" in document["paths"]
     page = await rest.http.get("/v1/docs")
     assert page.status_code == 200 and "publishPost" in page.text and "<script" not in page.text and "http" not in page.text.split("<body>")[0]
+
+
+# ---- accounts and profiles -----------------------------------------------------------------------------------------
+
+async def test_accounts_connect_list_get_disconnect_and_profiles(rest: Rest) -> None:
+    connected = await rest.http.post("/v1/accounts", json={"platform": "sandbox", "emulates": "x", "handle": "rest.sandbox"})
+    assert connected.status_code == 200, connected.text
+    account = connected.json()
+    assert account["status"] == "connected" and account["id"].startswith("acc_")
+    assert [a["id"] for a in (await rest.http.get("/v1/accounts")).json()["accounts"]] == [account["id"]]
+    assert (await rest.http.get(f"/v1/accounts/{account['id']}")).json()["handle"] == "rest.sandbox"
+    # the same connect through MCP: the same refusal for an argument of another platform
+    foreign = {"platform": "sandbox", "emulates": "x", "handle": "h", "appPassword": "secret-app-password"}
+    over_rest = error(await rest.http.post("/v1/accounts", json=foreign), 400)
+    assert (over_rest["code"], over_rest["rule"]) == ("validation_failed", "appPassword")
+    assert err(await rest.mcp.call_tool("connect_account", foreign))["rule"] == "appPassword"
+    assert "secret-app-password" not in str(over_rest)
+    gone = await rest.http.delete(f"/v1/accounts/{account['id']}")
+    assert gone.status_code == 200 and gone.json()["health"] == "disconnected"
+    created = await rest.http.post("/v1/profiles", json={"name": "brand-c"})
+    assert created.status_code == 201 and created.json()["name"] == "brand-c"
+    assert {p["name"] for p in (await rest.http.get("/v1/profiles")).json()["profiles"]} == {"default", "brand-c"}
+    assert error(await rest.http.post("/v1/profiles", json={"name": "brand-c"}), 400)["rule"] == "name"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from pydantic import BaseModel
 
+from omnipost.accounts_service import AccountServices
 from omnipost.auth import Caller, Reach, as_reach
 from omnipost.errors import ValidationFailedError
 from omnipost.outputs import BatchResult, BulkResult, PostDetail, PostPage, TargetOutcome
@@ -83,8 +84,9 @@ def _one_of(id: str | None, campaign: str | None) -> None:
 
 
 @dataclass
-class Services:
-    """The operations of omnipost's posts, drafts and scheduling, for any surface. Built once by build_server()."""
+class Services(AccountServices):
+    """The operations of omnipost's posts, drafts, scheduling, accounts and profiles, for any surface. Built once by
+    build_server()."""
 
     rt: "Runtime"
     limiter: "RateLimiter | None" = None

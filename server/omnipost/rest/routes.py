@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from omnipost.auth import Caller
-from omnipost.outputs import BatchResult, BulkResult, PostDetail, PostPage, PostStatus, TargetOutcome
+from omnipost.accounts_service import CompleteConnectArgs, ConnectArgs, CreateProfileArgs
+from omnipost.outputs import (AccountList, AccountOut, BatchResult, BulkResult, ConnectOut, ConnectStatus, DisconnectedOut,
+                              PostDetail, PostPage, PostStatus, ProfileList, ProfileOut, TargetOutcome)
 from omnipost.platforms.models import Strict
 from omnipost.request import BulkRequest, PostRequest, ProfileId, ScheduledAt, Timezone, UpdateRequest, ValidateRequest
 from omnipost.tools.common import Instant
@@ -47,6 +49,12 @@ class RulesQuery(Strict):
     """Which rules to list."""
 
     platform: Annotated[str | None, Field(max_length=64, description="Only this platform's rules (plus the generic ones).")] = None
+
+
+class AccountListQuery(ProfileQuery):
+    """list_accounts' filter."""
+
+    platform: Annotated[str | None, Field(max_length=64, description="Only accounts of (or emulating) this platform.")] = None
 
 
 class RescheduleBody(Strict):
@@ -188,6 +196,36 @@ async def _reschedule_campaign(call: Call) -> BaseModel:
                                           timezone=body.timezone, profile_id=_profile(call))
 
 
+async def _connect(call: Call) -> BaseModel:
+    return await call.services.connect(call.caller, call.body)
+
+
+async def _complete(call: Call) -> BaseModel:
+    body: CompleteConnectArgs = call.body
+    return await call.services.complete_connect(call.caller, body.state, redirect_url=body.redirectUrl, code=body.code,
+                                                profile_id=_profile(call))
+
+
+async def _accounts(call: Call) -> BaseModel:
+    return await call.services.list_accounts(call.caller, profile_id=call.query.profileId, platform=call.query.platform)
+
+
+async def _account(call: Call) -> BaseModel:
+    return await call.services.get_account(call.caller, call.path["id"], profile_id=_profile(call))
+
+
+async def _disconnect(call: Call) -> BaseModel:
+    return await call.services.disconnect(call.caller, call.path["id"], profile_id=_profile(call))
+
+
+async def _profiles(call: Call) -> BaseModel:
+    return await call.services.list_profiles(call.caller)
+
+
+async def _create_profile(call: Call) -> BaseModel:
+    return await call.services.create_profile(call.caller, call.body.name)
+
+
 async def _rules(call: Call) -> BaseModel:
     from omnipost.tools.drafting import rules_for, summarize
 
@@ -264,6 +302,23 @@ OPS: tuple[Op, ...] = (
     Op("POST", "/v1/campaigns/{campaign}/reschedule", "rescheduleCampaign", "Move a campaign", "campaigns",
        _reschedule_campaign, BatchResult, body=RescheduleBody, errors=WRITE,
        description="Its first post moves to scheduledAt; the rest keep their spacing."),
+    Op("GET", "/v1/accounts", "listAccounts", "List connected accounts", "accounts", _accounts, AccountList,
+       query=AccountListQuery),
+    Op("POST", "/v1/accounts", "connectAccount", "Connect an account (or start an OAuth connect)", "accounts", _connect,
+       ConnectOut, body=ConnectArgs, query=None, errors=UPSTREAM,
+       description=("Connects now (Bluesky app password, sandbox, a developer-portal token) or, for OAuth, answers status "
+                    "pending with authorizationUrl and state for POST /v1/accounts/connect/complete."),
+       example={"platform": "sandbox", "emulates": "bluesky", "handle": "demo.sandbox"}),
+    Op("POST", "/v1/accounts/connect/complete", "completeConnect", "Complete or check an OAuth connect", "accounts",
+       _complete, ConnectStatus, body=CompleteConnectArgs, errors=UPSTREAM,
+       description="redirectUrl (or code) stores the account; with only state, says where the connect stands."),
+    Op("GET", "/v1/accounts/{id}", "getAccount", "Get an account", "accounts", _account, AccountOut),
+    Op("DELETE", "/v1/accounts/{id}", "disconnectAccount", "Disconnect an account", "accounts", _disconnect, DisconnectedOut,
+       errors=UPSTREAM, description="Revoked at the platform where it allows; removed here even if revoking fails."),
+    Op("GET", "/v1/profiles", "listProfiles", "List profiles", "profiles", _profiles, ProfileList, query=None,
+       errors=(401, 403, 429)),
+    Op("POST", "/v1/profiles", "createProfile", "Create a profile", "profiles", _create_profile, ProfileOut,
+       body=CreateProfileArgs, query=None, status=201, errors=(400, 401, 403, 429), example={"name": "brand-b"}),
     Op("GET", "/v1/rules", "listRules", "List preflight rules", "rules", _rules, RuleList, query=RulesQuery),
     Op("GET", "/v1/rules/{ruleId}", "getRule", "Explain a preflight rule", "rules", _rule, RuleExplanation, query=None),
     Op("GET", "/v1/platform-versions", "listPlatformVersions", "Platform API versions", "platforms", _versions,
