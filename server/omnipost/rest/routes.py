@@ -260,6 +260,9 @@ async def _scheduler(call: Call) -> BaseModel:
 
 _READ_POST = {"operationId": "getPost", "parameters": {"id": "$response.body#/results/0/postId"}}
 _CANCEL_POST = {"operationId": "cancelPost", "parameters": {"id": "$response.body#/results/0/postId"}}
+_EDIT_POST = {"operationId": "updatePost", "parameters": {"id": "$response.body#/results/0/postId"}}
+_MOVE_POST = {"operationId": "reschedulePost", "parameters": {"id": "$response.body#/results/0/postId"}}
+_PUBLISH_DRAFT = {"operationId": "publishDraft", "parameters": {"id": "$response.body#/results/0/postId"}}
 _EXAMPLE_POST = {"text": "omnipost 1.0 is out: one post, every network.", "targets": [{"accountId": "acc_01JDEXAMPLE0000000000000"}],
                  "scheduledAt": "2030-01-06T09:00:00Z"}
 
@@ -273,7 +276,8 @@ OPS: tuple[Op, ...] = (
        description="Up to 100 items, each a scheduled post; each is queued or refused alone (atomic: all or none)."),
     Op("POST", "/v1/posts", "publishPost", "Publish, schedule or draft a post", "posts", _publish, BatchResult, body=PostRequest,
        query=None, status=201, idempotent_key=True, errors=UPSTREAM,
-       links={"GetPost": _READ_POST, "CancelPost": _CANCEL_POST},
+       links={"GetPost": _READ_POST, "CancelPost": _CANCEL_POST, "UpdatePost": _EDIT_POST, "ReschedulePost": _MOVE_POST,
+              "PublishDraft": _PUBLISH_DRAFT},
        description=("Publish now (default), at scheduledAt, or store a draft (draft: true); dryRun: true only checks. A broken "
                     "platform rule refuses the whole request (422, every violation listed); each target's own outcome is in "
                     "results. 201 for a new batch; 200 for a replay (same Idempotency-Key and body) or a dry run."),
