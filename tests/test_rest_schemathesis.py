@@ -3,8 +3,8 @@ stateful links (publish -> read -> cancel), a fixed example budget and seed; 0 s
 the document, 0 undocumented status codes.
 
 The document given to schemathesis is the served one with two test-only edits: POST /v1/posts' example names a real
-(sandbox) account, so the examples phase and the links start from a stored post; and media items cannot carry a
-`url`, which the server would fetch (tests send traffic only to loopback). connectAccount and completeConnect are left
+(sandbox) account, so the examples phase and the links start from a stored post; and media items and uploads cannot
+carry a `url`, which the server would fetch (tests send traffic only to loopback), nor an upload a local `path`. connectAccount and completeConnect are left
 out for the same reason (a Bluesky or OAuth connect calls the platform), and disconnectAccount, which would take the
 example's account away; tests/test_rest.py covers the three in process.
 """
@@ -86,6 +86,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(t
         create = document["paths"]["/v1/posts"]["post"]["requestBody"]["content"]["application/json"]
         create["example"]["targets"] = [{"accountId": account.json()["id"]}]
         document["components"]["schemas"]["MediaItem"]["properties"].pop("url")
+        for name in ("url", "path"):  # an upload from a URL or a local file of this machine
+            document["components"]["schemas"]["UploadArgs"]["properties"].pop(name)
         schema = tmp_path / "openapi.json"
         schema.write_text(json.dumps(document), encoding="utf-8")
         (tmp_path / "schemathesis.toml").write_text(CONFIG, encoding="utf-8")

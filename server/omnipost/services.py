@@ -14,7 +14,7 @@ What stays at a surface is what only that transport can do: the MCP elicitation 
 publish (REST has no back channel: the HTTP request itself is the consent) and MCP progress notifications.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from omnipost.accounts_service import AccountServices
 from omnipost.auth import Caller, Reach, as_reach
 from omnipost.errors import ValidationFailedError
-from omnipost.outputs import BatchResult, BulkResult, PostDetail, PostPage, TargetOutcome
+from omnipost.outputs import BatchResult, BulkResult, MediaOut, MediaPage, PostDetail, PostPage, TargetOutcome
 from omnipost.request import BulkRequest, PostRequest, ScheduleRequest, ValidateRequest
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 CREATE, UPDATE, BULK, CANCEL, DELETE, RESOLVE, RETRY, PUBLISH_DRAFT = (
     "posts.create", "posts.update", "posts.bulk", "posts.cancel", "posts.delete", "posts.resolve", "posts.retry",
     "drafts.publish")
+UPLOAD = "media.upload"
 
 
 async def idempotent(rt: "Runtime", scope: Reach | str, operation: str, key: str | None, body: dict[str, Any],
@@ -241,6 +242,55 @@ class Services(AccountServices):
         reach = await self.reach(caller, profile_id)
         assert self.rt.db is not None
         return await status(self.rt.db, self.rt.clock.now(), self.rt.settings.scheduler_tick, reach)
+
+    # ---- media ----------------------------------------------------------------------------------------------
+
+    async def upload_media(self, caller: Caller, *, path: str | None = None, url: str | None = None,
+                           bytes_base64: str | None = None, stream: AsyncIterator[bytes] | None = None,
+                           stream_length: str | None = None, alt_text: str | None = None, filename: str | None = None,
+                           profile_id: str | None = None, key: str | None = None,
+                           progress: Callable[[int, int | None], Awaitable[None]] | None = None) -> MediaOut:
+        """upload_media / POST /v1/media: one file from a local path, a URL, base64, or a streamed request body.
+
+        Raises:
+            ValidationFailedError, MediaError: no or several sources, unreadable or unsupported bytes, over the limit.
+        """
+        from omnipost.outputs import media_out
+
+        if sum(x is not None for x in (path, url, bytes_base64, stream)) != 1:
+            raise ValidationFailedError("Give exactly one of path, url or bytesBase64.", path="path")
+        reach = await self.reach(caller, profile_id)
+
+        async def run() -> MediaOut:
+            record = await self.rt.media_.upload(reach, path=path, url=url, bytes_base64=bytes_base64, stream=stream,
+                                                 alt_text=alt_text, filename=filename, progress=progress)
+            return media_out(record)
+
+        # A streamed body is claimed before it is read: its length stands for it (the content decides the id anyway).
+        body = {"path": path, "url": url, "sha": bytes_base64[:64] if bytes_base64 else None, "len": len(bytes_base64 or ""),
+                "altText": alt_text} | ({"body": stream_length or "", "filename": filename} if stream is not None else {})
+        return await idempotent(self.rt, reach, UPLOAD, key, body, run, MediaOut)
+
+    async def list_media(self, caller: Caller, *, profile_id: str | None = None, cursor: str | None = None,
+                         limit: int = 50) -> MediaPage:
+        """list_media / GET /v1/media."""
+        from omnipost.outputs import media_out
+
+        reach = await self.reach(caller, profile_id)
+        items, next_cursor = await self.rt.media_.list(reach, cursor=cursor, limit=limit)
+        return MediaPage(media=[media_out(m) for m in items], nextCursor=next_cursor)
+
+    async def delete_media(self, caller: Caller, media_id: str, *, profile_id: str | None = None) -> MediaOut:
+        """delete_media / DELETE /v1/media/{id}."""
+        from omnipost.errors import NotFoundError, echo
+        from omnipost.outputs import media_out
+
+        reach = await self.reach(caller, profile_id)
+        record = await self.rt.media_.get(reach, media_id)
+        if record is None:
+            raise NotFoundError(f"Media '{echo(media_id)}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
+        await self.rt.media_.delete(reach, media_id)
+        return media_out(record)
 
     def _directory(self, reach: Reach) -> Any:
         from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer

@@ -136,7 +136,9 @@ class RestApp:
                 if (refused := refuse_lone_surrogates(query, request_id)) is not None:
                     return error_response(refused)
                 call.query = op.query.model_validate(query)
-            if op.body is not None:
+            if op.upload:
+                await self._upload_body(request, call, request_id)
+            elif op.body is not None:
                 raw = await self._json(request)
                 if (refused := refuse_lone_surrogates(raw, request_id)) is not None:
                     return error_response(refused)
@@ -158,6 +160,50 @@ class RestApp:
         if op.status == 201 and (getattr(answer, "replay", False) or getattr(answer, "mode", None) == "dry_run"):
             status = 200  # nothing new was created
         return JSONResponse(answer.model_dump(mode="json", by_alias=True), status_code=status)
+
+    async def _upload_body(self, request: Request, call: Call, request_id: str) -> None:
+        """An upload's body: JSON arguments (validated as UploadArgs), the `file` part of a multipart form, or the raw
+        bytes; the bytes are handed on as a stream, never read into memory whole.
+
+        Raises:
+            ValidationFailedError, ValidationError: a malformed body.
+        """
+        from omnipost.rest.routes import UploadArgs
+
+        kind = request.headers.get("content-type", "application/octet-stream").split(";", 1)[0].strip().lower()
+        if kind == "application/json":
+            raw = await self._json(request)
+            if (refused := refuse_lone_surrogates(raw, request_id)) is not None:
+                raise ValidationFailedError(refused.message, path=refused.rule or "$", remediation=refused.remediation)
+            call.body = UploadArgs.model_validate(raw)
+            return
+        if kind == "multipart/form-data":
+            from starlette.datastructures import UploadFile
+
+            try:  # the form parser spools each file part to a temporary file (1 MiB in memory at most)
+                form = await request.form(max_files=1, max_fields=8)
+            except Exception as exc:  # noqa: BLE001 - python-multipart's and starlette's parse errors: a malformed body
+                raise ValidationFailedError("The multipart body could not be read.", path="file",
+                                            remediation="Send multipart/form-data with the file in a part named file.") from exc
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise ValidationFailedError("The form has no file part named file.", path="file",
+                                            remediation="Send the file in a part named file.")
+
+            async def parts() -> Any:
+                try:
+                    while chunk := await part.read(1024 * 1024):
+                        yield chunk
+                finally:
+                    await form.close()
+
+            call.stream = parts()
+            call.stream_length = str(part.size) if part.size is not None else None
+            if call.query is not None and call.query.filename is None and part.filename:
+                call.query = call.query.model_copy(update={"filename": part.filename[-255:].rsplit("/", 1)[-1] or None})
+            return
+        call.stream = request.stream()
+        call.stream_length = request.headers.get("content-length")
 
     async def _caller(self, request: Request) -> Any:
         header = request.headers.get("authorization")

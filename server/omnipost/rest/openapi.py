@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from omnipost import __version__
 from omnipost.errors import ErrorObject
-from omnipost.rest.routes import OPS, UPDATE_MODEL, Op, UpdateBody
+from omnipost.rest.routes import OPS, UPDATE_MODEL, Op, UpdateBody, UploadArgs
 
 REF = "#/components/schemas/{model}"
 ROOT_FILE = Path(__file__).resolve().parents[3] / "openapi.json"
@@ -58,6 +58,8 @@ def _models() -> list[tuple[type[BaseModel], Any]]:
             models.append((UPDATE_MODEL if op.body is UpdateBody else op.body, "validation"))
         if op.query is not None:
             models.append((op.query, "validation"))
+        if op.upload:
+            models.append((UploadArgs, "validation"))
     seen: set[Any] = set()
     return [m for m in models if not (m in seen or seen.add(m))]  # type: ignore[func-returns-value]  # order-keeping dedupe
 
@@ -151,6 +153,15 @@ def document() -> dict[str, Any]:
             if op.example is not None:
                 body["example"] = op.example
             entry["requestBody"] = {"required": True, "content": {"application/json": body}}
+        if op.upload:
+            binary = {"type": "string", "format": "binary"}
+            entry["requestBody"] = {"required": True, "content": {
+                "application/octet-stream": {"schema": binary},
+                "image/*": {"schema": binary},
+                "video/*": {"schema": binary},
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}},
+                "application/json": {"schema": ref(UploadArgs, "validation")},
+            }}
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     for query in {op.query for op in OPS if op.query is not None}:  # inlined as parameters; not needed as components
         name = ref(query, "validation").get("$ref", "").rsplit("/", 1)[-1]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from omnipost.auth import Caller
 from omnipost.accounts_service import CompleteConnectArgs, ConnectArgs, CreateProfileArgs
 from omnipost.outputs import (AccountList, AccountOut, BatchResult, BulkResult, ConnectOut, ConnectStatus, DisconnectedOut,
-                              PostDetail, PostPage, PostStatus, ProfileList, ProfileOut, TargetOutcome)
+                              MediaOut, MediaPage, PostDetail, PostPage, PostStatus, ProfileList, ProfileOut, TargetOutcome)
 from omnipost.platforms.models import Strict
 from omnipost.request import BulkRequest, PostRequest, ProfileId, ScheduledAt, Timezone, UpdateRequest, ValidateRequest
 from omnipost.tools.common import Instant
@@ -57,6 +57,29 @@ class AccountListQuery(ProfileQuery):
     platform: Annotated[str | None, Field(max_length=64, description="Only accounts of (or emulating) this platform.")] = None
 
 
+class MediaListQuery(ProfileQuery):
+    """list_media's page."""
+
+    cursor: Annotated[str | None, Field(max_length=512, description="nextCursor of the previous page.")] = None
+    limit: Annotated[int, Field(ge=1, le=200, description="Media per page.")] = 50
+
+
+class UploadQuery(ProfileQuery):
+    """A streamed upload's details (a raw or multipart body carries only the bytes)."""
+
+    altText: Annotated[str | None, Field(max_length=5000, description="Alternative text.")] = None
+    filename: Annotated[str | None, Field(max_length=255, description="The file's name, kept for display.")] = None
+
+
+class UploadArgs(Strict):
+    """upload_media's arguments, as a JSON body: exactly one of path (under the server's allowed roots), url, bytesBase64."""
+
+    path: Annotated[str | None, Field(max_length=4096)] = None
+    url: Annotated[str | None, Field(max_length=4096)] = None
+    bytesBase64: str | None = None
+    altText: Annotated[str | None, Field(max_length=5000)] = None
+
+
 class RescheduleBody(Strict):
     """The new time."""
 
@@ -86,6 +109,8 @@ class Call:
     query: Any = None  # the Op's query model, validated
     body: Any = None  # the Op's body model, validated
     key: str | None = None  # the Idempotency-Key header
+    stream: Any = None  # an upload's bytes as they arrive (AsyncIterator[bytes])
+    stream_length: str | None = None  # its Content-Length, when given
     services: Any = None  # services.Services
 
 
@@ -111,6 +136,7 @@ class Op:
     links: dict[str, dict[str, Any]] = field(default_factory=lambda: {})
     description: str = ""
     example: dict[str, Any] | None = None
+    upload: bool = False  # the body is a file: JSON (UploadArgs), multipart/form-data (file) or the raw bytes
 
 
 WRITE = (400, 401, 403, 404, 409, 422, 429)
@@ -226,6 +252,26 @@ async def _create_profile(call: Call) -> BaseModel:
     return await call.services.create_profile(call.caller, call.body.name)
 
 
+async def _upload(call: Call) -> BaseModel:
+    q: UploadQuery = call.query
+    if call.stream is not None:
+        return await call.services.upload_media(call.caller, stream=call.stream, stream_length=call.stream_length,
+                                                alt_text=q.altText, filename=q.filename, profile_id=q.profileId, key=call.key)
+    a: UploadArgs = call.body
+    return await call.services.upload_media(call.caller, path=a.path, url=a.url, bytes_base64=a.bytesBase64,
+                                            alt_text=a.altText if a.altText is not None else q.altText, filename=q.filename,
+                                            profile_id=q.profileId, key=call.key)
+
+
+async def _media(call: Call) -> BaseModel:
+    q: MediaListQuery = call.query
+    return await call.services.list_media(call.caller, profile_id=q.profileId, cursor=q.cursor, limit=q.limit)
+
+
+async def _delete_media(call: Call) -> BaseModel:
+    return await call.services.delete_media(call.caller, call.path["id"], profile_id=_profile(call))
+
+
 async def _rules(call: Call) -> BaseModel:
     from omnipost.tools.drafting import rules_for, summarize
 
@@ -323,6 +369,13 @@ OPS: tuple[Op, ...] = (
        errors=(401, 403, 429)),
     Op("POST", "/v1/profiles", "createProfile", "Create a profile", "profiles", _create_profile, ProfileOut,
        body=CreateProfileArgs, query=None, status=201, errors=(400, 401, 403, 429), example={"name": "brand-b"}),
+    Op("POST", "/v1/media", "uploadMedia", "Upload media", "media", _upload, MediaOut, query=UploadQuery, status=201,
+       idempotent_key=True, errors=(400, 401, 403, 404, 409, 429), upload=True,
+       description=("The file as the raw body (any image/video Content-Type, or application/octet-stream) or as the `file` part "
+                    "of multipart/form-data, streamed to disk as it arrives; or a JSON body with path, url or bytesBase64. "
+                    "The type is sniffed from the bytes. The same file gives the same id.")),
+    Op("GET", "/v1/media", "listMedia", "List media", "media", _media, MediaPage, query=MediaListQuery),
+    Op("DELETE", "/v1/media/{id}", "deleteMedia", "Delete media", "media", _delete_media, MediaOut),
     Op("GET", "/v1/rules", "listRules", "List preflight rules", "rules", _rules, RuleList, query=RulesQuery),
     Op("GET", "/v1/rules/{ruleId}", "getRule", "Explain a preflight rule", "rules", _rule, RuleExplanation, query=None),
     Op("GET", "/v1/platform-versions", "listPlatformVersions", "Platform API versions", "platforms", _versions,

@@ -1,13 +1,12 @@
 """Publishing tools: publish_post, publish_draft, resolve_post, and the post history (get, list, cancel, delete)."""
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from pydantic import BaseModel, Field
 
-from omnipost.auth import Reach, current_caller
+from omnipost.auth import current_caller
 from omnipost.errors import InputError
 from omnipost.outputs import BatchResult, PostDetail, PostPage, PostStatus, TargetOutcome
 from omnipost.request import PostRequest
@@ -27,14 +26,6 @@ class Confirm(BaseModel):
 
 class DeclinedError(InputError):
     """The user declined the confirmation; nothing was published."""
-
-
-async def with_idempotency(rt: "Runtime", scope: Reach | str, operation: str, key: str | None, body: dict[str, Any],
-                           run: Callable[..., Awaitable[BaseModel]], model: type[BaseModel], **kwargs: Any) -> Any:
-    """services.idempotent, for the tools not moved behind the service boundary yet (upload_media)."""
-    from omnipost.services import idempotent
-
-    return await idempotent(rt, scope, operation, key, body, run, model, **kwargs)
 
 
 def register(server: "OmnipostServer", rt: "Runtime") -> None:
