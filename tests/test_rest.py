@@ -13,6 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
+from test_webhooks import MapResolver
 from toolresult import err, ok
 
 from omnipost.app import OmnipostServer
@@ -49,7 +50,8 @@ async def rest(tmp_path: Path, clock: FixedClock) -> AsyncIterator[Rest]:
     from omnipost.transports import build_http_app, build_http_server
 
     settings = _settings(tmp_path)
-    server, keys = build_http_server(settings, "127.0.0.1", PORT, clock=clock)
+    resolver = MapResolver({"hooks.example.com": ["93.184.216.34"]})  # no DNS: tests send traffic only to loopback
+    server, keys = build_http_server(settings, "127.0.0.1", PORT, clock=clock, resolver=resolver)
     async with Client(server) as mcp:  # opens the runtime: REST and MCP share it
         app = build_http_app(server, settings, "streamable-http", PORT, keys)
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url=f"http://127.0.0.1:{PORT}",
@@ -335,3 +337,22 @@ async def test_a_large_upload_streams_to_disk_with_flat_memory(rest: Rest) -> No
 
 def make_mp4_head() -> bytes:
     return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+# ---- webhooks ------------------------------------------------------------------------------------------------------
+
+async def test_webhooks_add_list_deliveries_delete(rest: Rest) -> None:
+    added = await rest.http.post("/v1/webhooks", json={"url": "https://hooks.example.com/omnipost", "events": ["post.published"]})
+    assert added.status_code == 201, added.text
+    created = added.json()
+    assert created["secret"].startswith("whsec_")
+    hook = created["webhook"]["id"]
+    assert [w["id"] for w in (await rest.http.get("/v1/webhooks")).json()["webhooks"]] == [hook]
+    assert created["secret"] not in (await rest.http.get("/v1/webhooks")).text
+    assert (await rest.http.get("/v1/webhooks/deliveries")).json()["deliveries"] == []
+    assert (await rest.http.get(f"/v1/webhooks/{hook}/deliveries", params={"status": "failed"})).json()["deliveries"] == []
+    private = error(await rest.http.post("/v1/webhooks", json={"url": "http://127.0.0.1/x", "events": ["post.published"]}), 400)
+    assert private["code"] == "validation_failed"
+    assert error(await rest.http.post("/v1/webhooks/whk_nope/test"), 404)["code"] == "not_found"
+    assert (await rest.http.delete(f"/v1/webhooks/{hook}")).json()["id"] == hook
+    assert ok(await rest.mcp.call_tool("list_webhooks", {}))["webhooks"] == []

@@ -292,6 +292,46 @@ class Services(AccountServices):
         await self.rt.media_.delete(reach, media_id)
         return media_out(record)
 
+    # ---- webhooks -------------------------------------------------------------------------------------------
+
+    async def add_webhook(self, caller: Caller, url: str, events: list[str], *, profile_id: str | None = None) -> Any:
+        """add_webhook / POST /v1/webhooks: the endpoint and its signing secret (shown once)."""
+        from omnipost.tools.webhooks import WebhookCreated, webhook_out, webhook_service
+
+        reach = await self.reach(caller, profile_id)  # first: it waits until the server is open
+        endpoint, secret = await webhook_service(self.rt).create(reach, url, events)
+        return WebhookCreated(webhook=webhook_out(endpoint), secret=secret)
+
+    async def list_webhooks(self, caller: Caller, *, profile_id: str | None = None) -> Any:
+        """list_webhooks / GET /v1/webhooks."""
+        from omnipost.tools.webhooks import WebhookList, webhook_out, webhook_service
+
+        reach = await self.reach(caller, profile_id)
+        return WebhookList(webhooks=[webhook_out(e) for e in await webhook_service(self.rt).list(reach)])
+
+    async def delete_webhook(self, caller: Caller, webhook_id: str, *, profile_id: str | None = None) -> Any:
+        """delete_webhook / DELETE /v1/webhooks/{id}."""
+        from omnipost.tools.webhooks import webhook_out, webhook_service
+
+        reach = await self.reach(caller, profile_id)
+        return webhook_out(await webhook_service(self.rt).delete(reach, webhook_id))
+
+    async def test_webhook(self, caller: Caller, webhook_id: str, *, profile_id: str | None = None) -> Any:
+        """test_webhook / POST /v1/webhooks/{id}/test: send webhook.test now; the delivery."""
+        from omnipost.tools.webhooks import delivery_out, webhook_service
+
+        reach = await self.reach(caller, profile_id)
+        return delivery_out(await webhook_service(self.rt).send_test(reach, webhook_id))
+
+    async def webhook_deliveries(self, caller: Caller, *, webhook_id: str | None = None, status: str | None = None,
+                                 limit: int = 50, profile_id: str | None = None) -> Any:
+        """list_webhook_deliveries / GET /v1/webhooks/deliveries, GET /v1/webhooks/{id}/deliveries."""
+        from omnipost.tools.webhooks import DeliveryList, delivery_out, webhook_service
+
+        reach = await self.reach(caller, profile_id)
+        rows = await webhook_service(self.rt).deliveries(reach, webhook_id, limit, status=status)
+        return DeliveryList(deliveries=[delivery_out(d) for d in rows])
+
     def _directory(self, reach: Reach) -> Any:
         from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
 

@@ -19,6 +19,7 @@ from omnipost.platforms.models import Strict
 from omnipost.request import BulkRequest, PostRequest, ProfileId, ScheduledAt, Timezone, UpdateRequest, ValidateRequest
 from omnipost.tools.common import Instant
 from omnipost.tools.drafting import RuleExplanation, RuleList
+from omnipost.tools.webhooks import DeliveryList, DeliveryOut, EventName, WebhookCreated, WebhookList, WebhookOut
 from omnipost.tools.scheduling import SchedulerStatus
 from omnipost.tools.versions import PlatformVersions
 from omnipost.validation import ValidateResult
@@ -78,6 +79,20 @@ class UploadArgs(Strict):
     url: Annotated[str | None, Field(max_length=4096)] = None
     bytesBase64: str | None = None
     altText: Annotated[str | None, Field(max_length=5000)] = None
+
+
+class WebhookBody(Strict):
+    """add_webhook's arguments."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2000, description="Public http(s) URL that will receive POSTed events.")]
+    events: Annotated[list[EventName], Field(min_length=1, description="Events to send to this URL.")]
+
+
+class DeliveryQuery(ProfileQuery):
+    """The delivery log's filters."""
+
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Field(description="Only deliveries in this state.")] = None
+    limit: Annotated[int, Field(ge=1, le=200, description="At most this many, newest first.")] = 50
 
 
 class RescheduleBody(Strict):
@@ -272,6 +287,28 @@ async def _delete_media(call: Call) -> BaseModel:
     return await call.services.delete_media(call.caller, call.path["id"], profile_id=_profile(call))
 
 
+async def _add_webhook(call: Call) -> BaseModel:
+    return await call.services.add_webhook(call.caller, call.body.url, list(call.body.events), profile_id=_profile(call))
+
+
+async def _webhooks(call: Call) -> BaseModel:
+    return await call.services.list_webhooks(call.caller, profile_id=_profile(call))
+
+
+async def _delete_webhook(call: Call) -> BaseModel:
+    return await call.services.delete_webhook(call.caller, call.path["id"], profile_id=_profile(call))
+
+
+async def _test_webhook(call: Call) -> BaseModel:
+    return await call.services.test_webhook(call.caller, call.path["id"], profile_id=_profile(call))
+
+
+async def _deliveries(call: Call) -> BaseModel:
+    q: DeliveryQuery = call.query
+    return await call.services.webhook_deliveries(call.caller, webhook_id=call.path.get("id"), status=q.status, limit=q.limit,
+                                                  profile_id=q.profileId)
+
+
 async def _rules(call: Call) -> BaseModel:
     from omnipost.tools.drafting import rules_for, summarize
 
@@ -376,6 +413,18 @@ OPS: tuple[Op, ...] = (
                     "The type is sniffed from the bytes. The same file gives the same id.")),
     Op("GET", "/v1/media", "listMedia", "List media", "media", _media, MediaPage, query=MediaListQuery),
     Op("DELETE", "/v1/media/{id}", "deleteMedia", "Delete media", "media", _delete_media, MediaOut),
+    Op("POST", "/v1/webhooks", "addWebhook", "Add a webhook", "webhooks", _add_webhook, WebhookCreated, body=WebhookBody,
+       status=201, errors=(400, 401, 403, 404, 429),
+       description="Signed JSON POSTs of the chosen events; the signing secret is in this answer only. Private addresses are refused.",
+       example={"url": "https://hooks.example.com/omnipost", "events": ["post.published", "post.failed"]}),
+    Op("GET", "/v1/webhooks", "listWebhooks", "List webhooks", "webhooks", _webhooks, WebhookList),
+    Op("GET", "/v1/webhooks/deliveries", "listWebhookDeliveries", "The delivery log", "webhooks", _deliveries, DeliveryList,
+       query=DeliveryQuery),
+    Op("DELETE", "/v1/webhooks/{id}", "deleteWebhook", "Delete a webhook", "webhooks", _delete_webhook, WebhookOut),
+    Op("POST", "/v1/webhooks/{id}/test", "testWebhook", "Send a test event", "webhooks", _test_webhook, DeliveryOut,
+       description="Sends webhook.test now; the delivery: delivered, or the endpoint's status and error."),
+    Op("GET", "/v1/webhooks/{id}/deliveries", "listEndpointDeliveries", "One endpoint's delivery log", "webhooks",
+       _deliveries, DeliveryList, query=DeliveryQuery),
     Op("GET", "/v1/rules", "listRules", "List preflight rules", "rules", _rules, RuleList, query=RulesQuery),
     Op("GET", "/v1/rules/{ruleId}", "getRule", "Explain a preflight rule", "rules", _rule, RuleExplanation, query=None),
     Op("GET", "/v1/platform-versions", "listPlatformVersions", "Platform API versions", "platforms", _versions,
