@@ -49,10 +49,10 @@ def _schemathesis() -> Path:
 
 
 @contextmanager
-def serving(tmp_path: Path, **env: str) -> Iterator[int]:
-    """`omnipost serve --transport streamable-http` on a loopback port, its stderr drained (a full pipe would stall it)."""
+def serving(tmp_path: Path, transport: str = "streamable-http", **env: str) -> Iterator[int]:
+    """`omnipost serve --transport TRANSPORT` on a loopback port, its stderr drained (a full pipe would stall it)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "omnipost", "serve", "--transport", "streamable-http", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "omnipost", "serve", "--transport", transport, "--port", str(port)],
                             env=_env(tmp_path, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     up, lines = threading.Event(), []
 
@@ -111,3 +111,18 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(t
     assert tested is not None and int(tested.group(1)) == len(document["paths"] and [
         op for item in document["paths"].values() for op in item.values()]) - 4, out[-3000:]
     assert links is not None and not links.group(0).startswith("API Links:    0 covered"), out[-3000:]
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+def test_both_http_transports_serve_v1_beside_mcp_with_the_same_key(tmp_path: Path, transport: str) -> None:
+    with serving(tmp_path, transport, OMNIPOST_API_KEY=KEY) as port:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            auth = {"Authorization": f"Bearer {KEY}"}
+            assert http.get("/v1/scheduler", headers=auth).status_code == 200
+            refused = http.get("/v1/scheduler")
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthenticated"
+            answer = http.post("/v1/posts/validate", headers=auth, json={"text": "Hi", "targets": [{"platform": "bluesky"}]})
+            assert answer.status_code == 200 and answer.json()["valid"] is True
+            mcp_path = "/sse" if transport == "sse" else "/mcp"
+            assert http.get(mcp_path).status_code == 401  # the MCP endpoint still wants its key
+            assert http.get("/v1/docs").headers["content-type"].startswith("text/html")
