@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from omnipost.rest.openapi import ROOT_FILE, document, document_bytes
 from omnipost.rest.routes import OPS
 
@@ -36,3 +38,19 @@ def test_every_operation_has_an_id_and_the_error_object_on_every_error_status() 
     create = doc["paths"]["/v1/posts"]["post"]
     assert create["requestBody"]["content"]["application/json"]["example"]["targets"]
     assert create["responses"]["201"]["links"]["GetPost"]["operationId"] == "getPost"
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    validator = pytest.importorskip("openapi_spec_validator")  # comes with schemathesis (the dev extras)
+    validator.validate(document())
+
+
+def test_every_example_is_accepted_by_its_model() -> None:
+    from omnipost.rest.routes import UPDATE_MODEL, UpdateBody
+
+    for op in OPS:
+        if op.example is not None and op.body is not None:
+            model = UPDATE_MODEL if op.body is UpdateBody else op.body
+            model.model_validate(op.example | ({"id": "post_x"} if op.body is UpdateBody else {}))
+        if op.answer_example is not None:
+            op.answer.model_validate(op.answer_example)

@@ -127,6 +127,8 @@ def document() -> dict[str, Any]:
     for op in OPS:
         responses: dict[str, Any] = {}
         success = {"description": DESCRIPTIONS[op.status], "content": {"application/json": {"schema": ref(op.answer, "serialization")}}}
+        if op.answer_example is not None:
+            success["content"]["application/json"]["example"] = op.answer_example
         if op.links:
             success["links"] = op.links
         responses[str(op.status)] = success

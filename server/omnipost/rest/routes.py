@@ -151,6 +151,7 @@ class Op:
     links: dict[str, dict[str, Any]] = field(default_factory=lambda: {})
     description: str = ""
     example: dict[str, Any] | None = None
+    answer_example: dict[str, Any] | None = None
     upload: bool = False  # the body is a file: JSON (UploadArgs), multipart/form-data (file) or the raw bytes
 
 
@@ -356,7 +357,10 @@ OPS: tuple[Op, ...] = (
        example={"text": "Hello", "targets": [{"platform": "bluesky"}, {"platform": "x"}]}),
     Op("POST", "/v1/posts/bulk", "schedulePosts", "Schedule many posts", "posts", _bulk, BulkResult, body=BulkRequest,
        query=None, idempotent_key=True, errors=WRITE,
-       description="Up to 100 items, each a scheduled post; each is queued or refused alone (atomic: all or none)."),
+       description="Up to 100 items, each a scheduled post; each is queued or refused alone (atomic: all or none).",
+       example={"campaign": "launch-week", "items": [
+           {"text": "Day 1", "targets": [{"accountId": "acc_01JDEXAMPLE0000000000000"}], "scheduledAt": "2030-01-06T09:00:00Z"},
+           {"text": "Day 2", "targets": [{"accountId": "acc_01JDEXAMPLE0000000000000"}], "scheduledAt": "2030-01-07T09:00:00Z"}]}),
     Op("POST", "/v1/posts", "publishPost", "Publish, schedule or draft a post", "posts", _publish, BatchResult, body=PostRequest,
        query=None, status=201, idempotent_key=True, errors=UPSTREAM,
        links={"GetPost": _READ_POST, "CancelPost": _CANCEL_POST, "UpdatePost": _EDIT_POST, "ReschedulePost": _MOVE_POST,
@@ -364,24 +368,33 @@ OPS: tuple[Op, ...] = (
        description=("Publish now (default), at scheduledAt, or store a draft (draft: true); dryRun: true only checks. A broken "
                     "platform rule refuses the whole request (422, every violation listed); each target's own outcome is in "
                     "results. 201 for a new batch; 200 for a replay (same Idempotency-Key and body) or a dry run."),
-       example=_EXAMPLE_POST),
+       example=_EXAMPLE_POST,
+       answer_example={"id": "bat_01JDEXAMPLE0000000000000", "status": "queued", "mode": "scheduled",
+                       "createdAt": "2029-12-30T12:00:00Z", "scheduledAt": "2030-01-06T09:00:00Z", "replay": False,
+                       "results": [{"postId": "post_01JDEXAMPLE0000000000000", "accountId": "acc_01JDEXAMPLE0000000000000",
+                                    "platform": "bluesky", "status": "queued", "upstreamId": None, "url": None, "extras": {},
+                                    "firstComment": [], "thread": [], "warnings": [], "error": None}],
+                       "validation": None}),
     Op("GET", "/v1/posts", "listPosts", "List posts", "posts", _list, PostPage, query=PostListQuery,
        description="Newest first, filtered; pass nextCursor as cursor for the next page."),
     Op("GET", "/v1/posts/{id}", "getPost", "Get a post with its attempts", "posts", _get, PostDetail,
        description="One post (one target of a batch): status, upstream id and URL, error, every attempt and edit."),
     Op("PATCH", "/v1/posts/{id}", "updatePost", "Edit a draft or queued post", "posts", _update, BatchResult, body=UpdateBody,
        idempotent_key=True, errors=WRITE, query=None,
-       description="The fields given (null removes one), checked like validatePost: a broken rule changes nothing."),
+       description="The fields given (null removes one), checked like validatePost: a broken rule changes nothing.",
+       example={"text": "omnipost 1.0 is out today.", "scheduledAt": "2030-01-06T10:00:00Z"}),
     Op("DELETE", "/v1/posts/{id}", "deletePost", "Delete a published post", "posts", _delete, TargetOutcome,
        idempotent_key=True, errors=UPSTREAM, description="Deleted on its platform where it allows, and marked deleted here."),
     Op("POST", "/v1/posts/{id}/cancel", "cancelPost", "Cancel a draft or queued post", "posts", _cancel, BatchResult,
        idempotent_key=True, errors=WRITE, description=f"{POST_ID} Cancelling twice is no error."),
     Op("POST", "/v1/posts/{id}/reschedule", "reschedulePost", "Reschedule a queued post", "posts", _reschedule, BatchResult,
-       body=RescheduleBody, errors=WRITE, description=POST_ID),
+       body=RescheduleBody, errors=WRITE, description=POST_ID,
+       example={"scheduledAt": "2030-01-06 09:00", "timezone": "Europe/Paris"}),
     Op("POST", "/v1/posts/{id}/retry", "retryPost", "Retry a batch's failed targets", "posts", _retry, BatchResult,
        idempotent_key=True, errors=UPSTREAM, description="id: a batch id (bat_…). Re-queues its failed targets."),
     Op("POST", "/v1/posts/{id}/resolve", "resolvePost", "Resolve an unknown outcome", "posts", _resolve, TargetOutcome,
-       body=ResolveBody, idempotent_key=True, errors=UPSTREAM, description="Settle a post whose status is unknown."),
+       body=ResolveBody, idempotent_key=True, errors=UPSTREAM, description="Settle a post whose status is unknown.",
+       example={"resolution": "published", "upstream": "https://bsky.app/profile/alice.bsky.social/post/3kxyz"}),
     Op("POST", "/v1/drafts/{id}/publish", "publishDraft", "Publish a draft", "posts", _publish_draft, BatchResult,
        idempotent_key=True, errors=UPSTREAM, description="A draft post (post_…) or every draft of a batch (bat_…), now."),
     Op("POST", "/v1/campaigns/{campaign}/cancel", "cancelCampaign", "Cancel a campaign's posts", "campaigns", _cancel_campaign,
