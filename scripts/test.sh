@@ -36,6 +36,8 @@ fi
 export OMNIPOST_REQUIRE_PG=1
 # An S3-compatible server (moto in server mode, from the dev extras) on loopback for the S3 media host's tests.
 export OMNIPOST_REQUIRE_S3=1
+# schemathesis (from the dev extras) fuzzes the REST surface of a running server on loopback (~30 s).
+export OMNIPOST_REQUIRE_SCHEMATHESIS=1
 # Product code must take every instant from the injected clock: with the wall clock a year ahead, a read of
 # the real time (token expiry, schedules, sunsets, idempotency expiry) disagrees with the tests' pinned clock.
 faketime -f '+365d' .venv/bin/python -m pytest -m "not real_date" tests/test_wall_clock.py tests/test_tokens.py \

@@ -60,7 +60,7 @@ def test_every_rule_doc_url_into_the_repository_resolves() -> None:
             assert resolves(ROOT / path, anchor or None), rule.doc_url
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/rules.md", "docs/errors.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/rules.md", "docs/errors.md", "docs/rest.md"])
 def test_every_relative_link_resolves(page: str) -> None:
     source = ROOT / page
     checked = 0

@@ -158,6 +158,7 @@ class OmnipostServer(MCPServer):
         self._flattened: dict[str, tuple[str, type[BaseModel]]] = {}
         self.runtime: Any = None
         self.rate_limiter: Any = None  # keys.RateLimiter, per process; applies to API-key callers only
+        self.verifier: Any = None  # keys.OmnipostTokenVerifier on the HTTP transports (transports.build_http_server)
         self._register_prompts: Callable[["OmnipostServer"], None] | None = None
 
     def add_tool(self, fn: Any, **kwargs: Any) -> None:  # type: ignore[override]  # same signature, keyword-only use
@@ -232,12 +233,10 @@ class OmnipostServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
         request_id = new_request_id()
-        caller = current_caller()
-        if caller.key_id is not None and self.rate_limiter is not None:
-            try:
-                self.rate_limiter.check(caller.key_id)
-            except RateLimitedError as exc:
-                return error_result(exc.to_error_object(request_id))
+        try:
+            self.runtime.services.admit(current_caller())  # the per-key rate limit, as every REST request takes it
+        except RateLimitedError as exc:
+            return error_result(exc.to_error_object(request_id))
         if (refused := refuse_lone_surrogates(arguments, request_id)) is not None:
             return error_result(refused)
         flattened = self._flattened.get(name)
@@ -291,6 +290,7 @@ def build_server(
     from omnipost import clientlog, completions, prompts, resources, tools
     from omnipost.ratelimit import RateLimiter
     from omnipost.runtime import Runtime
+    from omnipost.services import Services
 
     rt = Runtime(settings=settings, clock=clock or SystemClock(), http=http,
                  extra={k: v for k, v in {"accounts": accounts, "media": media, "resolver": resolver}.items() if v is not None})
@@ -299,6 +299,7 @@ def build_server(
                             lifespan=rt.lifespan, token_verifier=token_verifier, auth=auth)
     server.runtime = rt
     server.rate_limiter = RateLimiter(settings.rate_limit_per_minute, rt.clock)
+    rt.services = Services(rt, server.rate_limiter)
     tools.register_tools(server, rt)
     resources.register_resources(server, rt)
     server.add_prompts_later(prompts.register_prompts)

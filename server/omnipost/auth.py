@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,10 @@ def as_reach(scope: "Reach | str") -> Reach:
 def current_caller() -> Caller:
     """The caller of the tool being run (stdio, or in-process, is the local user with full reach)."""
     token = get_access_token()
-    if token is None:
-        return LOCAL
+    return LOCAL if token is None else caller_of(token)
+
+
+def caller_of(token: AccessToken) -> Caller:
+    """The caller an API key's access token (keys.OmnipostTokenVerifier) stands for, on any HTTP surface."""
     profile = next((s.removeprefix("profile:") for s in token.scopes if s.startswith("profile:")), "*")
     return Caller(key_id=token.client_id, profile_id=None if profile == "*" else profile, test_mode="mode:test" in token.scopes)

@@ -191,3 +191,45 @@ def media_out(m: "Media") -> MediaOut:
                     duration=m.duration, altText=m.alt_text, filename=m.filename, createdAt=m.created_at)
 
 
+
+
+class ConnectOut(AccountOut):
+    """connect_account's answer: the account connected now (as get_account), or, status pending, an OAuth connect
+    waiting for the user at authorizationUrl (its account fields empty)."""
+
+    id: str | None = None  # type: ignore[assignment]  # empty while pending
+    profileId: str | None = None  # type: ignore[assignment]
+    platform: str | None = None  # type: ignore[assignment]
+    handle: str | None = None  # type: ignore[assignment]
+    health: str | None = None  # type: ignore[assignment]
+    createdAt: datetime | None = None  # type: ignore[assignment]
+    status: Literal["connected", "pending"] = "connected"
+    accountIds: list[str] = Field(default_factory=lambda: [])  # every account connected (Facebook: one per Page)
+    state: str | None = None  # pending: complete_connect's argument
+    authorizationUrl: str | None = None  # pending: the user opens it and approves
+    redirectUri: str | None = None
+    expiresAt: datetime | None = None
+    opened: bool = False  # pending: the client was asked to open the URL (URL-mode elicitation)
+
+
+class ConnectStatus(BaseModel):
+    """Where an OAuth connect stands."""
+
+    state: str
+    platform: str
+    status: Literal["pending", "exchanging", "connected", "failed", "expired"]
+    expiresAt: datetime
+    accounts: list[AccountOut] = Field(default_factory=lambda: [])
+    error: dict[str, Any] | None = None
+
+
+class AccountList(BaseModel):
+    """Connected accounts of a profile."""
+
+    accounts: list[AccountOut]
+
+
+class ProfileList(BaseModel):
+    """Profiles the caller can reach."""
+
+    profiles: list[ProfileOut]

@@ -67,6 +67,7 @@ class Runtime:
     _scheduler_stop: anyio.Event | None = None
     _scheduler_done: anyio.Event | None = None
     _scheduler_scope: anyio.CancelScope | None = None
+    services: Any = None  # services.Services: the operations both surfaces (MCP tools, REST routes) call
 
     @property
     def accounts(self) -> "Accounts":

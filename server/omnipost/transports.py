@@ -118,6 +118,7 @@ def build_http_server(settings: Settings, host: str, port: int, *, clock: Clock 
     static = settings.api_key.get_secret_value() if settings.api_key is not None else None
     verifier = OmnipostTokenVerifier(keys.get, static_key=static or None)
     server = build_server(settings, clock=clock, token_verifier=verifier, auth=auth_settings(host, port), **build_kwargs)
+    server.verifier = verifier  # the REST routes (/v1) check the same keys
     return server, keys
 
 
@@ -136,9 +137,12 @@ def build_http_app(server: OmnipostServer, settings: Settings, transport: Transp
     else:
         app = server.streamable_http_app(transport_security=security)
     from omnipost.media.serve import MediaRoute
+    from omnipost.rest.app import RestApp, WithRest
 
     # The signed media URLs (OMNIPOST_PUBLIC_BASE_URL) are fetched anonymously by platforms: served before the API key.
-    return MediaRoute(UnauthenticatedAsJson(app, keys), server)
+    # /v1 (the REST surface) checks the same keys, limit and Host/Origin itself, on the same runtime.
+    mcp = MediaRoute(UnauthenticatedAsJson(app, keys), server)
+    return WithRest(mcp, RestApp(server, server.verifier, security), server)
 
 
 def require_a_key(settings: Settings) -> None:
@@ -166,5 +170,5 @@ def serve_http(server: OmnipostServer | None, settings: Settings, transport: Tra
         server, keys = build_http_server(settings, host, port, clock=clock)
     app = build_http_app(server, settings, transport, port, keys)
     path = "/sse" if transport == "sse" else "/mcp"
-    logger.info("omnipost %s transport on http://%s:%d%s", transport, host, port, path)
+    logger.info("omnipost %s transport on http://%s:%d%s (REST: /v1, reference: /v1/docs)", transport, host, port, path)
     httpguard.run(app, settings, host, port)

@@ -8,6 +8,7 @@ once no live record in any profile refers to its digest.
 """
 
 import builtins
+from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -67,9 +68,12 @@ class MediaService:
         alt_text: str | None = None,
         filename: str | None = None,
         progress: Progress | None = None,
+        stream: AsyncIterator[bytes] | None = None,
     ) -> Media:
-        """Store one file from exactly one source and record it; same content, same record."""
-        sources = [name for name, value in (("path", path), ("url", url), ("bytesBase64", bytes_base64)) if value is not None]
+        """Store one file from exactly one source (`stream`: a request body, POST /v1/media) and record it; same
+        content, same record."""
+        sources = [name for name, value in (("path", path), ("url", url), ("bytesBase64", bytes_base64), ("body", stream))
+                   if value is not None]
         if len(sources) != 1:
             raise ValidationFailedError(
                 "give exactly one of path, url or bytesBase64" + (f" (got {', '.join(sources)})" if sources else ""),
@@ -82,7 +86,10 @@ class MediaService:
         if filename is not None and (len(filename) > MAX_FILENAME or "/" in filename or "\x00" in filename):
             raise ValidationFailedError("filename must be a bare file name of at most 255 characters", path="filename")
 
-        stored = await self._ingest(path=path, url=url, bytes_base64=bytes_base64, progress=progress)
+        if stream is not None:
+            stored = await self.store.ingest_stream(stream, progress=progress)
+        else:
+            stored = await self._ingest(path=path, url=url, bytes_base64=bytes_base64, progress=progress)
         try:
             try:
                 facts = await anyio.to_thread.run_sync(lambda: probe_file(stored.path, sha256=stored.sha256))

@@ -6,7 +6,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from omnipost.domain import PLATFORM_ALIASES, RULE_PREFIX
-from omnipost.validation import ValidateResult, rule_uri, validate_request
+from omnipost.validation import ValidateResult, rule_uri
 from omnipost.errors import Measured, NotFoundError, ValidationFailedError, echo
 from omnipost.preflight.model import Rule
 from omnipost.preflight.rules import CATALOGUE, URL_ONLY_MEDIA, closest_rules, find_rule, generic
@@ -91,14 +91,9 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     """Register validate_post, list_preflight_rules and explain_preflight_rule."""
 
     async def validate_post(request: ValidateRequest) -> ValidateResult:
-        from omnipost.tools.common import profile_of
+        from omnipost.auth import current_caller
 
-        profile, caller = await profile_of(rt, request.profileId)  # waits until the store is loaded
-        from omnipost.accounts import ProfileDirectory  # only now: it imports the database layer
-        assert rt.db is not None
-        directory = ProfileDirectory(rt.accounts, rt.db, profile.id, test_mode=caller.test_mode, hosting=rt.hosting)
-        return await validate_request(request.as_post_request(), clock=rt.clock, accounts=rt.extra.get("accounts", directory),
-                                      media=rt.extra.get("media", directory))
+        return await rt.services.validate(current_caller(), request)
 
     server.add_request_tool(
         validate_post,

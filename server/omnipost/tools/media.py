@@ -5,10 +5,9 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from omnipost.errors import NotFoundError, ValidationFailedError, echo
-from omnipost.outputs import MediaOut, MediaPage, media_out
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, KeyArg, ProfileArg, reach_of
-from omnipost.tools.publishing import with_idempotency
+from omnipost.auth import current_caller
+from omnipost.outputs import MediaOut, MediaPage
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, READ, KeyArg, ProfileArg
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -28,19 +27,11 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         profileId: ProfileArg = None,
         idempotencyKey: KeyArg = None,
     ) -> MediaOut:
-        if sum(x is not None for x in (path, url, bytesBase64)) != 1:
-            raise ValidationFailedError("Give exactly one of path, url or bytesBase64.", path="path")
-        reach = await reach_of(rt, profileId)
-
         async def progress(done: int, total: int | None) -> None:
             await ctx.report_progress(done, total, "bytes stored")
 
-        async def run() -> MediaOut:
-            record = await rt.media_.upload(reach, path=path, url=url, bytes_base64=bytesBase64, alt_text=altText, progress=progress)
-            return media_out(record)
-
-        body = {"path": path, "url": url, "sha": bytesBase64[:64] if bytesBase64 else None, "len": len(bytesBase64 or ""), "altText": altText}
-        return await with_idempotency(rt, reach, "upload_media", idempotencyKey, body, run, MediaOut)
+        return await rt.services.upload_media(current_caller(), path=path, url=url, bytes_base64=bytesBase64, alt_text=altText,
+                                              profile_id=profileId, key=idempotencyKey, progress=progress)
 
     server.add_tool(upload_media, name="upload_media", title="Upload media",
                     description=("Upload an image or video once and reuse it by mediaId in any post: a local path (under the "
@@ -50,21 +41,14 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def list_media(profileId: ProfileArg = None, cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")] = None,
                          limit: Annotated[int, Field(ge=1, le=200)] = 50) -> MediaPage:
-        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
-        items, next_cursor = await rt.media_.list(reach, cursor=cursor, limit=limit)
-        return MediaPage(media=[media_out(m) for m in items], nextCursor=next_cursor)
+        return await rt.services.list_media(current_caller(), profile_id=profileId, cursor=cursor, limit=limit)
 
     server.add_tool(list_media, name="list_media", title="List media",
                     description="List the profile's uploaded media, newest first: id, kind, MIME type, size, dimensions, duration.",
                     annotations=READ)
 
     async def delete_media(mediaId: Annotated[str, Field(description="med_… id.")], profileId: ProfileArg = None) -> MediaOut:
-        reach = await reach_of(rt, profileId)
-        record = await rt.media_.get(reach, mediaId)
-        if record is None:
-            raise NotFoundError(f"Media '{echo(mediaId)}' was not found.", rule="mediaId", remediation="list_media shows the uploaded media.")
-        await rt.media_.delete(reach, mediaId)
-        return media_out(record)
+        return await rt.services.delete_media(current_caller(), mediaId, profile_id=profileId)
 
     server.add_tool(delete_media, name="delete_media", title="Delete media",
                     description="Delete an uploaded file. Posts already published keep their copy on the platform.",

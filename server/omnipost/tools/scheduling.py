@@ -5,12 +5,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from omnipost.errors import ValidationFailedError
+from omnipost.auth import current_caller
 from omnipost.outputs import BatchResult, BulkResult
 from omnipost.request import BulkRequest, ScheduleRequest, UpdateRequest
 from omnipost.toolschema import bulk_schema, update_schema
-from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, KeyArg, ProfileArg, profile_of, reach_of
-from omnipost.tools.publishing import with_idempotency
+from omnipost.tools.common import LOCAL_WRITE, PUBLISH, READ, KeyArg, ProfileArg
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -38,9 +37,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def schedule_post(request: ScheduleRequest) -> BatchResult:
         # scheduledAt is required, and publishNow/draft/dryRun refused, by ScheduleRequest itself (validation_failed)
-        profile, caller = await profile_of(rt, request.profileId)
-        return await rt.publisher.publish(request.as_post_request(), request.model_dump(mode="json", exclude_none=True), tool="schedule_post",
-                                          profile_id=profile.id, test_mode=caller.test_mode)
+        return await rt.services.schedule(current_caller(), request)
 
     server.add_request_tool(
         schedule_post, param="request", model=ScheduleRequest, name="schedule_post", title="Schedule a post",
@@ -54,10 +51,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     )
 
     async def update_post(request: Any) -> BatchResult:
-        reach = await reach_of(rt, request.profileId)
-        body = request.model_dump(mode="json", exclude_unset=True)
-        return await with_idempotency(rt, reach, "update_post", request.idempotencyKey, body,
-                                      lambda: rt.publisher.update(reach, request), BatchResult, mark_replay=True)
+        return await rt.services.update(current_caller(), request)
 
     server.add_request_tool(
         update_post, param="request", model=UpdateRequest, schema=update_schema(), name="update_post", title="Edit a queued post",
@@ -70,11 +64,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     )
 
     async def schedule_posts(request: BulkRequest) -> BulkResult:
-        reach = await reach_of(rt, request.profileId)
-        body = request.model_dump(mode="json", exclude_none=True)
-        return await with_idempotency(rt, reach, "schedule_posts", request.idempotencyKey, body,
-                                      lambda claim: rt.publisher.schedule_many(reach, request, claim_id=claim), BulkResult,
-                                      mark_replay=True, pass_claim=True)
+        return await rt.services.schedule_many(current_caller(), request)
 
     server.add_request_tool(
         schedule_posts, param="request", model=BulkRequest, schema=bulk_schema(), name="schedule_posts",
@@ -94,16 +84,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         profileId: ProfileArg = None,
         campaign: Annotated[str | None, Field(description="Or: its first post moves to scheduledAt, the rest keep their spacing.")] = None,
     ) -> BatchResult:
-        from omnipost.scheduler import reschedule, reschedule_campaign
-
-        reach = await reach_of(rt, profileId)
-        if (id is None) == (campaign is None):
-            raise ValidationFailedError("Give id or campaign, not both.", path="id",
-                                        remediation="Name a post or batch in id, or a campaign in campaign.")
-        if campaign is not None:
-            return await reschedule_campaign(rt.publisher, reach, campaign, scheduledAt, timezone)
-        assert id is not None
-        return await reschedule(rt.publisher, reach, id, scheduledAt, timezone)
+        return await rt.services.reschedule(current_caller(), scheduledAt, id, timezone=timezone, campaign=campaign,
+                                            profile_id=profileId)
 
     server.add_tool(reschedule_post, name="reschedule_post", title="Reschedule a queued post",
                     description=("Move a queued post (or all of a batch's) to a new time, with schedule_post's time rules; one "
@@ -112,11 +94,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
 
     async def retry_post(batchId: Annotated[str, Field(description="bat_… id of a batch with failed targets.")],
                          profileId: ProfileArg = None, idempotencyKey: KeyArg = None) -> BatchResult:
-        from omnipost.scheduler import retry
-
-        reach = await reach_of(rt, profileId)
-        return await with_idempotency(rt, reach, "retry_post", idempotencyKey, {"batchId": batchId},
-                                      lambda: retry(rt.publisher, reach, batchId), BatchResult)
+        return await rt.services.retry(current_caller(), batchId, profile_id=profileId, key=idempotencyKey)
 
     server.add_tool(retry_post, name="retry_post", title="Retry failed targets",
                     description=("Re-queue the failed targets of a batch for the scheduler to publish again at once; "
@@ -125,11 +103,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
                     annotations=PUBLISH)
 
     async def scheduler_status(profileId: ProfileArg = None) -> SchedulerStatus:
-        from omnipost.scheduler import status
-
-        reach = await reach_of(rt, profileId)
-        assert rt.db is not None
-        return SchedulerStatus.model_validate(await status(rt.db, rt.clock.now(), rt.settings.scheduler_tick, reach))
+        return SchedulerStatus.model_validate(await rt.services.scheduler_status(current_caller(), profile_id=profileId))
 
     server.add_tool(scheduler_status, name="scheduler_status", title="Scheduler status",
                     description=("Whether a scheduler is running (heartbeat within two ticks), how many of the profile's posts "

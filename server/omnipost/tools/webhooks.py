@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from omnipost.errors import InternalError
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, ProfileArg, reach_of
+from omnipost.auth import current_caller
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, ProfileArg
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer
@@ -76,7 +77,12 @@ def delivery_out(d: "WebhookDelivery") -> DeliveryOut:
                        createdAt=d.created_at, deliveredAt=d.delivered_at, payload=dict(d.payload or {}))
 
 
-def _service(rt: "Runtime") -> "WebhookService":
+def webhook_service(rt: "Runtime") -> "WebhookService":
+    """The runtime's webhook service.
+
+    Raises:
+        InternalError: the server has none (not started).
+    """
     service = getattr(rt, "webhooks", None)
     if service is None:
         raise InternalError("webhooks are not available in this server")
@@ -91,9 +97,7 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         events: Annotated[list[EventName], Field(min_length=1, description="Events to send to this URL.")],
         profileId: ProfileArg = None,
     ) -> WebhookCreated:
-        reach = await reach_of(rt, profileId)  # first: it waits until the server is open
-        endpoint, secret = await _service(rt).create(reach, url, events)
-        return WebhookCreated(webhook=webhook_out(endpoint), secret=secret)
+        return await rt.services.add_webhook(current_caller(), url, list(events), profile_id=profileId)
 
     server.add_tool(
         add_webhook, name="add_webhook", title="Add a webhook",
@@ -104,24 +108,21 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
     )
 
     async def list_webhooks(profileId: ProfileArg = None) -> WebhookList:
-        reach = await reach_of(rt, profileId)
-        return WebhookList(webhooks=[webhook_out(e) for e in await _service(rt).list(reach)])
+        return await rt.services.list_webhooks(current_caller(), profile_id=profileId)
 
     server.add_tool(list_webhooks, name="list_webhooks", title="List webhooks",
                     description="List the profile's webhook endpoints: id, URL, subscribed events (never the secret).",
                     annotations=READ)
 
     async def delete_webhook(webhookId: Annotated[str, Field(description="whk_… id.")], profileId: ProfileArg = None) -> WebhookOut:
-        reach = await reach_of(rt, profileId)
-        return webhook_out(await _service(rt).delete(reach, webhookId))
+        return await rt.services.delete_webhook(current_caller(), webhookId, profile_id=profileId)
 
     server.add_tool(delete_webhook, name="delete_webhook", title="Delete a webhook",
                     description="Delete a webhook endpoint: nothing more is sent to it and its pending deliveries are dropped; the delivery log is kept.",
                     annotations=LOCAL_DESTRUCTIVE)
 
     async def test_webhook(webhookId: Annotated[str, Field(description="whk_… id.")], profileId: ProfileArg = None) -> DeliveryOut:
-        reach = await reach_of(rt, profileId)
-        return delivery_out(await _service(rt).send_test(reach, webhookId))
+        return await rt.services.test_webhook(current_caller(), webhookId, profile_id=profileId)
 
     server.add_tool(test_webhook, name="test_webhook", title="Send a test event",
                     description=("Send a webhook.test event to an endpoint now; returns the delivery: delivered, or the "
@@ -134,9 +135,8 @@ def register(server: "OmnipostServer", rt: "Runtime") -> None:
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many, newest first.")] = 50,
         profileId: ProfileArg = None,
     ) -> DeliveryList:
-        reach = await reach_of(rt, profileId)
-        rows = await _service(rt).deliveries(reach, webhookId, limit, status=status)
-        return DeliveryList(deliveries=[delivery_out(d) for d in rows])
+        return await rt.services.webhook_deliveries(current_caller(), webhook_id=webhookId, status=status, limit=limit,
+                                                    profile_id=profileId)
 
     server.add_tool(list_webhook_deliveries, name="list_webhook_deliveries", title="List webhook deliveries",
                     description=("The webhook delivery log, newest first: event, status, attempts, next retry, the endpoint's "
