@@ -105,6 +105,33 @@ async def call(port: int, tool: str, args: dict[str, Any], on_progress: Any = No
         async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
             return await client.call_tool(tool, args, progress_callback=on_progress)
 
+async def publish_and_kill(server: Proc, port: int, request: dict[str, Any], kill_after: int) -> None:
+    """publish_post `request`, then SIGKILL the server once the call has reported `kill_after` targets done (0: at
+    once, maybe before the request reached it), and wait for nothing more."""
+    reached = anyio.Event()
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        if done >= kill_after:
+            reached.set()
+
+    async def publish() -> None:
+        try:
+            await call(port, "publish_post", request, on_progress)
+        except Exception:  # noqa: BLE001 - the server is killed under this call on purpose
+            pass
+        reached.set()
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(publish)
+            if kill_after > 0:
+                await reached.wait()
+            else:
+                await anyio.lowlevel.checkpoint()
+            server.kill()
+            tg.cancel_scope.cancel()
+
+
 
 def db_rows(data_dir: Path, query: str) -> list[sqlite3.Row]:
     with closing(sqlite3.connect(data_dir / "omnipost.db")) as conn:
@@ -142,29 +169,8 @@ async def test_killing_the_server_mid_batch_never_publishes_a_target_twice(tmp_p
             request = {"text": f"Crash batch {batch}", "firstComment": f"Comment {batch}", "idempotencyKey": f"crash-{batch}",
                        "skipDuplicateCheck": True, "targets": [{"accountId": a} for a in accounts]}
             kill_after = rng.randint(0, 25)  # finished targets before the kill (0: as soon as the call is sent)
-            reached = anyio.Event()
-
-            async def on_progress(done: float, total: float | None, message: str | None) -> None:
-                if done >= kill_after:
-                    reached.set()
-
-            async def publish() -> None:
-                try:
-                    await call(port, "publish_post", request, on_progress)
-                except Exception:  # noqa: BLE001 - the server is killed under this call on purpose
-                    pass
-                reached.set()
-
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(publish)
-                    if kill_after > 0:
-                        await reached.wait()
-                    else:
-                        await anyio.lowlevel.checkpoint()
-                    server.kill()
-                    kills += 1
-                    tg.cancel_scope.cancel()
+            await publish_and_kill(server, port, request, kill_after)
+            kills += 1
             may_hold |= in_flight(data_dir)
             server = start_server(data_dir, sandbox_url, port)
             with anyio.fail_after(120):  # any tool call waits until start-up recovery has finished

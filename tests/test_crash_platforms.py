@@ -42,11 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import httpx2
 import pytest
 from refdata import requires_reference_data
-from test_crash import KEY, Proc, _free_port, call, db_rows, in_flight
+from test_crash import KEY, Proc, _free_port, call, db_rows, in_flight, publish_and_kill
 
 KILLS = int(os.environ.get("OMNIPOST_CRASH_KILLS", "20"))
 ACCOUNTS = 8
@@ -139,29 +138,8 @@ async def test_killing_the_server_mid_batch_never_publishes_to_the_platform_twic
             request = {"text": f"Crash batch {batch}", "firstComment": f"Comment {batch}", "idempotencyKey": f"crash-{batch}",
                        "skipDuplicateCheck": True, "targets": [{"accountId": a} for a in accounts]}
             kill_after = rng.randint(0, ACCOUNTS)  # finished targets before the kill (0: as soon as the call is sent)
-            reached = anyio.Event()
-
-            async def on_progress(done: float, total: float | None, message: str | None) -> None:
-                if done >= kill_after:
-                    reached.set()
-
-            async def publish() -> None:
-                try:
-                    await call(port, "publish_post", request, on_progress)
-                except Exception:  # noqa: BLE001 - the server is killed under this call on purpose
-                    pass
-                reached.set()
-
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(publish)
-                    if kill_after > 0:
-                        await reached.wait()
-                    else:
-                        await anyio.lowlevel.checkpoint()
-                    server.kill()
-                    kills += 1
-                    tg.cancel_scope.cancel()
+            await publish_and_kill(server, port, request, kill_after)
+            kills += 1
             may_hold |= in_flight(data_dir)
             server = start_server(data_dir, run, fake_url, port)
             with anyio.fail_after(120):  # any tool call waits until start-up recovery has finished
