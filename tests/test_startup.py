@@ -37,6 +37,29 @@ def test_building_the_server_and_listing_tools_imports_none_of_the_lazy_modules(
     assert loaded == []
 
 
+# Not loaded by an idle server, even once it has answered a call (its store, token sessions and adapters built): the
+# OAuth library (an OAuth app configured or a connect started), the media host's S3 client (a bucket configured) and
+# twitter-text with pkg_resources (X counting or X's reconcile): each costs megabytes of idle memory (issue 11).
+IDLE_LAZY = ["oauthlib", "botocore", "twitter_text", "pkg_resources"]
+
+
+def test_an_idle_server_that_answered_a_call_has_not_loaded_the_optional_heavy_libraries(tmp_path) -> None:
+    script = (
+        "import anyio, json, sys\n"
+        "from mcp import Client\n"
+        "from omnipost.app import build_server\n"
+        "from omnipost.config import Settings\n"
+        "async def main():\n"
+        "    async with Client(build_server(Settings())) as client:\n"
+        "        assert not (await client.call_tool('list_accounts', {})).is_error\n"
+        "anyio.run(main)\n"
+        f"print(json.dumps([m for m in {IDLE_LAZY!r} if m in sys.modules]))\n"
+    )
+    env = {"OMNIPOST_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "OMNIPOST_LOG_LEVEL": "WARNING"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 def test_a_lazy_pattern_becomes_the_compiled_pattern_after_first_use() -> None:
     namespace: dict = {}
     namespace["P"] = text.LazyPattern(namespace, "P", r"\X")

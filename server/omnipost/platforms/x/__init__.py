@@ -71,7 +71,11 @@ class XCredentials(BaseModel):
 def refresher(deps: "AdapterDeps") -> "Refresher | None":
     """X's Refresher as the runtime builds it (PlatformSpec.refresher): the OAuth one, when the app is configured
     (None: tokens cannot be renewed here, a 401 then needs a reconnect)."""
+    from omnipost.oauth.providers import oauth_configured
+
+    environ = deps.environ if deps.environ is not None else os.environ
+    if not oauth_configured(PLATFORM, environ):
+        return None  # and the OAuth library is not loaded (idle memory)
     from omnipost.oauth.client import refresher_for
 
-    return refresher_for(PLATFORM, deps.http, deps.clock, deps.environ if deps.environ is not None else os.environ,
-                         timeout=deps.timeout)
+    return refresher_for(PLATFORM, deps.http, deps.clock, environ, timeout=deps.timeout)

@@ -19,7 +19,6 @@ from omnipost.platforms.base import AccountContext, AdapterDeps, MediaFile, Publ
 from omnipost.platforms.calls import raise_for_status, send
 from omnipost.platforms.pieces import COMMENT, MAIN, PENDING, SENDING, Made, Mark, Processing, part
 from omnipost.platforms.x.errors import ERRORS
-from omnipost.preflight.twitter import twitter_urls
 
 PLATFORM = "x"
 DEFAULT_API = "https://api.x.com"
@@ -56,6 +55,8 @@ def comparable(text: str, *, upstream: bool = False) -> tuple[str, int]:
     if upstream:
         out, n = _TCO.subn(_URL, text)
         return out.strip(), n
+    from omnipost.preflight.twitter import twitter_urls  # twitter-text (and pkg_resources) load at first use, not at start-up
+
     spans = twitter_urls(text)
     pieces, last = [], 0
     for _url, start, end in spans:
