@@ -13,7 +13,7 @@ from omnipost.outputs import (AccountList, AccountOut, ConnectOut, ConnectStatus
 from omnipost.auth import current_caller
 from omnipost.domain import Platform
 from omnipost.platforms.registry import CONNECT_ARGS, CONNECT_HELP, CONNECTABLE
-from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, Instant, ProfileArg, reach_of
+from omnipost.tools.common import LOCAL_DESTRUCTIVE, LOCAL_WRITE, PUBLISH, READ, Instant, ProfileArg
 
 if TYPE_CHECKING:
     from omnipost.app import OmnipostServer

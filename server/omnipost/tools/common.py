@@ -40,22 +40,20 @@ Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 async def profile_of(rt: "Runtime", requested: str | None) -> tuple["Profile", Caller]:
-    """The profile this call acts on, within the caller's reach.
+    """The profile this call acts on, within the caller's reach (Services.profile), with the caller.
 
     Raises:
         NotFoundError, UnauthorizedError: see Accounts.resolve_profile.
     """
-    await rt.wait_ready()
     caller = current_caller()
-    return await rt.accounts.resolve_profile(requested, bound=caller.profile_id), caller
+    return await rt.services.profile(caller, requested), caller
 
 
 async def reach_of(rt: "Runtime", requested: str | None) -> Reach:
-    """What this call may touch: the profile it acts on and, for an op_test_ key, only the test side of it.
-    Hand it to every service call about an account, post, batch, draft, media or webhook (auth.Reach).
+    """What this call may touch (Services.reach): the profile it acts on and, for an op_test_ key, only the test side
+    of it. For the MCP-only readers (resources, completions, the confirmation); tools call the services.
 
     Raises:
         NotFoundError, UnauthorizedError: see Accounts.resolve_profile.
     """
-    profile, caller = await profile_of(rt, requested)
-    return Reach(profile.id, test_mode=caller.test_mode)
+    return await rt.services.reach(current_caller(), requested)
