@@ -76,6 +76,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
+def _read_input(name: str) -> str:
+    """A command's input file as text ("-": stdin); unreadable → UsageError naming it."""
+    try:
+        return sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a request file (or stdin) through the real server and print the result as JSON."""
     import anyio
@@ -84,10 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from omnipost import logging as oplog
     from omnipost.app import build_server
 
-    try:
-        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
+    raw = _read_input(args.file)
     try:
         request = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -128,10 +133,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from omnipost import logging as oplog
     from omnipost.app import build_server
 
-    try:
-        raw = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {args.csv}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}") from None
+    raw = _read_input(args.csv)
     try:
         parsed = csvimport.parse(raw)
     except csvimport.CsvError as exc:
